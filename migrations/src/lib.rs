@@ -1,0 +1,31 @@
+//! The CertHub schema, one migration per file. Table and column names follow the seed
+//! (`users`, `devices`, `certificates`, `cert_install_jobs`, `audit_log`) so the pilot
+//! runbook's SQL keeps working.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261123_000001_organizations;
+mod m20261123_000002_accounts;
+mod m20261123_000003_devices;
+mod m20261123_000004_certificates;
+mod m20261123_000005_install_jobs;
+mod m20261123_000006_audit_log;
+mod m20261123_000007_master_keys;
+mod util;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![
+            Box::new(m20261123_000001_organizations::Migration),
+            Box::new(m20261123_000002_accounts::Migration),
+            Box::new(m20261123_000003_devices::Migration),
+            Box::new(m20261123_000004_certificates::Migration),
+            Box::new(m20261123_000005_install_jobs::Migration),
+            Box::new(m20261123_000006_audit_log::Migration),
+            Box::new(m20261123_000007_master_keys::Migration),
+        ]
+    }
+}

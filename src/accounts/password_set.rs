@@ -1,0 +1,97 @@
+//! One-time password-set tokens: random, stored as a hash, short-lived, single use.
+
+use chrono::{DateTime, Duration, Utc};
+use sea_orm::entity::prelude::*;
+use sea_orm::{ActiveValue::Set, ConnectionTrait};
+use serde_json::json;
+
+use super::User;
+use crate::audit::{self, Actor, AuditAction, Entry};
+use crate::crypto::{SecretString, Token};
+use crate::domain::OrgId;
+use crate::http::AppError;
+
+pub mod entity {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "password_set_tokens")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        pub org_id: i64,
+        pub user_id: Uuid,
+        pub token_hash: String,
+        pub expires_at: DateTimeUtc,
+        pub used_at: Option<DateTimeUtc>,
+        pub created_by_user_id: Option<Uuid>,
+        pub created_at: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// The link an admin hands to the user. It carries the token, so it is a secret.
+pub struct PasswordSetLink {
+    pub url: SecretString,
+    pub token: Token,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// Path of the portal page that consumes the token.
+pub const PAGE: &str = "/definir-senha";
+
+/// Creates a token for `user` and audits `PASSWORD_SET_INITIATED` (without the token).
+pub async fn issue<C: ConnectionTrait>(
+    conn: &C,
+    public_url: &str,
+    ttl_hours: i64,
+    user: &User,
+    actor: Actor,
+) -> Result<PasswordSetLink, AppError> {
+    let token = Token::generate();
+    let now = Utc::now();
+    let expires_at = now + Duration::hours(ttl_hours);
+    let id = Uuid::new_v4();
+    entity::Entity::insert(entity::ActiveModel {
+        id: Set(id),
+        org_id: Set(user.org_id),
+        user_id: Set(user.id),
+        token_hash: Set(token.hash().as_str().to_owned()),
+        expires_at: Set(expires_at),
+        used_at: Set(None),
+        created_by_user_id: Set(match actor {
+            Actor::User(u) => Some(u),
+            _ => None,
+        }),
+        created_at: Set(now),
+    })
+    .exec_without_returning(conn)
+    .await?;
+    audit::append(
+        conn,
+        Entry::new(OrgId(user.org_id), AuditAction::PasswordSetInitiated, actor)
+            .entity("user", user.id)
+            .meta(json!({"expires_at": expires_at.to_rfc3339()})),
+    )
+    .await?;
+    let url = SecretString::new(format!("{public_url}{PAGE}?token={}", token.expose()));
+    Ok(PasswordSetLink {
+        url,
+        token,
+        expires_at,
+    })
+}
+
+/// Deletes tokens that expired more than a day ago (cron maintenance).
+pub async fn purge_expired<C: ConnectionTrait>(conn: &C) -> Result<u64, DbErr> {
+    let cutoff = Utc::now() - Duration::days(1);
+    let res = entity::Entity::delete_many()
+        .filter(entity::Column::ExpiresAt.lt(cutoff))
+        .exec(conn)
+        .await?;
+    Ok(res.rows_affected)
+}

@@ -1,0 +1,104 @@
+use chrono::Utc;
+use sea_orm::entity::prelude::*;
+use sea_orm::{ActiveValue::Set, DatabaseConnection, PaginatorTrait};
+use serde_json::json;
+
+use crate::audit::{self, Actor, AuditAction, Entry};
+use crate::domain::{Email, OrgId, Role};
+use crate::http::AppError;
+
+pub mod entity {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "users")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        pub org_id: i64,
+        pub email: String,
+        pub nome: String,
+        pub role_global: String,
+        pub is_active: bool,
+        pub auto_approve_install_jobs: bool,
+        pub ad_username: Option<String>,
+        pub password_hash: Option<String>,
+        pub password_set_at: Option<DateTimeUtc>,
+        pub created_at: DateTimeUtc,
+        pub updated_at: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub use entity::{Entity as Users, Model as User};
+
+/// A user to create.
+#[derive(Debug, Clone)]
+pub struct NewUser {
+    pub email: Email,
+    pub nome: String,
+    pub role: Role,
+}
+
+/// Total users across every office; zero means a fresh install.
+pub async fn count_all(db: &DatabaseConnection) -> Result<u64, DbErr> {
+    Users::find().count(db).await
+}
+
+/// Inserts the user (no password yet) and audits `USER_CREATED`, on `conn`.
+pub async fn create<C: ConnectionTrait>(
+    conn: &C,
+    org_id: OrgId,
+    new: &NewUser,
+    actor: Actor,
+) -> Result<User, AppError> {
+    let nome = new.nome.trim();
+    if nome.is_empty() || nome.chars().count() > 200 {
+        return Err(AppError::Validation(
+            "nome: between 1 and 200 characters".into(),
+        ));
+    }
+    let taken = Users::find()
+        .filter(entity::Column::Email.eq(new.email.as_str()))
+        .one(conn)
+        .await?
+        .is_some();
+    if taken {
+        return Err(AppError::Conflict(format!(
+            "a user with e-mail {} already exists",
+            new.email
+        )));
+    }
+    let now = Utc::now();
+    let user = entity::ActiveModel {
+        id: Set(Uuid::new_v4()),
+        org_id: Set(org_id.0),
+        email: Set(new.email.as_str().to_owned()),
+        nome: Set(nome.to_owned()),
+        role_global: Set(new.role.as_str().to_owned()),
+        is_active: Set(true),
+        auto_approve_install_jobs: Set(false),
+        ad_username: Set(None),
+        password_hash: Set(None),
+        password_set_at: Set(None),
+        created_at: Set(now),
+        updated_at: Set(now),
+    };
+    let id = user.id.clone().unwrap();
+    Users::insert(user).exec_without_returning(conn).await?;
+    audit::append(
+        conn,
+        Entry::new(org_id, AuditAction::UserCreated, actor)
+            .entity("user", id)
+            .meta(json!({"email": new.email.as_str(), "role": new.role.as_str()})),
+    )
+    .await?;
+    Users::find_by_id(id)
+        .one(conn)
+        .await?
+        .ok_or_else(|| AppError::Internal("user vanished after insert".into()))
+}

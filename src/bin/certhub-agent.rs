@@ -1,0 +1,3 @@
+fn main() {
+    println!("certhub-agent {}", certhub::agent::version());
+}

@@ -1,0 +1,106 @@
+//! Connecting to SQLite (embedded default) or PostgreSQL, and running migrations.
+
+use std::time::Duration;
+
+use certhub_migrations::{Migrator, MigratorTrait};
+use sea_orm::sqlx::postgres::PgPoolOptions;
+use sea_orm::sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
+};
+use sea_orm::{
+    ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr, SqliteTransactionMode,
+    SqlxPostgresConnector, SqlxSqliteConnector, TransactionOptions, TransactionTrait,
+};
+
+use crate::settings::{DatabaseUrl, Settings};
+
+/// `synchronous` for the application's SQLite file. FULL: a committed transaction survives a
+/// power loss, which the audit log of legal identities needs; the cost is one extra fsync per
+/// commit, irrelevant at an office's write rate. (apalis' own setup would set OFF: see
+/// [`crate::queue`], which runs it on a throw-away connection.)
+pub const SQLITE_SYNCHRONOUS: SqliteSynchronous = SqliteSynchronous::Full;
+
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("cannot create the data directory {path}: {source}")]
+    DataDir {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("cannot open database {url}: {source}")]
+    Open {
+        url: String,
+        source: sea_orm::sqlx::Error,
+    },
+    #[error("migrating database {url} failed: {source}")]
+    Migrate { url: String, source: DbErr },
+}
+
+/// SQLite connection options used for every connection to the application's file.
+pub fn sqlite_options(path: &std::path::Path) -> SqliteConnectOptions {
+    SqliteConnectOptions::new()
+        .filename(path)
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SQLITE_SYNCHRONOUS)
+        .busy_timeout(Duration::from_secs(10))
+        .foreign_keys(true)
+}
+
+/// Opens the pool (creating the SQLite file and its folder when needed). Does not migrate.
+pub async fn connect(settings: &Settings) -> Result<DatabaseConnection, ConnectError> {
+    let url = settings.database.redacted();
+    match &settings.database {
+        DatabaseUrl::Sqlite { path } => {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).map_err(|source| ConnectError::DataDir {
+                    path: dir.display().to_string(),
+                    source,
+                })?;
+            }
+            let pool = SqlitePoolOptions::new()
+                .max_connections(settings.database_max_connections)
+                .acquire_timeout(ACQUIRE_TIMEOUT)
+                .connect_with(sqlite_options(path))
+                .await
+                .map_err(|source| ConnectError::Open { url, source })?;
+            Ok(SqlxSqliteConnector::from_sqlx_sqlite_pool(pool))
+        }
+        DatabaseUrl::Postgres { url: raw } => {
+            let pool = PgPoolOptions::new()
+                .max_connections(settings.database_max_connections)
+                .acquire_timeout(ACQUIRE_TIMEOUT)
+                .connect(raw)
+                .await
+                .map_err(|source| ConnectError::Open { url, source })?;
+            Ok(SqlxPostgresConnector::from_sqlx_postgres_pool(pool))
+        }
+    }
+}
+
+/// Brings the schema up to date.
+pub async fn migrate(db: &DatabaseConnection, settings: &Settings) -> Result<(), ConnectError> {
+    Migrator::up(db, None)
+        .await
+        .map_err(|source| ConnectError::Migrate {
+            url: settings.database.redacted(),
+            source,
+        })
+}
+
+/// Starts a transaction that will write. On SQLite it takes the write lock at `BEGIN`
+/// (IMMEDIATE), so two writers queue on the busy timeout instead of failing on upgrade.
+pub async fn begin_write(db: &DatabaseConnection) -> Result<DatabaseTransaction, DbErr> {
+    db.begin_with_options(TransactionOptions {
+        sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+        ..Default::default()
+    })
+    .await
+}
+
+/// A cheap round trip, for `/health`.
+pub async fn ping(db: &DatabaseConnection) -> Result<(), DbErr> {
+    db.execute_unprepared("SELECT 1").await.map(|_| ())
+}

@@ -1,0 +1,119 @@
+//! Small domain types shared by several areas.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// An office (organisation). Every row that belongs to an office carries its id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct OrgId(pub i64);
+
+impl fmt::Display for OrgId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// Global role of a user inside their organisation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Role {
+    Dev,
+    Admin,
+    View,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Dev => "DEV",
+            Role::Admin => "ADMIN",
+            Role::View => "VIEW",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Role {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_uppercase().as_str() {
+            "DEV" => Ok(Role::Dev),
+            "ADMIN" => Ok(Role::Admin),
+            "VIEW" => Ok(Role::View),
+            _ => Err(format!("unknown role {s:?}: expected ADMIN, DEV or VIEW")),
+        }
+    }
+}
+
+/// A normalised e-mail address (trimmed, lower-case, one `@`, a dot in the domain).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[serde(transparent)]
+pub struct Email(String);
+
+impl Email {
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let email = raw.trim().to_lowercase();
+        let valid = email.len() <= 254
+            && !email.chars().any(|c| c.is_whitespace() || c.is_control())
+            && match email.split_once('@') {
+                Some((local, domain)) => {
+                    !local.is_empty()
+                        && !domain.contains('@')
+                        && domain.contains('.')
+                        && !domain.starts_with('.')
+                        && !domain.ends_with('.')
+                }
+                None => false,
+            };
+        if valid {
+            Ok(Self(email))
+        } else {
+            Err(format!("invalid e-mail address {raw:?}"))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Email {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roles_parse_case_insensitively() {
+        assert_eq!("admin".parse::<Role>().unwrap(), Role::Admin);
+        assert_eq!(Role::View.to_string(), "VIEW");
+        assert!("ROOT".parse::<Role>().is_err());
+    }
+
+    #[test]
+    fn emails_are_normalised() {
+        assert_eq!(
+            Email::parse(" Maria@Escritorio.com.br ").unwrap().as_str(),
+            "maria@escritorio.com.br"
+        );
+        assert_eq!(
+            Email::parse("joão@contábil.com.br").unwrap().as_str(),
+            "joão@contábil.com.br"
+        );
+        for bad in ["", "a", "a@b", "a@@b.c", "a b@c.d", "@c.d", "a@.c", "a@c."] {
+            assert!(Email::parse(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,9 @@
+//! The HTTP edge: the one error-to-HTTP mapping, middleware, the route table and OpenAPI.
+
+pub mod api;
+pub mod assets;
+mod error;
+pub mod health;
+pub mod middleware;
+
+pub use error::AppError;

@@ -1,0 +1,35 @@
+//! CertHub: the office's A1 certificate vault, approval portal and Windows agent.
+//!
+//! The server (`certhub serve`) is the default feature; the Windows agent is built with
+//! `--no-default-features --features agent` and shares only [`protocol`] and [`crypto`].
+
+pub mod crypto;
+pub mod protocol;
+
+#[cfg(feature = "server")]
+pub mod accounts;
+#[cfg(feature = "server")]
+pub mod audit;
+#[cfg(feature = "server")]
+pub mod cli;
+#[cfg(feature = "server")]
+pub mod db;
+#[cfg(feature = "server")]
+pub mod domain;
+#[cfg(feature = "server")]
+pub mod http;
+#[cfg(feature = "server")]
+pub mod organizations;
+#[cfg(feature = "server")]
+pub mod portal;
+#[cfg(feature = "server")]
+pub mod queue;
+#[cfg(feature = "server")]
+pub mod settings;
+#[cfg(feature = "server")]
+pub mod startup;
+#[cfg(feature = "server")]
+pub mod telemetry;
+
+#[cfg(feature = "agent")]
+pub mod agent;

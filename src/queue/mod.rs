@@ -1,0 +1,132 @@
+//! The embedded job queue: apalis on the application's own database (apalis-sqlite in the
+//! SQLite file, apalis-postgres in schema `apalis`), one in-process worker started by
+//! `serve`, and periodic jobs (see [`periodic`]).
+
+pub mod periodic;
+mod tasks;
+
+use std::time::Duration;
+
+use apalis::prelude::*;
+use apalis_postgres::PostgresStorage;
+use apalis_sqlite::SqliteStorage;
+use sea_orm::DatabaseConnection;
+use sea_orm::sqlx::sqlite::SqlitePoolOptions;
+
+pub use tasks::BackgroundTask;
+
+use crate::settings::{DatabaseUrl, Settings};
+use crate::startup::AppState;
+
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    #[error("job queue setup failed: {0}")]
+    Setup(String),
+    #[error("could not enqueue job: {0}")]
+    Push(String),
+}
+
+/// Durable storage of [`BackgroundTask`]s, on whichever database the application uses.
+#[derive(Clone)]
+pub enum Queue {
+    Sqlite(SqliteStorage<BackgroundTask>),
+    Postgres(PostgresStorage<BackgroundTask>),
+}
+
+impl std::fmt::Debug for Queue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Queue::Sqlite(_) => "Queue(sqlite)",
+            Queue::Postgres(_) => "Queue(postgres)",
+        })
+    }
+}
+
+impl Queue {
+    /// Creates the queue's tables and returns storage sharing the application's pool.
+    pub async fn setup(db: &DatabaseConnection, settings: &Settings) -> Result<Self, QueueError> {
+        let setup_err = |e: &dyn std::fmt::Display| QueueError::Setup(e.to_string());
+        match &settings.database {
+            DatabaseUrl::Sqlite { path } => {
+                // apalis' setup also sets `PRAGMA synchronous = OFF` on the connection it runs
+                // on. That pragma is per connection, so run it on a throw-away one: the
+                // application's pool keeps `crate::db::SQLITE_SYNCHRONOUS` on every connection.
+                let setup_pool = SqlitePoolOptions::new()
+                    .max_connections(1)
+                    .connect_with(crate::db::sqlite_options(path))
+                    .await
+                    .map_err(|e| setup_err(&e))?;
+                let res = SqliteStorage::setup(&setup_pool).await;
+                setup_pool.close().await;
+                res.map_err(|e| setup_err(&e))?;
+                Ok(Queue::Sqlite(SqliteStorage::new(
+                    db.get_sqlite_connection_pool(),
+                )))
+            }
+            DatabaseUrl::Postgres { .. } => {
+                let pool = db.get_postgres_connection_pool();
+                PostgresStorage::setup(pool)
+                    .await
+                    .map_err(|e| setup_err(&e))?;
+                Ok(Queue::Postgres(PostgresStorage::new(pool)))
+            }
+        }
+    }
+
+    /// Adds a task; it survives restarts until a worker completes it.
+    pub async fn push(&self, task: BackgroundTask) -> Result<(), QueueError> {
+        let push_err = |e: &dyn std::fmt::Display| QueueError::Push(e.to_string());
+        match self {
+            Queue::Sqlite(s) => s.clone().push(task).await.map_err(|e| push_err(&e)),
+            Queue::Postgres(s) => s.clone().push(task).await.map_err(|e| push_err(&e)),
+        }
+    }
+}
+
+/// How often the worker looks for tasks pushed by another process (`certhub queue probe`,
+/// a second server on PostgreSQL); without it such tasks wait for the next heartbeat (30 s).
+pub const POLL_INTERVAL: Duration = Duration::from_millis(250);
+
+fn poll_strategy() -> Strategy {
+    Strategy::new().interval(POLL_INTERVAL)
+}
+
+/// The worker and the periodic jobs, ready to run until shutdown.
+pub fn monitor(state: AppState, queue: Queue) -> Monitor {
+    let monitor = Monitor::new();
+    let worker_state = state.clone();
+    let monitor = match queue {
+        Queue::Sqlite(storage) => monitor.register(move |_| {
+            WorkerBuilder::new("certhub-worker")
+                .backend(storage.clone().poll_with_strategy(poll_strategy()))
+                .data(worker_state.clone())
+                .build(tasks::run)
+        }),
+        Queue::Postgres(storage) => monitor.register(move |_| {
+            WorkerBuilder::new("certhub-worker")
+                .backend(storage.clone().poll_with_strategy(poll_strategy()))
+                .data(worker_state.clone())
+                .build(tasks::run)
+        }),
+    };
+    periodic::register(monitor, state)
+}
+
+/// Runs the monitor until `shutdown` resolves, then lets running jobs finish (up to
+/// `grace`) before returning.
+pub async fn run_until(
+    monitor: Monitor,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    grace: Duration,
+) {
+    let result = monitor
+        .with_terminator(tokio::time::sleep(grace))
+        .run_with_signal(async move {
+            shutdown.await;
+            Ok(())
+        })
+        .await;
+    if let Err(e) = result {
+        tracing::error!(error = %e, "job queue stopped with an error");
+    }
+}

@@ -1,0 +1,87 @@
+//! Periodic jobs, driven by cron schedules in the office's timezone. Later capabilities add
+//! theirs here (stuck-job reaper, 18:00 lease checks, expiry alerts).
+
+use std::str::FromStr;
+
+use apalis::prelude::*;
+use apalis_cron::{CronScheduler, Tick};
+use chrono_tz::Tz;
+
+use crate::startup::AppState;
+
+/// Every periodic job: its name and cron schedule (`sec min hour day month weekday`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Periodic {
+    /// Hourly: deletes expired one-time tokens.
+    Maintenance,
+}
+
+impl Periodic {
+    pub const ALL: &'static [Periodic] = &[Periodic::Maintenance];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Periodic::Maintenance => "maintenance",
+        }
+    }
+
+    pub fn schedule(self) -> &'static str {
+        match self {
+            Periodic::Maintenance => "0 7 * * * *",
+        }
+    }
+
+    async fn run(self, state: &AppState) -> Result<(), BoxDynError> {
+        match self {
+            Periodic::Maintenance => {
+                let purged = crate::accounts::password_set::purge_expired(&state.db).await?;
+                tracing::info!(purged, "maintenance: expired password-set tokens removed");
+            }
+        }
+        Ok(())
+    }
+}
+
+async fn tick(
+    _tick: Tick<Tz>,
+    job: Data<Periodic>,
+    state: Data<AppState>,
+) -> Result<(), BoxDynError> {
+    job.run(&state)
+        .await
+        .inspect_err(|e| tracing::error!(job = job.name(), error = %e, "periodic job failed"))
+}
+
+pub(super) fn register(mut monitor: Monitor, state: AppState) -> Monitor {
+    for job in Periodic::ALL {
+        let job = *job;
+        let schedule =
+            cron::Schedule::from_str(job.schedule()).expect("periodic schedules are valid");
+        let tz = state.settings.timezone;
+        let state = state.clone();
+        monitor = monitor.register(move |_| {
+            WorkerBuilder::new(format!("certhub-cron-{}", job.name()))
+                .backend(CronScheduler::new(schedule.clone()).with_timezone(tz))
+                .data(job)
+                .data(state.clone())
+                .build(tick)
+        });
+    }
+    monitor
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schedules_parse() {
+        for job in Periodic::ALL {
+            assert!(
+                cron::Schedule::from_str(job.schedule()).is_ok(),
+                "{}",
+                job.name()
+            );
+        }
+    }
+}

@@ -1,0 +1,48 @@
+//! Tasks the in-process worker runs.
+
+use std::time::Duration;
+
+use apalis::prelude::{BoxDynError, Data};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::audit::{self, Actor, AuditAction, Entry};
+use crate::domain::OrgId;
+use crate::startup::AppState;
+
+/// Longest pause a probe may ask for.
+pub const MAX_PROBE_MILLIS: u64 = 60_000;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "task", rename_all = "snake_case")]
+pub enum BackgroundTask {
+    /// Proves the queue works end to end (`certhub queue probe`): audits
+    /// `QUEUE_PROBE_STARTED`, pauses, audits `QUEUE_PROBE_FINISHED`.
+    Probe { org_id: i64, millis: u64 },
+}
+
+pub(super) async fn run(task: BackgroundTask, state: Data<AppState>) -> Result<(), BoxDynError> {
+    match task {
+        BackgroundTask::Probe { org_id, millis } => probe(&state, OrgId(org_id), millis).await,
+    }
+}
+
+async fn probe(state: &AppState, org_id: OrgId, millis: u64) -> Result<(), BoxDynError> {
+    let millis = millis.min(MAX_PROBE_MILLIS);
+    let record = |action| async move {
+        let txn = crate::db::begin_write(&state.db).await?;
+        audit::append(
+            &txn,
+            Entry::new(org_id, action, Actor::System).meta(json!({"millis": millis})),
+        )
+        .await?;
+        txn.commit().await?;
+        Ok::<(), BoxDynError>(())
+    };
+    record(AuditAction::QueueProbeStarted).await?;
+    tracing::info!(millis, "queue probe started");
+    tokio::time::sleep(Duration::from_millis(millis)).await;
+    record(AuditAction::QueueProbeFinished).await?;
+    tracing::info!("queue probe finished");
+    Ok(())
+}

@@ -1,0 +1,488 @@
+//! One typed `Settings`, layered: built-in defaults < `config.toml` < `CERTHUB_*` environment.
+//!
+//! Every key is flat so that its environment override is simply the key upper-cased behind
+//! `CERTHUB_` (`listen` -> `CERTHUB_LISTEN`). An invalid value fails start-up with a message
+//! that names the key.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::crypto::SecretString;
+
+/// Where the application's data lives.
+#[derive(Clone, PartialEq, Eq)]
+pub enum DatabaseUrl {
+    /// An embedded SQLite file (the default).
+    Sqlite { path: PathBuf },
+    /// A PostgreSQL server; the URL may carry a password, so it is never printed whole.
+    Postgres { url: String },
+}
+
+impl DatabaseUrl {
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        if let Some(rest) = raw
+            .strip_prefix("sqlite://")
+            .or_else(|| raw.strip_prefix("sqlite:"))
+        {
+            let path = rest.split('?').next().unwrap_or_default();
+            if path.is_empty() {
+                return Err(
+                    "a sqlite URL needs a file path, e.g. sqlite://./data/certhub.db".into(),
+                );
+            }
+            if path == ":memory:" {
+                return Err(
+                    "an in-memory SQLite database would lose every certificate on restart".into(),
+                );
+            }
+            return Ok(Self::Sqlite {
+                path: PathBuf::from(path),
+            });
+        }
+        if raw.starts_with("postgres://") || raw.starts_with("postgresql://") {
+            return Ok(Self::Postgres {
+                url: raw.to_owned(),
+            });
+        }
+        Err("expected a sqlite://PATH or postgres://... URL".into())
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        matches!(self, Self::Postgres { .. })
+    }
+
+    /// The URL with any password replaced, for logs and messages.
+    pub fn redacted(&self) -> String {
+        match self {
+            Self::Sqlite { path } => format!("sqlite://{}", path.display()),
+            Self::Postgres { url } => redact_url_password(url),
+        }
+    }
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
+fn redact_url_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (authority, tail) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split(':').next().unwrap_or_default();
+            let tail = tail.split('?').next().unwrap_or_default();
+            if userinfo.contains(':') {
+                format!("{scheme}://{user}:***@{host}{tail}")
+            } else {
+                format!("{scheme}://{user}@{host}{tail}")
+            }
+        }
+        None => format!(
+            "{scheme}://{authority}{}",
+            tail.split('?').next().unwrap_or_default()
+        ),
+    }
+}
+
+/// Certificate and key for serving HTTPS directly.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsSettings {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub listen: SocketAddr,
+    pub public_url: String,
+    pub data_dir: PathBuf,
+    pub database: DatabaseUrl,
+    pub database_max_connections: u32,
+    pub timezone: chrono_tz::Tz,
+    pub org_id: i64,
+    pub org_name: String,
+    pub certs_root: Option<PathBuf>,
+    pub master_key: Option<SecretString>,
+    pub master_key_file: PathBuf,
+    pub tls: Option<TlsSettings>,
+    pub log_level: String,
+    pub log_format: LogFormat,
+    pub dev_mode: bool,
+    pub shutdown_timeout_secs: u64,
+    pub password_set_ttl_hours: i64,
+}
+
+/// A configuration problem, always naming the key.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {0}")]
+pub struct ConfigError(pub String);
+
+/// The value type of a key, used to read its environment override.
+#[derive(Clone, Copy)]
+enum Kind {
+    Str,
+    Int,
+    Bool,
+}
+
+/// Every key `config.toml` accepts. Keep `config.toml` in step (a test checks it).
+const KEYS: &[(&str, Kind)] = &[
+    ("listen", Kind::Str),
+    ("public_url", Kind::Str),
+    ("data_dir", Kind::Str),
+    ("database_url", Kind::Str),
+    ("database_max_connections", Kind::Int),
+    ("timezone", Kind::Str),
+    ("org_id", Kind::Int),
+    ("org_name", Kind::Str),
+    ("certs_root", Kind::Str),
+    ("master_key", Kind::Str),
+    ("master_key_file", Kind::Str),
+    ("tls_cert_file", Kind::Str),
+    ("tls_key_file", Kind::Str),
+    ("log_level", Kind::Str),
+    ("log_format", Kind::Str),
+    ("dev_mode", Kind::Bool),
+    ("shutdown_timeout_secs", Kind::Int),
+    ("password_set_ttl_hours", Kind::Int),
+];
+
+/// The names of every configuration key.
+pub fn keys() -> impl Iterator<Item = &'static str> {
+    KEYS.iter().map(|(k, _)| *k)
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSettings {
+    listen: Option<String>,
+    public_url: Option<String>,
+    data_dir: Option<PathBuf>,
+    database_url: Option<String>,
+    database_max_connections: Option<u32>,
+    timezone: Option<String>,
+    org_id: Option<i64>,
+    org_name: Option<String>,
+    certs_root: Option<PathBuf>,
+    master_key: Option<String>,
+    master_key_file: Option<PathBuf>,
+    tls_cert_file: Option<PathBuf>,
+    tls_key_file: Option<PathBuf>,
+    log_level: Option<String>,
+    log_format: Option<LogFormat>,
+    dev_mode: Option<bool>,
+    shutdown_timeout_secs: Option<u64>,
+    password_set_ttl_hours: Option<i64>,
+}
+
+impl Settings {
+    /// Loads `path` (or `./config.toml` when it exists) and applies the process environment.
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        Self::load_from(path, |k| std::env::var(k).ok())
+    }
+
+    /// Same as [`Settings::load`] with an explicit environment, for tests.
+    pub fn load_from(
+        path: Option<&Path>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let (text, origin) = match path {
+            Some(p) => (
+                std::fs::read_to_string(p).map_err(|e| {
+                    ConfigError(format!("cannot read config file {}: {e}", p.display()))
+                })?,
+                p.display().to_string(),
+            ),
+            None if Path::new("config.toml").is_file() => (
+                std::fs::read_to_string("config.toml")
+                    .map_err(|e| ConfigError(format!("cannot read config.toml: {e}")))?,
+                "config.toml".to_owned(),
+            ),
+            None => (String::new(), "defaults".to_owned()),
+        };
+        let mut table: toml::Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| ConfigError(format!("{origin}: {}", e.message())))?;
+        for (key, kind) in KEYS {
+            let var = format!("CERTHUB_{}", key.to_uppercase());
+            if let Some(value) = env(&var) {
+                let value = match kind {
+                    Kind::Str => toml::Value::String(value),
+                    Kind::Int => toml::Value::Integer(value.trim().parse().map_err(|_| {
+                        ConfigError(format!(
+                            "`{key}` ({var}): expected an integer, got {value:?}"
+                        ))
+                    })?),
+                    Kind::Bool => toml::Value::Boolean(parse_bool(&value).ok_or_else(|| {
+                        ConfigError(format!(
+                            "`{key}` ({var}): expected true or false, got {value:?}"
+                        ))
+                    })?),
+                };
+                table.insert((*key).to_owned(), value);
+            }
+        }
+        for (key, value) in &table {
+            let Some((_, kind)) = KEYS.iter().find(|(k, _)| k == key) else {
+                return Err(ConfigError(format!("{origin}: unknown key `{key}`")));
+            };
+            let expected = match (kind, value) {
+                (Kind::Str, toml::Value::String(_))
+                | (Kind::Int, toml::Value::Integer(_))
+                | (Kind::Bool, toml::Value::Boolean(_)) => None,
+                (Kind::Str, _) => Some("a string"),
+                (Kind::Int, _) => Some("an integer"),
+                (Kind::Bool, _) => Some("true or false"),
+            };
+            if let Some(expected) = expected {
+                return Err(ConfigError(format!(
+                    "{origin}: `{key}`: expected {expected}"
+                )));
+            }
+        }
+        let raw = RawSettings::deserialize(toml::Value::Table(table)).map_err(|e| {
+            ConfigError(format!("{origin}: {}", e.message().trim_end_matches('\n')))
+        })?;
+        Self::from_raw(raw)
+    }
+
+    fn from_raw(raw: RawSettings) -> Result<Self, ConfigError> {
+        let bad = |key: &str, why: String| ConfigError(format!("`{key}`: {why}"));
+        let listen: SocketAddr = raw
+            .listen
+            .as_deref()
+            .unwrap_or("0.0.0.0:8010")
+            .parse()
+            .map_err(|e| {
+                bad(
+                    "listen",
+                    format!("expected HOST:PORT such as 0.0.0.0:8010 ({e})"),
+                )
+            })?;
+        let data_dir = raw.data_dir.unwrap_or_else(|| PathBuf::from("./data"));
+        let database = match raw.database_url {
+            Some(url) => DatabaseUrl::parse(&url).map_err(|why| bad("database_url", why))?,
+            None => DatabaseUrl::Sqlite {
+                path: data_dir.join("certhub.db"),
+            },
+        };
+        let database_max_connections = raw.database_max_connections.unwrap_or(10);
+        if database_max_connections < 2 {
+            return Err(bad(
+                "database_max_connections",
+                "at least 2 (the job queue and HTTP requests share the pool)".into(),
+            ));
+        }
+        let timezone: chrono_tz::Tz = raw
+            .timezone
+            .as_deref()
+            .unwrap_or("America/Sao_Paulo")
+            .parse()
+            .map_err(|_| {
+                bad(
+                    "timezone",
+                    "expected an IANA name such as America/Sao_Paulo".into(),
+                )
+            })?;
+        let org_id = raw.org_id.unwrap_or(1);
+        if org_id < 1 {
+            return Err(bad("org_id", "must be a positive organisation id".into()));
+        }
+        let tls = match (raw.tls_cert_file, raw.tls_key_file) {
+            (Some(cert_file), Some(key_file)) => Some(TlsSettings {
+                cert_file,
+                key_file,
+            }),
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err(bad(
+                    "tls_key_file",
+                    "required when tls_cert_file is set".into(),
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(bad(
+                    "tls_cert_file",
+                    "required when tls_key_file is set".into(),
+                ));
+            }
+        };
+        let public_url = match raw.public_url {
+            Some(url) if url.starts_with("http://") || url.starts_with("https://") => {
+                url.trim_end_matches('/').to_owned()
+            }
+            Some(_) => {
+                return Err(bad(
+                    "public_url",
+                    "expected an http:// or https:// URL".into(),
+                ));
+            }
+            None => {
+                let scheme = if tls.is_some() { "https" } else { "http" };
+                format!("{scheme}://localhost:{}", listen.port())
+            }
+        };
+        let log_level = raw.log_level.unwrap_or_else(|| "info".into());
+        if tracing_subscriber::EnvFilter::try_new(&log_level).is_err() {
+            return Err(bad(
+                "log_level",
+                format!("not a valid filter: {log_level:?}"),
+            ));
+        }
+        let shutdown_timeout_secs = raw.shutdown_timeout_secs.unwrap_or(30);
+        let password_set_ttl_hours = raw.password_set_ttl_hours.unwrap_or(24);
+        if !(1..=24 * 7).contains(&password_set_ttl_hours) {
+            return Err(bad("password_set_ttl_hours", "between 1 and 168".into()));
+        }
+        let org_name = raw.org_name.unwrap_or_else(|| "Escritório".into());
+        if org_name.trim().is_empty() {
+            return Err(bad("org_name", "must not be empty".into()));
+        }
+        Ok(Self {
+            listen,
+            public_url,
+            master_key_file: raw
+                .master_key_file
+                .unwrap_or_else(|| data_dir.join("master.key")),
+            data_dir,
+            database,
+            database_max_connections,
+            timezone,
+            org_id,
+            org_name,
+            certs_root: raw.certs_root,
+            master_key: raw
+                .master_key
+                .filter(|k| !k.is_empty())
+                .map(SecretString::new),
+            tls,
+            log_level,
+            log_format: raw.log_format.unwrap_or(LogFormat::Text),
+            dev_mode: raw.dev_mode.unwrap_or(false),
+            shutdown_timeout_secs,
+            password_set_ttl_hours,
+        })
+    }
+}
+
+fn parse_bool(v: &str) -> Option<bool> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Some(true),
+        "0" | "false" | "no" | "off" => Some(false),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(toml: &str, env: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, toml).unwrap();
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        Settings::load_from(Some(&path), |k| {
+            env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())
+        })
+    }
+
+    #[test]
+    fn defaults_match_the_documentation() {
+        let s = load("", &[]).unwrap();
+        assert_eq!(s.listen.to_string(), "0.0.0.0:8010");
+        assert_eq!(s.data_dir, PathBuf::from("./data"));
+        assert_eq!(
+            s.database,
+            DatabaseUrl::Sqlite {
+                path: PathBuf::from("./data/certhub.db")
+            }
+        );
+        assert_eq!(s.timezone, chrono_tz::America::Sao_Paulo);
+        assert_eq!(s.org_id, 1);
+        assert_eq!(s.public_url, "http://localhost:8010");
+        assert!(s.tls.is_none());
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let s = load(
+            "listen = \"127.0.0.1:1\"\norg_id = 3\n",
+            &[
+                ("CERTHUB_LISTEN", "127.0.0.1:9000"),
+                ("CERTHUB_ORG_ID", "7"),
+                ("CERTHUB_DEV_MODE", "yes"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(s.listen.port(), 9000);
+        assert_eq!(s.org_id, 7);
+        assert!(s.dev_mode);
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let e = load("listen = \"nowhere\"", &[]).unwrap_err().to_string();
+        assert!(e.contains("`listen`"), "{e}");
+        let e = load("lisen = \"x\"", &[]).unwrap_err().to_string();
+        assert!(e.contains("lisen"), "{e}");
+        let e = load("", &[("CERTHUB_ORG_ID", "one")])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("org_id") && e.contains("CERTHUB_ORG_ID"), "{e}");
+        let e = load("timezone = \"Mars/Olympus\"", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`timezone`"), "{e}");
+        let e = load("database_url = \"mysql://x\"", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`database_url`"), "{e}");
+        let e = load("tls_cert_file = \"a.pem\"", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`tls_key_file`"), "{e}");
+        let e = load("org_id = \"x\"", &[]).unwrap_err().to_string();
+        assert!(e.contains("org_id"), "{e}");
+    }
+
+    #[test]
+    fn postgres_password_is_redacted() {
+        let db =
+            DatabaseUrl::parse("postgres://app:s3cret@db:5432/certhub?sslmode=require").unwrap();
+        assert_eq!(db.redacted(), "postgres://app:***@db:5432/certhub");
+        assert!(!format!("{db:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn config_toml_documents_every_key() {
+        let text = include_str!("../config.toml");
+        for key in keys() {
+            assert!(
+                text.contains(&format!("# {key} = ")),
+                "config.toml does not document `{key}`"
+            );
+        }
+    }
+}

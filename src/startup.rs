@@ -1,0 +1,234 @@
+//! Building and running the server: database, master key, queue, HTTP, and the orderly
+//! shutdown (stop taking requests, let running jobs finish, close the pool).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::middleware::from_fn;
+use actix_web::{App, HttpServer, web};
+use sea_orm::DatabaseConnection;
+
+use crate::crypto::MasterKey;
+use crate::crypto::keystore::{self, KeySource};
+use crate::domain::OrgId;
+use crate::http::{AppError, api, assets, middleware};
+use crate::queue::{self, Queue};
+use crate::settings::Settings;
+
+/// Shared by every request handler and background task.
+#[derive(Clone)]
+pub struct AppState {
+    pub db: DatabaseConnection,
+    pub settings: Arc<Settings>,
+    pub master_key: Arc<MasterKey>,
+    pub queue: Queue,
+    pub org_name: String,
+}
+
+/// Errors that stop the server from starting, each with a message for the operator.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Connect(#[from] crate::db::ConnectError),
+    #[error(transparent)]
+    Key(#[from] keystore::KeyError),
+    #[error(transparent)]
+    Queue(#[from] queue::QueueError),
+    #[error("database: {0}")]
+    Db(#[from] sea_orm::DbErr),
+    #[error("audit: {0}")]
+    Audit(#[from] crate::audit::AuditError),
+    #[error("TLS: {0}")]
+    Tls(String),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("server error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Connects, migrates, makes sure the office exists, and checks the master key.
+pub async fn prepare(settings: Settings) -> Result<AppState, StartError> {
+    let db = crate::db::connect(&settings).await?;
+    crate::db::migrate(&db, &settings).await?;
+    let org = crate::organizations::ensure(&db, OrgId(settings.org_id), &settings.org_name).await?;
+    let (master_key, source) = keystore::load_or_create(&settings, &db).await?;
+    match source {
+        KeySource::Generated => {
+            tracing::warn!(
+                key_id = %master_key.id(),
+                path = %settings.master_key_file.display(),
+                "generated a new master key: back this file up, without it the vault cannot be opened"
+            );
+            let txn = crate::db::begin_write(&db).await?;
+            crate::audit::append(
+                &txn,
+                crate::audit::Entry::new(
+                    OrgId(org.id),
+                    crate::audit::AuditAction::MasterKeyCreated,
+                    crate::audit::Actor::System,
+                )
+                .meta(serde_json::json!({"key_id": master_key.id().to_hex()})),
+            )
+            .await?;
+            txn.commit().await?;
+        }
+        KeySource::File | KeySource::Environment => {
+            tracing::info!(key_id = %master_key.id(), source = ?source, "master key loaded")
+        }
+    }
+    let queue = Queue::setup(&db, &settings).await?;
+    Ok(AppState {
+        db,
+        org_name: org.name,
+        settings: Arc::new(settings),
+        master_key: Arc::new(master_key),
+        queue,
+    })
+}
+
+fn tls_config(tls: &crate::settings::TlsSettings) -> Result<rustls::ServerConfig, StartError> {
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let read = |p: &std::path::Path| {
+        std::fs::read(p).map_err(|e| StartError::Tls(format!("cannot read {}: {e}", p.display())))
+    };
+    let certs: Vec<CertificateDer<'static>> =
+        rustls_pemfile::certs(&mut read(&tls.cert_file)?.as_slice())
+            .collect::<Result<_, _>>()
+            .map_err(|e| StartError::Tls(format!("`tls_cert_file`: {e}")))?;
+    if certs.is_empty() {
+        return Err(StartError::Tls(
+            "`tls_cert_file` holds no PEM certificate".into(),
+        ));
+    }
+    let key: PrivateKeyDer<'static> =
+        rustls_pemfile::private_key(&mut read(&tls.key_file)?.as_slice())
+            .map_err(|e| StartError::Tls(format!("`tls_key_file`: {e}")))?
+            .ok_or_else(|| StartError::Tls("`tls_key_file` holds no PEM private key".into()))?;
+    rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| StartError::Tls(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| StartError::Tls(format!("certificate and key do not match: {e}")))
+}
+
+async fn not_found() -> Result<actix_web::HttpResponse, AppError> {
+    Err(AppError::NotFound("no such route".into()))
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
+
+/// `certhub serve`: runs until SIGTERM / Ctrl-C, then shuts down in order.
+pub async fn serve(settings: Settings) -> Result<(), StartError> {
+    let state = prepare(settings).await?;
+    let settings = state.settings.clone();
+    let tls = settings.tls.as_ref().map(tls_config).transpose()?;
+    let uses_tls = tls.is_some();
+
+    let app_state = web::Data::new(state.clone());
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(app_state.clone())
+            .app_data(web::Data::new(middleware::Tls(uses_tls)))
+            .app_data(
+                web::JsonConfig::default()
+                    .limit(256 * 1024)
+                    .error_handler(|err, _| {
+                        AppError::BadRequest(format!("invalid JSON body: {err}")).into()
+                    }),
+            )
+            .app_data(
+                web::PathConfig::default()
+                    .error_handler(|err, _| AppError::NotFound(err.to_string()).into()),
+            )
+            .app_data(
+                web::QueryConfig::default()
+                    .error_handler(|err, _| AppError::BadRequest(err.to_string()).into()),
+            )
+            .wrap(from_fn(middleware::request_context))
+            .configure(api::configure)
+            .configure(crate::portal::configure)
+            .route("/static/{path:.*}", web::get().to(assets::get))
+            .default_service(web::to(not_found))
+    })
+    .disable_signals()
+    .shutdown_timeout(settings.shutdown_timeout_secs);
+    let bind_err = |source| StartError::Bind {
+        addr: settings.listen.to_string(),
+        source,
+    };
+    let server = match tls {
+        Some(cfg) => server
+            .bind_rustls_0_23(settings.listen, cfg)
+            .map_err(bind_err)?,
+        None => server.bind(settings.listen).map_err(bind_err)?,
+    };
+    let scheme = if uses_tls { "https" } else { "http" };
+    for addr in server.addrs() {
+        // Tests read this line to find the port when listening on port 0.
+        println!("CertHub listening on {scheme}://{addr}");
+    }
+    if crate::accounts::user::count_all(&state.db).await? == 0 {
+        println!(
+            "No users yet. Create the first administrator (prints a one-time link to choose the password):\n  \
+             certhub admin create-user --email you@your-office.com.br --name \"Your Name\" --role ADMIN"
+        );
+    }
+    tracing::info!(
+        database = %settings.database.redacted(),
+        org_id = settings.org_id,
+        public_url = %settings.public_url,
+        "CertHub {} started",
+        env!("CARGO_PKG_VERSION")
+    );
+
+    let server = server.run();
+    let http = server.handle();
+    let server_task = tokio::spawn(server);
+
+    let (stop_jobs, jobs_stopped) = tokio::sync::oneshot::channel::<()>();
+    let grace = Duration::from_secs(settings.shutdown_timeout_secs);
+    let monitor = queue::monitor(state.clone(), state.queue.clone());
+    let jobs = tokio::spawn(queue::run_until(
+        monitor,
+        async move {
+            let _ = jobs_stopped.await;
+        },
+        grace,
+    ));
+
+    shutdown_signal().await;
+    tracing::info!("shutdown requested: no new requests; waiting for running requests and jobs");
+    http.stop(true).await;
+    let _ = server_task.await;
+    let _ = stop_jobs.send(());
+    let _ = jobs.await;
+    state.db.clone().close().await?;
+    tracing::info!("shutdown complete");
+    Ok(())
+}

@@ -1,0 +1,13 @@
+//! Black-box tests: each spawns the real `certhub` binary with a fresh database.
+
+mod helpers;
+
+mod audit;
+mod cli;
+mod config;
+mod durability;
+mod health;
+mod master_key;
+mod openapi;
+mod shutdown;
+mod tls;
