@@ -59,16 +59,24 @@ impl Queue {
                 let res = SqliteStorage::setup(&setup_pool).await;
                 setup_pool.close().await;
                 res.map_err(|e| setup_err(&e))?;
-                Ok(Queue::Sqlite(SqliteStorage::new(
-                    db.get_sqlite_connection_pool(),
-                )))
+                let config = apalis_sqlite::Config::default()
+                    .queue(QUEUE_NAME)
+                    .heartbeat_interval(HEARTBEAT);
+                Ok(Queue::Sqlite(
+                    SqliteStorage::new(db.get_sqlite_connection_pool()).with_config(config),
+                ))
             }
             DatabaseUrl::Postgres { .. } => {
                 let pool = db.get_postgres_connection_pool();
                 PostgresStorage::setup(pool)
                     .await
                     .map_err(|e| setup_err(&e))?;
-                Ok(Queue::Postgres(PostgresStorage::new(pool)))
+                let config = apalis_postgres::Config::default()
+                    .queue(QUEUE_NAME)
+                    .heartbeat_interval(HEARTBEAT);
+                Ok(Queue::Postgres(
+                    PostgresStorage::new(pool).with_config(config),
+                ))
             }
         }
     }
@@ -83,9 +91,17 @@ impl Queue {
     }
 }
 
-/// How often the worker looks for tasks pushed by another process (`certhub queue probe`,
-/// a second server on PostgreSQL); without it such tasks wait for the next heartbeat (30 s).
+/// The queue's name in the `Jobs` table: fixed, so renaming a Rust type never orphans tasks.
+pub const QUEUE_NAME: &str = "certhub";
+
+/// How often the worker looks for new tasks.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(250);
+
+/// Worker heartbeat. apalis 1.0's interval polling can stop after a task completes, leaving
+/// the heartbeat as the wake-up for tasks pushed by another process (`certhub queue probe`, a
+/// second server on PostgreSQL); a short one bounds that wait. It also lets a restarted
+/// server re-enqueue a dead worker's tasks after two missed beats instead of a minute.
+pub const HEARTBEAT: Duration = Duration::from_secs(1);
 
 fn poll_strategy() -> Strategy {
     Strategy::new().interval(POLL_INTERVAL)
@@ -120,7 +136,8 @@ pub async fn run_until(
     grace: Duration,
 ) {
     let result = monitor
-        .with_terminator(tokio::time::sleep(grace))
+        // Lazy: the grace period starts when shutdown does, not when the monitor starts.
+        .with_terminator(async move { tokio::time::sleep(grace).await })
         .run_with_signal(async move {
             shutdown.await;
             Ok(())
