@@ -128,6 +128,12 @@ pub struct Settings {
     pub dev_mode: bool,
     pub shutdown_timeout_secs: u64,
     pub password_set_ttl_hours: i64,
+    pub access_token_ttl_min: i64,
+    pub refresh_ttl_days: i64,
+    pub bcrypt_cost: u32,
+    pub lockout_threshold: u32,
+    pub lockout_window_min: i64,
+    pub login_per_ip_per_minute: u32,
 }
 
 /// A configuration problem, always naming the key.
@@ -163,6 +169,12 @@ const KEYS: &[(&str, Kind)] = &[
     ("dev_mode", Kind::Bool),
     ("shutdown_timeout_secs", Kind::Int),
     ("password_set_ttl_hours", Kind::Int),
+    ("access_token_ttl_min", Kind::Int),
+    ("refresh_ttl_days", Kind::Int),
+    ("bcrypt_cost", Kind::Int),
+    ("lockout_threshold", Kind::Int),
+    ("lockout_window_min", Kind::Int),
+    ("login_per_ip_per_minute", Kind::Int),
 ];
 
 /// The names of every configuration key.
@@ -191,6 +203,12 @@ struct RawSettings {
     dev_mode: Option<bool>,
     shutdown_timeout_secs: Option<u64>,
     password_set_ttl_hours: Option<i64>,
+    access_token_ttl_min: Option<i64>,
+    refresh_ttl_days: Option<i64>,
+    bcrypt_cost: Option<u32>,
+    lockout_threshold: Option<u32>,
+    lockout_window_min: Option<i64>,
+    login_per_ip_per_minute: Option<u32>,
 }
 
 impl Settings {
@@ -352,6 +370,30 @@ impl Settings {
         if !(1..=24 * 7).contains(&password_set_ttl_hours) {
             return Err(bad("password_set_ttl_hours", "between 1 and 168".into()));
         }
+        let access_token_ttl_min = raw.access_token_ttl_min.unwrap_or(15);
+        if !(1..=24 * 60).contains(&access_token_ttl_min) {
+            return Err(bad("access_token_ttl_min", "between 1 and 1440".into()));
+        }
+        let refresh_ttl_days = raw.refresh_ttl_days.unwrap_or(7);
+        if !(1..=90).contains(&refresh_ttl_days) {
+            return Err(bad("refresh_ttl_days", "between 1 and 90".into()));
+        }
+        let bcrypt_cost = raw.bcrypt_cost.unwrap_or(12);
+        if !(12..=16).contains(&bcrypt_cost) {
+            return Err(bad("bcrypt_cost", "between 12 and 16".into()));
+        }
+        let lockout_threshold = raw.lockout_threshold.unwrap_or(5);
+        if !(1..=100).contains(&lockout_threshold) {
+            return Err(bad("lockout_threshold", "between 1 and 100".into()));
+        }
+        let lockout_window_min = raw.lockout_window_min.unwrap_or(15);
+        if !(1..=24 * 60).contains(&lockout_window_min) {
+            return Err(bad("lockout_window_min", "between 1 and 1440".into()));
+        }
+        let login_per_ip_per_minute = raw.login_per_ip_per_minute.unwrap_or(30);
+        if login_per_ip_per_minute == 0 {
+            return Err(bad("login_per_ip_per_minute", "at least 1".into()));
+        }
         let org_name = raw.org_name.unwrap_or_else(|| "Escritório".into());
         if org_name.trim().is_empty() {
             return Err(bad("org_name", "must not be empty".into()));
@@ -379,6 +421,12 @@ impl Settings {
             dev_mode: raw.dev_mode.unwrap_or(false),
             shutdown_timeout_secs,
             password_set_ttl_hours,
+            access_token_ttl_min,
+            refresh_ttl_days,
+            bcrypt_cost,
+            lockout_threshold,
+            lockout_window_min,
+            login_per_ip_per_minute,
         })
     }
 }

@@ -8,6 +8,7 @@ use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 use sea_orm::DatabaseConnection;
 
+use crate::accounts::access_token::AccessTokens;
 use crate::crypto::MasterKey;
 use crate::crypto::keystore::{self, KeySource};
 use crate::domain::OrgId;
@@ -23,6 +24,9 @@ pub struct AppState {
     pub master_key: Arc<MasterKey>,
     pub queue: Queue,
     pub org_name: String,
+    pub tokens: Arc<AccessTokens>,
+    /// Login attempts per client IP (the per-account lockout lives in the database).
+    pub login_limiter: Arc<governor::DefaultKeyedRateLimiter<std::net::IpAddr>>,
 }
 
 /// Errors that stop the server from starting, each with a message for the operator.
@@ -80,9 +84,18 @@ pub async fn prepare(settings: Settings) -> Result<AppState, StartError> {
         }
     }
     let queue = Queue::setup(&db, &settings).await?;
+    let per_minute = std::num::NonZeroU32::new(settings.login_per_ip_per_minute)
+        .unwrap_or(std::num::NonZeroU32::MIN);
     Ok(AppState {
         db,
         org_name: org.name,
+        tokens: Arc::new(AccessTokens::new(
+            &master_key,
+            settings.access_token_ttl_min,
+        )),
+        login_limiter: Arc::new(governor::RateLimiter::keyed(governor::Quota::per_minute(
+            per_minute,
+        ))),
         settings: Arc::new(settings),
         master_key: Arc::new(master_key),
         queue,
@@ -113,6 +126,34 @@ fn tls_config(tls: &crate::settings::TlsSettings) -> Result<rustls::ServerConfig
         .with_no_client_auth()
         .with_single_cert(certs, key)
         .map_err(|e| StartError::Tls(format!("certificate and key do not match: {e}")))
+}
+
+/// Largest JSON body any endpoint accepts.
+pub const JSON_LIMIT: usize = 256 * 1024;
+
+fn json_error(err: actix_web::error::JsonPayloadError) -> AppError {
+    use actix_web::error::JsonPayloadError as E;
+    match err {
+        E::Overflow { .. } | E::OverflowKnownLength { .. } => {
+            AppError::PayloadTooLarge(format!("JSON body larger than {JSON_LIMIT} bytes"))
+        }
+        E::ContentType => AppError::BadRequest("expected Content-Type: application/json".into()),
+        E::Deserialize(e) => {
+            let msg = e.to_string();
+            // Field names are safe to echo; values (which may be passwords) are not.
+            if msg.starts_with("missing field") || msg.starts_with("unknown field") {
+                AppError::BadRequest(format!("invalid JSON body: {msg}"))
+            } else {
+                AppError::BadRequest(format!(
+                    "invalid JSON body ({:?} error at line {} column {})",
+                    e.classify(),
+                    e.line(),
+                    e.column()
+                ))
+            }
+        }
+        other => AppError::BadRequest(format!("invalid JSON body: {other}")),
+    }
 }
 
 async fn not_found() -> Result<actix_web::HttpResponse, AppError> {
@@ -157,10 +198,8 @@ pub async fn serve(settings: Settings) -> Result<(), StartError> {
             .app_data(web::Data::new(middleware::Tls(uses_tls)))
             .app_data(
                 web::JsonConfig::default()
-                    .limit(256 * 1024)
-                    .error_handler(|err, _| {
-                        AppError::BadRequest(format!("invalid JSON body: {err}")).into()
-                    }),
+                    .limit(JSON_LIMIT)
+                    .error_handler(|err, _| json_error(err).into()),
             )
             .app_data(
                 web::PathConfig::default()
@@ -228,6 +267,7 @@ pub async fn serve(settings: Settings) -> Result<(), StartError> {
     let _ = server_task.await;
     let _ = stop_jobs.send(());
     let _ = jobs.await;
+    state.queue.close().await;
     state.db.clone().close().await?;
     tracing::info!("shutdown complete");
     Ok(())

@@ -154,6 +154,20 @@ impl MasterKey {
     }
 }
 
+#[cfg(feature = "server")]
+impl MasterKey {
+    /// A subkey for another purpose (e.g. signing access tokens): HMAC-SHA256(master, label).
+    pub fn derive(&self, label: &str) -> Zeroizing<[u8; 32]> {
+        use hmac::{Hmac, Mac};
+        let mut mac =
+            <Hmac<Sha256> as Mac>::new_from_slice(self.key.as_ref()).expect("any key length");
+        mac.update(label.as_bytes());
+        let mut out = Zeroizing::new([0u8; 32]);
+        out.copy_from_slice(&mac.finalize().into_bytes());
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -31,6 +31,16 @@ macro_rules! api_routes {
 api_routes! {
     get "/health" => super::health::get, "system", "Liveness and database reachability";
     get "/openapi.json" => openapi, "system", "This description of the API";
+    post "/api/v1/auth/login" => crate::accounts::api::login, "auth", "Log in: access token + HttpOnly refresh cookie";
+    post "/api/v1/auth/refresh" => crate::accounts::api::refresh, "auth", "Rotate the refresh cookie, new access token";
+    post "/api/v1/auth/logout" => crate::accounts::api::logout, "auth", "Revoke the session";
+    get "/api/v1/auth/me" => crate::accounts::api::me, "auth", "The logged-in user";
+    post "/api/v1/auth/password/set/init" => crate::accounts::api::password_set_init, "auth", "One-time password-set link for a user (ADMIN/DEV)";
+    post "/api/v1/auth/password/set/confirm" => crate::accounts::api::password_set_confirm, "auth", "Choose a password with a one-time token";
+    get "/api/v1/admin/users" => crate::accounts::admin::list, "admin", "Users of the office (ADMIN/DEV)";
+    post "/api/v1/admin/users" => crate::accounts::admin::create, "admin", "Create a user; returns their password-set link (ADMIN/DEV)";
+    patch "/api/v1/admin/users/{id}" => crate::accounts::admin::patch, "admin", "Change a user (ADMIN/DEV)";
+    get "/api/v1/certificados" => crate::certificates::list, "certificates", "The office's certificate catalogue";
 }
 
 /// The OpenAPI 3.1 document built from [`docs`].

@@ -2,6 +2,7 @@
 
 pub mod api;
 pub mod assets;
+pub mod auth;
 mod error;
 pub mod health;
 pub mod middleware;

@@ -1,6 +1,7 @@
-//! The embedded job queue: apalis on the application's own database (apalis-sqlite in the
-//! SQLite file, apalis-postgres in schema `apalis`), one in-process worker started by
-//! `serve`, and periodic jobs (see [`periodic`]).
+//! The embedded job queue: apalis on the application's database server (apalis-postgres in
+//! schema `apalis`; with SQLite, apalis-sqlite in a file beside the application's, see
+//! [`sqlite_queue_path`]), one in-process worker started by `serve`, and periodic jobs (see
+//! [`periodic`]).
 
 pub mod periodic;
 mod tasks;
@@ -26,7 +27,20 @@ pub enum QueueError {
     Push(String),
 }
 
-/// Durable storage of [`BackgroundTask`]s, on whichever database the application uses.
+/// Where the queue lives beside an SQLite application database: its own file
+/// (`certhub.db` -> `certhub-queue.db`). apalis-sqlite fetches inside a transaction that
+/// holds the file's write lock and that a stopping worker can leave unpolled; in the
+/// application's file that blocked a running job's last write until the busy timeout.
+pub fn sqlite_queue_path(app_db: &std::path::Path) -> std::path::PathBuf {
+    let stem = app_db
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("certhub");
+    app_db.with_file_name(format!("{stem}-queue.db"))
+}
+
+/// Durable storage of [`BackgroundTask`]s: a SQLite file beside the application's, or the
+/// application's PostgreSQL database (schema `apalis`).
 #[derive(Clone)]
 pub enum Queue {
     Sqlite(SqliteStorage<BackgroundTask>),
@@ -43,28 +57,33 @@ impl std::fmt::Debug for Queue {
 }
 
 impl Queue {
-    /// Creates the queue's tables and returns storage sharing the application's pool.
+    /// Creates the queue's tables and returns its storage.
     pub async fn setup(db: &DatabaseConnection, settings: &Settings) -> Result<Self, QueueError> {
         let setup_err = |e: &dyn std::fmt::Display| QueueError::Setup(e.to_string());
         match &settings.database {
             DatabaseUrl::Sqlite { path } => {
+                let path = sqlite_queue_path(path);
                 // apalis' setup also sets `PRAGMA synchronous = OFF` on the connection it runs
                 // on. That pragma is per connection, so run it on a throw-away one: the
-                // application's pool keeps `crate::db::SQLITE_SYNCHRONOUS` on every connection.
+                // queue's pool keeps `crate::db::SQLITE_SYNCHRONOUS` on every connection.
                 let setup_pool = SqlitePoolOptions::new()
                     .max_connections(1)
-                    .connect_with(crate::db::sqlite_options(path))
+                    .connect_with(crate::db::sqlite_options(&path))
                     .await
                     .map_err(|e| setup_err(&e))?;
                 let res = SqliteStorage::setup(&setup_pool).await;
                 setup_pool.close().await;
                 res.map_err(|e| setup_err(&e))?;
+                let pool = SqlitePoolOptions::new()
+                    .max_connections(4)
+                    .acquire_timeout(Duration::from_secs(10))
+                    .connect_with(crate::db::sqlite_options(&path))
+                    .await
+                    .map_err(|e| setup_err(&e))?;
                 let config = apalis_sqlite::Config::default()
                     .queue(QUEUE_NAME)
                     .heartbeat_interval(HEARTBEAT);
-                Ok(Queue::Sqlite(
-                    SqliteStorage::new(db.get_sqlite_connection_pool()).with_config(config),
-                ))
+                Ok(Queue::Sqlite(SqliteStorage::new(&pool).with_config(config)))
             }
             DatabaseUrl::Postgres { .. } => {
                 let pool = db.get_postgres_connection_pool();
@@ -78,6 +97,21 @@ impl Queue {
                     PostgresStorage::new(pool).with_config(config),
                 ))
             }
+        }
+    }
+
+    /// The SQLite queue file's pool (for checks); `None` on PostgreSQL.
+    pub fn sqlite_pool(&self) -> Option<&apalis_sqlite::SqlitePool> {
+        match self {
+            Queue::Sqlite(s) => Some(s.pool()),
+            Queue::Postgres(_) => None,
+        }
+    }
+
+    /// Closes the queue's own connections (the SQLite file); PostgreSQL shares the app's pool.
+    pub async fn close(&self) {
+        if let Some(pool) = self.sqlite_pool() {
+            pool.close().await;
         }
     }
 

@@ -12,7 +12,7 @@ use crate::startup::AppState;
 /// Every periodic job: its name and cron schedule (`sec min hour day month weekday`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Periodic {
-    /// Hourly: deletes expired one-time tokens.
+    /// Hourly: deletes expired one-time tokens and month-old login attempts.
     Maintenance,
 }
 
@@ -34,8 +34,13 @@ impl Periodic {
     async fn run(self, state: &AppState) -> Result<(), BoxDynError> {
         match self {
             Periodic::Maintenance => {
-                let purged = crate::accounts::password_set::purge_expired(&state.db).await?;
-                tracing::info!(purged, "maintenance: expired password-set tokens removed");
+                let tokens = crate::accounts::password_set::purge_expired(&state.db).await?;
+                let attempts = crate::accounts::lockout::purge_old(&state.db).await?;
+                tracing::info!(
+                    tokens,
+                    attempts,
+                    "maintenance: expired tokens and old login attempts removed"
+                );
             }
         }
         Ok(())

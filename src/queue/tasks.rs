@@ -22,9 +22,13 @@ pub enum BackgroundTask {
 }
 
 pub(super) async fn run(task: BackgroundTask, state: Data<AppState>) -> Result<(), BoxDynError> {
-    match task {
-        BackgroundTask::Probe { org_id, millis } => probe(&state, OrgId(org_id), millis).await,
+    let result = match &task {
+        BackgroundTask::Probe { org_id, millis } => probe(&state, OrgId(*org_id), *millis).await,
+    };
+    if let Err(e) = &result {
+        tracing::error!(?task, error = %e, "background task failed");
     }
+    result
 }
 
 async fn probe(state: &AppState, org_id: OrgId, millis: u64) -> Result<(), BoxDynError> {

@@ -66,4 +66,12 @@ async fn every_sqlite_connection_keeps_synchronous_full() {
     }
     drop(conns);
     assert!(state.db.execute_unprepared("SELECT 1").await.is_ok());
+    // The queue's own file too.
+    let queue = state.queue.sqlite_pool().expect("SQLite queue");
+    let mut c = queue.acquire().await.unwrap();
+    let (sync,): (i64,) = sea_orm::sqlx::query_as("PRAGMA synchronous")
+        .fetch_one(&mut *c)
+        .await
+        .unwrap();
+    assert_eq!(sync, 2, "queue synchronous must be FULL (2)");
 }

@@ -370,3 +370,96 @@ macro_rules! on_both_databases {
         }
     )*};
 }
+
+/// A logged-in user: the access token and the refresh cookie's value.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub access: String,
+    pub refresh: Option<String>,
+}
+
+pub fn refresh_cookie_of(res: &reqwest::Response) -> Option<String> {
+    res.headers().get_all("set-cookie").iter().find_map(|v| {
+        let v = v.to_str().ok()?;
+        let value = v.strip_prefix("certhub_refresh=")?.split(';').next()?;
+        (!value.is_empty()).then(|| value.to_owned())
+    })
+}
+
+impl TestApp {
+    pub async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<serde_json::Value>,
+        bearer: Option<&str>,
+        refresh: Option<&str>,
+    ) -> reqwest::Response {
+        let mut req = self.client.request(method.parse().unwrap(), self.url(path));
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        if let Some(t) = bearer {
+            req = req.bearer_auth(t);
+        }
+        if let Some(c) = refresh {
+            req = req.header("cookie", format!("certhub_refresh={c}"));
+        }
+        req.send().await.expect("request")
+    }
+
+    pub async fn login(&self, email: &str, password: &str) -> reqwest::Response {
+        self.send(
+            "POST",
+            "/api/v1/auth/login",
+            Some(serde_json::json!({"email": email, "password": password})),
+            None,
+            None,
+        )
+        .await
+    }
+
+    /// Creates a user with the CLI, sets the password through the API and logs in.
+    pub async fn onboard(&self, db: &TestDb, email: &str, role: &str, password: &str) -> Session {
+        let token = create_user(db, email, role);
+        let res = self
+            .send(
+                "POST",
+                "/api/v1/auth/password/set/confirm",
+                Some(serde_json::json!({"token": token, "new_password": password})),
+                None,
+                None,
+            )
+            .await;
+        assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
+        let res = self.login(email, password).await;
+        assert_eq!(res.status(), 200);
+        let refresh = refresh_cookie_of(&res);
+        let body: serde_json::Value = res.json().await.unwrap();
+        Session {
+            access: body["access_token"].as_str().unwrap().to_owned(),
+            refresh,
+        }
+    }
+}
+
+/// `certhub admin create-user`; returns the one-time password-set token.
+pub fn create_user(db: &TestDb, email: &str, role: &str) -> String {
+    let out = db.run(&[
+        "admin",
+        "create-user",
+        "--email",
+        email,
+        "--name",
+        "Pessoa",
+        "--role",
+        role,
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    out.stdout
+        .split("token=")
+        .nth(1)
+        .expect("link")
+        .trim()
+        .to_owned()
+}

@@ -2,6 +2,8 @@
 
 mod helpers;
 
+mod access_matrix;
+mod accounts;
 mod audit;
 mod cli;
 mod config;

@@ -1,0 +1,82 @@
+//! Short-lived access tokens (JWT, HS256) for users and, later, devices. The signing key is
+//! derived from the master key, so there is no extra secret to manage.
+
+use chrono::Utc;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::crypto::MasterKey;
+use crate::domain::{OrgId, Role};
+use crate::http::AppError;
+
+/// Who a token speaks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Subject {
+    User,
+    Device,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Claims {
+    pub sub: Uuid,
+    pub org: i64,
+    /// `ADMIN`/`DEV`/`VIEW` for users, `DEVICE` for devices.
+    pub role: String,
+    pub kind: Subject,
+    pub iat: i64,
+    pub exp: i64,
+}
+
+pub struct AccessTokens {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    ttl_secs: i64,
+}
+
+impl AccessTokens {
+    pub fn new(master: &MasterKey, ttl_min: i64) -> Self {
+        let key = master.derive("certhub-access-token-v1");
+        Self {
+            encoding: EncodingKey::from_secret(key.as_ref()),
+            decoding: DecodingKey::from_secret(key.as_ref()),
+            ttl_secs: ttl_min * 60,
+        }
+    }
+
+    pub fn ttl_secs(&self) -> i64 {
+        self.ttl_secs
+    }
+
+    fn issue(&self, sub: Uuid, org: OrgId, role: &str, kind: Subject) -> Result<String, AppError> {
+        let now = Utc::now().timestamp();
+        let claims = Claims {
+            sub,
+            org: org.0,
+            role: role.to_owned(),
+            kind,
+            iat: now,
+            exp: now + self.ttl_secs,
+        };
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+            .map_err(|e| AppError::Internal(format!("signing access token: {e}")))
+    }
+
+    pub fn issue_user(&self, id: Uuid, org: OrgId, role: Role) -> Result<String, AppError> {
+        self.issue(id, org, role.as_str(), Subject::User)
+    }
+
+    pub fn issue_device(&self, id: Uuid, org: OrgId) -> Result<String, AppError> {
+        self.issue(id, org, "DEVICE", Subject::Device)
+    }
+
+    /// Verifies signature and expiry; any failure is a plain 401.
+    pub fn decode(&self, token: &str) -> Result<Claims, AppError> {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.leeway = 5;
+        jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation)
+            .map(|d| d.claims)
+            .map_err(|_| AppError::Unauthorized)
+    }
+}

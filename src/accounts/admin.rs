@@ -1,0 +1,250 @@
+//! `/api/v1/admin/users`: user administration for ADMIN/DEV within their own office.
+
+use actix_web::{HttpResponse, web};
+use chrono::Utc;
+use sea_orm::entity::prelude::*;
+use sea_orm::{ActiveValue::Set, PaginatorTrait, QueryOrder};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use super::api::UserView;
+use super::user::{self, Users};
+use super::{NewUser, password_set, session};
+use crate::audit::{self, Actor, AuditAction, Entry};
+use crate::domain::{Email, Role};
+use crate::http::AppError;
+use crate::http::auth::AdminUser;
+use crate::startup::AppState;
+
+/// `GET /api/v1/admin/users`
+pub async fn list(state: web::Data<AppState>, admin: AdminUser) -> Result<HttpResponse, AppError> {
+    let users = Users::find()
+        .filter(user::entity::Column::OrgId.eq(admin.0.org.0))
+        .order_by_asc(user::entity::Column::Email)
+        .all(&state.db)
+        .await?;
+    Ok(HttpResponse::Ok().json(users.iter().map(UserView::from).collect::<Vec<_>>()))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateBody {
+    email: String,
+    nome: String,
+    role_global: String,
+    #[serde(default)]
+    auto_approve_install_jobs: bool,
+    #[serde(default)]
+    ad_username: Option<String>,
+}
+
+fn parse_role(raw: &str) -> Result<Role, AppError> {
+    raw.parse::<Role>()
+        .map_err(|e| AppError::Validation(format!("role_global: {e}")))
+}
+
+fn may_grant(admin: &AdminUser, role: Role) -> Result<(), AppError> {
+    if role == Role::Dev && admin.0.role != Role::Dev {
+        return Err(AppError::Forbidden(
+            "only a DEV can grant the DEV role".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// `POST /api/v1/admin/users`: creates the user and returns their one-time password-set link.
+pub async fn create(
+    state: web::Data<AppState>,
+    admin: AdminUser,
+    body: web::Json<CreateBody>,
+) -> Result<HttpResponse, AppError> {
+    let body = body.into_inner();
+    let email =
+        Email::parse(&body.email).map_err(|e| AppError::Validation(format!("email: {e}")))?;
+    let role = parse_role(&body.role_global)?;
+    may_grant(&admin, role)?;
+    let actor = Actor::User(admin.0.user.id);
+    let txn = crate::db::begin_write(&state.db).await?;
+    let created = user::create(
+        &txn,
+        admin.0.org,
+        &NewUser {
+            email,
+            nome: body.nome,
+            role,
+        },
+        actor,
+    )
+    .await?;
+    let ad_username = body.ad_username.filter(|s| !s.trim().is_empty());
+    let created = if body.auto_approve_install_jobs || ad_username.is_some() {
+        Users::update(user::entity::ActiveModel {
+            id: Set(created.id),
+            auto_approve_install_jobs: Set(body.auto_approve_install_jobs),
+            ad_username: Set(ad_username),
+            ..Default::default()
+        })
+        .exec(&txn)
+        .await?
+    } else {
+        created
+    };
+    let link = password_set::issue(
+        &txn,
+        &state.settings.public_url,
+        state.settings.password_set_ttl_hours,
+        &created,
+        actor,
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(HttpResponse::Created().json(json!({
+        "user": UserView::from(&created),
+        "password_set_link": link.url.expose(),
+        "expires_at": link.expires_at,
+    })))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct PatchBody {
+    auto_approve_install_jobs: Option<bool>,
+    role_global: Option<String>,
+    is_active: Option<bool>,
+    ad_username: Option<String>,
+    email: Option<String>,
+    nome: Option<String>,
+}
+
+/// `PATCH /api/v1/admin/users/{id}`
+pub async fn patch(
+    state: web::Data<AppState>,
+    admin: AdminUser,
+    path: web::Path<Uuid>,
+    body: web::Json<PatchBody>,
+) -> Result<HttpResponse, AppError> {
+    let body = body.into_inner();
+    let id = path.into_inner();
+    let txn = crate::db::begin_write(&state.db).await?;
+    let target = Users::find_by_id(id)
+        .filter(user::entity::Column::OrgId.eq(admin.0.org.0))
+        .one(&txn)
+        .await?
+        .ok_or_else(|| AppError::NotFound("no such user in this office".into()))?;
+    let target_role = parse_role(&target.role_global)?;
+    if target_role == Role::Dev && admin.0.role != Role::Dev {
+        return Err(AppError::Forbidden("only a DEV can change a DEV".into()));
+    }
+
+    let mut active = user::entity::ActiveModel {
+        id: Set(target.id),
+        ..Default::default()
+    };
+    let mut before = Map::new();
+    let mut after = Map::new();
+    let mut note = |field: &str, old: Value, new: Value| {
+        if old != new {
+            before.insert(field.to_owned(), old);
+            after.insert(field.to_owned(), new);
+        }
+    };
+
+    let new_role = match &body.role_global {
+        Some(raw) => {
+            let role = parse_role(raw)?;
+            may_grant(&admin, role)?;
+            role
+        }
+        None => target_role,
+    };
+    let new_active = body.is_active.unwrap_or(target.is_active);
+    if target.is_active && target_role == Role::Admin && (!new_active || new_role != Role::Admin) {
+        let other_admins = Users::find()
+            .filter(user::entity::Column::OrgId.eq(target.org_id))
+            .filter(user::entity::Column::RoleGlobal.eq(Role::Admin.as_str()))
+            .filter(user::entity::Column::IsActive.eq(true))
+            .filter(user::entity::Column::Id.ne(target.id))
+            .count(&txn)
+            .await?;
+        if other_admins == 0 {
+            return Err(AppError::Conflict(
+                "the office must keep at least one active ADMIN".into(),
+            ));
+        }
+    }
+    if new_role != target_role {
+        note(
+            "role_global",
+            json!(target_role.as_str()),
+            json!(new_role.as_str()),
+        );
+        active.role_global = Set(new_role.as_str().to_owned());
+    }
+    if new_active != target.is_active {
+        note("is_active", json!(target.is_active), json!(new_active));
+        active.is_active = Set(new_active);
+    }
+    if let Some(v) = body.auto_approve_install_jobs {
+        note(
+            "auto_approve_install_jobs",
+            json!(target.auto_approve_install_jobs),
+            json!(v),
+        );
+        active.auto_approve_install_jobs = Set(v);
+    }
+    if let Some(v) = body.ad_username {
+        let v = Some(v.trim().to_owned()).filter(|s| !s.is_empty());
+        note("ad_username", json!(target.ad_username), json!(v));
+        active.ad_username = Set(v);
+    }
+    if let Some(nome) = body.nome {
+        let nome = nome.trim().to_owned();
+        if nome.is_empty() || nome.chars().count() > 200 {
+            return Err(AppError::Validation(
+                "nome: between 1 and 200 characters".into(),
+            ));
+        }
+        note("nome", json!(target.nome), json!(nome));
+        active.nome = Set(nome);
+    }
+    if let Some(raw) = body.email {
+        let email = Email::parse(&raw).map_err(|e| AppError::Validation(format!("email: {e}")))?;
+        if email.as_str() != target.email {
+            let taken = Users::find()
+                .filter(user::entity::Column::Email.eq(email.as_str()))
+                .count(&txn)
+                .await?
+                > 0;
+            if taken {
+                return Err(AppError::Conflict(
+                    "a user with that e-mail already exists".into(),
+                ));
+            }
+            note("email", json!(target.email), json!(email.as_str()));
+            active.email = Set(email.as_str().to_owned());
+        }
+    }
+    if after.is_empty() {
+        txn.rollback().await?;
+        return Ok(HttpResponse::Ok().json(UserView::from(&target)));
+    }
+    active.updated_at = Set(Utc::now());
+    let updated = Users::update(active).exec(&txn).await?;
+    if !updated.is_active {
+        session::revoke_all_for_user(&txn, updated.id).await?;
+    }
+    audit::append(
+        &txn,
+        Entry::new(
+            admin.0.org,
+            AuditAction::UserUpdated,
+            Actor::User(admin.0.user.id),
+        )
+        .entity("user", updated.id)
+        .meta(json!({"before": before, "after": after}))
+        .ip(admin.0.ip.clone()),
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(HttpResponse::Ok().json(UserView::from(&updated)))
+}

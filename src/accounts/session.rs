@@ -1,0 +1,190 @@
+//! Refresh sessions: random tokens stored as hashes, rotated on every refresh. Every rotation
+//! of one login shares a family; presenting an already-rotated token means it was copied, so
+//! the whole family is revoked.
+
+use chrono::{Duration, Utc};
+use sea_orm::ActiveValue::Set;
+use sea_orm::entity::prelude::*;
+use sea_orm::sea_query::Expr;
+
+use crate::crypto::{Token, TokenHash};
+use crate::http::AppError;
+
+pub mod entity {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "refresh_sessions")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        pub org_id: i64,
+        pub user_id: Uuid,
+        pub family_id: Uuid,
+        pub token_hash: String,
+        pub expires_at: DateTimeUtc,
+        pub rotated_at: Option<DateTimeUtc>,
+        pub revoked_at: Option<DateTimeUtc>,
+        pub ip: Option<String>,
+        pub user_agent: Option<String>,
+        pub created_at: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+use entity::{Column, Entity as Sessions};
+
+/// Where a session was opened from (kept for the user's and the admin's information).
+#[derive(Debug, Clone, Default)]
+pub struct Origin {
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+async fn insert<C: ConnectionTrait>(
+    conn: &C,
+    org_id: i64,
+    user_id: Uuid,
+    family_id: Uuid,
+    ttl_days: i64,
+    origin: &Origin,
+) -> Result<Token, DbErr> {
+    let token = Token::generate();
+    let now = Utc::now();
+    Sessions::insert(entity::ActiveModel {
+        id: Set(Uuid::new_v4()),
+        org_id: Set(org_id),
+        user_id: Set(user_id),
+        family_id: Set(family_id),
+        token_hash: Set(token.hash().as_str().to_owned()),
+        expires_at: Set(now + Duration::days(ttl_days)),
+        rotated_at: Set(None),
+        revoked_at: Set(None),
+        ip: Set(origin.ip.clone()),
+        user_agent: Set(origin
+            .user_agent
+            .as_deref()
+            .map(|u| u.chars().take(200).collect())),
+        created_at: Set(now),
+    })
+    .exec_without_returning(conn)
+    .await?;
+    Ok(token)
+}
+
+/// Opens a new session family for a login.
+pub async fn start<C: ConnectionTrait>(
+    conn: &C,
+    org_id: i64,
+    user_id: Uuid,
+    ttl_days: i64,
+    origin: &Origin,
+) -> Result<Token, DbErr> {
+    insert(conn, org_id, user_id, Uuid::new_v4(), ttl_days, origin).await
+}
+
+/// Outcome of presenting a refresh token.
+pub enum Rotation {
+    Rotated {
+        user_id: Uuid,
+        org_id: i64,
+        token: Token,
+    },
+    /// A rotated token came back: the family is now revoked.
+    ReuseDetected {
+        user_id: Uuid,
+        org_id: i64,
+    },
+    Invalid,
+}
+
+pub async fn rotate<C: ConnectionTrait>(
+    conn: &C,
+    presented: &str,
+    ttl_days: i64,
+    origin: &Origin,
+) -> Result<Rotation, AppError> {
+    let hash = TokenHash::of(presented);
+    let Some(row) = Sessions::find()
+        .filter(Column::TokenHash.eq(hash.as_str()))
+        .one(conn)
+        .await?
+    else {
+        return Ok(Rotation::Invalid);
+    };
+    if !hash.matches(&row.token_hash) || row.revoked_at.is_some() || row.expires_at <= Utc::now() {
+        return Ok(Rotation::Invalid);
+    }
+    // One conditional update: of two concurrent refreshes with the same token, one wins.
+    let won = Sessions::update_many()
+        .col_expr(Column::RotatedAt, Expr::value(Utc::now()))
+        .filter(Column::Id.eq(row.id))
+        .filter(Column::RotatedAt.is_null())
+        .exec(conn)
+        .await?
+        .rows_affected
+        == 1;
+    if !won {
+        revoke_family(conn, row.family_id).await?;
+        return Ok(Rotation::ReuseDetected {
+            user_id: row.user_id,
+            org_id: row.org_id,
+        });
+    }
+    let token = insert(
+        conn,
+        row.org_id,
+        row.user_id,
+        row.family_id,
+        ttl_days,
+        origin,
+    )
+    .await?;
+    Ok(Rotation::Rotated {
+        user_id: row.user_id,
+        org_id: row.org_id,
+        token,
+    })
+}
+
+pub async fn revoke_family<C: ConnectionTrait>(conn: &C, family_id: Uuid) -> Result<(), DbErr> {
+    Sessions::update_many()
+        .col_expr(Column::RevokedAt, Expr::value(Utc::now()))
+        .filter(Column::FamilyId.eq(family_id))
+        .filter(Column::RevokedAt.is_null())
+        .exec(conn)
+        .await?;
+    Ok(())
+}
+
+/// Revokes the family of a presented token (logout). Returns its user when the token was known.
+pub async fn revoke_presented<C: ConnectionTrait>(
+    conn: &C,
+    presented: &str,
+) -> Result<Option<(Uuid, i64)>, DbErr> {
+    let hash = TokenHash::of(presented);
+    let Some(row) = Sessions::find()
+        .filter(Column::TokenHash.eq(hash.as_str()))
+        .one(conn)
+        .await?
+    else {
+        return Ok(None);
+    };
+    revoke_family(conn, row.family_id).await?;
+    Ok(Some((row.user_id, row.org_id)))
+}
+
+/// Ends every session of a user (deactivation, password change).
+pub async fn revoke_all_for_user<C: ConnectionTrait>(conn: &C, user_id: Uuid) -> Result<(), DbErr> {
+    Sessions::update_many()
+        .col_expr(Column::RevokedAt, Expr::value(Utc::now()))
+        .filter(Column::UserId.eq(user_id))
+        .filter(Column::RevokedAt.is_null())
+        .exec(conn)
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,110 @@
+//! Extractors that authenticate a request: `AuthUser` (any role) and `AdminUser` (ADMIN/DEV).
+//! The user is loaded on every request, so deactivation and role changes apply at once.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use actix_web::dev::Payload;
+use actix_web::http::header;
+use actix_web::{FromRequest, HttpRequest, web};
+use sea_orm::EntityTrait;
+
+use super::AppError;
+use crate::accounts::User;
+use crate::accounts::access_token::Subject;
+use crate::domain::{OrgId, Role};
+use crate::startup::AppState;
+
+/// An authenticated, active user of an office.
+#[derive(Debug, Clone)]
+pub struct AuthUser {
+    pub user: User,
+    pub role: Role,
+    pub org: OrgId,
+    pub ip: Option<String>,
+}
+
+impl AuthUser {
+    pub fn is_admin(&self) -> bool {
+        matches!(self.role, Role::Admin | Role::Dev)
+    }
+}
+
+/// An authenticated ADMIN or DEV.
+#[derive(Debug, Clone)]
+pub struct AdminUser(pub AuthUser);
+
+/// The peer address (CertHub does not trust forwarding headers it cannot verify).
+pub fn client_ip(req: &HttpRequest) -> Option<String> {
+    req.peer_addr().map(|a| a.ip().to_string())
+}
+
+pub fn bearer(req: &HttpRequest) -> Option<String> {
+    let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim().to_owned())
+}
+
+async fn authenticate(
+    state: web::Data<AppState>,
+    token: Option<String>,
+    ip: Option<String>,
+) -> Result<AuthUser, AppError> {
+    let token = token.ok_or(AppError::Unauthorized)?;
+    let claims = state.tokens.decode(&token)?;
+    if claims.kind != Subject::User {
+        return Err(AppError::Forbidden(
+            "this endpoint is for users, not devices".into(),
+        ));
+    }
+    let user = crate::accounts::user::Users::find_by_id(claims.sub)
+        .one(&state.db)
+        .await?
+        .filter(|u| u.is_active && u.org_id == claims.org)
+        .ok_or(AppError::Unauthorized)?;
+    let role = user
+        .role_global
+        .parse::<Role>()
+        .map_err(AppError::Internal)?;
+    Ok(AuthUser {
+        org: OrgId(user.org_id),
+        role,
+        user,
+        ip,
+    })
+}
+
+impl FromRequest for AuthUser {
+    type Error = AppError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, AppError>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let state = req.app_data::<web::Data<AppState>>().cloned();
+        let token = bearer(req);
+        let ip = client_ip(req);
+        Box::pin(async move {
+            let state =
+                state.ok_or_else(|| AppError::Internal("application state missing".into()))?;
+            authenticate(state, token, ip).await
+        })
+    }
+}
+
+impl FromRequest for AdminUser {
+    type Error = AppError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, AppError>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let user = AuthUser::from_request(req, payload);
+        Box::pin(async move {
+            let user = user.await?;
+            if user.is_admin() {
+                Ok(AdminUser(user))
+            } else {
+                Err(AppError::Forbidden("requires the ADMIN or DEV role".into()))
+            }
+        })
+    }
+}

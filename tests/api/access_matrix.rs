@@ -1,0 +1,138 @@
+//! Every route with every kind of caller, as data. A route without a row fails the test.
+
+use crate::helpers::*;
+
+const PW: &str = "SenhaForte123!";
+
+/// Expected status for: no token, VIEW, ADMIN, DEV, DEVICE token.
+type Row = (&'static str, &'static str, Option<&'static str>, [u16; 5]);
+
+const MATRIX: &[Row] = &[
+    ("get", "/health", None, [200, 200, 200, 200, 200]),
+    ("get", "/openapi.json", None, [200, 200, 200, 200, 200]),
+    (
+        "post",
+        "/api/v1/auth/login",
+        Some(r#"{"email":"x@y.com","password":"wrong-password"}"#),
+        [401, 401, 401, 401, 401],
+    ),
+    (
+        "post",
+        "/api/v1/auth/refresh",
+        None,
+        [401, 401, 401, 401, 401],
+    ),
+    (
+        "post",
+        "/api/v1/auth/logout",
+        None,
+        [200, 200, 200, 200, 200],
+    ),
+    ("get", "/api/v1/auth/me", None, [401, 200, 200, 200, 403]),
+    (
+        "post",
+        "/api/v1/auth/password/set/init",
+        Some(r#"{"email":"view@escritorio.com.br"}"#),
+        [401, 403, 200, 200, 403],
+    ),
+    (
+        "post",
+        "/api/v1/auth/password/set/confirm",
+        Some(r#"{"token":"bogus","new_password":"SenhaForte123!"}"#),
+        [400, 400, 400, 400, 400],
+    ),
+    (
+        "get",
+        "/api/v1/admin/users",
+        None,
+        [401, 403, 200, 200, 403],
+    ),
+    (
+        "post",
+        "/api/v1/admin/users",
+        Some(r#"{"email":"new-{n}@escritorio.com.br","nome":"Novo","role_global":"VIEW"}"#),
+        [401, 403, 201, 201, 403],
+    ),
+    (
+        "patch",
+        "/api/v1/admin/users/{id}",
+        Some(r#"{"nome":"Nome Novo"}"#),
+        [401, 403, 200, 200, 403],
+    ),
+    (
+        "get",
+        "/api/v1/certificados",
+        None,
+        [401, 200, 200, 200, 403],
+    ),
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_route_with_every_role() {
+    for route in certhub::http::api::docs() {
+        assert!(
+            MATRIX
+                .iter()
+                .any(|(m, p, _, _)| *m == route.method && *p == route.path),
+            "{} {} has no row in the access matrix",
+            route.method,
+            route.path
+        );
+    }
+    let db = TestDb::new(Backend::Sqlite).await.unwrap();
+    let key = certhub::crypto::MasterKey::generate();
+    let key_b64 = key.to_base64().to_string();
+    // The key file, so the server and the CLI both use the key the test signs DEVICE tokens with.
+    std::fs::create_dir_all(db.data_dir()).unwrap();
+    std::fs::write(db.data_dir().join("master.key"), key_b64).unwrap();
+    let app = spawn_app(&db).await;
+    let view = app.onboard(&db, "view@escritorio.com.br", "VIEW", PW).await;
+    let admin = app
+        .onboard(&db, "admin@escritorio.com.br", "ADMIN", PW)
+        .await;
+    let dev = app.onboard(&db, "dev@escritorio.com.br", "DEV", PW).await;
+    let device = certhub::accounts::access_token::AccessTokens::new(&key, 15)
+        .issue_device(uuid::Uuid::new_v4(), certhub::domain::OrgId(1))
+        .unwrap();
+    let me: serde_json::Value = app
+        .send("GET", "/api/v1/auth/me", None, Some(&view.access), None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let view_id = me["id"].as_str().unwrap().to_owned();
+
+    let callers: [Option<&str>; 5] = [
+        None,
+        Some(&view.access),
+        Some(&admin.access),
+        Some(&dev.access),
+        Some(&device),
+    ];
+    let mut n = 0;
+    for (method, path, body, expected) in MATRIX {
+        for (i, caller) in callers.iter().enumerate() {
+            n += 1;
+            let body = body.map(|b| {
+                serde_json::from_str::<serde_json::Value>(&b.replace("{n}", &n.to_string()))
+                    .unwrap()
+            });
+            let res = app
+                .send(
+                    &method.to_uppercase(),
+                    &path.replace("{id}", &view_id),
+                    body,
+                    *caller,
+                    None,
+                )
+                .await;
+            let who = ["anonymous", "VIEW", "ADMIN", "DEV", "DEVICE"][i];
+            assert_eq!(
+                res.status().as_u16(),
+                expected[i],
+                "{method} {path} as {who}: {}",
+                res.text().await.unwrap()
+            );
+        }
+    }
+}
