@@ -27,6 +27,8 @@ pub struct AppState {
     pub tokens: Arc<AccessTokens>,
     /// Login attempts per client IP (the per-account lockout lives in the database).
     pub login_limiter: Arc<governor::DefaultKeyedRateLimiter<std::net::IpAddr>>,
+    /// While the database has no user: the hash of the first-access link's token (memory only).
+    pub setup_token: Arc<std::sync::Mutex<Option<crate::crypto::TokenHash>>>,
 }
 
 /// Errors that stop the server from starting, each with a message for the operator.
@@ -96,6 +98,7 @@ pub async fn prepare(settings: Settings) -> Result<AppState, StartError> {
         login_limiter: Arc::new(governor::RateLimiter::keyed(governor::Quota::per_minute(
             per_minute,
         ))),
+        setup_token: Arc::new(std::sync::Mutex::new(None)),
         settings: Arc::new(settings),
         master_key: Arc::new(master_key),
         queue,
@@ -233,9 +236,15 @@ pub async fn serve(settings: Settings) -> Result<(), StartError> {
         println!("CertHub listening on {scheme}://{addr}");
     }
     if crate::accounts::user::count_all(&state.db).await? == 0 {
+        let token = crate::crypto::Token::generate();
+        *state.setup_token.lock().unwrap_or_else(|p| p.into_inner()) = Some(token.hash());
+        // stdout only, never the log: the link creates the first administrator.
         println!(
-            "No users yet. Create the first administrator (prints a one-time link to choose the password):\n  \
-             certhub admin create-user --email you@your-office.com.br --name \"Your Name\" --role ADMIN"
+            "No users yet. Create the first administrator at this one-time link:\n  {}/primeiro-acesso?token={}\n\
+             or from the command line (prints a link to choose the password):\n  \
+             certhub admin create-user --email you@your-office.com.br --name \"Your Name\" --role ADMIN",
+            settings.public_url,
+            token.expose()
         );
     }
     tracing::info!(

@@ -62,17 +62,15 @@ fn clear_cookie(state: &AppState) -> Cookie<'static> {
     c
 }
 
-fn invalid_credentials() -> AppError {
-    AppError::InvalidCredentials
-}
-
-/// `POST /api/v1/auth/login`
-pub async fn login(
-    state: web::Data<AppState>,
-    req: HttpRequest,
-    body: web::Json<LoginBody>,
-) -> Result<HttpResponse, AppError> {
-    let ip = client_ip(&req);
+/// Checks the per-IP limit, the account lockout and the password; on success opens a session
+/// family and audits `LOGIN_OK`. Shared by the API and the portal's login form.
+pub async fn attempt_login(
+    state: &AppState,
+    req: &HttpRequest,
+    email: &str,
+    presented: String,
+) -> Result<(super::User, crate::crypto::Token), AppError> {
+    let ip = client_ip(req);
     if let Some(ip_addr) = req.peer_addr().map(|a| a.ip())
         && let Err(not_until) = state.login_limiter.check_key(&ip_addr)
     {
@@ -83,14 +81,10 @@ pub async fn login(
             retry_after_secs: wait.as_secs().max(1),
         });
     }
-    let LoginBody {
-        email,
-        password: presented,
-    } = body.into_inner();
     let settings = &state.settings;
     let cost = settings.bcrypt_cost;
     // Unparseable e-mails are treated like unknown ones: same answer, same work.
-    let email = Email::parse(&email).ok();
+    let email = Email::parse(email).ok();
     let key = email
         .as_ref()
         .map(|e| e.as_str().to_owned())
@@ -149,7 +143,7 @@ pub async fn login(
         )
         .await?;
         txn.commit().await?;
-        return Err(invalid_credentials());
+        return Err(AppError::InvalidCredentials);
     };
     lockout::record(&txn, Some(user.org_id), &key, ip.clone(), true).await?;
     let refresh = session::start(
@@ -157,7 +151,7 @@ pub async fn login(
         user.org_id,
         user.id,
         settings.refresh_ttl_days,
-        &origin(&req),
+        &origin(req),
     )
     .await?;
     audit::append(
@@ -172,7 +166,17 @@ pub async fn login(
     )
     .await?;
     txn.commit().await?;
+    Ok((user, refresh))
+}
 
+/// `POST /api/v1/auth/login`
+pub async fn login(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Json<LoginBody>,
+) -> Result<HttpResponse, AppError> {
+    let LoginBody { email, password } = body.into_inner();
+    let (user, refresh) = attempt_login(&state, &req, &email, password).await?;
     let role = user
         .role_global
         .parse::<Role>()

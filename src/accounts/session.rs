@@ -188,3 +188,21 @@ pub async fn revoke_all_for_user<C: ConnectionTrait>(conn: &C, user_id: Uuid) ->
         .await?;
     Ok(())
 }
+
+/// The live (not rotated, revoked or expired) session a portal cookie names.
+pub async fn find_live<C: ConnectionTrait>(
+    conn: &C,
+    presented: &str,
+) -> Result<Option<entity::Model>, DbErr> {
+    let hash = TokenHash::of(presented);
+    let row = Sessions::find()
+        .filter(Column::TokenHash.eq(hash.as_str()))
+        .one(conn)
+        .await?;
+    Ok(row.filter(|r| {
+        hash.matches(&r.token_hash)
+            && r.rotated_at.is_none()
+            && r.revoked_at.is_none()
+            && r.expires_at > Utc::now()
+    }))
+}

@@ -1,17 +1,43 @@
-//! The portal: server-rendered pages in pt-BR. Pages arrive with their issues; this holds the
-//! layout and the home page.
+//! The portal: server-rendered pages in pt-BR. The layout, the home page and the account pages
+//! (login, logout, choosing a password, first access) live here; each area adds its pages.
 
+mod accounts;
+pub mod session;
+
+use actix_web::http::header;
 use actix_web::{HttpResponse, web};
 use maud::{DOCTYPE, Markup, html};
 
 use crate::startup::AppState;
+use session::PortalUser;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/", web::get().to(home));
+    cfg.route("/", web::get().to(home))
+        .route("/entrar", web::get().to(accounts::login_page))
+        .route("/entrar", web::post().to(accounts::login_submit))
+        .route("/sair", web::post().to(accounts::logout))
+        .route("/definir-senha", web::get().to(accounts::set_password_page))
+        .route(
+            "/definir-senha",
+            web::post().to(accounts::set_password_submit),
+        )
+        .route(
+            "/primeiro-acesso",
+            web::get().to(accounts::first_access_page),
+        )
+        .route(
+            "/primeiro-acesso",
+            web::post().to(accounts::first_access_submit),
+        );
 }
 
 /// The page frame every portal page uses.
-pub fn layout(title: &str, body: Markup) -> Markup {
+pub fn layout(
+    title: &str,
+    user: Option<&crate::accounts::User>,
+    csrf: Option<&str>,
+    body: Markup,
+) -> Markup {
     html! {
         (DOCTYPE)
         html lang="pt-BR" {
@@ -24,7 +50,17 @@ pub fn layout(title: &str, body: Markup) -> Markup {
             }
             body {
                 header.topbar {
-                    span.brand { "CertHub" }
+                    a.brand href="/" { "CertHub" }
+                    span.spacer {}
+                    @if let (Some(u), Some(csrf)) = (user, csrf) {
+                        span.who { (u.nome) " · " (u.role_global) }
+                        form method="post" action="/sair" {
+                            input type="hidden" name="csrf" value=(csrf);
+                            button.link type="submit" { "Sair" }
+                        }
+                    } @else {
+                        a href="/entrar" { "Entrar" }
+                    }
                 }
                 main { (body) }
                 footer { "CertHub " (env!("CARGO_PKG_VERSION")) }
@@ -33,16 +69,49 @@ pub fn layout(title: &str, body: Markup) -> Markup {
     }
 }
 
-async fn home(state: web::Data<AppState>) -> HttpResponse {
-    let page = layout(
-        "Início",
-        html! {
-            h1 { "Cofre de certificados A1" }
-            p { "Os certificados digitais do escritório " strong { (state.org_name) } " ficam guardados aqui, criptografados." }
-            p { "Peça a instalação de um certificado no seu computador; um administrador aprova e o agente instala. Tudo o que for instalado é removido às 18:00." }
-        },
-    );
-    HttpResponse::Ok()
-        .content_type("text/html; charset=utf-8")
-        .body(page.into_string())
+/// An HTML response (sets the CSRF cookie when the page minted one).
+pub fn page(
+    status: actix_web::http::StatusCode,
+    markup: Markup,
+    csrf: &session::Csrf,
+) -> HttpResponse {
+    let mut res = HttpResponse::build(status);
+    res.insert_header((header::CONTENT_TYPE, "text/html; charset=utf-8"));
+    if let Some(c) = &csrf.new_cookie {
+        res.cookie(c.clone());
+    }
+    res.body(markup.into_string())
+}
+
+pub fn redirect(to: &str) -> HttpResponse {
+    HttpResponse::SeeOther()
+        .insert_header((header::LOCATION, to))
+        .finish()
+}
+
+async fn home(
+    state: web::Data<AppState>,
+    req: actix_web::HttpRequest,
+    user: PortalUser,
+) -> HttpResponse {
+    let csrf = session::Csrf::for_request(&req, &state);
+    let body = html! {
+        h1 { "Cofre de certificados A1" }
+        @match &user.0 {
+            Some(u) => {
+                p { "Olá, " strong { (u.nome) } "." }
+                p { "Os certificados digitais do escritório " strong { (state.org_name) } " ficam guardados aqui, criptografados." }
+            }
+            None => {
+                p { "Os certificados digitais do escritório " strong { (state.org_name) } " ficam guardados aqui, criptografados." }
+                p { a.button href="/entrar" { "Entrar" } }
+            }
+        }
+        p { "Peça a instalação de um certificado no seu computador; um administrador aprova e o agente instala. Tudo o que for instalado é removido às 18:00." }
+    };
+    page(
+        actix_web::http::StatusCode::OK,
+        layout("Início", user.0.as_ref(), Some(&csrf.value), body),
+        &csrf,
+    )
 }

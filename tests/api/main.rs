@@ -11,5 +11,6 @@ mod durability;
 mod health;
 mod master_key;
 mod openapi;
+mod portal;
 mod shutdown;
 mod tls;

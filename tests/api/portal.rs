@@ -1,0 +1,235 @@
+//! The portal's account pages over HTTP, with a cookie jar like a browser's.
+
+use crate::helpers::*;
+
+const PW: &str = "SenhaForte123!";
+
+fn browser() -> reqwest::Client {
+    reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// The CSRF value embedded in a page's form.
+fn csrf_of(html: &str) -> String {
+    let at =
+        html.find("name=\"csrf\" value=\"").expect("csrf field") + "name=\"csrf\" value=\"".len();
+    html[at..].split('"').next().unwrap().to_owned()
+}
+
+async fn first_access_link(app: &TestApp) -> String {
+    loop {
+        let line = app
+            .stdout_lines
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("first-access link");
+        if let Some(at) = line.find("/primeiro-acesso?token=") {
+            return line[at..].trim().to_owned();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_access_creates_the_first_admin_once() {
+    let db = TestDb::new(Backend::Sqlite).await.unwrap();
+    let app = spawn_app(&db).await;
+    let link = first_access_link(&app).await;
+    let b = browser();
+    let html = b
+        .get(app.url(&link))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains("Primeiro acesso"), "{html}");
+    let csrf = csrf_of(&html);
+    let token = link.split("token=").nth(1).unwrap().to_owned();
+    let form = [
+        ("csrf", csrf.as_str()),
+        ("token", &token),
+        ("nome", "Maria"),
+        ("email", "maria@escritorio.com.br"),
+        ("new_password", PW),
+        ("confirm", PW),
+    ];
+    let res = b
+        .post(app.url("/primeiro-acesso"))
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303);
+    assert_eq!(res.headers()["location"], "/entrar");
+    assert_eq!(app.login("maria@escritorio.com.br", PW).await.status(), 200);
+    // Used once: the link is dead now.
+    assert_eq!(b.get(app.url(&link)).send().await.unwrap().status(), 404);
+    assert_eq!(
+        b.post(app.url("/primeiro-acesso"))
+            .form(&form)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn portal_login_uses_a_cookie_session_and_every_form_checks_csrf() {
+    let db = TestDb::new(Backend::Sqlite).await.unwrap();
+    let app = spawn_app(&db).await;
+    let token = create_user(&db, "maria@escritorio.com.br", "ADMIN");
+    let b = browser();
+
+    // Choose the password through the page.
+    let html = b
+        .get(app.url(&format!("/definir-senha?token={token}")))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let csrf = csrf_of(&html);
+    let res = b
+        .post(app.url("/definir-senha"))
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("token", &token),
+            ("new_password", PW),
+            ("confirm", "outra-senha-123"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 422);
+    assert!(
+        res.text()
+            .await
+            .unwrap()
+            .contains("As senhas não conferem.")
+    );
+    let res = b
+        .post(app.url("/definir-senha"))
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("token", &token),
+            ("new_password", PW),
+            ("confirm", PW),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(res.text().await.unwrap().contains("Senha definida"));
+
+    // A form without the CSRF value, or from another browser, is refused.
+    let res = b
+        .post(app.url("/entrar"))
+        .form(&[
+            ("csrf", "forged"),
+            ("email", "maria@escritorio.com.br"),
+            ("password", PW),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403);
+    let other = browser();
+    let res = other
+        .post(app.url("/entrar"))
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("email", "maria@escritorio.com.br"),
+            ("password", PW),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        res.status(),
+        403,
+        "the CSRF cookie belongs to the first browser"
+    );
+
+    let html = b
+        .get(app.url("/entrar"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let csrf = csrf_of(&html);
+    let res = b
+        .post(app.url("/entrar"))
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("email", "maria@escritorio.com.br"),
+            ("password", "senha-errada-123"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+    assert!(
+        res.text()
+            .await
+            .unwrap()
+            .contains("E-mail ou senha inválidos.")
+    );
+    let res = b
+        .post(app.url("/entrar"))
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("email", "maria@escritorio.com.br"),
+            ("password", PW),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303);
+    let cookie = res
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .find(|v| v.starts_with("certhub_session="))
+        .unwrap();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    let home = b
+        .get(app.url("/"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(home.contains("Olá, ") && home.contains("Sair"), "{home}");
+
+    let csrf = csrf_of(&home);
+    let res = b
+        .post(app.url("/sair"))
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303);
+    let home = b
+        .get(app.url("/"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!home.contains("Olá, "), "logged out");
+    assert!(db.run(&["audit", "verify"]).status.success());
+}
