@@ -4,7 +4,6 @@
 use actix_web::cookie::{Cookie, SameSite, time::Duration as CookieDuration};
 use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::Utc;
-use sea_orm::ActiveValue::Set;
 use sea_orm::entity::prelude::*;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -423,28 +422,7 @@ pub async fn set_password_with_token(
         txn.rollback().await?;
         return Err(invalid());
     }
-    let now = Utc::now();
-    Users::update(user::entity::ActiveModel {
-        id: Set(target.id),
-        password_hash: Set(Some(password_hash)),
-        password_set_at: Set(Some(now)),
-        updated_at: Set(now),
-        ..Default::default()
-    })
-    .exec(&txn)
-    .await?;
-    session::revoke_all_for_user(&txn, target.id).await?;
-    audit::append(
-        &txn,
-        Entry::new(
-            OrgId(target.org_id),
-            AuditAction::PasswordSet,
-            Actor::User(target.id),
-        )
-        .entity("user", target.id)
-        .ip(ip),
-    )
-    .await?;
+    user::store_password(&txn, &target, password_hash, ip).await?;
     txn.commit().await?;
     Ok(())
 }

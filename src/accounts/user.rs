@@ -102,3 +102,35 @@ pub async fn create<C: ConnectionTrait>(
         .await?
         .ok_or_else(|| AppError::Internal("user vanished after insert".into()))
 }
+
+/// Stores a new password hash, ends the user's sessions and audits `PASSWORD_SET`, on `conn`.
+pub async fn store_password<C: ConnectionTrait>(
+    conn: &C,
+    user: &User,
+    password_hash: String,
+    ip: Option<String>,
+) -> Result<(), AppError> {
+    let now = Utc::now();
+    Users::update(entity::ActiveModel {
+        id: Set(user.id),
+        password_hash: Set(Some(password_hash)),
+        password_set_at: Set(Some(now)),
+        updated_at: Set(now),
+        ..Default::default()
+    })
+    .exec(conn)
+    .await?;
+    super::session::revoke_all_for_user(conn, user.id).await?;
+    audit::append(
+        conn,
+        Entry::new(
+            OrgId(user.org_id),
+            AuditAction::PasswordSet,
+            Actor::User(user.id),
+        )
+        .entity("user", user.id)
+        .ip(ip),
+    )
+    .await?;
+    Ok(())
+}

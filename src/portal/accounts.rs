@@ -2,9 +2,7 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
-use chrono::Utc;
 use maud::{Markup, html};
-use sea_orm::ActiveValue::Set;
 use sea_orm::{EntityTrait, PaginatorTrait};
 use serde::Deserialize;
 
@@ -360,27 +358,7 @@ pub async fn first_access_submit(
         Err(AppError::Validation(_)) => return Ok(retry("Informe o nome (até 200 caracteres).")),
         Err(e) => return Err(e),
     };
-    let now = Utc::now();
-    user::Users::update(user::entity::ActiveModel {
-        id: Set(created.id),
-        password_hash: Set(Some(hash)),
-        password_set_at: Set(Some(now)),
-        updated_at: Set(now),
-        ..Default::default()
-    })
-    .exec(&txn)
-    .await?;
-    audit::append(
-        &txn,
-        Entry::new(
-            OrgId(created.org_id),
-            AuditAction::PasswordSet,
-            Actor::User(created.id),
-        )
-        .entity("user", created.id)
-        .ip(client_ip(&req)),
-    )
-    .await?;
+    user::store_password(&txn, &created, hash, client_ip(&req)).await?;
     txn.commit().await?;
     *state.setup_token.lock().unwrap_or_else(|p| p.into_inner()) = None;
     Ok(redirect("/entrar"))
