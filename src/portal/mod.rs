@@ -11,24 +11,28 @@ use maud::{DOCTYPE, Markup, html};
 use crate::startup::AppState;
 use session::PortalUser;
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/", web::get().to(home))
-        .route("/entrar", web::get().to(accounts::login_page))
-        .route("/entrar", web::post().to(accounts::login_submit))
-        .route("/sair", web::post().to(accounts::logout))
-        .route("/definir-senha", web::get().to(accounts::set_password_page))
-        .route(
-            "/definir-senha",
-            web::post().to(accounts::set_password_submit),
-        )
-        .route(
-            "/primeiro-acesso",
-            web::get().to(accounts::first_access_page),
-        )
-        .route(
-            "/primeiro-acesso",
-            web::post().to(accounts::first_access_submit),
-        );
+macro_rules! portal_routes {
+    ($($method:ident $path:literal => $handler:path;)*) => {
+        /// Every portal page as `(method, path)`: the access-matrix test walks them.
+        pub fn routes() -> Vec<(&'static str, &'static str)> {
+            vec![$((stringify!($method), $path),)*]
+        }
+
+        pub fn configure(cfg: &mut web::ServiceConfig) {
+            $(cfg.route($path, web::$method().to($handler));)*
+        }
+    };
+}
+
+portal_routes! {
+    get "/" => home;
+    get "/entrar" => accounts::login_page;
+    post "/entrar" => accounts::login_submit;
+    post "/sair" => accounts::logout;
+    get "/definir-senha" => accounts::set_password_page;
+    post "/definir-senha" => accounts::set_password_submit;
+    get "/primeiro-acesso" => accounts::first_access_page;
+    post "/primeiro-acesso" => accounts::first_access_submit;
 }
 
 /// The page frame every portal page uses.
