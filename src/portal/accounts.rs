@@ -256,6 +256,19 @@ fn first_access_form(csrf: &str, token: &str, message: Option<&str>) -> Markup {
     }
 }
 
+/// Takes the first-access token out of the state when `presented` matches it.
+fn take_setup_token(state: &AppState, presented: &str) -> Option<TokenHash> {
+    let mut guard = state.setup_token.lock().unwrap_or_else(|p| p.into_inner());
+    if guard
+        .as_ref()
+        .is_some_and(|h| TokenHash::of(presented).matches(h.as_str()))
+    {
+        guard.take()
+    } else {
+        None
+    }
+}
+
 fn setup_token_matches(state: &AppState, presented: &str) -> bool {
     let guard = state.setup_token.lock().unwrap_or_else(|p| p.into_inner());
     guard
@@ -336,30 +349,41 @@ pub async fn first_access_submit(
             ));
         }
     };
+    let nome = form.nome.trim().to_owned();
+    if nome.is_empty() || nome.chars().count() > 200 {
+        return Ok(retry("Informe o nome (até 200 caracteres)."));
+    }
     let cost = state.settings.bcrypt_cost;
     let hash = web::block(move || password.hash(cost))
         .await
         .map_err(|e| AppError::Internal(e.to_string()))??;
-    let txn = crate::db::begin_write(&state.db).await?;
-    if user::Users::find().count(&txn).await? > 0 {
-        txn.rollback().await?;
-        return Err(AppError::Conflict(
-            "the first administrator already exists".into(),
-        ));
+    // Consume the link before writing, so two concurrent submissions cannot both succeed.
+    let Some(token_hash) = take_setup_token(&state, &form.token) else {
+        return Err(AppError::NotFound("first-access link is not valid".into()));
+    };
+    let created = async {
+        let txn = crate::db::begin_write(&state.db).await?;
+        if user::Users::find().count(&txn).await? > 0 {
+            txn.rollback().await?;
+            return Err(AppError::Conflict(
+                "the first administrator already exists".into(),
+            ));
+        }
+        let new = NewUser {
+            email,
+            nome,
+            role: Role::Admin,
+        };
+        let created = user::create(&txn, OrgId(state.settings.org_id), &new, Actor::System).await?;
+        user::store_password(&txn, &created, hash, client_ip(&req)).await?;
+        txn.commit().await?;
+        Ok(())
     }
-    let new = NewUser {
-        email,
-        nome: form.nome,
-        role: Role::Admin,
-    };
-    let created = match user::create(&txn, OrgId(state.settings.org_id), &new, Actor::System).await
-    {
-        Ok(u) => u,
-        Err(AppError::Validation(_)) => return Ok(retry("Informe o nome (até 200 caracteres).")),
-        Err(e) => return Err(e),
-    };
-    user::store_password(&txn, &created, hash, client_ip(&req)).await?;
-    txn.commit().await?;
-    *state.setup_token.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    .await;
+    if let Err(e) = created {
+        // Nothing was created: the link stays usable.
+        *state.setup_token.lock().unwrap_or_else(|p| p.into_inner()) = Some(token_hash);
+        return Err(e);
+    }
     Ok(redirect("/entrar"))
 }
