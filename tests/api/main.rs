@@ -5,6 +5,7 @@ mod helpers;
 mod access_matrix;
 mod accounts;
 mod audit;
+mod browser;
 mod cli;
 mod config;
 mod durability;

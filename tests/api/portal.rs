@@ -233,3 +233,51 @@ async fn portal_login_uses_a_cookie_session_and_every_form_checks_csrf() {
     assert!(!home.contains("Olá, "), "logged out");
     assert!(db.run(&["audit", "verify"]).status.success());
 }
+
+/// The whole first-day path in a real browser: first access, login, logout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_browser_first_access_login_and_logout() {
+    let Some(browser) = crate::browser::Browser::start().await else {
+        return;
+    };
+    let db = TestDb::new(Backend::Sqlite).await.unwrap();
+    let app = spawn_app(&db).await;
+    let link = first_access_link(&app).await;
+
+    browser.goto(&app.url(&link)).await;
+    browser.type_into("input[name=nome]", "Maria Souza").await;
+    browser
+        .type_into("input[name=email]", "maria@escritorio.com.br")
+        .await;
+    browser.type_into("input[name=new_password]", PW).await;
+    browser.type_into("input[name=confirm]", PW).await;
+    browser.click("button[type=submit]").await;
+    assert!(
+        browser.url().await.ends_with("/entrar"),
+        "{}",
+        browser.source().await
+    );
+
+    browser
+        .type_into("input[name=email]", "maria@escritorio.com.br")
+        .await;
+    browser.type_into("input[name=password]", PW).await;
+    browser.click("form.card button[type=submit]").await;
+    let home = browser.source().await;
+    assert!(
+        home.contains("Olá, ") && home.contains("Maria Souza"),
+        "{home}"
+    );
+    // Session and CSRF cookies are HttpOnly: page scripts cannot read them.
+    assert_eq!(
+        browser.script("return document.cookie").await,
+        serde_json::json!("")
+    );
+
+    browser.click("header form button[type=submit]").await;
+    assert!(browser.url().await.ends_with("/entrar"));
+    browser.goto(&app.url("/")).await;
+    assert!(!browser.source().await.contains("Olá, "));
+    browser.quit().await;
+    assert!(db.run(&["audit", "verify"]).status.success());
+}
