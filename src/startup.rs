@@ -12,7 +12,7 @@ use crate::accounts::access_token::AccessTokens;
 use crate::crypto::MasterKey;
 use crate::crypto::keystore::{self, KeySource};
 use crate::domain::OrgId;
-use crate::http::{AppError, api, assets, middleware};
+use crate::http::{AppError, api, middleware};
 use crate::queue::{self, Queue};
 use crate::settings::Settings;
 
@@ -215,7 +215,6 @@ pub async fn serve(settings: Settings) -> Result<(), StartError> {
             .wrap(from_fn(middleware::request_context))
             .configure(api::configure)
             .configure(crate::portal::configure)
-            .route("/static/{path:.*}", web::get().to(assets::get))
             .default_service(web::to(not_found))
     })
     .disable_signals()

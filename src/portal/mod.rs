@@ -33,6 +33,7 @@ portal_routes! {
     post "/definir-senha" => accounts::set_password_submit;
     get "/primeiro-acesso" => accounts::first_access_page;
     post "/primeiro-acesso" => accounts::first_access_submit;
+    get "/static/{path:.*}" => crate::http::assets::get;
 }
 
 /// The page frame every portal page uses.

@@ -114,7 +114,9 @@ async fn every_route_with_every_role() {
         for (i, caller) in callers.iter().enumerate() {
             n += 1;
             let body = body.map(|b| b.replace("{n}", &n.to_string()));
-            let path = path.replace("{id}", &view_id);
+            let path = path
+                .replace("{id}", &view_id)
+                .replace("{path:.*}", "app.css");
             let res = match body {
                 // JSON for the API, a form for the portal's pages.
                 Some(b) if b.starts_with('{') => {

@@ -181,3 +181,19 @@ on_both_databases! {
         assert_eq!(db.scalar("SELECT COUNT(*) FROM users").await, before + 1);
     }
 }
+
+/// Besides the per-account lockout, attempts are limited per client IP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logins_are_limited_per_ip() {
+    let db = TestDb::new(Backend::Sqlite).await.unwrap();
+    let app = spawn_app_with(&db, &[("CERTHUB_LOGIN_PER_IP_PER_MINUTE", "3")]).await;
+    for i in 0..3 {
+        let res = app
+            .login(&format!("pessoa{i}@escritorio.com.br"), "ERRADA-ERRADA")
+            .await;
+        assert_eq!(res.status(), 401);
+    }
+    let res = app.login("outra@escritorio.com.br", "ERRADA-ERRADA").await;
+    assert_eq!(res.status(), 429);
+    assert!(res.headers().contains_key("retry-after"));
+}
