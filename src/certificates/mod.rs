@@ -1,6 +1,9 @@
 //! The certificate catalogue. Ingest, the folder watcher and search arrive with the vault issue;
 //! the listing below is the catalogue as every role of the office sees it.
 
+pub mod document;
+pub mod file_name;
+
 use actix_web::{HttpResponse, web};
 use sea_orm::QueryOrder;
 use sea_orm::entity::prelude::*;
