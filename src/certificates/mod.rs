@@ -3,6 +3,7 @@
 
 pub mod document;
 pub mod file_name;
+pub mod pkcs12;
 
 use actix_web::{HttpResponse, web};
 use sea_orm::QueryOrder;
