@@ -131,7 +131,7 @@ pub async fn patch(
         .one(&txn)
         .await?
         .ok_or_else(|| AppError::NotFound("no such user in this office".into()))?;
-    let target_role = parse_role(&target.role_global)?;
+    let target_role = target.role()?;
     if target_role == Role::Dev && admin.0.role != Role::Dev {
         return Err(AppError::Forbidden("only a DEV can change a DEV".into()));
     }

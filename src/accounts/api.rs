@@ -13,7 +13,7 @@ use super::user::{self, Users};
 use super::{Password, lockout, password, password_set};
 use crate::audit::{self, Actor, AuditAction, Entry};
 use crate::crypto::TokenHash;
-use crate::domain::{Email, OrgId, Role};
+use crate::domain::{Email, OrgId};
 use crate::http::AppError;
 use crate::http::auth::{AdminUser, AuthUser, bearer, client_ip};
 use crate::startup::AppState;
@@ -176,13 +176,20 @@ pub async fn login(
 ) -> Result<HttpResponse, AppError> {
     let LoginBody { email, password } = body.into_inner();
     let (user, refresh) = attempt_login(&state, &req, &email, password).await?;
-    let role = user
-        .role_global
-        .parse::<Role>()
-        .map_err(AppError::Internal)?;
-    let access_token = state.tokens.issue_user(user.id, OrgId(user.org_id), role)?;
+    tokens_response(&state, &user, &refresh)
+}
+
+/// `{access_token}` for `user`, with `refresh` set as the HttpOnly cookie.
+fn tokens_response(
+    state: &AppState,
+    user: &super::User,
+    refresh: &crate::crypto::Token,
+) -> Result<HttpResponse, AppError> {
+    let access_token = state
+        .tokens
+        .issue_user(user.id, OrgId(user.org_id), user.role()?)?;
     Ok(HttpResponse::Ok()
-        .cookie(refresh_cookie(&state, refresh.expose().to_owned()))
+        .cookie(refresh_cookie(state, refresh.expose().to_owned()))
         .json(AccessTokenResponse {
             access_token,
             token_type: "bearer",
@@ -235,18 +242,7 @@ pub async fn refresh(
         return Ok(unauthorized_clearing_cookie(&state));
     };
     txn.commit().await?;
-    let role = user
-        .role_global
-        .parse::<Role>()
-        .map_err(AppError::Internal)?;
-    let access_token = state.tokens.issue_user(user.id, OrgId(user.org_id), role)?;
-    Ok(HttpResponse::Ok()
-        .cookie(refresh_cookie(&state, token.expose().to_owned()))
-        .json(AccessTokenResponse {
-            access_token,
-            token_type: "bearer",
-            expires_in: state.tokens.ttl_secs(),
-        }))
+    tokens_response(&state, &user, &token)
 }
 
 fn unauthorized_clearing_cookie(state: &AppState) -> HttpResponse {

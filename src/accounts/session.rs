@@ -108,15 +108,10 @@ pub async fn rotate<C: ConnectionTrait>(
     ttl_days: i64,
     origin: &Origin,
 ) -> Result<Rotation, AppError> {
-    let hash = TokenHash::of(presented);
-    let Some(row) = Sessions::find()
-        .filter(Column::TokenHash.eq(hash.as_str()))
-        .one(conn)
-        .await?
-    else {
+    let Some(row) = find_presented(conn, presented).await? else {
         return Ok(Rotation::Invalid);
     };
-    if !hash.matches(&row.token_hash) || row.revoked_at.is_some() || row.expires_at <= Utc::now() {
+    if row.revoked_at.is_some() || row.expires_at <= Utc::now() {
         return Ok(Rotation::Invalid);
     }
     // One conditional update: of two concurrent refreshes with the same token, one wins.
@@ -161,17 +156,25 @@ pub async fn revoke_family<C: ConnectionTrait>(conn: &C, family_id: Uuid) -> Res
     Ok(())
 }
 
+/// The session row a presented token names (looked up by hash, compared in constant time).
+async fn find_presented<C: ConnectionTrait>(
+    conn: &C,
+    presented: &str,
+) -> Result<Option<entity::Model>, DbErr> {
+    let hash = TokenHash::of(presented);
+    let row = Sessions::find()
+        .filter(Column::TokenHash.eq(hash.as_str()))
+        .one(conn)
+        .await?;
+    Ok(row.filter(|r| hash.matches(&r.token_hash)))
+}
+
 /// Revokes the family of a presented token (logout). Returns its user when the token was known.
 pub async fn revoke_presented<C: ConnectionTrait>(
     conn: &C,
     presented: &str,
 ) -> Result<Option<(Uuid, i64)>, DbErr> {
-    let hash = TokenHash::of(presented);
-    let Some(row) = Sessions::find()
-        .filter(Column::TokenHash.eq(hash.as_str()))
-        .one(conn)
-        .await?
-    else {
+    let Some(row) = find_presented(conn, presented).await? else {
         return Ok(None);
     };
     revoke_family(conn, row.family_id).await?;
@@ -194,15 +197,7 @@ pub async fn find_live<C: ConnectionTrait>(
     conn: &C,
     presented: &str,
 ) -> Result<Option<entity::Model>, DbErr> {
-    let hash = TokenHash::of(presented);
-    let row = Sessions::find()
-        .filter(Column::TokenHash.eq(hash.as_str()))
-        .one(conn)
-        .await?;
-    Ok(row.filter(|r| {
-        hash.matches(&r.token_hash)
-            && r.rotated_at.is_none()
-            && r.revoked_at.is_none()
-            && r.expires_at > Utc::now()
-    }))
+    let row = find_presented(conn, presented).await?;
+    Ok(row
+        .filter(|r| r.rotated_at.is_none() && r.revoked_at.is_none() && r.expires_at > Utc::now()))
 }

@@ -36,6 +36,13 @@ pub mod entity {
 
 pub use entity::{Entity as Users, Model as User};
 
+impl User {
+    /// The user's role (stored as text; a bad value is a server-side fault).
+    pub fn role(&self) -> Result<Role, AppError> {
+        self.role_global.parse::<Role>().map_err(AppError::Internal)
+    }
+}
+
 /// A user to create.
 #[derive(Debug, Clone)]
 pub struct NewUser {

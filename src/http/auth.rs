@@ -64,10 +64,7 @@ async fn authenticate(
         .await?
         .filter(|u| u.is_active && u.org_id == claims.org)
         .ok_or(AppError::Unauthorized)?;
-    let role = user
-        .role_global
-        .parse::<Role>()
-        .map_err(AppError::Internal)?;
+    let role = user.role()?;
     Ok(AuthUser {
         org: OrgId(user.org_id),
         role,
