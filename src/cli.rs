@@ -39,6 +39,15 @@ pub enum Command {
     /// The job queue.
     #[command(subcommand)]
     Queue(QueueCommand),
+    /// Ingest the certificates folder (`certs_root`) now.
+    Ingest {
+        /// Report what would change, write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Look at no more than N files (0: all, and mark files that left as unavailable).
+        #[arg(long, default_value_t = 0)]
+        limit: usize,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -194,6 +203,39 @@ async fn dispatch(command: Command, settings: Settings) -> Result<ExitCode, Star
                         b.reason
                     );
                     Ok(ExitCode::from(EXIT_AUDIT_BROKEN))
+                }
+            }
+        }
+        Command::Ingest { dry_run, limit } => {
+            let state = crate::startup::prepare(settings).await?;
+            match crate::certificates::ingest::scan(&state, dry_run, limit).await {
+                Ok(report) => {
+                    for item in &report.items {
+                        println!(
+                            "{:<10} {}{}",
+                            format!("{:?}", item.action).to_lowercase(),
+                            item.file,
+                            item.detail
+                                .as_deref()
+                                .map(|d| format!(" ({d})"))
+                                .unwrap_or_default()
+                        );
+                    }
+                    println!(
+                        "{}ingested {}, updated {}, unchanged {}, failed {}, removed {}, skipped {}",
+                        if dry_run { "dry run: " } else { "" },
+                        report.ingested,
+                        report.updated,
+                        report.unchanged,
+                        report.failed,
+                        report.removed,
+                        report.skipped
+                    );
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    Ok(ExitCode::FAILURE)
                 }
             }
         }

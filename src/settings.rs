@@ -134,6 +134,7 @@ pub struct Settings {
     pub lockout_threshold: u32,
     pub lockout_window_min: i64,
     pub login_per_ip_per_minute: u32,
+    pub max_pfx_bytes: u64,
 }
 
 /// A configuration problem, always naming the key.
@@ -175,6 +176,7 @@ const KEYS: &[(&str, Kind)] = &[
     ("lockout_threshold", Kind::Int),
     ("lockout_window_min", Kind::Int),
     ("login_per_ip_per_minute", Kind::Int),
+    ("max_pfx_bytes", Kind::Int),
 ];
 
 /// The names of every configuration key.
@@ -209,6 +211,7 @@ struct RawSettings {
     lockout_threshold: Option<u32>,
     lockout_window_min: Option<i64>,
     login_per_ip_per_minute: Option<u32>,
+    max_pfx_bytes: Option<u64>,
 }
 
 impl Settings {
@@ -427,6 +430,7 @@ impl Settings {
             lockout_threshold,
             lockout_window_min,
             login_per_ip_per_minute,
+            max_pfx_bytes: raw.max_pfx_bytes.filter(|b| *b > 0).unwrap_or(1024 * 1024),
         })
     }
 }

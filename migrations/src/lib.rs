@@ -11,6 +11,7 @@ mod m20261123_000004_certificates;
 mod m20261123_000005_install_jobs;
 mod m20261123_000006_audit_log;
 mod m20261123_000007_master_keys;
+mod m20261123_000008_certificate_file_hash;
 mod util;
 
 pub struct Migrator;
@@ -26,6 +27,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000005_install_jobs::Migration),
             Box::new(m20261123_000006_audit_log::Migration),
             Box::new(m20261123_000007_master_keys::Migration),
+            Box::new(m20261123_000008_certificate_file_hash::Migration),
         ]
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod document;
 pub mod file_name;
+pub mod ingest;
 pub mod pkcs12;
 
 use actix_web::{HttpResponse, web};
@@ -11,7 +12,7 @@ use sea_orm::entity::prelude::*;
 use serde::Serialize;
 
 use crate::http::AppError;
-use crate::http::auth::AuthUser;
+use crate::http::auth::{AdminUser, AuthUser};
 use crate::startup::AppState;
 
 pub mod entity {
@@ -46,6 +47,7 @@ pub mod entity {
         pub is_available: bool,
         pub superseded_by: Option<Uuid>,
         pub expiry_alert_days: Option<i32>,
+        pub file_sha256: Option<String>,
         pub created_at: DateTimeUtc,
         pub updated_at: DateTimeUtc,
     }
@@ -95,4 +97,30 @@ pub async fn list(state: web::Data<AppState>, user: AuthUser) -> Result<HttpResp
         })
         .collect();
     Ok(HttpResponse::Ok().json(serde_json::json!({"total": items.len(), "items": items})))
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct IngestBody {
+    #[serde(default)]
+    dry_run: bool,
+    /// 0 = the whole folder (and files that left it are marked unavailable).
+    #[serde(default)]
+    limit: usize,
+}
+
+/// `POST /api/v1/admin/certificates/ingest-from-fs {dry_run, limit}` (ADMIN/DEV of the office
+/// the folder belongs to).
+pub async fn ingest_from_fs(
+    state: web::Data<AppState>,
+    admin: AdminUser,
+    body: web::Json<IngestBody>,
+) -> Result<HttpResponse, AppError> {
+    if admin.0.org.0 != state.settings.org_id {
+        return Err(AppError::Forbidden(
+            "the certificates folder belongs to another office".into(),
+        ));
+    }
+    let report = ingest::scan(&state, body.dry_run, body.limit).await?;
+    Ok(HttpResponse::Ok().json(report))
 }

@@ -41,6 +41,7 @@ api_routes! {
     post "/api/v1/admin/users" => crate::accounts::admin::create, "admin", "Create a user; returns their password-set link (ADMIN/DEV)";
     patch "/api/v1/admin/users/{id}" => crate::accounts::admin::patch, "admin", "Change a user (ADMIN/DEV)";
     get "/api/v1/certificados" => crate::certificates::list, "certificates", "The office's certificate catalogue";
+    post "/api/v1/admin/certificates/ingest-from-fs" => crate::certificates::ingest_from_fs, "admin", "Ingest the certificates folder now; dry_run reports without writing (ADMIN/DEV)";
 }
 
 /// The OpenAPI 3.1 document built from [`docs`].

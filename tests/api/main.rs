@@ -15,3 +15,4 @@ mod openapi;
 mod portal;
 mod shutdown;
 mod tls;
+mod vault;

@@ -1,0 +1,124 @@
+//! Ingesting the office's folder: real files on disk, every variant offices have, bad input.
+
+use serde_json::json;
+
+use crate::helpers::*;
+use crate::on_both_databases;
+
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/pfx");
+
+fn fixture(name: &str) -> Vec<u8> {
+    std::fs::read(format!("{FIXTURES}/{name}")).unwrap()
+}
+
+/// A folder with what a real one holds: good files, bad files and things that are not files.
+fn make_folder(db: &TestDb) -> std::path::PathBuf {
+    let root = db.dir().join("certificados");
+    std::fs::create_dir_all(root.join("sub")).unwrap();
+    std::fs::write(
+        root.join("EMPRESA X LTDA Senha 1234.pfx"),
+        fixture("ecnpj-aes.pfx"),
+    )
+    .unwrap();
+    std::fs::write(
+        root.join("PADARIA BOA senha_abc123.P12"),
+        fixture("ecnpj-octet-legacy.pfx"),
+    )
+    .unwrap();
+    std::fs::write(root.join("errada Senha 9999.pfx"), fixture("ecnpj-aes.pfx")).unwrap();
+    std::fs::write(
+        root.join("lixo.pfx"),
+        (0..4096u32)
+            .map(|i| (i * 7919 % 251) as u8)
+            .collect::<Vec<_>>(),
+    )
+    .unwrap();
+    std::fs::write(root.join("vazio.pfx"), b"").unwrap();
+    std::fs::write(root.join("grande.pfx"), vec![0u8; 200_000]).unwrap();
+    std::fs::write(root.join("notas.txt"), b"senha de todos: 1234").unwrap();
+    std::fs::write(
+        root.join("sub/dentro Senha 1234.pfx"),
+        fixture("ecnpj-aes.pfx"),
+    )
+    .unwrap();
+    std::fs::create_dir_all(root.join("pasta.pfx")).unwrap();
+    #[cfg(unix)]
+    std::os::unix::fs::symlink(
+        root.join("EMPRESA X LTDA Senha 1234.pfx"),
+        root.join("atalho.pfx"),
+    )
+    .unwrap();
+    root
+}
+
+fn ingest(db: &TestDb, root: &std::path::Path, args: &[&str]) -> Output {
+    let mut cmd = db.command();
+    cmd.env("CERTHUB_CERTS_ROOT", root)
+        .env("CERTHUB_MAX_PFX_BYTES", "100000")
+        .arg("ingest")
+        .args(args);
+    let out = cmd.output().unwrap();
+    let out = Output {
+        status: out.status,
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
+    assert!(out.status.success(), "{out:?}");
+    for secret in ["Senha 1234", "senha_abc123", "abc123", "9999"] {
+        assert!(
+            !out.stdout.contains(secret) && !out.stderr.contains(secret),
+            "{secret} leaked: {out:?}"
+        );
+    }
+    out
+}
+
+on_both_databases! {
+    async fn the_folder_becomes_a_sealed_catalogue(db: TestDb) {
+        let root = make_folder(&db);
+        let dry = ingest(&db, &root, &["--dry-run"]);
+        assert!(dry.stdout.contains("dry run: ingested 2, updated 0, unchanged 0, failed 3, removed 0, skipped 3"), "{}", dry.stdout);
+        assert_eq!(db.scalar("SELECT COUNT(*) FROM certificates").await, 0, "a dry run writes nothing");
+
+        let out = ingest(&db, &root, &[]);
+        assert!(out.stdout.contains("ingested 2, updated 0, unchanged 0, failed 3, removed 0, skipped 3"), "{}", out.stdout);
+        assert!(out.stdout.contains("EMPRESA X LTDA Senha ***.pfx"), "{}", out.stdout);
+        assert_eq!(db.scalar("SELECT COUNT(*) FROM certificates").await, 5);
+        assert_eq!(db.scalar("SELECT COUNT(*) FROM certificates WHERE parse_error IS NOT NULL").await, 3);
+        assert_eq!(db.scalar("SELECT COUNT(*) FROM certificates WHERE name LIKE '%1234%' OR name LIKE '%abc123%' OR name LIKE '%9999%'").await, 0);
+        assert_eq!(db.scalar("SELECT COUNT(*) FROM certificates WHERE cnpj = '11222333000181' AND cert_kind = 'E_CNPJ'").await, 1);
+        assert_eq!(db.scalar("SELECT COUNT(*) FROM audit_log WHERE action = 'CERT_INGESTED'").await, 2);
+        assert_eq!(db.scalar("SELECT COUNT(*) FROM audit_log WHERE action = 'CERT_PARSE_FAILED'").await, 3);
+        assert_eq!(db.scalar("SELECT COUNT(*) FROM audit_log WHERE meta_json LIKE '%1234%' OR meta_json LIKE '%abc123%'").await, 0);
+
+        // A rescan finds nothing new; a file that leaves the folder becomes unavailable.
+        let again = ingest(&db, &root, &[]);
+        assert!(again.stdout.contains("ingested 0, updated 0, unchanged 5, failed 0, removed 0"), "{}", again.stdout);
+        std::fs::remove_file(root.join("PADARIA BOA senha_abc123.P12")).unwrap();
+        let after = ingest(&db, &root, &[]);
+        assert!(after.stdout.contains("removed 1"), "{}", after.stdout);
+        assert_eq!(db.scalar("SELECT COUNT(*) FROM certificates WHERE is_available = false").await, 1);
+        assert_eq!(db.scalar("SELECT COUNT(*) FROM audit_log WHERE action = 'CERT_REMOVED_FROM_SOURCE'").await, 1);
+
+        // The catalogue as users see it: clean names, ICP fields, never a file or a password.
+        let app = spawn_app_with(&db, &[("CERTHUB_CERTS_ROOT", root.to_str().unwrap())]).await;
+        let admin = app.onboard(&db, "admin@escritorio.com.br", "ADMIN", "SenhaForte123!").await;
+        let res = app.send("GET", "/api/v1/certificados", None, Some(&admin.access), None).await;
+        assert_eq!(res.status(), 200);
+        let text = res.text().await.unwrap();
+        for secret in ["1234", "abc123", "9999", "pfx_sealed", "password_sealed", "source_path"] {
+            assert!(!text.contains(secret), "{secret} in {text}");
+        }
+        let body: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let empresa = body["items"].as_array().unwrap().iter().find(|c| c["name"] == "EMPRESA X LTDA").expect("listed");
+        assert_eq!(empresa["cnpj"], "11222333000181");
+        assert_eq!(empresa["sha1"], "7B3C178DEC16A243F74032D95D4D542955C5A8D3");
+
+        let res = app.send("POST", "/api/v1/admin/certificates/ingest-from-fs", Some(json!({"dry_run": true})), Some(&admin.access), None).await;
+        assert_eq!(res.status(), 200);
+        let report: serde_json::Value = res.json().await.unwrap();
+        assert_eq!(report["dry_run"], true);
+        assert_eq!(report["unchanged"], 4);
+        assert!(db.run(&["audit", "verify"]).status.success());
+    }
+}
