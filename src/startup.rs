@@ -254,6 +254,12 @@ pub async fn serve(settings: Settings) -> Result<(), StartError> {
         env!("CARGO_PKG_VERSION")
     );
 
+    if settings.certs_root.is_some() {
+        state
+            .queue
+            .push(queue::BackgroundTask::RescanFolder)
+            .await?;
+    }
     let server = server.run();
     let http = server.handle();
     let server_task = tokio::spawn(server);

@@ -144,16 +144,20 @@ fn poll_strategy() -> Strategy {
 /// The worker and the periodic jobs, ready to run until shutdown.
 pub fn monitor(state: AppState, queue: Queue) -> Monitor {
     let monitor = Monitor::new();
+    // Unique per process: after a crash the dead worker's row stays "alive" until it misses
+    // its heartbeats, and apalis refuses a second worker of the same name (the queue would
+    // stay dead after a quick restart). Its tasks are re-enqueued once it is seen dead.
+    let worker_name = format!("certhub-worker-{}", uuid::Uuid::new_v4().simple());
     let worker_state = state.clone();
     let monitor = match queue {
         Queue::Sqlite(storage) => monitor.register(move |_| {
-            WorkerBuilder::new("certhub-worker")
+            WorkerBuilder::new(worker_name.clone())
                 .backend(storage.clone().poll_with_strategy(poll_strategy()))
                 .data(worker_state.clone())
                 .build(tasks::run)
         }),
         Queue::Postgres(storage) => monitor.register(move |_| {
-            WorkerBuilder::new("certhub-worker")
+            WorkerBuilder::new(worker_name.clone())
                 .backend(storage.clone().poll_with_strategy(poll_strategy()))
                 .data(worker_state.clone())
                 .build(tasks::run)

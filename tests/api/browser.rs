@@ -173,6 +173,30 @@ impl Browser {
         .await
     }
 
+    /// Waits (up to 10 s) until the page source contains `text`; returns the source.
+    pub async fn wait_for_text(&self, text: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let source = self.source().await;
+            if source.contains(text) || Instant::now() > deadline {
+                return source;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Waits (up to 10 s) until the URL ends with `suffix`; returns the URL.
+    pub async fn wait_for_url(&self, suffix: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let url = self.url().await;
+            if url.ends_with(suffix) || Instant::now() > deadline {
+                return url;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     pub async fn quit(self) {
         let _ = self.client.delete(&self.base).send().await;
     }

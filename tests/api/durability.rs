@@ -26,9 +26,15 @@ on_both_databases! {
         assert!(after < 801, "the kill should land mid-burst");
         let out = db.run(&["audit", "verify"]);
         assert!(out.status.success(), "{out:?}");
-        // And the server comes back on the same database.
+        // And the server comes back on the same database, its queue too: the rest of the
+        // burst gets processed after the crash.
         let app = spawn_app(&db).await;
         assert_eq!(app.get("/health").await.status(), 200);
+        let resumed = eventually(Duration::from_secs(30), || async {
+            db.scalar("SELECT COALESCE(MAX(seq), 0) FROM audit_log").await > after
+        })
+        .await;
+        assert!(resumed, "the queue did not resume after the crash; logs:\n{}", app.logs());
     }
 }
 

@@ -253,7 +253,7 @@ async fn real_browser_first_access_login_and_logout() {
     browser.type_into("input[name=confirm]", PW).await;
     browser.click("button[type=submit]").await;
     assert!(
-        browser.url().await.ends_with("/entrar"),
+        browser.wait_for_url("/entrar").await.ends_with("/entrar"),
         "{}",
         browser.source().await
     );
@@ -263,7 +263,7 @@ async fn real_browser_first_access_login_and_logout() {
         .await;
     browser.type_into("input[name=password]", PW).await;
     browser.click("form.card button[type=submit]").await;
-    let home = browser.source().await;
+    let home = browser.wait_for_text("Maria Souza").await;
     assert!(
         home.contains("Olá, ") && home.contains("Maria Souza"),
         "{home}"
@@ -275,7 +275,7 @@ async fn real_browser_first_access_login_and_logout() {
     );
 
     browser.click("header form button[type=submit]").await;
-    assert!(browser.url().await.ends_with("/entrar"));
+    assert!(browser.wait_for_url("/entrar").await.ends_with("/entrar"));
     browser.goto(&app.url("/")).await;
     assert!(!browser.source().await.contains("Olá, "));
     browser.quit().await;

@@ -101,7 +101,7 @@ on_both_databases! {
         assert_eq!(db.scalar("SELECT COUNT(*) FROM audit_log WHERE action = 'CERT_REMOVED_FROM_SOURCE'").await, 1);
 
         // The catalogue as users see it: clean names, ICP fields, never a file or a password.
-        let app = spawn_app_with(&db, &[("CERTHUB_CERTS_ROOT", root.to_str().unwrap())]).await;
+        let app = spawn_app_with(&db, &[("CERTHUB_CERTS_ROOT", root.to_str().unwrap()), ("CERTHUB_MAX_PFX_BYTES", "100000")]).await;
         let admin = app.onboard(&db, "admin@escritorio.com.br", "ADMIN", "SenhaForte123!").await;
         let res = app.send("GET", "/api/v1/certificados", None, Some(&admin.access), None).await;
         assert_eq!(res.status(), 200);
@@ -121,4 +121,49 @@ on_both_databases! {
         assert_eq!(report["unchanged"], 4);
         assert!(db.run(&["audit", "verify"]).status.success());
     }
+}
+
+/// Files added or removed while the server was down are reconciled when it starts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_up_reconciles_the_folder() {
+    let db = TestDb::new(Backend::Sqlite).await.unwrap();
+    let root = db.dir().join("certificados");
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::write(
+        root.join("EMPRESA X LTDA Senha 1234.pfx"),
+        fixture("ecnpj-aes.pfx"),
+    )
+    .unwrap();
+    let env = [("CERTHUB_CERTS_ROOT", root.to_str().unwrap())];
+    let app = spawn_app_with(&db, &env).await;
+    let ingested = eventually(std::time::Duration::from_secs(15), || async {
+        db.scalar(
+            "SELECT COUNT(*) FROM certificates WHERE is_available = true AND parse_error IS NULL",
+        )
+        .await
+            == 1
+    })
+    .await;
+    assert!(ingested, "not ingested at start-up; logs:\n{}", app.logs());
+    drop(app);
+
+    // While the server is down: one file leaves, another arrives.
+    std::fs::remove_file(root.join("EMPRESA X LTDA Senha 1234.pfx")).unwrap();
+    std::fs::write(
+        root.join("PADARIA BOA senha_abc123.pfx"),
+        fixture("ecnpj-octet-legacy.pfx"),
+    )
+    .unwrap();
+    let app = spawn_app_with(&db, &env).await;
+    let reconciled = eventually(std::time::Duration::from_secs(15), || async {
+        db.scalar("SELECT COUNT(*) FROM certificates WHERE is_available = true AND name = 'PADARIA BOA'").await == 1
+            && db.scalar("SELECT COUNT(*) FROM certificates WHERE is_available = false AND name = 'EMPRESA X LTDA'").await == 1
+    })
+    .await;
+    assert!(reconciled, "not reconciled; logs:\n{}", app.logs());
+    assert!(
+        !app.logs().contains("1234") && !app.logs().contains("abc123"),
+        "{}",
+        app.logs()
+    );
 }
