@@ -1,18 +1,9 @@
 use crate::helpers::*;
 use crate::on_both_databases;
 
-fn create_user(db: &TestDb, email: &str) {
-    let out = db.run(&[
-        "admin",
-        "create-user",
-        "--email",
-        email,
-        "--name",
-        "Pessoa Teste",
-        "--role",
-        "VIEW",
-    ]);
-    assert!(out.status.success(), "{out:?}");
+/// A VIEW user, through the CLI (audits USER_CREATED and PASSWORD_SET_INITIATED).
+fn create_view_user(db: &TestDb, email: &str) {
+    create_user(db, email, "VIEW");
 }
 
 fn verify(db: &TestDb) -> Output {
@@ -21,8 +12,8 @@ fn verify(db: &TestDb) -> Output {
 
 on_both_databases! {
     async fn appended_rows_verify(db: TestDb) {
-        create_user(&db, "ana@escritorio.com.br");
-        create_user(&db, "bia@escritorio.com.br");
+        create_view_user(&db, "ana@escritorio.com.br");
+        create_view_user(&db, "bia@escritorio.com.br");
         let out = verify(&db);
         assert!(out.status.success(), "{out:?}");
         // MASTER_KEY_CREATED + 2 x (USER_CREATED, PASSWORD_SET_INITIATED)
@@ -32,8 +23,8 @@ on_both_databases! {
     }
 
     async fn a_modified_row_is_reported(db: TestDb) {
-        create_user(&db, "ana@escritorio.com.br");
-        create_user(&db, "bia@escritorio.com.br");
+        create_view_user(&db, "ana@escritorio.com.br");
+        create_view_user(&db, "bia@escritorio.com.br");
         db.execute("UPDATE audit_log SET meta_json = '{\"email\":\"intruso@x.com\",\"role\":\"ADMIN\"}' WHERE seq = 4").await;
         let out = verify(&db);
         assert_eq!(out.status.code(), Some(3), "{out:?}");
@@ -41,7 +32,7 @@ on_both_databases! {
     }
 
     async fn a_deleted_row_is_reported(db: TestDb) {
-        create_user(&db, "ana@escritorio.com.br");
+        create_view_user(&db, "ana@escritorio.com.br");
         db.execute("DELETE FROM audit_log WHERE seq = 2").await;
         let out = verify(&db);
         assert_eq!(out.status.code(), Some(3), "{out:?}");
@@ -49,7 +40,7 @@ on_both_databases! {
     }
 
     async fn a_truncated_tail_is_reported(db: TestDb) {
-        create_user(&db, "ana@escritorio.com.br");
+        create_view_user(&db, "ana@escritorio.com.br");
         db.execute("DELETE FROM audit_log WHERE seq = 3").await;
         let out = verify(&db);
         assert_eq!(out.status.code(), Some(3), "{out:?}");
@@ -57,7 +48,7 @@ on_both_databases! {
     }
 
     async fn concurrent_writers_never_fork_the_chain(db: TestDb) {
-        create_user(&db, "first@escritorio.com.br");
+        create_view_user(&db, "first@escritorio.com.br");
         let handles: Vec<_> = (0..6)
             .map(|i| {
                 let mut cmd = db.command();
