@@ -259,10 +259,7 @@ fn first_access_form(csrf: &str, token: &str, message: Option<&str>) -> Markup {
 /// Takes the first-access token out of the state when `presented` matches it.
 fn take_setup_token(state: &AppState, presented: &str) -> Option<TokenHash> {
     let mut guard = state.setup_token.lock().unwrap_or_else(|p| p.into_inner());
-    if guard
-        .as_ref()
-        .is_some_and(|h| TokenHash::of(presented).matches(h.as_str()))
-    {
+    if is_setup_token(guard.as_ref(), presented) {
         guard.take()
     } else {
         None
@@ -271,9 +268,11 @@ fn take_setup_token(state: &AppState, presented: &str) -> Option<TokenHash> {
 
 fn setup_token_matches(state: &AppState, presented: &str) -> bool {
     let guard = state.setup_token.lock().unwrap_or_else(|p| p.into_inner());
-    guard
-        .as_ref()
-        .is_some_and(|h| TokenHash::of(presented).matches(h.as_str()))
+    is_setup_token(guard.as_ref(), presented)
+}
+
+fn is_setup_token(stored: Option<&TokenHash>, presented: &str) -> bool {
+    stored.is_some_and(|h| TokenHash::of(presented).matches(h.as_str()))
 }
 
 pub async fn first_access_page(
