@@ -284,20 +284,7 @@ async fn store(
     let (action, audit_action, detail, meta) = match &opened {
         Ok((info, password)) => {
             row.password_sealed = Set(Some(seal("password", password.as_bytes())));
-            row.parse_error = Set(None);
-            row.subject = Set(Some(info.subject.clone()));
-            row.cn = Set(info.cn.clone());
-            row.issuer = Set(Some(info.issuer.clone()));
-            row.serial = Set(Some(info.serial.clone()));
-            row.not_before = Set(Some(info.not_before));
-            row.not_after = Set(Some(info.not_after));
-            row.sha1 = Set(Some(info.sha1.clone()));
-            row.key_algorithm = Set(Some(info.key_algorithm.clone()));
-            row.key_size = Set(info.key_size.map(|s| s as i32));
-            row.cert_kind = Set(Some(info.kind.as_str().to_owned()));
-            row.cnpj = Set(info.cnpj.as_ref().map(|c| c.as_str().to_owned()));
-            row.cpf = Set(info.cpf.as_ref().map(|c| c.as_str().to_owned()));
-            row.responsible_name = Set(info.responsible_name.clone());
+            set_metadata(&mut row, info);
             let meta =
                 json!({"file": name.redacted, "sha1": info.sha1, "not_after": info.not_after});
             if previous.is_some() {
@@ -336,6 +323,24 @@ async fn store(
     txn.commit().await?;
     tracing::info!(file = %name.redacted, action = ?action, "certificate file processed");
     Ok(item(&name.redacted, action, detail))
+}
+
+/// Copies what the file says about its certificate into a row (and clears `parse_error`).
+pub fn set_metadata(row: &mut entity::ActiveModel, info: &CertificateInfo) {
+    row.parse_error = Set(None);
+    row.subject = Set(Some(info.subject.clone()));
+    row.cn = Set(info.cn.clone());
+    row.issuer = Set(Some(info.issuer.clone()));
+    row.serial = Set(Some(info.serial.clone()));
+    row.not_before = Set(Some(info.not_before));
+    row.not_after = Set(Some(info.not_after));
+    row.sha1 = Set(Some(info.sha1.clone()));
+    row.key_algorithm = Set(Some(info.key_algorithm.clone()));
+    row.key_size = Set(info.key_size.map(|s| s as i32));
+    row.cert_kind = Set(Some(info.kind.as_str().to_owned()));
+    row.cnpj = Set(info.cnpj.as_ref().map(|c| c.as_str().to_owned()));
+    row.cpf = Set(info.cpf.as_ref().map(|c| c.as_str().to_owned()));
+    row.responsible_name = Set(info.responsible_name.clone());
 }
 
 /// Rows whose file is no longer in the folder become unavailable (their jobs and audit stay).
