@@ -1,10 +1,11 @@
-//! The certificate catalogue. Ingest, the folder watcher and search arrive with the vault issue;
-//! the listing below is the catalogue as every role of the office sees it.
+//! The certificate vault: PKCS#12 parsing, folder ingest and watcher, and the catalogue as
+//! every role of the office sees it.
 
 pub mod document;
 pub mod file_name;
 pub mod ingest;
 pub mod pkcs12;
+pub mod watcher;
 
 use actix_web::{HttpResponse, web};
 use sea_orm::QueryOrder;

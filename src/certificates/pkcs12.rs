@@ -102,6 +102,8 @@ pub fn open_with_any(
         match open(data, pw) {
             Ok(info) => return Ok((info, i)),
             Err(PfxError::WrongPassword) => wrong_password = true,
+            // The password opened the file; what it holds is the answer.
+            Err(e @ (PfxError::NoPrivateKey | PfxError::SeveralKeys(_))) => return Err(e),
             // A file without a MAC can decrypt to garbage under a wrong password, which reads
             // as corruption: keep trying the other candidates.
             Err(other) => {
@@ -351,6 +353,22 @@ mod tests {
             open_with_any(b"garbage", &["", "x"]),
             Err(PfxError::Corrupt(_))
         ));
+    }
+
+    #[test]
+    fn what_the_right_password_finds_wins_over_a_wrong_candidate() {
+        assert_eq!(
+            open_with_any(NOKEY, &["1234", ""]),
+            Err(PfxError::NoPrivateKey)
+        );
+        assert_eq!(
+            open_with_any(NOKEY, &["", "1234"]),
+            Err(PfxError::NoPrivateKey)
+        );
+        assert_eq!(
+            open_with_any(TWO_KEYS, &["x", "senha123", ""]),
+            Err(PfxError::SeveralKeys(2))
+        );
     }
 
     #[test]

@@ -14,7 +14,7 @@ use apalis_sqlite::SqliteStorage;
 use sea_orm::DatabaseConnection;
 use sea_orm::sqlx::sqlite::SqlitePoolOptions;
 
-pub use tasks::BackgroundTask;
+pub use tasks::{BackgroundTask, SealedPath};
 
 use crate::settings::{DatabaseUrl, Settings};
 use crate::startup::AppState;
@@ -115,6 +115,55 @@ impl Queue {
         }
     }
 
+    /// Adds a task unless one with the same `unique_id` is still waiting (apalis' idempotency
+    /// key): a burst of events on one file queues one job. The worker frees the id when the
+    /// job starts ([`Queue::release_unique`]), so a later change queues again.
+    pub async fn push_unique(
+        &self,
+        task: BackgroundTask,
+        unique_id: &str,
+    ) -> Result<(), QueueError> {
+        let task = TaskBuilder::new(task).idempotency_key(unique_id).build();
+        match self {
+            // `INSERT ... ON CONFLICT DO NOTHING`: a waiting duplicate is silently kept.
+            Queue::Sqlite(s) => s
+                .clone()
+                .push_task(task)
+                .await
+                .map_err(|e| QueueError::Push(e.to_string())),
+            Queue::Postgres(s) => match s.clone().push_task(task).await {
+                Ok(()) => Ok(()),
+                Err(e) if e.to_string().contains(IDEMPOTENCY_INDEX) => Ok(()),
+                Err(e) => Err(QueueError::Push(e.to_string())),
+            },
+        }
+    }
+
+    /// Frees a running task's unique id (see [`Queue::push_unique`]).
+    pub async fn release_unique(
+        &self,
+        db: &DatabaseConnection,
+        id: &TaskId,
+    ) -> Result<(), sea_orm::sqlx::Error> {
+        use sea_orm::sqlx;
+        let id = id.to_string();
+        match self {
+            Queue::Sqlite(s) => {
+                sqlx::query("UPDATE Jobs SET idempotency_key = NULL WHERE id = ?1 AND idempotency_key IS NOT NULL")
+                    .bind(id)
+                    .execute(s.pool())
+                    .await?;
+            }
+            Queue::Postgres(_) => {
+                sqlx::query("UPDATE apalis.jobs SET idempotency_key = NULL WHERE id = $1 AND idempotency_key IS NOT NULL")
+                    .bind(id)
+                    .execute(db.get_postgres_connection_pool())
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
     /// Adds a task; it survives restarts until a worker completes it.
     pub async fn push(&self, task: BackgroundTask) -> Result<(), QueueError> {
         let push_err = |e: &dyn std::fmt::Display| QueueError::Push(e.to_string());
@@ -124,6 +173,10 @@ impl Queue {
         }
     }
 }
+
+/// apalis' unique index on (job_type, idempotency_key); PostgreSQL reports a waiting duplicate
+/// as a violation of it.
+const IDEMPOTENCY_INDEX: &str = "idx_jobs_idempotency_key";
 
 /// The queue's name in the `Jobs` table: fixed, so renaming a Rust type never orphans tasks.
 pub const QUEUE_NAME: &str = "certhub";

@@ -16,3 +16,4 @@ mod portal;
 mod shutdown;
 mod tls;
 mod vault;
+mod watcher;
