@@ -272,6 +272,10 @@ async fn store(
         id: Set(id),
         org_id: Set(org.0),
         name: Set(name.display.clone()),
+        name_search: Set(Some(super::catalogue::name_search(
+            &name.display,
+            opened.as_ref().ok().map(|(info, _)| info),
+        ))),
         source_path_sealed: Set(Some(seal("source_path", path.to_string_lossy().as_bytes()))),
         source_path_hash: Set(Some(key.to_owned())),
         file_stem: Set(Some(name.display.to_lowercase())),

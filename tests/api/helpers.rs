@@ -463,3 +463,34 @@ pub fn create_user(db: &TestDb, email: &str, role: &str) -> String {
         .trim()
         .to_owned()
 }
+
+pub const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/pfx");
+
+/// The bytes of a file in `tests/fixtures/pfx` (`scripts/make-pfx-fixtures.sh` made them).
+pub fn fixture(name: &str) -> Vec<u8> {
+    std::fs::read(format!("{FIXTURES}/{name}")).unwrap()
+}
+
+/// `certhub ingest` of `root`; fails the test if it fails or prints a file-name password.
+pub fn ingest(db: &TestDb, root: &Path, args: &[&str]) -> Output {
+    let mut cmd = db.command();
+    cmd.env("CERTHUB_CERTS_ROOT", root)
+        .env("CERTHUB_MAX_PFX_BYTES", "100000")
+        .arg("ingest")
+        .args(args);
+    let out = cmd.output().unwrap();
+    let out = Output {
+        status: out.status,
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
+    assert!(out.status.success(), "{out:?}");
+    // With their file-name context: random hex in log lines may contain "1234" by chance.
+    for secret in ["Senha 1234", "senha_abc123", "Senha 9999"] {
+        assert!(
+            !out.stdout.contains(secret) && !out.stderr.contains(secret),
+            "{secret} leaked: {out:?}"
+        );
+    }
+    out
+}

@@ -1,0 +1,170 @@
+//! The catalogue as users see it: search, filters and paging, on real files.
+
+use chrono::{Duration, SecondsFormat, Utc};
+use serde_json::Value;
+
+use crate::helpers::*;
+use crate::on_both_databases;
+
+const PW: &str = "SenhaForte123!";
+
+/// Two good files, a person's certificate under a wrong password, and a wrong-password copy
+/// of the company's.
+fn folder(db: &TestDb) -> std::path::PathBuf {
+    let root = db.dir().join("certificados");
+    std::fs::create_dir_all(&root).unwrap();
+    for (name, fixture_name) in [
+        ("EMPRESA X LTDA Senha 1234.pfx", "ecnpj-aes.pfx"),
+        ("PADARIA BOA senha_abc123.pfx", "ecnpj-octet-legacy.pfx"),
+        ("JOSÉ DA SILVA senha errada.pfx", "ecpf-utf8.pfx"),
+        ("errada Senha 9999.pfx", "ecnpj-aes.pfx"),
+    ] {
+        std::fs::write(root.join(name), fixture(fixture_name)).unwrap();
+    }
+    let out = ingest(db, &root, &[]);
+    assert!(
+        out.stdout
+            .contains("ingested 2, updated 0, unchanged 0, failed 2"),
+        "{}",
+        out.stdout
+    );
+    root
+}
+
+fn thumbprint(name: &str) -> String {
+    std::fs::read_to_string(format!("{FIXTURES}/thumbprints.txt"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ').map(str::to_owned))
+        .unwrap()
+}
+
+/// Moves a certificate's notAfter to `from_now` (whole seconds, as the database keeps them).
+async fn set_not_after(db: &TestDb, name: &str, from_now: Duration) {
+    let at = (Utc::now() + from_now).to_rfc3339_opts(SecondsFormat::Secs, false);
+    db.execute(&format!(
+        "UPDATE certificates SET not_after = '{at}' WHERE name = '{name}'"
+    ))
+    .await;
+}
+
+async fn get_json(app: &TestApp, path: &str, token: &str) -> (u16, Value) {
+    let res = app.send("GET", path, None, Some(token), None).await;
+    let status = res.status().as_u16();
+    (status, res.json().await.unwrap_or(Value::Null))
+}
+
+/// Lists with `query` and returns the names on the page, checking the page's shape.
+async fn names(app: &TestApp, token: &str, query: &str) -> Vec<String> {
+    let (status, body) = get_json(app, &format!("/api/v1/certificados?{query}"), token).await;
+    assert_eq!(status, 200, "{query}: {body}");
+    let items = body["items"].as_array().unwrap();
+    assert!(body["total"].as_u64().unwrap() >= items.len() as u64);
+    items
+        .iter()
+        .map(|c| c["name"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+on_both_databases! {
+    async fn every_role_searches_filters_and_pages_the_catalogue(db: TestDb) {
+        folder(&db);
+        set_not_after(&db, "EMPRESA X LTDA", Duration::days(5)).await;
+        set_not_after(&db, "PADARIA BOA", Duration::days(-3)).await;
+        db.execute("UPDATE certificates SET is_available = false WHERE name = 'errada'").await;
+        let app = spawn_app(&db).await;
+        let view = app.onboard(&db, "view@escritorio.com.br", "VIEW", PW).await;
+        let v = view.access.as_str();
+
+        // The default listing: available certificates, by name, parse errors included.
+        let (status, body) = get_json(&app, "/api/v1/certificados", v).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!((body["total"].as_u64(), body["page"].as_u64(), body["page_size"].as_u64()), (Some(3), Some(1), Some(50)));
+        let listed = names(&app, v, "").await;
+        assert_eq!(listed, ["EMPRESA X LTDA", "JOSÉ DA SILVA", "PADARIA BOA"]);
+
+        // Every field a user may see, and nothing else (no path, file, password or sealed column).
+        let empresa = body["items"].as_array().unwrap().iter().find(|c| c["name"] == "EMPRESA X LTDA").unwrap().clone();
+        let mut keys: Vec<&str> = empresa.as_object().unwrap().keys().map(String::as_str).collect();
+        keys.sort_unstable();
+        assert_eq!(keys, ["cert_kind", "cn", "cnpj", "cnpj_valid", "cpf", "cpf_valid", "expiry_alert_days", "id", "is_available", "is_default", "issuer", "key_algorithm", "key_size", "name", "not_after", "not_before", "parse_error", "responsible_name", "serial", "sha1", "superseded_by"]);
+        assert_eq!(empresa["cnpj"], "11222333000181");
+        assert_eq!(empresa["cnpj_valid"], true);
+        assert_eq!(empresa["cpf"], "52998224725");
+        assert_eq!(empresa["cpf_valid"], true);
+        assert_eq!(empresa["responsible_name"], "MARIA RESPONSAVEL");
+        assert_eq!(empresa["key_algorithm"], "RSA");
+        assert_eq!(empresa["key_size"], 2048);
+        assert!(empresa["issuer"].as_str().unwrap().contains("AC CertHub Teste"));
+        assert!(empresa["serial"].is_string() && empresa["not_before"].is_string());
+        assert_eq!(empresa["sha1"], thumbprint("ecnpj"));
+        assert_eq!((empresa["is_default"].as_bool(), empresa["superseded_by"].is_null()), (Some(true), true));
+        assert!(empresa["parse_error"].is_null() && empresa["expiry_alert_days"].is_null());
+        let items = body["items"].as_array().unwrap();
+        let padaria = items.iter().find(|c| c["name"] == "PADARIA BOA").unwrap();
+        assert_eq!((padaria["cnpj"].as_str(), padaria["cnpj_valid"].as_bool()), (Some("11222333000182"), Some(false)), "shown and flagged");
+        let jose = items.iter().find(|c| c["name"] == "JOSÉ DA SILVA").unwrap();
+        assert_eq!(jose["parse_error"], "wrong password");
+        assert!(jose["cpf"].is_null() && jose["cpf_valid"].is_null());
+
+        // Names without accents or case, in any order; the responsible person; CNPJ/CPF digits.
+        assert_eq!(names(&app, v, "q=jose").await, ["JOSÉ DA SILVA"]);
+        assert_eq!(names(&app, v, "q=Jos%C3%A9").await, ["JOSÉ DA SILVA"]);
+        assert_eq!(names(&app, v, "q=silva%20JOSE").await, ["JOSÉ DA SILVA"]);
+        assert_eq!(names(&app, v, "q=empresa%20x").await, ["EMPRESA X LTDA"]);
+        assert_eq!(names(&app, v, "q=maria").await, ["EMPRESA X LTDA"]);
+        assert_eq!(names(&app, v, "q=11.222.333%2F0001-81").await, ["EMPRESA X LTDA"]);
+        assert_eq!(names(&app, v, "q=11222333000181").await, ["EMPRESA X LTDA"]);
+        assert_eq!(names(&app, v, "q=11222333").await, ["EMPRESA X LTDA", "PADARIA BOA"]);
+        assert_eq!(names(&app, v, "q=529.982.247-25").await, ["EMPRESA X LTDA", "PADARIA BOA"]);
+        assert!(names(&app, v, "q=inexistente").await.is_empty());
+        assert!(names(&app, v, "q=%25").await.len() == 3, "a lone wildcard is no filter");
+
+        // Status filters.
+        assert_eq!(names(&app, v, "status=available").await, ["EMPRESA X LTDA", "JOSÉ DA SILVA", "PADARIA BOA"]);
+        assert_eq!(names(&app, v, "status=unavailable").await, ["errada"]);
+        assert_eq!(names(&app, v, "status=expired").await, ["PADARIA BOA"]);
+        assert_eq!(names(&app, v, "status=expiring").await, ["EMPRESA X LTDA"]);
+        assert_eq!(names(&app, v, "status=expiring&within_days=5").await, ["EMPRESA X LTDA"]);
+        assert!(names(&app, v, "status=expiring&within_days=4").await.is_empty());
+        assert_eq!(names(&app, v, "status=all").await.len(), 4);
+        assert_eq!(names(&app, v, "status=all&q=padaria").await, ["PADARIA BOA"]);
+        // Rows written before `name_search` existed are found by their name.
+        db.execute("UPDATE certificates SET name_search = NULL WHERE name = 'PADARIA BOA'").await;
+        assert_eq!(names(&app, v, "q=Padaria%20boa").await, ["PADARIA BOA"]);
+        assert!(names(&app, v, "q=joao").await.is_empty(), "only the name, then");
+
+        // Paging: pages of 3 cover the four certificates once, in order.
+        let (_, p1) = get_json(&app, "/api/v1/certificados?status=all&page_size=3", v).await;
+        let (_, p2) = get_json(&app, "/api/v1/certificados?status=all&page_size=3&page=2", v).await;
+        let (_, p3) = get_json(&app, "/api/v1/certificados?status=all&page_size=3&page=3", v).await;
+        assert_eq!((p1["total"].as_u64(), p2["total"].as_u64(), p3["total"].as_u64()), (Some(4), Some(4), Some(4)));
+        assert_eq!((p1["items"].as_array().unwrap().len(), p2["items"].as_array().unwrap().len(), p3["items"].as_array().unwrap().len()), (3, 1, 0));
+        assert_eq!(p2["page"], 2);
+        let paged: Vec<Value> = p1["items"].as_array().unwrap().iter().chain(p2["items"].as_array().unwrap()).map(|c| c["id"].clone()).collect();
+        let (_, all) = get_json(&app, "/api/v1/certificados?status=all", v).await;
+        let all: Vec<Value> = all["items"].as_array().unwrap().iter().map(|c| c["id"].clone()).collect();
+        assert_eq!(paged, all);
+
+        // Out of range → 422; what is not a parameter at all → 400.
+        for bad in ["page_size=0", "page_size=201", "page=0", "page=-1", "page=9223372036854775807", "within_days=0", "within_days=366"] {
+            let (status, body) = get_json(&app, &format!("/api/v1/certificados?{bad}"), v).await;
+            assert_eq!((status, body["error"].as_str()), (422, Some("validation_error")), "{bad}: {body}");
+        }
+        assert_eq!(get_json(&app, "/api/v1/certificados?page_size=200", v).await.0, 200);
+        for bad in ["sort=name", "status=old", "page=x"] {
+            let (status, body) = get_json(&app, &format!("/api/v1/certificados?{bad}"), v).await;
+            assert_eq!((status, body["error"].as_str()), (400, Some("bad_request")), "{bad}: {body}");
+        }
+
+        // One certificate, by id.
+        let id = empresa["id"].as_str().unwrap();
+        let (status, one) = get_json(&app, &format!("/api/v1/certificados/{id}"), v).await;
+        assert_eq!(status, 200);
+        assert_eq!(one, empresa);
+        let missing = uuid::Uuid::new_v4();
+        assert_eq!(get_json(&app, &format!("/api/v1/certificados/{missing}"), v).await.0, 404);
+        assert_eq!(get_json(&app, "/api/v1/certificados/not-an-id", v).await.0, 404);
+        assert_eq!(app.get("/api/v1/certificados").await.status(), 401);
+    }
+}
