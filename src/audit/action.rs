@@ -63,6 +63,8 @@ actions! {
     CertUpdated => "CERT_UPDATED",
     CertRemovedFromSource => "CERT_REMOVED_FROM_SOURCE",
     CertParseFailed => "CERT_PARSE_FAILED",
+    CertPasswordRejected => "CERT_PASSWORD_REJECTED",
+    CertPathRevealed => "CERT_PATH_REVEALED",
     // the server itself
     MasterKeyCreated => "MASTER_KEY_CREATED",
     QueueProbeStarted => "QUEUE_PROBE_STARTED",

@@ -1,6 +1,7 @@
 //! The certificate vault: ingest of the office's folder, the catalogue every role searches,
 //! the admin's vault operations, and expiry tracking.
 
+pub mod admin;
 pub mod catalogue;
 pub mod document;
 pub mod file_name;

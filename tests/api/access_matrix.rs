@@ -72,6 +72,18 @@ const MATRIX: &[Row] = &[
         None,
         [401, 200, 200, 200, 403],
     ),
+    (
+        "post",
+        "/api/v1/admin/certificates/{id}/password",
+        Some(r#"{"password":"not-the-password"}"#),
+        [401, 403, 422, 422, 403],
+    ),
+    (
+        "get",
+        "/api/v1/admin/certificates/{id}/source-path",
+        None,
+        [401, 403, 200, 200, 403],
+    ),
     // No certs_root in this test: 422 once the role check passes.
     (
         "post",

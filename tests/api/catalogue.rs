@@ -1,12 +1,15 @@
-//! The catalogue as users see it: search, filters and paging, on real files.
+//! The catalogue as users see it: search, filters, paging, an admin's password and path
+//! operations and office isolation, on real files.
 
 use chrono::{Duration, SecondsFormat, Utc};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::helpers::*;
 use crate::on_both_databases;
 
 const PW: &str = "SenhaForte123!";
+/// The real password of `ecpf-utf8.pfx`.
+const ECPF_PASSWORD: &str = "sénha-ção";
 
 /// Two good files, a person's certificate under a wrong password, and a wrong-password copy
 /// of the company's.
@@ -64,6 +67,19 @@ async fn names(app: &TestApp, token: &str, query: &str) -> Vec<String> {
         .iter()
         .map(|c| c["name"].as_str().unwrap().to_owned())
         .collect()
+}
+
+async fn id_of(app: &TestApp, token: &str, name: &str) -> String {
+    let (_, body) = get_json(app, "/api/v1/certificados?status=all", token).await;
+    body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == name)
+        .unwrap_or_else(|| panic!("{name} not listed: {body}"))["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
 }
 
 on_both_databases! {
@@ -166,5 +182,108 @@ on_both_databases! {
         assert_eq!(get_json(&app, &format!("/api/v1/certificados/{missing}"), v).await.0, 404);
         assert_eq!(get_json(&app, "/api/v1/certificados/not-an-id", v).await.0, 404);
         assert_eq!(app.get("/api/v1/certificados").await.status(), 401);
+    }
+
+    async fn an_admin_types_the_password_and_reveals_the_path(db: TestDb) {
+        let root = folder(&db);
+        let app = spawn_app(&db).await;
+        let admin = app.onboard(&db, "admin@escritorio.com.br", "ADMIN", PW).await;
+        let view = app.onboard(&db, "view@escritorio.com.br", "VIEW", PW).await;
+        let a = admin.access.as_str();
+        let jose = id_of(&app, a, "JOSÉ DA SILVA").await;
+        let password_path = format!("/api/v1/admin/certificates/{jose}/password");
+
+        // VIEW may not; a wrong password is refused, audited and not stored.
+        let res = app.send("POST", &password_path, Some(json!({"password": ECPF_PASSWORD})), Some(&view.access), None).await;
+        assert_eq!(res.status(), 403);
+        let res = app.send("POST", &password_path, Some(json!({"password": "chute-errado"})), Some(a), None).await;
+        assert_eq!(res.status(), 422);
+        let body: Value = res.json().await.unwrap();
+        assert_eq!(body, json!({"error": "validation_error", "message": "wrong password"}));
+        assert_eq!(db.scalar(&format!("SELECT COUNT(*) FROM audit_log WHERE action = 'CERT_PASSWORD_REJECTED' AND entity_id = '{jose}' AND actor_user_id IS NOT NULL")).await, 1);
+        assert_eq!(db.scalar("SELECT COUNT(*) FROM certificates WHERE name = 'JOSÉ DA SILVA' AND password_sealed IS NULL AND parse_error IS NOT NULL").await, 1);
+        let res = app.send("POST", &password_path, Some(json!({"password": "x", "save": true})), Some(a), None).await;
+        assert_eq!(res.status(), 400, "unknown fields are refused");
+        let res = app.send("POST", &format!("/api/v1/admin/certificates/{}/password", uuid::Uuid::new_v4()), Some(json!({"password": "x"})), Some(a), None).await;
+        assert_eq!(res.status(), 404);
+
+        // The right one: stored sealed, the row shows what the file holds.
+        let res = app.send("POST", &password_path, Some(json!({"password": ECPF_PASSWORD})), Some(a), None).await;
+        assert_eq!(res.status(), 200);
+        let text = res.text().await.unwrap();
+        assert!(!text.contains(ECPF_PASSWORD), "{text}");
+        let fixed: Value = serde_json::from_str(&text).unwrap();
+        assert!(fixed["parse_error"].is_null(), "{fixed}");
+        assert_eq!((fixed["name"].as_str(), fixed["cert_kind"].as_str(), fixed["cpf"].as_str()), (Some("JOSÉ DA SILVA"), Some("E_CPF"), Some("52998224725")));
+        assert_eq!(fixed["cpf_valid"], true);
+        assert_eq!(fixed["sha1"], thumbprint("ecpf"));
+        assert_eq!(db.scalar(&format!("SELECT COUNT(*) FROM audit_log WHERE action = 'CERT_UPDATED' AND entity_id = '{jose}' AND meta_json LIKE '%password_set%' AND actor_user_id IS NOT NULL")).await, 1);
+        assert_eq!(db.scalar("SELECT COUNT(*) FROM certificates WHERE name = 'JOSÉ DA SILVA' AND password_sealed IS NOT NULL AND parse_error IS NULL").await, 1);
+        assert_eq!(names(&app, &view.access, "q=jose").await, ["JOSÉ DA SILVA"]);
+        let (_, one) = get_json(&app, &format!("/api/v1/certificados/{jose}"), &view.access).await;
+        assert_eq!(one, fixed);
+        // A rescan keeps what the admin typed (the file has not changed).
+        assert!(ingest(&db, &root, &[]).stdout.contains("unchanged 4"));
+        assert_eq!(db.scalar("SELECT COUNT(*) FROM certificates WHERE name = 'JOSÉ DA SILVA' AND parse_error IS NULL").await, 1);
+
+        // A copy of a certificate already in the catalogue is not made a second row.
+        let errada = id_of(&app, a, "errada").await;
+        let errada_path = format!("/api/v1/admin/certificates/{errada}/password");
+        let res = app.send("POST", &errada_path, Some(json!({"password": "1234"})), Some(a), None).await;
+        assert_eq!(res.status(), 409);
+        let body: Value = res.json().await.unwrap();
+        assert!(body["message"].as_str().unwrap().contains(&thumbprint("ecnpj")), "{body}");
+        assert_eq!(db.scalar("SELECT COUNT(*) FROM certificates WHERE name = 'errada' AND password_sealed IS NULL AND sha1 IS NULL").await, 1);
+        // Without its file nothing can be checked.
+        db.execute("UPDATE certificates SET pfx_sealed = NULL WHERE name = 'errada'").await;
+        let res = app.send("POST", &errada_path, Some(json!({"password": "1234"})), Some(a), None).await;
+        assert_eq!(res.status(), 409);
+
+        // The raw path, for admins only, never cached, audited without the path.
+        let empresa = id_of(&app, a, "EMPRESA X LTDA").await;
+        let path_url = format!("/api/v1/admin/certificates/{empresa}/source-path");
+        assert_eq!(app.send("GET", &path_url, None, Some(&view.access), None).await.status(), 403);
+        let res = app.send("GET", &path_url, None, Some(a), None).await;
+        assert_eq!(res.status(), 200);
+        assert_eq!(res.headers()["cache-control"], "no-store");
+        let body: Value = res.json().await.unwrap();
+        assert_eq!(body["source_path"], root.join("EMPRESA X LTDA Senha 1234.pfx").to_str().unwrap());
+        assert_eq!(db.scalar(&format!("SELECT COUNT(*) FROM audit_log WHERE action = 'CERT_PATH_REVEALED' AND entity_id = '{empresa}' AND actor_user_id IS NOT NULL")).await, 1);
+        assert_eq!(db.scalar("SELECT COUNT(*) FROM audit_log WHERE action = 'CERT_PATH_REVEALED' AND (meta_json LIKE '%1234%' OR meta_json LIKE '%certificados%')").await, 0);
+        assert_eq!(db.scalar("SELECT COUNT(*) FROM audit_log WHERE meta_json LIKE '%Senha 1234%'").await, 0);
+        let missing = uuid::Uuid::new_v4();
+        assert_eq!(app.send("GET", &format!("/api/v1/admin/certificates/{missing}/source-path"), None, Some(a), None).await.status(), 404);
+
+        // No password anywhere: audit, logs, what users see.
+        for secret in [ECPF_PASSWORD, "chute-errado"] {
+            assert_eq!(db.scalar(&format!("SELECT COUNT(*) FROM audit_log WHERE meta_json LIKE '%{secret}%'")).await, 0, "{secret}");
+            assert!(!app.logs().contains(secret), "{secret} in the log");
+        }
+        let (_, all) = get_json(&app, "/api/v1/certificados?status=all", &view.access).await;
+        assert!(!all.to_string().contains(ECPF_PASSWORD) && !all.to_string().contains("source_path"));
+        assert!(db.run(&["audit", "verify"]).status.success());
+    }
+
+    async fn another_office_gets_404_for_this_office_certificates(db: TestDb) {
+        folder(&db);
+        let app = spawn_app(&db).await;
+        let admin = app.onboard(&db, "admin@escritorio.com.br", "ADMIN", PW).await;
+        let empresa = id_of(&app, &admin.access, "EMPRESA X LTDA").await;
+        let jose = id_of(&app, &admin.access, "JOSÉ DA SILVA").await;
+        let other_admin = app.onboard_in(&db, 2, "admin@outro.com.br", "ADMIN", PW).await;
+        let other_view = app.onboard_in(&db, 2, "view@outro.com.br", "VIEW", PW).await;
+        let audit_before = db.scalar("SELECT COUNT(*) FROM audit_log WHERE org_id = 1").await;
+
+        for token in [&other_admin.access, &other_view.access] {
+            let (status, body) = get_json(&app, "/api/v1/certificados?status=all", token).await;
+            assert_eq!((status, body["total"].as_u64()), (200, Some(0)));
+            assert_eq!(get_json(&app, &format!("/api/v1/certificados/{empresa}"), token).await.0, 404);
+        }
+        let res = app.send("POST", &format!("/api/v1/admin/certificates/{jose}/password"), Some(json!({"password": ECPF_PASSWORD})), Some(&other_admin.access), None).await;
+        assert_eq!(res.status(), 404);
+        let res = app.send("GET", &format!("/api/v1/admin/certificates/{empresa}/source-path"), None, Some(&other_admin.access), None).await;
+        assert_eq!(res.status(), 404);
+        assert_eq!(db.scalar("SELECT COUNT(*) FROM audit_log WHERE org_id = 1").await, audit_before);
+        assert_eq!(db.scalar("SELECT COUNT(*) FROM certificates WHERE name = 'JOSÉ DA SILVA' AND password_sealed IS NULL").await, 1);
     }
 }

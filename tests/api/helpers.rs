@@ -421,7 +421,19 @@ impl TestApp {
 
     /// Creates a user with the CLI, sets the password through the API and logs in.
     pub async fn onboard(&self, db: &TestDb, email: &str, role: &str, password: &str) -> Session {
-        let token = create_user(db, email, role);
+        self.onboard_in(db, 1, email, role, password).await
+    }
+
+    /// [`TestApp::onboard`] for a user of office `org`.
+    pub async fn onboard_in(
+        &self,
+        db: &TestDb,
+        org: i64,
+        email: &str,
+        role: &str,
+        password: &str,
+    ) -> Session {
+        let token = create_user_in(db, org, email, role);
         let res = self
             .send(
                 "POST",
@@ -445,16 +457,31 @@ impl TestApp {
 
 /// `certhub admin create-user`; returns the one-time password-set token.
 pub fn create_user(db: &TestDb, email: &str, role: &str) -> String {
-    let out = db.run(&[
-        "admin",
-        "create-user",
-        "--email",
-        email,
-        "--name",
-        "Pessoa",
-        "--role",
-        role,
-    ]);
+    create_user_in(db, 1, email, role)
+}
+
+/// `certhub admin create-user` for office `org` (created if needed); returns the token.
+pub fn create_user_in(db: &TestDb, org: i64, email: &str, role: &str) -> String {
+    let out = db
+        .command()
+        .env("CERTHUB_ORG_ID", org.to_string())
+        .args([
+            "admin",
+            "create-user",
+            "--email",
+            email,
+            "--name",
+            "Pessoa",
+            "--role",
+            role,
+        ])
+        .output()
+        .expect("run certhub");
+    let out = Output {
+        status: out.status,
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
     assert!(out.status.success(), "{out:?}");
     out.stdout
         .split("token=")
