@@ -65,6 +65,7 @@ actions! {
     CertParseFailed => "CERT_PARSE_FAILED",
     CertPasswordRejected => "CERT_PASSWORD_REJECTED",
     CertPathRevealed => "CERT_PATH_REVEALED",
+    CertExpiring => "CERT_EXPIRING",
     // the server itself
     MasterKeyCreated => "MASTER_KEY_CREATED",
     QueueProbeStarted => "QUEUE_PROBE_STARTED",

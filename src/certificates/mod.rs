@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod catalogue;
 pub mod document;
+pub mod expiry;
 pub mod file_name;
 pub mod ingest;
 pub mod pkcs12;

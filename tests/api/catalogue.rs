@@ -1,5 +1,5 @@
 //! The catalogue as users see it: search, filters, paging, an admin's password and path
-//! operations and office isolation, on real files.
+//! operations, office isolation and the daily expiry check, on real files.
 
 use chrono::{Duration, SecondsFormat, Utc};
 use serde_json::{Value, json};
@@ -285,5 +285,52 @@ on_both_databases! {
         assert_eq!(res.status(), 404);
         assert_eq!(db.scalar("SELECT COUNT(*) FROM audit_log WHERE org_id = 1").await, audit_before);
         assert_eq!(db.scalar("SELECT COUNT(*) FROM certificates WHERE name = 'JOSÉ DA SILVA' AND password_sealed IS NULL").await, 1);
+    }
+
+    async fn the_expiry_check_sets_buckets_and_alerts_once(db: TestDb) {
+        folder(&db);
+        set_not_after(&db, "EMPRESA X LTDA", Duration::days(20)).await;
+        set_not_after(&db, "PADARIA BOA", Duration::days(3)).await;
+        // Expired, but its file left the folder: no one to alert.
+        set_not_after(&db, "errada", Duration::days(-1)).await;
+        db.execute("UPDATE certificates SET is_available = false WHERE name = 'errada'").await;
+        let check = || {
+            let out = db.run(&["certificates", "check-expiry"]);
+            assert!(out.status.success(), "{out:?}");
+            out.stdout.trim().to_owned()
+        };
+        let bucket = |name: &'static str| {
+            let db = &db;
+            async move { db.scalar(&format!("SELECT CAST(COALESCE(expiry_alert_days, -1) AS BIGINT) FROM certificates WHERE name = '{name}'")).await }
+        };
+        let alerts = || db.scalar("SELECT COUNT(*) FROM audit_log WHERE action = 'CERT_EXPIRING'");
+
+        assert_eq!(check(), "expiry check: 4 certificate(s) checked, 3 bucket(s) changed, 2 alert(s) written");
+        assert_eq!((bucket("EMPRESA X LTDA").await, bucket("PADARIA BOA").await, bucket("errada").await, bucket("JOSÉ DA SILVA").await), (30, 7, 0, -1));
+        assert_eq!(alerts().await, 2);
+        assert_eq!(db.scalar("SELECT COUNT(*) FROM audit_log WHERE action = 'CERT_EXPIRING' AND meta_json LIKE '%\"days\":7%' AND meta_json LIKE '%PADARIA BOA%' AND actor_user_id IS NULL").await, 1);
+
+        // The next day's run repeats nothing.
+        assert_eq!(check(), "expiry check: 4 certificate(s) checked, 0 bucket(s) changed, 0 alert(s) written");
+        assert_eq!(alerts().await, 2);
+
+        // Closer to expiry: one more alert. Renewed: back out of the buckets, silently.
+        set_not_after(&db, "EMPRESA X LTDA", Duration::days(6)).await;
+        assert_eq!(check(), "expiry check: 4 certificate(s) checked, 1 bucket(s) changed, 1 alert(s) written");
+        assert_eq!(bucket("EMPRESA X LTDA").await, 7);
+        set_not_after(&db, "PADARIA BOA", Duration::days(200)).await;
+        assert_eq!(check(), "expiry check: 4 certificate(s) checked, 1 bucket(s) changed, 0 alert(s) written");
+        assert_eq!(bucket("PADARIA BOA").await, -1);
+        assert_eq!(alerts().await, 3);
+
+        // What users see.
+        let app = spawn_app(&db).await;
+        let view = app.onboard(&db, "view@escritorio.com.br", "VIEW", PW).await;
+        let (_, body) = get_json(&app, "/api/v1/certificados?status=all", &view.access).await;
+        let days: Vec<(String, Value)> = body["items"].as_array().unwrap().iter().map(|c| (c["name"].as_str().unwrap().to_owned(), c["expiry_alert_days"].clone())).collect();
+        assert!(days.contains(&("EMPRESA X LTDA".into(), json!(7))), "{days:?}");
+        assert!(days.contains(&("PADARIA BOA".into(), Value::Null)), "{days:?}");
+        assert!(days.contains(&("errada".into(), json!(0))), "{days:?}");
+        assert!(db.run(&["audit", "verify"]).status.success());
     }
 }
