@@ -392,6 +392,14 @@ impl Holder {
         }
     }
 
+    fn of_info(info: &CertificateInfo) -> Option<Self> {
+        Self::of(
+            Some(info.kind.as_str()),
+            info.cnpj.as_ref().map(|c| c.as_str()),
+            info.cpf.as_ref().map(|c| c.as_str()),
+        )
+    }
+
     fn of_row(row: &entity::Model) -> Option<Self> {
         Self::of(
             row.cert_kind.as_deref(),
@@ -528,6 +536,10 @@ async fn store_one(
         id: Set(id),
         org_id: Set(org.0),
         name: Set(name.display.clone()),
+        name_search: Set(Some(super::catalogue::name_search(
+            &name.display,
+            p.opened.as_ref().ok().map(|(info, _)| info),
+        ))),
         source_path_sealed: Set(Some(seal(
             "source_path",
             p.file.path.to_string_lossy().as_bytes(),
@@ -546,13 +558,7 @@ async fn store_one(
             set_metadata(&mut row, info);
             let meta =
                 json!({"file": name.redacted, "sha1": info.sha1, "not_after": info.not_after});
-            if let Some(h) = Holder::of(
-                Some(info.kind.as_str()),
-                info.cnpj.as_ref().map(|c| c.as_str()),
-                info.cpf.as_ref().map(|c| c.as_str()),
-            ) {
-                holders.insert(h);
-            }
+            holders.extend(Holder::of_info(info));
             if target.is_some() {
                 (Action::Updated, AuditAction::CertUpdated, None, meta)
             } else {
@@ -659,6 +665,19 @@ async fn mark_unavailable(
     )
     .await?;
     Ok(())
+}
+
+/// Recomputes which of the holder's certificates is the default after `info`'s row changed
+/// outside a scan (an admin typed its password).
+pub async fn refresh_supersession_of(
+    txn: &DatabaseTransaction,
+    org: OrgId,
+    info: &CertificateInfo,
+) -> Result<(), DbErr> {
+    match Holder::of_info(info) {
+        Some(holder) => refresh_supersession(txn, org, &holder).await,
+        None => Ok(()),
+    }
 }
 
 /// Among the readable certificates of one holder, the one that expires last is the default to

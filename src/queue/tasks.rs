@@ -76,10 +76,10 @@ pub(super) async fn run(
         BackgroundTask::Probe { org_id, millis } => probe(&state, OrgId(*org_id), *millis).await,
         BackgroundTask::RescanFolder => rescan(&state).await,
         BackgroundTask::IngestFile { path } => match path.open(&state.master_key) {
-            Ok(path) => crate::certificates::ingest::ingest_file(&state, &path)
-                .await
-                .map(|_| ())
-                .map_err(|e| e.to_string().into()),
+            Ok(path) => match crate::certificates::ingest::ingest_file(&state, &path).await {
+                Ok(_) => flag_expiring(&state).await,
+                Err(e) => Err(e.to_string().into()),
+            },
             Err(e) => Err(e.into()),
         },
         BackgroundTask::RemoveFile { path } => match path.open(&state.master_key) {
@@ -129,5 +129,11 @@ async fn rescan(state: &AppState) -> Result<(), BoxDynError> {
         skipped = report.skipped,
         "certificates folder reconciled"
     );
+    flag_expiring(state).await
+}
+
+/// A certificate that arrives close to its expiry is flagged now, not at the next daily run.
+async fn flag_expiring(state: &AppState) -> Result<(), BoxDynError> {
+    crate::certificates::expiry::check_all(&state.db, chrono::Utc::now()).await?;
     Ok(())
 }

@@ -6,6 +6,7 @@ mod access_matrix;
 mod accounts;
 mod audit;
 mod browser;
+mod catalogue;
 mod cli;
 mod config;
 mod durability;

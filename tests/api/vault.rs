@@ -5,12 +5,6 @@ use serde_json::json;
 use crate::helpers::*;
 use crate::on_both_databases;
 
-const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/pfx");
-
-fn fixture(name: &str) -> Vec<u8> {
-    std::fs::read(format!("{FIXTURES}/{name}")).unwrap()
-}
-
 /// A folder with what a real one holds: good files, bad files and things that are not files.
 fn make_folder(db: &TestDb) -> std::path::PathBuf {
     let root = db.dir().join("certificados");
@@ -49,29 +43,6 @@ fn make_folder(db: &TestDb) -> std::path::PathBuf {
     )
     .unwrap();
     root
-}
-
-fn ingest(db: &TestDb, root: &std::path::Path, args: &[&str]) -> Output {
-    let mut cmd = db.command();
-    cmd.env("CERTHUB_CERTS_ROOT", root)
-        .env("CERTHUB_MAX_PFX_BYTES", "100000")
-        .arg("ingest")
-        .args(args);
-    let out = cmd.output().unwrap();
-    let out = Output {
-        status: out.status,
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    };
-    assert!(out.status.success(), "{out:?}");
-    // With their file-name context: random hex in log lines may contain "1234" by chance.
-    for secret in ["Senha 1234", "senha_abc123", "Senha 9999"] {
-        assert!(
-            !out.stdout.contains(secret) && !out.stderr.contains(secret),
-            "{secret} leaked: {out:?}"
-        );
-    }
-    out
 }
 
 on_both_databases! {

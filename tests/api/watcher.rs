@@ -7,16 +7,11 @@ use std::time::{Duration, Instant};
 use crate::helpers::*;
 use crate::on_both_databases;
 
-const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/pfx");
 const AES: &str = "7B3C178DEC16A243F74032D95D4D542955C5A8D3";
 const RENEWED: &str = "E29CB172F63C708BF82F2DCCE0C2745EB090A3D4";
 const LEGACY: &str = "DB46F02EB4A5795F5608DBE334C1166D44571444";
 /// `watcher_debounce_seconds` in these tests.
 const DEBOUNCE: Duration = Duration::from_secs(1);
-
-fn fixture(name: &str) -> Vec<u8> {
-    std::fs::read(format!("{FIXTURES}/{name}")).unwrap()
-}
 
 struct Folder {
     root: PathBuf,
