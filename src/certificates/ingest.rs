@@ -184,6 +184,64 @@ async fn known_paths(
         .collect())
 }
 
+/// What the folder bookkeeping needs of a row, without the sealed file: a full rescan of a
+/// large catalogue stays small in memory.
+#[derive(Debug, Clone, FromQueryResult)]
+struct Listed {
+    id: Uuid,
+    name: String,
+    sha1: Option<String>,
+    source_path_hash: Option<String>,
+    source_path_sealed: Option<Vec<u8>>,
+    is_available: bool,
+    cert_kind: Option<String>,
+    cnpj: Option<String>,
+    cpf: Option<String>,
+}
+
+impl From<&entity::Model> for Listed {
+    fn from(m: &entity::Model) -> Self {
+        Self {
+            id: m.id,
+            name: m.name.clone(),
+            sha1: m.sha1.clone(),
+            source_path_hash: m.source_path_hash.clone(),
+            source_path_sealed: m.source_path_sealed.clone(),
+            is_available: m.is_available,
+            cert_kind: m.cert_kind.clone(),
+            cnpj: m.cnpj.clone(),
+            cpf: m.cpf.clone(),
+        }
+    }
+}
+
+/// Available rows matching `filter`, as [`Listed`].
+async fn listed(
+    db: &impl ConnectionTrait,
+    org: OrgId,
+    filter: Condition,
+) -> Result<Vec<Listed>, DbErr> {
+    Certificates::find()
+        .select_only()
+        .columns([
+            Column::Id,
+            Column::Name,
+            Column::Sha1,
+            Column::SourcePathHash,
+            Column::SourcePathSealed,
+            Column::IsAvailable,
+            Column::CertKind,
+            Column::Cnpj,
+            Column::Cpf,
+        ])
+        .filter(Column::OrgId.eq(org.0))
+        .filter(Column::IsAvailable.eq(true))
+        .filter(filter)
+        .into_model::<Listed>()
+        .all(db)
+        .await
+}
+
 /// A file read and parsed, ready to be stored.
 struct Parsed {
     file: SourceFile,
@@ -400,7 +458,7 @@ impl Holder {
         )
     }
 
-    fn of_row(row: &entity::Model) -> Option<Self> {
+    fn of_row(row: &Listed) -> Option<Self> {
         Self::of(
             row.cert_kind.as_deref(),
             row.cnpj.as_deref(),
@@ -519,6 +577,7 @@ async fn store_one(
         }
     };
     if let Some(old) = detach {
+        let old = Listed::from(&old);
         detach_row(txn, org, &old, "replaced by another file at the same path").await?;
         if let Some(h) = Holder::of_row(&old) {
             holders.insert(h);
@@ -618,7 +677,7 @@ pub fn set_metadata(row: &mut entity::ActiveModel, info: &CertificateInfo) {
 async fn detach_row(
     txn: &DatabaseTransaction,
     org: OrgId,
-    row: &entity::Model,
+    row: &Listed,
     why: &str,
 ) -> Result<(), AppError> {
     Certificates::update(entity::ActiveModel {
@@ -646,7 +705,7 @@ async fn detach_row(
 async fn mark_unavailable(
     txn: &DatabaseTransaction,
     org: OrgId,
-    row: &entity::Model,
+    row: &Listed,
     strategy: &str,
 ) -> Result<(), AppError> {
     Certificates::update(entity::ActiveModel {
@@ -687,11 +746,26 @@ async fn refresh_supersession(
     org: OrgId,
     holder: &Holder,
 ) -> Result<(), DbErr> {
+    #[derive(FromQueryResult)]
+    struct Candidate {
+        id: Uuid,
+        not_after: Option<DateTimeUtc>,
+        is_available: bool,
+        superseded_by: Option<Uuid>,
+    }
     let rows = Certificates::find()
+        .select_only()
+        .columns([
+            Column::Id,
+            Column::NotAfter,
+            Column::IsAvailable,
+            Column::SupersededBy,
+        ])
         .filter(Column::OrgId.eq(org.0))
         .filter(Column::ParseError.is_null())
         .filter(Column::NotAfter.is_not_null())
         .filter(holder.condition())
+        .into_model::<Candidate>()
         .all(txn)
         .await?;
     let newest = rows
@@ -724,10 +798,7 @@ async fn mark_missing(
     present: &HashSet<PathKey>,
     dry_run: bool,
 ) -> Result<Vec<Item>, AppError> {
-    let missing: Vec<entity::Model> = Certificates::find()
-        .filter(Column::OrgId.eq(org.0))
-        .filter(Column::IsAvailable.eq(true))
-        .all(&state.db)
+    let missing: Vec<Listed> = listed(&state.db, org, Condition::all())
         .await?
         .into_iter()
         .filter(|row| {
@@ -774,17 +845,19 @@ pub async fn remove_file(state: &AppState, path: &Path) -> Result<Item, AppError
     }
     let org = OrgId(state.settings.org_id);
     let txn = crate::db::begin_write(&state.db).await?;
-    let by_path = find_by_path(org, &file.key)
-        .filter(Column::IsAvailable.eq(true))
-        .all(&txn)
-        .await?;
+    let by_path = listed(
+        &txn,
+        org,
+        Condition::all().add(Column::SourcePathHash.eq(file.key.as_str())),
+    )
+    .await?;
     let (strategy, found) = if by_path.is_empty() {
-        let by_stem = Certificates::find()
-            .filter(Column::OrgId.eq(org.0))
-            .filter(Column::IsAvailable.eq(true))
-            .filter(Column::FileStem.eq(file.name.display.to_lowercase()))
-            .all(&txn)
-            .await?;
+        let by_stem = listed(
+            &txn,
+            org,
+            Condition::all().add(Column::FileStem.eq(file.name.display.to_lowercase())),
+        )
+        .await?;
         let mut gone = Vec::new();
         for row in by_stem {
             if !own_file_exists(state, &row).await {
@@ -823,7 +896,7 @@ pub async fn remove_file(state: &AppState, path: &Path) -> Result<Item, AppError
 }
 
 /// Whether the file a row was read from is still on disk.
-async fn own_file_exists(state: &AppState, row: &entity::Model) -> bool {
+async fn own_file_exists(state: &AppState, row: &Listed) -> bool {
     let Some(sealed) = &row.source_path_sealed else {
         return false;
     };
