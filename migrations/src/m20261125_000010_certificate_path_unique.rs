@@ -26,10 +26,27 @@ impl MigrationTrait for Migration {
             &["org_id", "source_path_hash"],
             true,
         )
+        .await?;
+        // Dedup falls back to serial + issuer when the thumbprint is new (every new file).
+        index(
+            manager,
+            "certificates",
+            "ix_certificates_org_serial",
+            &["org_id", "serial"],
+            false,
+        )
         .await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .drop_index(
+                Index::drop()
+                    .name("ix_certificates_org_serial")
+                    .table("certificates")
+                    .to_owned(),
+            )
+            .await?;
         manager
             .drop_index(
                 Index::drop()

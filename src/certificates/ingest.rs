@@ -487,6 +487,13 @@ async fn store_batch(
     let txn = crate::db::begin_write(&state.db).await?;
     let mut holders = HashSet::new();
     let mut items = Vec::with_capacity(batch.len());
+    let first_rows = state.settings.database.is_postgres()
+        && Certificates::find()
+            .filter(Column::OrgId.eq(org.0))
+            .limit(1)
+            .one(&txn)
+            .await?
+            .is_none();
     for parsed in batch {
         items.push(store_one(&txn, state, org, parsed, &mut holders).await?);
     }
@@ -494,6 +501,11 @@ async fn store_batch(
         refresh_supersession(&txn, org, holder).await?;
     }
     txn.commit().await?;
+    if first_rows {
+        // A fresh table has no statistics: without them PostgreSQL may look rows up through
+        // the wrong index and every later file costs a scan of the whole office.
+        state.db.execute_unprepared("ANALYZE certificates").await?;
+    }
     for i in &items {
         tracing::info!(file = %i.file, action = ?i.action, "certificate file processed");
     }
@@ -512,16 +524,19 @@ async fn find_certificate(
     org: OrgId,
     info: &CertificateInfo,
 ) -> Result<Option<entity::Model>, DbErr> {
-    let same = Condition::any()
-        .add(Column::Sha1.eq(info.sha1.as_str()))
-        .add(
-            Condition::all()
-                .add(Column::Serial.eq(info.serial.as_str()))
-                .add(Column::Issuer.eq(info.issuer.as_str())),
-        );
+    // Two indexed lookups rather than one OR, which no index serves.
+    let by_thumbprint = Certificates::find()
+        .filter(Column::OrgId.eq(org.0))
+        .filter(Column::Sha1.eq(info.sha1.as_str()))
+        .one(txn)
+        .await?;
+    if by_thumbprint.is_some() {
+        return Ok(by_thumbprint);
+    }
     Certificates::find()
         .filter(Column::OrgId.eq(org.0))
-        .filter(same)
+        .filter(Column::Serial.eq(info.serial.as_str()))
+        .filter(Column::Issuer.eq(info.issuer.as_str()))
         .one(txn)
         .await
 }

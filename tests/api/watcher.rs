@@ -39,11 +39,14 @@ async fn start(db: &TestDb, folder: &Folder, extra: &[(&str, &str)]) -> TestApp 
     ];
     env.extend_from_slice(extra);
     let app = spawn_app_with(db, &env).await;
-    let watching = eventually(Duration::from_secs(10), || async {
-        app.logs().contains("watching the certificates folder")
+    // Watching, and the start-up rescan done: changes from here on are the watcher's.
+    let ready = eventually(Duration::from_secs(15), || async {
+        let logs = app.logs();
+        logs.contains("watching the certificates folder")
+            && logs.contains("certificates folder reconciled")
     })
     .await;
-    assert!(watching, "watcher did not start:\n{}", app.logs());
+    assert!(ready, "watcher did not start:\n{}", app.logs());
     app
 }
 
