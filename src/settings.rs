@@ -516,7 +516,11 @@ mod tests {
         assert_eq!(s.public_url, "http://localhost:8010");
         assert!(s.tls.is_none());
         assert_eq!(
-            (s.request_ttl_hours, s.max_lease_hours, s.job_timeout_minutes),
+            (
+                s.request_ttl_hours,
+                s.max_lease_hours,
+                s.job_timeout_minutes
+            ),
             (24, 10, 60)
         );
     }
