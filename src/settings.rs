@@ -137,6 +137,9 @@ pub struct Settings {
     pub max_pfx_bytes: u64,
     pub watcher_debounce_seconds: u64,
     pub watcher_max_events_per_minute: u32,
+    pub request_ttl_hours: i64,
+    pub max_lease_hours: i64,
+    pub job_timeout_minutes: i64,
 }
 
 /// A configuration problem, always naming the key.
@@ -181,6 +184,9 @@ const KEYS: &[(&str, Kind)] = &[
     ("max_pfx_bytes", Kind::Int),
     ("watcher_debounce_seconds", Kind::Int),
     ("watcher_max_events_per_minute", Kind::Int),
+    ("request_ttl_hours", Kind::Int),
+    ("max_lease_hours", Kind::Int),
+    ("job_timeout_minutes", Kind::Int),
 ];
 
 /// The names of every configuration key.
@@ -218,6 +224,9 @@ struct RawSettings {
     max_pfx_bytes: Option<u64>,
     watcher_debounce_seconds: Option<u64>,
     watcher_max_events_per_minute: Option<u32>,
+    request_ttl_hours: Option<i64>,
+    max_lease_hours: Option<i64>,
+    job_timeout_minutes: Option<i64>,
 }
 
 impl Settings {
@@ -411,6 +420,18 @@ impl Settings {
         if watcher_max_events_per_minute == 0 {
             return Err(bad("watcher_max_events_per_minute", "at least 1".into()));
         }
+        let request_ttl_hours = raw.request_ttl_hours.unwrap_or(24);
+        if !(1..=24 * 30).contains(&request_ttl_hours) {
+            return Err(bad("request_ttl_hours", "between 1 and 720".into()));
+        }
+        let max_lease_hours = raw.max_lease_hours.unwrap_or(10);
+        if !(1..=24).contains(&max_lease_hours) {
+            return Err(bad("max_lease_hours", "between 1 and 24".into()));
+        }
+        let job_timeout_minutes = raw.job_timeout_minutes.unwrap_or(60);
+        if !(1..=24 * 60).contains(&job_timeout_minutes) {
+            return Err(bad("job_timeout_minutes", "between 1 and 1440".into()));
+        }
         let org_name = raw.org_name.unwrap_or_else(|| "Escritório".into());
         if org_name.trim().is_empty() {
             return Err(bad("org_name", "must not be empty".into()));
@@ -447,6 +468,9 @@ impl Settings {
             max_pfx_bytes: raw.max_pfx_bytes.filter(|b| *b > 0).unwrap_or(1024 * 1024),
             watcher_debounce_seconds,
             watcher_max_events_per_minute,
+            request_ttl_hours,
+            max_lease_hours,
+            job_timeout_minutes,
         })
     }
 }
@@ -491,6 +515,14 @@ mod tests {
         assert_eq!(s.org_id, 1);
         assert_eq!(s.public_url, "http://localhost:8010");
         assert!(s.tls.is_none());
+        assert_eq!(
+            (
+                s.request_ttl_hours,
+                s.max_lease_hours,
+                s.job_timeout_minutes
+            ),
+            (24, 10, 60)
+        );
     }
 
     #[test]

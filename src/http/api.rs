@@ -44,6 +44,13 @@ api_routes! {
     get "/api/v1/certificados/{id}" => crate::certificates::catalogue::get, "certificates", "One certificate of the office";
     post "/api/v1/admin/certificates/{id}/password" => crate::certificates::admin::set_password, "admin", "Store the password of a certificate no file-name password opened, once it opens the file (ADMIN/DEV)";
     get "/api/v1/admin/certificates/{id}/source-path" => crate::certificates::admin::source_path, "admin", "Reveal the certificate's raw source path, audited (ADMIN/DEV)";
+    post "/api/v1/certificados/{id}/install" => crate::jobs::api::request_install, "install-jobs", "Ask to install the certificate on a device {device_id, reason?, duration_minutes?}: REQUESTED, or PENDING for auto-approved users";
+    get "/api/v1/install-jobs" => crate::jobs::api::list, "install-jobs", "Install jobs of the office (a VIEW: their own), newest first: status, user_id, device_id, page, page_size";
+    get "/api/v1/install-jobs/{id}" => crate::jobs::api::get, "install-jobs", "One install job";
+    post "/api/v1/install-jobs/{id}/approve" => crate::jobs::api::approve, "install-jobs", "Approve a REQUESTED job {reason?}: PENDING (ADMIN/DEV)";
+    post "/api/v1/install-jobs/{id}/deny" => crate::jobs::api::deny, "install-jobs", "Deny a REQUESTED job {reason}: DENIED (ADMIN/DEV)";
+    post "/api/v1/install-jobs/{id}/cancel" => crate::jobs::api::cancel, "install-jobs", "Cancel a REQUESTED or PENDING job (its requester, or ADMIN/DEV)";
+    post "/api/v1/admin/jobs/reap" => crate::jobs::api::reap, "admin", "Now: IN_PROGRESS past threshold_minutes -> TIMEOUT, requests past request_ttl_hours -> EXPIRED (ADMIN/DEV)";
     post "/api/v1/admin/certificates/ingest-from-fs" => crate::certificates::ingest_from_fs, "admin", "Ingest the certificates folder now; dry_run reports without writing (ADMIN/DEV)";
 }
 

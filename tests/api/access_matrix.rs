@@ -91,6 +91,49 @@ const MATRIX: &[Row] = &[
         Some(r#"{"dry_run":true}"#),
         [401, 403, 422, 422, 403],
     ),
+    // No such device (or job: `{id}` of a job route is a user's id): 404 once the role passes.
+    (
+        "post",
+        "/api/v1/certificados/{id}/install",
+        Some(r#"{"device_id":"00000000-0000-0000-0000-000000000000"}"#),
+        [401, 404, 404, 404, 403],
+    ),
+    (
+        "get",
+        "/api/v1/install-jobs",
+        None,
+        [401, 200, 200, 200, 403],
+    ),
+    (
+        "get",
+        "/api/v1/install-jobs/{id}",
+        None,
+        [401, 404, 404, 404, 403],
+    ),
+    (
+        "post",
+        "/api/v1/install-jobs/{id}/approve",
+        Some(r#"{"reason":"piloto"}"#),
+        [401, 403, 404, 404, 403],
+    ),
+    (
+        "post",
+        "/api/v1/install-jobs/{id}/deny",
+        Some(r#"{"reason":"não"}"#),
+        [401, 403, 404, 404, 403],
+    ),
+    (
+        "post",
+        "/api/v1/install-jobs/{id}/cancel",
+        None,
+        [401, 404, 404, 404, 403],
+    ),
+    (
+        "post",
+        "/api/v1/admin/jobs/reap",
+        None,
+        [401, 403, 200, 200, 403],
+    ),
     // Portal pages are public; their forms refuse a POST without the CSRF cookie and field.
     ("get", "/", None, [200, 200, 200, 200, 200]),
     ("get", "/entrar", None, [200, 200, 200, 200, 200]),

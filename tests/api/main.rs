@@ -11,6 +11,7 @@ mod cli;
 mod config;
 mod durability;
 mod health;
+mod jobs;
 mod master_key;
 mod openapi;
 mod portal;
