@@ -191,7 +191,7 @@ pub async fn request_install(
     let body = body.into_inner();
     let reason = reason_of(body.reason, "reason")?;
     // Auto-approved or not, a lease never outlives max_lease_hours.
-    let max = state.settings.max_lease_hours * 60;
+    let max = state.settings.agent.max_lease_hours * 60;
     let duration_minutes = match body.duration_minutes {
         None => None,
         Some(m) if (1..=max).contains(&m) => Some(m as i32),
@@ -232,15 +232,8 @@ pub async fn request_install(
             ));
         }
     }
-    let device = Devices::find_by_id(body.device_id)
-        .filter(DeviceColumn::OrgId.eq(user.org.0))
-        .one(&txn)
-        .await?
-        .ok_or_else(|| AppError::NotFound("no such device in this office".into()))?;
-    if let Some(owner) = device.owner_user_id
-        && owner != user.user.id
-        && !user.is_admin()
-    {
+    let device = crate::devices::find_in_org(&txn, user.org, body.device_id).await?;
+    if !crate::devices::may_target(&device, &user) {
         return Err(AppError::Forbidden(
             "this device belongs to another user".into(),
         ));

@@ -9,6 +9,7 @@ mod browser;
 mod catalogue;
 mod cli;
 mod config;
+mod devices;
 mod durability;
 mod health;
 mod jobs;
