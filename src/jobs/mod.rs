@@ -4,6 +4,7 @@
 //! audited in the same transaction.
 
 pub mod api;
+pub mod lease;
 mod state;
 
 use chrono::{DateTime, Duration, Utc};
