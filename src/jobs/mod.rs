@@ -3,6 +3,7 @@
 //! move is checked against [`JobStatus::transition`], written with a conditional UPDATE and
 //! audited in the same transaction.
 
+pub mod agent;
 pub mod api;
 pub mod lease;
 mod state;
