@@ -107,9 +107,8 @@ pub async fn attempt_login(
     )
     .await?
     {
-        let txn = crate::db::begin_write(&state.db).await?;
-        audit::append(
-            &txn,
+        audit::record(
+            &state.db,
             Entry::new(
                 audit_org,
                 AuditAction::LoginLocked,
@@ -119,7 +118,6 @@ pub async fn attempt_login(
             .ip(ip.clone()),
         )
         .await?;
-        txn.commit().await?;
         return Err(AppError::TooManyRequests {
             retry_after_secs: (until - Utc::now()).num_seconds().max(1) as u64,
         });

@@ -170,6 +170,15 @@ pub async fn append<C: ConnectionTrait>(conn: &C, entry: Entry) -> Result<i64, A
         .ok_or(AuditError::UnknownOrg(org))
 }
 
+/// Records `entry` on its own (a denial, a rate limit: nothing else changes) in a transaction
+/// of its own.
+pub async fn record(db: &sea_orm::DatabaseConnection, entry: Entry) -> Result<i64, AuditError> {
+    let txn = crate::db::begin_write(db).await?;
+    let seq = append(&txn, entry).await?;
+    txn.commit().await?;
+    Ok(seq)
+}
+
 /// Appends several entries of one office in one go (a batch of ingested files): the same
 /// chain as appending them one by one, in four statements. Returns the last sequence number,
 /// `None` when `entries` is empty.

@@ -71,16 +71,14 @@ pub async fn set_password(
     let info = match opened {
         Ok(info) => info,
         Err(e) => {
-            let txn = crate::db::begin_write(&state.db).await?;
-            audit::append(
-                &txn,
+            audit::record(
+                &state.db,
                 Entry::new(admin.org, AuditAction::CertPasswordRejected, actor)
                     .entity("certificate", id)
                     .meta(json!({"reason": e.to_string()}))
                     .ip(admin.ip.clone()),
             )
             .await?;
-            txn.commit().await?;
             tracing::info!(certificate = %id, reason = %e, "certificate password rejected");
             return Err(AppError::Validation(e.to_string()));
         }
@@ -144,9 +142,8 @@ pub async fn source_path(
         .master_key
         .open(sealed, &format!("certificates.source_path:{id}"))
         .map_err(|e| AppError::Internal(format!("certificate {id}: sealed path: {e}")))?;
-    let txn = crate::db::begin_write(&state.db).await?;
-    audit::append(
-        &txn,
+    audit::record(
+        &state.db,
         Entry::new(
             admin.org,
             AuditAction::CertPathRevealed,
@@ -157,7 +154,6 @@ pub async fn source_path(
         .ip(admin.ip.clone()),
     )
     .await?;
-    txn.commit().await?;
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .json(json!({"source_path": String::from_utf8_lossy(&raw)})))

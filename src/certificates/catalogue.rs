@@ -16,6 +16,7 @@ use super::pkcs12::CertificateInfo;
 use crate::domain::OrgId;
 use crate::http::AppError;
 use crate::http::auth::AuthUser;
+use crate::http::paging::Paging;
 use crate::startup::AppState;
 
 /// Folds text for searching: lower case, accents dropped ("JOSÉ" → "jose", "Ç" → "c"),
@@ -82,11 +83,7 @@ pub struct ListQuery {
     page_size: Option<i64>,
 }
 
-pub const DEFAULT_PAGE_SIZE: u64 = 50;
-pub const MAX_PAGE_SIZE: u64 = 200;
 pub const DEFAULT_WITHIN_DAYS: i64 = 30;
-/// Keeps OFFSET far inside i64, which the database drivers require.
-pub const MAX_PAGE: i64 = 1_000_000;
 const MAX_QUERY_CHARS: usize = 200;
 /// Fewer digits than this would match almost every CNPJ/CPF.
 const MIN_DOCUMENT_DIGITS: usize = 3;
@@ -169,24 +166,7 @@ impl TryFrom<ListQuery> for Listing {
                 "within_days: between 1 and 365".into(),
             ));
         }
-        let page = match q.page {
-            None => 1,
-            Some(p) if (1..=MAX_PAGE).contains(&p) => p as u64,
-            Some(_) => {
-                return Err(AppError::Validation(format!(
-                    "page: between 1 and {MAX_PAGE}"
-                )));
-            }
-        };
-        let page_size = match q.page_size {
-            None => DEFAULT_PAGE_SIZE,
-            Some(s) if (1..=MAX_PAGE_SIZE as i64).contains(&s) => s as u64,
-            Some(_) => {
-                return Err(AppError::Validation(format!(
-                    "page_size: between 1 and {MAX_PAGE_SIZE}"
-                )));
-            }
-        };
+        let Paging { page, page_size } = Paging::parse(q.page, q.page_size)?;
         Ok(Self {
             search: Search::parse(q.q.as_deref().unwrap_or_default())?,
             status: q.status,

@@ -117,9 +117,8 @@ async fn key_rejected(
     err: AppError,
 ) -> Result<HttpResponse, AppError> {
     if matches!(err, AppError::Conflict(_)) {
-        let txn = crate::db::begin_write(&state.db).await?;
-        audit::append(
-            &txn,
+        audit::record(
+            &state.db,
             Entry::new(
                 OrgId(device.org_id),
                 AuditAction::DeviceKeyRejected,
@@ -129,7 +128,6 @@ async fn key_rejected(
             .ip(ip),
         )
         .await?;
-        txn.commit().await?;
     }
     Err(err)
 }

@@ -6,5 +6,6 @@ pub mod auth;
 mod error;
 pub mod health;
 pub mod middleware;
+pub mod paging;
 
 pub use error::AppError;

@@ -241,16 +241,14 @@ async fn deny(
     job_id: Uuid,
     (reason, err): Denial,
 ) -> Result<HttpResponse, AppError> {
-    let txn = crate::db::begin_write(&state.db).await?;
-    audit::append(
-        &txn,
+    audit::record(
+        &state.db,
         Entry::new(device.org, AuditAction::PayloadDenied, actor(device))
             .entity(ENTITY, job_id)
             .meta(json!({"reason": reason}))
             .ip(device.ip.clone()),
     )
     .await?;
-    txn.commit().await?;
     tracing::warn!(%job_id, device_id = %device.device.id, reason, "payload denied");
     Err(err)
 }
@@ -264,16 +262,14 @@ async fn rate_limit(state: &AppState, device: &AuthDevice, job_id: Uuid) -> Resu
         .wait_time_from(DefaultClock::default().now())
         .as_secs()
         .max(1);
-    let txn = crate::db::begin_write(&state.db).await?;
-    audit::append(
-        &txn,
+    audit::record(
+        &state.db,
         Entry::new(device.org, AuditAction::PayloadRateLimited, actor(device))
             .entity(ENTITY, job_id)
             .meta(json!({"limit_per_minute": PAYLOAD_PER_MINUTE}))
             .ip(device.ip.clone()),
     )
     .await?;
-    txn.commit().await?;
     tracing::warn!(%job_id, device_id = %device.device.id, "payload rate limited");
     Err(AppError::TooManyRequests { retry_after_secs })
 }
@@ -408,16 +404,14 @@ async fn duplicate(
     job: &InstallJob,
     reported: ResultStatus,
 ) -> Result<HttpResponse, AppError> {
-    let txn = crate::db::begin_write(&state.db).await?;
-    audit::append(
-        &txn,
+    audit::record(
+        &state.db,
         Entry::new(device.org, AuditAction::ResultDuplicate, actor(device))
             .entity(ENTITY, job.id)
             .meta(json!({"status": job.status, "reported": reported}))
             .ip(device.ip.clone()),
     )
     .await?;
-    txn.commit().await?;
     Err(AppError::ResultDuplicate(format!(
         "this job's result was already reported: {}",
         job.status

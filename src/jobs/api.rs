@@ -13,12 +13,12 @@ use serde_json::json;
 use super::{Column, Event, InstallJob, InstallJobs, JobStatus, JobType, NewJob};
 use crate::accounts::user::{Users, entity::Column as UserColumn};
 use crate::audit::Actor;
-use crate::certificates::catalogue::{DEFAULT_PAGE_SIZE, MAX_PAGE, MAX_PAGE_SIZE};
 use crate::certificates::entity::{Column as CertColumn, Entity as Certificates};
 use crate::devices::Devices;
 use crate::devices::entity::Column as DeviceColumn;
 use crate::http::AppError;
 use crate::http::auth::{AdminUser, AuthUser};
+use crate::http::paging::Paging;
 use crate::startup::AppState;
 
 const MAX_REASON_CHARS: usize = 500;
@@ -405,24 +405,7 @@ pub async fn list(
     query: web::Query<ListQuery>,
 ) -> Result<HttpResponse, AppError> {
     let q = query.into_inner();
-    let page = match q.page {
-        None => 1,
-        Some(p) if (1..=MAX_PAGE).contains(&p) => p as u64,
-        Some(_) => {
-            return Err(AppError::Validation(format!(
-                "page: between 1 and {MAX_PAGE}"
-            )));
-        }
-    };
-    let page_size = match q.page_size {
-        None => DEFAULT_PAGE_SIZE,
-        Some(s) if (1..=MAX_PAGE_SIZE as i64).contains(&s) => s as u64,
-        Some(_) => {
-            return Err(AppError::Validation(format!(
-                "page_size: between 1 and {MAX_PAGE_SIZE}"
-            )));
-        }
-    };
+    let Paging { page, page_size } = Paging::parse(q.page, q.page_size)?;
     let mut cond = Condition::all().add(Column::OrgId.eq(user.org.0));
     if let Some(raw) = q.status.as_deref().filter(|s| !s.trim().is_empty()) {
         let status: JobStatus = raw

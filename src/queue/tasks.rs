@@ -99,13 +99,11 @@ pub(super) async fn run(
 async fn probe(state: &AppState, org_id: OrgId, millis: u64) -> Result<(), BoxDynError> {
     let millis = millis.min(MAX_PROBE_MILLIS);
     let record = |action| async move {
-        let txn = crate::db::begin_write(&state.db).await?;
-        audit::append(
-            &txn,
+        audit::record(
+            &state.db,
             Entry::new(org_id, action, Actor::System).meta(json!({"millis": millis})),
         )
         .await?;
-        txn.commit().await?;
         Ok::<(), BoxDynError>(())
     };
     record(AuditAction::QueueProbeStarted).await?;
