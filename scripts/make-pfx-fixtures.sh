@@ -56,8 +56,25 @@ openssl pkcs12 -export -nomac -inkey ecpf.key -in ecpf.pem -passout pass:nomac12
 openssl pkcs12 -export -inkey ecnpj.key -in ecnpj.pem -passout pass: -out "$out/ecnpj-empty-password.pfx"
 # Certificate only, no private key.
 openssl pkcs12 -export -nokeys -in ecnpj.pem -passout pass:1234 -out "$out/ecnpj-nokey.pfx"
+# Renewal: the same CNPJ, a later notAfter (supersedes ecnpj-aes.pfx).
+issue ecnpj_renewed "EMPRESA X LTDA:11222333000181" "otherName.1 = 2.16.76.1.3.4;PRINTABLESTRING:01011980529982247250000000000000000000000000000SSPSP
+otherName.2 = 2.16.76.1.3.2;PRINTABLESTRING:MARIA RESPONSAVEL
+otherName.3 = 2.16.76.1.3.3;PRINTABLESTRING:11222333000181" 2048
+openssl x509 -req -in ecnpj_renewed.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 730 \
+  -extfile ecnpj_renewed.cnf -extensions ext -out ecnpj_renewed.pem 2>/dev/null
+openssl pkcs12 -export -inkey ecnpj_renewed.key -in ecnpj_renewed.pem -passout pass:1234 -out "$out/ecnpj-renewed.pfx"
+# Java keytool .p12 (AES-256, PBKDF2-SHA256, 10000 iterations), and one holding two private keys.
+if command -v keytool >/dev/null 2>&1; then
+  rm -f "$out/keytool-aes.p12" "$out/two-keys.p12"
+  keytool -importkeystore -srckeystore "$out/ecnpj-aes.pfx" -srcstoretype pkcs12 -srcstorepass 1234 \
+    -destkeystore "$out/keytool-aes.p12" -deststoretype pkcs12 -deststorepass chave-java -noprompt
+  for alias in um dois; do
+    keytool -genkeypair -alias "$alias" -keyalg RSA -keysize 2048 -dname "CN=$alias:11222333000181" \
+      -validity 365 -storetype pkcs12 -keystore "$out/two-keys.p12" -storepass senha123 -keypass senha123
+  done
+fi
 # SHA-1 thumbprints (what Windows shows) for the tests.
-for f in ecnpj ecnpj_octet ecpf; do
+for f in ecnpj ecnpj_octet ecpf ecnpj_renewed; do
   printf '%s %s\n' "$f" "$(openssl x509 -in "$f.pem" -noout -fingerprint -sha1 | cut -d= -f2 | tr -d :)"
 done > "$out/thumbprints.txt"
 ls -l "$out"

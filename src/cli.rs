@@ -1,4 +1,5 @@
-//! The command line: `certhub serve | migrate | admin create-user | audit verify | queue probe`.
+//! The command line: `certhub serve | migrate | admin create-user | audit verify | queue probe |
+//! ingest | certificates check-expiry`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -39,6 +40,9 @@ pub enum Command {
     /// The job queue.
     #[command(subcommand)]
     Queue(QueueCommand),
+    /// The certificate catalogue.
+    #[command(subcommand)]
+    Certificates(CertificatesCommand),
     /// Ingest the certificates folder (`certs_root`) now.
     Ingest {
         /// Report what would change, write nothing.
@@ -80,6 +84,13 @@ pub enum QueueCommand {
         #[arg(long, default_value_t = 1)]
         count: u32,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CertificatesCommand {
+    /// Recompute every certificate's expiry bucket (30/15/7 days, expired) now, as the daily
+    /// 06:00 job does; audits CERT_EXPIRING for certificates that moved closer to expiry.
+    CheckExpiry,
 }
 
 /// Exit code of `audit verify` when the chain is broken.
@@ -231,6 +242,20 @@ async fn dispatch(command: Command, settings: Settings) -> Result<ExitCode, Star
                         report.removed,
                         report.skipped
                     );
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
+        Command::Certificates(CertificatesCommand::CheckExpiry) => {
+            let db = crate::db::connect(&settings).await?;
+            crate::db::migrate(&db, &settings).await?;
+            match crate::certificates::expiry::check_all(&db, chrono::Utc::now()).await {
+                Ok(report) => {
+                    println!("{report}");
                     Ok(ExitCode::SUCCESS)
                 }
                 Err(e) => {

@@ -16,3 +16,13 @@ pub struct ApiError {
     pub error: String,
     pub message: String,
 }
+
+/// An install payload sealed to one device's key (HPKE, see `docs/protocol.md`, "Payload
+/// envelope (v1)"). Both fields are standard base64; only that device can open it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SealedPayload {
+    /// The 32-byte HPKE encapsulated key (the sender's ephemeral X25519 public key).
+    pub enc: String,
+    /// ChaCha20-Poly1305 ciphertext of the JSON plaintext, tag included.
+    pub ciphertext: String,
+}

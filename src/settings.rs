@@ -135,6 +135,8 @@ pub struct Settings {
     pub lockout_window_min: i64,
     pub login_per_ip_per_minute: u32,
     pub max_pfx_bytes: u64,
+    pub watcher_debounce_seconds: u64,
+    pub watcher_max_events_per_minute: u32,
 }
 
 /// A configuration problem, always naming the key.
@@ -177,6 +179,8 @@ const KEYS: &[(&str, Kind)] = &[
     ("lockout_window_min", Kind::Int),
     ("login_per_ip_per_minute", Kind::Int),
     ("max_pfx_bytes", Kind::Int),
+    ("watcher_debounce_seconds", Kind::Int),
+    ("watcher_max_events_per_minute", Kind::Int),
 ];
 
 /// The names of every configuration key.
@@ -212,6 +216,8 @@ struct RawSettings {
     lockout_window_min: Option<i64>,
     login_per_ip_per_minute: Option<u32>,
     max_pfx_bytes: Option<u64>,
+    watcher_debounce_seconds: Option<u64>,
+    watcher_max_events_per_minute: Option<u32>,
 }
 
 impl Settings {
@@ -397,6 +403,14 @@ impl Settings {
         if login_per_ip_per_minute == 0 {
             return Err(bad("login_per_ip_per_minute", "at least 1".into()));
         }
+        let watcher_debounce_seconds = raw.watcher_debounce_seconds.unwrap_or(2);
+        if watcher_debounce_seconds > 300 {
+            return Err(bad("watcher_debounce_seconds", "between 0 and 300".into()));
+        }
+        let watcher_max_events_per_minute = raw.watcher_max_events_per_minute.unwrap_or(600);
+        if watcher_max_events_per_minute == 0 {
+            return Err(bad("watcher_max_events_per_minute", "at least 1".into()));
+        }
         let org_name = raw.org_name.unwrap_or_else(|| "Escritório".into());
         if org_name.trim().is_empty() {
             return Err(bad("org_name", "must not be empty".into()));
@@ -431,6 +445,8 @@ impl Settings {
             lockout_window_min,
             login_per_ip_per_minute,
             max_pfx_bytes: raw.max_pfx_bytes.filter(|b| *b > 0).unwrap_or(1024 * 1024),
+            watcher_debounce_seconds,
+            watcher_max_events_per_minute,
         })
     }
 }

@@ -254,10 +254,20 @@ pub async fn serve(settings: Settings) -> Result<(), StartError> {
         env!("CARGO_PKG_VERSION")
     );
 
+    // Watch first, then reconcile: a change made during the rescan is not missed.
+    let (stop_watcher, watcher_stop) = tokio::sync::watch::channel(false);
+    let watcher = tokio::spawn(crate::certificates::watcher::run(
+        state.clone(),
+        watcher_stop,
+    ));
     if settings.certs_root.is_some() {
+        let org = OrgId(settings.org_id);
         state
             .queue
-            .push(queue::BackgroundTask::RescanFolder)
+            .push_unique(
+                queue::BackgroundTask::RescanFolder,
+                &crate::certificates::watcher::rescan_job_id(org),
+            )
             .await?;
     }
     let server = server.run();
@@ -279,6 +289,8 @@ pub async fn serve(settings: Settings) -> Result<(), StartError> {
     tracing::info!("shutdown requested: no new requests; waiting for running requests and jobs");
     http.stop(true).await;
     let _ = server_task.await;
+    let _ = stop_watcher.send(true);
+    let _ = watcher.await;
     let _ = stop_jobs.send(());
     let _ = jobs.await;
     state.queue.close().await;

@@ -12,6 +12,8 @@ mod m20261123_000005_install_jobs;
 mod m20261123_000006_audit_log;
 mod m20261123_000007_master_keys;
 mod m20261123_000008_certificate_file_hash;
+mod m20261125_000009_certificate_search;
+mod m20261125_000010_certificate_path_unique;
 mod util;
 
 pub struct Migrator;
@@ -28,6 +30,8 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000006_audit_log::Migration),
             Box::new(m20261123_000007_master_keys::Migration),
             Box::new(m20261123_000008_certificate_file_hash::Migration),
+            Box::new(m20261125_000009_certificate_search::Migration),
+            Box::new(m20261125_000010_certificate_path_unique::Migration),
         ]
     }
 }

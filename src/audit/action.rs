@@ -63,6 +63,9 @@ actions! {
     CertUpdated => "CERT_UPDATED",
     CertRemovedFromSource => "CERT_REMOVED_FROM_SOURCE",
     CertParseFailed => "CERT_PARSE_FAILED",
+    CertPasswordRejected => "CERT_PASSWORD_REJECTED",
+    CertPathRevealed => "CERT_PATH_REVEALED",
+    CertExpiring => "CERT_EXPIRING",
     // the server itself
     MasterKeyCreated => "MASTER_KEY_CREATED",
     QueueProbeStarted => "QUEUE_PROBE_STARTED",

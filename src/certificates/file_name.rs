@@ -24,19 +24,34 @@ fn is_word_char(c: char) -> bool {
     c.is_alphanumeric()
 }
 
-/// Byte offset of the last `senha` (ASCII, any case) that starts a word.
+/// Byte offset of the `senha` (ASCII, any case, starting a word) that introduces the password:
+/// the last one followed by a separator ("X Senha senha123" has the password "senha123"),
+/// else the last one ("X Senha1234").
 fn find_keyword(stem: &str) -> Option<usize> {
     let bytes = stem.as_bytes();
-    (0..bytes.len().saturating_sub(KEYWORD.len() - 1))
+    let mut found = (0..bytes.len().saturating_sub(KEYWORD.len() - 1))
         .rev()
         .filter(|&i| stem.is_char_boundary(i))
-        .find(|&i| {
+        .filter(|&i| {
             bytes[i..i + KEYWORD.len()].eq_ignore_ascii_case(KEYWORD)
                 && stem[..i]
                     .chars()
                     .next_back()
                     .is_none_or(|c| !is_word_char(c))
-        })
+        });
+    let last = found.next()?;
+    let separated = |i: usize| {
+        stem[i + KEYWORD.len()..]
+            .chars()
+            .next()
+            .is_some_and(|c| SEPARATORS.contains(&c))
+    };
+    Some(
+        std::iter::once(last)
+            .chain(found)
+            .find(|&i| separated(i))
+            .unwrap_or(last),
+    )
 }
 
 fn split_extension(name: &str) -> (&str, &str) {
@@ -138,6 +153,12 @@ mod tests {
             Some("A1b2C3"),
         );
         check("clinica SENHA_Zz@99!.pfx", "clinica", Some("Zz@99!"));
+        check(
+            "DUAS CHAVES Senha senha123.p12",
+            "DUAS CHAVES",
+            Some("senha123"),
+        );
+        check("MERCADO Senha1234.pfx", "MERCADO", Some("1234"));
         check(
             "Senha 4321 Oficina Mecânica.pfx",
             "Oficina Mecânica",

@@ -1,13 +1,18 @@
 //! Ingest: the office's folder of `.pfx`/`.p12` files becomes sealed catalogue rows. Only files
 //! directly in the folder count; the raw path and the file name hold passwords, so they are
 //! sealed (with a hash of the normalised path for matching) and only redacted forms are logged.
+//!
+//! Files are parsed in parallel (PKCS#12 key derivation is the cost) and committed in batches,
+//! each batch one transaction with its audit rows.
 
-use std::collections::HashSet;
-use std::path::Path;
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
 
 use chrono::Utc;
+use futures_util::StreamExt;
 use sea_orm::ActiveValue::Set;
 use sea_orm::entity::prelude::*;
+use sea_orm::{Condition, DatabaseTransaction, FromQueryResult, QuerySelect};
 use serde::Serialize;
 use serde_json::json;
 use sha1::Sha1;
@@ -15,11 +20,16 @@ use sha2::{Digest, Sha256};
 
 use super::entity::{self, Column, Entity as Certificates};
 use super::file_name::{self, FileName};
-use super::pkcs12::{self, CertificateInfo, PfxError};
+use super::pkcs12::{self, CertKind, CertificateInfo, PfxError};
 use crate::audit::{self, Actor, AuditAction, Entry};
+use crate::crypto::SecretString;
 use crate::domain::OrgId;
 use crate::http::AppError;
 use crate::startup::AppState;
+
+/// Files committed per transaction: large enough to amortise the commit (an fsync on SQLite),
+/// small enough to keep memory flat and a failure local.
+const BATCH: usize = 64;
 
 /// What happened to one file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -28,7 +38,8 @@ pub enum Action {
     Ingested,
     Updated,
     Unchanged,
-    /// Stored with a `parse_error` (wrong password, corrupt file...).
+    /// Stored with a `parse_error` (wrong password, corrupt file...), or refused while the
+    /// last good copy is kept.
     Failed,
     /// Marked unavailable: the file left the folder.
     Removed,
@@ -43,6 +54,14 @@ pub struct Item {
     pub action: Action,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+}
+
+fn item(file: &str, action: Action, detail: Option<String>) -> Item {
+    Item {
+        file: file.to_owned(),
+        action,
+        detail,
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -73,90 +92,290 @@ impl Report {
     }
 }
 
-/// The seed's matching key: SHA-1 of the lower-cased path with `\` as `/` (drive letters and
-/// UNC paths normalise the same way).
-pub fn path_key(path: &str) -> String {
-    let normalised = path.replace('\\', "/").to_lowercase();
-    hex::encode(Sha1::digest(normalised.as_bytes()))
+/// The seed's matching key for a source path: SHA-1 (hex) of the path lower-cased with `\` as
+/// `/`, so `G:\Certs\X.pfx` and `g:/certs/x.pfx` match. A UNC path and a drive letter for the
+/// same share still differ; the file-stem fallback of [`remove_file`] covers that.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PathKey(String);
+
+impl PathKey {
+    pub fn of(path: &Path) -> Self {
+        Self::of_str(&path.to_string_lossy())
+    }
+
+    pub fn of_str(path: &str) -> Self {
+        let normalised = path.replace('\\', "/").to_lowercase();
+        Self(hex::encode(Sha1::digest(normalised.as_bytes())))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
 }
 
-fn is_certificate_name(name: &str) -> bool {
+/// Whether a file name is a certificate the folder may hold (`.pfx`/`.p12`, any case).
+pub fn is_certificate_name(name: &str) -> bool {
     let lower = name.to_lowercase();
     lower.ends_with(".pfx") || lower.ends_with(".p12")
 }
 
-fn item(file: &str, action: Action, detail: Option<String>) -> Item {
-    Item {
-        file: file.to_owned(),
-        action,
-        detail,
+/// A file of the folder with its name understood.
+struct SourceFile {
+    path: PathBuf,
+    name: FileName,
+    key: PathKey,
+}
+
+impl SourceFile {
+    /// `Err` (a skip) when the name is not UTF-8: it could not be shown or matched reliably.
+    fn new(path: PathBuf) -> Result<Self, Item> {
+        let Some(raw) = path.file_name().and_then(|n| n.to_str()) else {
+            tracing::warn!("certificates folder: skipping a file whose name is not valid UTF-8");
+            return Err(item(
+                "<invalid UTF-8 name>",
+                Action::Skipped,
+                Some("file name is not valid UTF-8".into()),
+            ));
+        };
+        Ok(Self {
+            name: file_name::parse(raw),
+            key: PathKey::of(&path),
+            path,
+        })
     }
+}
+
+/// What the catalogue already holds for a path: enough to skip unchanged files and to retry
+/// a password an admin typed, without loading any sealed file.
+#[derive(Debug, Clone, FromQueryResult)]
+struct Known {
+    id: Uuid,
+    source_path_hash: Option<String>,
+    file_sha256: Option<String>,
+    is_available: bool,
+    password_sealed: Option<Vec<u8>>,
+}
+
+async fn known_paths(
+    db: &impl ConnectionTrait,
+    org: OrgId,
+    only: Option<&PathKey>,
+) -> Result<HashMap<String, Known>, DbErr> {
+    let mut query = Certificates::find()
+        .select_only()
+        .columns([
+            Column::Id,
+            Column::SourcePathHash,
+            Column::FileSha256,
+            Column::IsAvailable,
+            Column::PasswordSealed,
+        ])
+        .filter(Column::OrgId.eq(org.0))
+        .filter(Column::SourcePathHash.is_not_null());
+    if let Some(key) = only {
+        query = query.filter(Column::SourcePathHash.eq(key.as_str()));
+    }
+    Ok(query
+        .into_model::<Known>()
+        .all(db)
+        .await?
+        .into_iter()
+        .filter_map(|k| Some((k.source_path_hash.clone()?, k)))
+        .collect())
+}
+
+/// What the folder bookkeeping needs of a row, without the sealed file: a full rescan of a
+/// large catalogue stays small in memory.
+#[derive(Debug, Clone, FromQueryResult)]
+struct Listed {
+    id: Uuid,
+    name: String,
+    sha1: Option<String>,
+    source_path_hash: Option<String>,
+    source_path_sealed: Option<Vec<u8>>,
+    is_available: bool,
+    cert_kind: Option<String>,
+    cnpj: Option<String>,
+    cpf: Option<String>,
+}
+
+impl From<&entity::Model> for Listed {
+    fn from(m: &entity::Model) -> Self {
+        Self {
+            id: m.id,
+            name: m.name.clone(),
+            sha1: m.sha1.clone(),
+            source_path_hash: m.source_path_hash.clone(),
+            source_path_sealed: m.source_path_sealed.clone(),
+            is_available: m.is_available,
+            cert_kind: m.cert_kind.clone(),
+            cnpj: m.cnpj.clone(),
+            cpf: m.cpf.clone(),
+        }
+    }
+}
+
+/// Available rows matching `filter`, as [`Listed`].
+async fn listed(
+    db: &impl ConnectionTrait,
+    org: OrgId,
+    filter: Condition,
+) -> Result<Vec<Listed>, DbErr> {
+    Certificates::find()
+        .select_only()
+        .columns([
+            Column::Id,
+            Column::Name,
+            Column::Sha1,
+            Column::SourcePathHash,
+            Column::SourcePathSealed,
+            Column::IsAvailable,
+            Column::CertKind,
+            Column::Cnpj,
+            Column::Cpf,
+        ])
+        .filter(Column::OrgId.eq(org.0))
+        .filter(Column::IsAvailable.eq(true))
+        .filter(filter)
+        .into_model::<Listed>()
+        .all(db)
+        .await
+}
+
+/// A file read and parsed, ready to be stored.
+struct Parsed {
+    file: SourceFile,
+    bytes: Vec<u8>,
+    sha256: String,
+    known: bool,
+    opened: Result<(CertificateInfo, SecretString), PfxError>,
+}
+
+enum Prepared {
+    /// Nothing to store (skipped or unchanged).
+    Done(Item),
+    Parsed(Box<Parsed>),
+}
+
+fn root(state: &AppState) -> Result<PathBuf, AppError> {
+    state
+        .settings
+        .certs_root
+        .clone()
+        .ok_or_else(|| AppError::Validation("certs_root is not configured".into()))
 }
 
 /// Scans the configured folder (`certs_root`): ingests what changed and, on a full scan
 /// (`limit == 0`), marks rows whose file left the folder as unavailable.
 pub async fn scan(state: &AppState, dry_run: bool, limit: usize) -> Result<Report, AppError> {
-    let root = state
-        .settings
-        .certs_root
-        .clone()
-        .ok_or_else(|| AppError::Validation("certs_root is not configured".into()))?;
-    let mut entries = tokio::fs::read_dir(&root)
-        .await
-        .map_err(|e| AppError::Unavailable(format!("cannot read the certificates folder: {e}")))?;
+    let root = root(state)?;
+    let unreadable = |e: std::io::Error| {
+        AppError::Unavailable(format!("cannot read the certificates folder: {e}"))
+    };
+    let mut entries = tokio::fs::read_dir(&root).await.map_err(unreadable)?;
     let mut paths = Vec::new();
-    while let Some(entry) = entries
-        .next_entry()
-        .await
-        .map_err(|e| AppError::Unavailable(format!("cannot read the certificates folder: {e}")))?
-    {
+    while let Some(entry) = entries.next_entry().await.map_err(unreadable)? {
         paths.push(entry.path());
     }
     paths.sort();
     let mut items = Vec::new();
-    let mut present = HashSet::new();
-    let mut considered = 0;
+    let mut files = Vec::new();
     for path in paths {
-        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
-            tracing::warn!("certificates folder: skipping a file whose name is not valid UTF-8");
-            items.push(item(
-                "<invalid UTF-8 name>",
-                Action::Skipped,
-                Some("file name is not valid UTF-8".into()),
-            ));
-            continue;
+        let file = match SourceFile::new(path) {
+            Ok(f) => f,
+            Err(skip) => {
+                items.push(skip);
+                continue;
+            }
         };
-        if !is_certificate_name(name) {
+        if !is_certificate_name(&file.path.to_string_lossy()) {
             continue;
         }
-        if limit > 0 && considered >= limit {
+        if limit > 0 && files.len() >= limit {
             break;
         }
-        considered += 1;
-        present.insert(path_key(&path.to_string_lossy()));
-        items.push(ingest_path(state, &path, dry_run).await?);
+        files.push(file);
     }
+    let org = OrgId(state.settings.org_id);
+    let present: HashSet<PathKey> = files.iter().map(|f| f.key.clone()).collect();
+    let known = known_paths(&state.db, org, None).await?;
+    items.extend(process(state, org, files, &known, dry_run).await?);
     if limit == 0 {
-        items.extend(mark_missing(state, &present, dry_run).await?);
+        items.extend(mark_missing(state, org, &present, dry_run).await?);
     }
     Ok(Report::new(dry_run, items))
 }
 
-/// Ingests one file (also used by the watcher).
-pub async fn ingest_path(state: &AppState, path: &Path, dry_run: bool) -> Result<Item, AppError> {
-    let raw_name = path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or_default();
-    let parsed_name = file_name::parse(raw_name);
-    let shown = parsed_name.redacted.clone();
+/// Ingests one file of the folder (the watcher's job).
+pub async fn ingest_file(state: &AppState, path: &Path) -> Result<Item, AppError> {
+    let file = match SourceFile::new(path.to_owned()) {
+        Ok(f) => f,
+        Err(skip) => return Ok(skip),
+    };
+    let org = OrgId(state.settings.org_id);
+    let known = known_paths(&state.db, org, Some(&file.key)).await?;
+    let mut items = process(state, org, vec![file], &known, false).await?;
+    Ok(items
+        .pop()
+        .unwrap_or_else(|| item("", Action::Skipped, None)))
+}
+
+/// Reads, parses (in parallel) and stores (in batches) `files`.
+async fn process(
+    state: &AppState,
+    org: OrgId,
+    files: Vec<SourceFile>,
+    known: &HashMap<String, Known>,
+    dry_run: bool,
+) -> Result<Vec<Item>, AppError> {
+    let parallel = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let mut prepared = futures_util::stream::iter(files)
+        .map(|file| {
+            let known = known.get(file.key.as_str());
+            prepare(state, file, known)
+        })
+        .buffered(parallel * 2)
+        .ready_chunks(BATCH);
+    let mut items = Vec::new();
+    while let Some(chunk) = prepared.next().await {
+        let mut batch = Vec::with_capacity(chunk.len());
+        for p in chunk {
+            match p? {
+                Prepared::Done(i) => items.push(i),
+                Prepared::Parsed(p) if dry_run => items.push(dry_run_item(&p)),
+                Prepared::Parsed(p) => batch.push(*p),
+            }
+        }
+        if !batch.is_empty() {
+            items.extend(store_batch(state, org, batch).await?);
+        }
+    }
+    Ok(items)
+}
+
+fn dry_run_item(p: &Parsed) -> Item {
+    let (action, detail) = match (&p.opened, p.known) {
+        (Ok(_), false) => (Action::Ingested, None),
+        (Ok(_), true) => (Action::Updated, None),
+        (Err(e), _) => (Action::Failed, Some(e.to_string())),
+    };
+    item(&p.file.name.redacted, action, detail)
+}
+
+/// Reads one file and, unless it is unchanged, opens it with the candidate passwords.
+async fn prepare(
+    state: &AppState,
+    file: SourceFile,
+    known: Option<&Known>,
+) -> Result<Prepared, AppError> {
+    let shown = file.name.redacted.clone();
     let skip = |why: String| {
         tracing::info!(file = %shown, reason = %why, "certificate file skipped");
-        Ok(item(&shown, Action::Skipped, Some(why)))
+        Ok(Prepared::Done(item(&shown, Action::Skipped, Some(why))))
     };
-    let meta = match tokio::fs::symlink_metadata(path).await {
+    let meta = match tokio::fs::symlink_metadata(&file.path).await {
         Ok(m) => m,
-        Err(e) => return skip(format!("cannot read: {e}")),
+        Err(e) => return skip(format!("cannot read: {}", e.kind())),
     };
     if meta.file_type().is_symlink() {
         return skip("symbolic link".into());
@@ -164,104 +383,223 @@ pub async fn ingest_path(state: &AppState, path: &Path, dry_run: bool) -> Result
     if !meta.is_file() {
         return skip("not a regular file".into());
     }
-    if meta.len() > state.settings.max_pfx_bytes {
-        return skip(format!(
-            "larger than max_pfx_bytes ({} bytes)",
-            state.settings.max_pfx_bytes
-        ));
+    let max = state.settings.max_pfx_bytes;
+    if meta.len() > max {
+        return skip(format!("larger than max_pfx_bytes ({max} bytes)"));
     }
-    let bytes = match tokio::fs::read(path).await {
+    let bytes = match tokio::fs::read(&file.path).await {
         Ok(b) => b,
-        Err(e) => return skip(format!("cannot read: {e}")),
+        Err(e) => return skip(format!("cannot read: {}", e.kind())),
     };
-    let file_sha256 = hex::encode(Sha256::digest(&bytes));
-    let key = path_key(&path.to_string_lossy());
-    let org = OrgId(state.settings.org_id);
-    let existing = Certificates::find()
-        .filter(Column::OrgId.eq(org.0))
-        .filter(Column::SourcePathHash.eq(key.as_str()))
-        .one(&state.db)
-        .await?;
-    if let Some(row) = &existing
-        && row.file_sha256.as_deref() == Some(file_sha256.as_str())
-        && row.is_available
+    // It may have grown between the check and the read (a copy in progress).
+    if bytes.len() as u64 > max {
+        return skip(format!("larger than max_pfx_bytes ({max} bytes)"));
+    }
+    let sha256 = hex::encode(Sha256::digest(&bytes));
+    if let Some(k) = known
+        && k.is_available
+        && k.file_sha256.as_deref() == Some(sha256.as_str())
     {
-        return Ok(item(&shown, Action::Unchanged, None));
+        return Ok(Prepared::Done(item(&shown, Action::Unchanged, None)));
     }
 
     // Candidates: a password an admin typed for this file, the file name's, the empty one.
-    let mut candidates: Vec<String> = Vec::new();
-    if let Some(sealed) = existing.as_ref().and_then(|r| r.password_sealed.as_ref()) {
-        let context = format!(
-            "certificates.password:{}",
-            existing.as_ref().map(|r| r.id).unwrap_or_default()
-        );
-        if let Ok(pw) = state.master_key.open(sealed, &context) {
-            candidates.push(String::from_utf8_lossy(&pw).into_owned());
-        }
+    let mut candidates: Vec<SecretString> = Vec::new();
+    if let Some(k) = known
+        && let Some(sealed) = &k.password_sealed
+        && let Ok(pw) = state
+            .master_key
+            .open(sealed, &format!("certificates.password:{}", k.id))
+    {
+        candidates.push(SecretString::new(String::from_utf8_lossy(&pw).into_owned()));
     }
-    if let Some(pw) = &parsed_name.password {
-        candidates.push(pw.expose().to_owned());
+    if let Some(pw) = &file.name.password {
+        candidates.push(pw.clone());
     }
-    candidates.push(String::new());
-    let opened = {
-        let bytes = bytes.clone();
-        let candidates = candidates.clone();
-        tokio::task::spawn_blocking(move || {
-            let refs: Vec<&str> = candidates.iter().map(String::as_str).collect();
-            pkcs12::open_with_any(&bytes, &refs).map(|(info, i)| (info, candidates[i].clone()))
-        })
-        .await
-        .map_err(|e| AppError::Internal(e.to_string()))?
-    };
-    if dry_run {
-        let (action, detail) = match (&opened, &existing) {
-            (Ok(_), None) => (Action::Ingested, None),
-            (Ok(_), Some(_)) => (Action::Updated, None),
-            (Err(e), _) => (Action::Failed, Some(e.to_string())),
-        };
-        return Ok(item(&shown, action, detail));
-    }
-    store(
-        state,
-        org,
-        path,
-        &parsed_name,
-        &key,
-        bytes,
-        file_sha256,
-        existing,
-        opened,
-    )
+    candidates.push(SecretString::new(String::new()));
+    let (bytes, opened) = tokio::task::spawn_blocking(move || {
+        let refs: Vec<&str> = candidates.iter().map(SecretString::expose).collect();
+        let opened =
+            pkcs12::open_with_any(&bytes, &refs).map(|(info, i)| (info, candidates[i].clone()));
+        (bytes, opened)
+    })
     .await
+    .map_err(|e| AppError::Internal(format!("certificate parser stopped: {e}")))?;
+    Ok(Prepared::Parsed(Box::new(Parsed {
+        file,
+        bytes,
+        sha256,
+        known: known.is_some(),
+        opened,
+    })))
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn store(
+/// The number a renewal shares with the certificate it replaces.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Holder {
+    Company(String),
+    Person(String),
+}
+
+impl Holder {
+    fn of(kind: Option<&str>, cnpj: Option<&str>, cpf: Option<&str>) -> Option<Self> {
+        match kind {
+            Some(k) if k == CertKind::ECnpj.as_str() => cnpj.map(|c| Self::Company(c.to_owned())),
+            Some(k) if k == CertKind::ECpf.as_str() => cpf.map(|c| Self::Person(c.to_owned())),
+            _ => None,
+        }
+    }
+
+    fn of_info(info: &CertificateInfo) -> Option<Self> {
+        Self::of(
+            Some(info.kind.as_str()),
+            info.cnpj.as_ref().map(|c| c.as_str()),
+            info.cpf.as_ref().map(|c| c.as_str()),
+        )
+    }
+
+    fn of_row(row: &Listed) -> Option<Self> {
+        Self::of(
+            row.cert_kind.as_deref(),
+            row.cnpj.as_deref(),
+            row.cpf.as_deref(),
+        )
+    }
+
+    fn condition(&self) -> Condition {
+        match self {
+            Self::Company(cnpj) => Condition::all()
+                .add(Column::CertKind.eq(CertKind::ECnpj.as_str()))
+                .add(Column::Cnpj.eq(cnpj.as_str())),
+            Self::Person(cpf) => Condition::all()
+                .add(Column::CertKind.eq(CertKind::ECpf.as_str()))
+                .add(Column::Cpf.eq(cpf.as_str())),
+        }
+    }
+}
+
+/// Stores a batch in one transaction, audit rows included.
+async fn store_batch(
     state: &AppState,
     org: OrgId,
-    path: &Path,
-    name: &FileName,
-    key: &str,
-    bytes: Vec<u8>,
-    file_sha256: String,
-    existing: Option<entity::Model>,
-    opened: Result<(CertificateInfo, String), PfxError>,
-) -> Result<Item, AppError> {
+    batch: Vec<Parsed>,
+) -> Result<Vec<Item>, AppError> {
     let txn = crate::db::begin_write(&state.db).await?;
-    // The same certificate under another name is the same row (dedup by thumbprint).
-    let same_cert = match (&opened, &existing) {
-        (Ok((info, _)), None) => {
-            Certificates::find()
-                .filter(Column::OrgId.eq(org.0))
-                .filter(Column::Sha1.eq(info.sha1.as_str()))
-                .one(&txn)
-                .await?
+    let mut holders = HashSet::new();
+    let mut items = Vec::with_capacity(batch.len());
+    let first_rows = state.settings.database.is_postgres()
+        && Certificates::find()
+            .filter(Column::OrgId.eq(org.0))
+            .limit(1)
+            .one(&txn)
+            .await?
+            .is_none();
+    for parsed in batch {
+        items.push(store_one(&txn, state, org, parsed, &mut holders).await?);
+    }
+    for holder in &holders {
+        refresh_supersession(&txn, org, holder).await?;
+    }
+    txn.commit().await?;
+    if first_rows {
+        // A fresh table has no statistics: without them PostgreSQL may look rows up through
+        // the wrong index and every later file costs a scan of the whole office.
+        state.db.execute_unprepared("ANALYZE certificates").await?;
+    }
+    for i in &items {
+        tracing::info!(file = %i.file, action = ?i.action, "certificate file processed");
+    }
+    Ok(items)
+}
+
+fn find_by_path(org: OrgId, key: &PathKey) -> Select<Certificates> {
+    Certificates::find()
+        .filter(Column::OrgId.eq(org.0))
+        .filter(Column::SourcePathHash.eq(key.as_str()))
+}
+
+/// The row already holding this certificate: same thumbprint, else same serial and issuer.
+async fn find_certificate(
+    txn: &DatabaseTransaction,
+    org: OrgId,
+    info: &CertificateInfo,
+) -> Result<Option<entity::Model>, DbErr> {
+    // Two indexed lookups rather than one OR, which no index serves.
+    let by_thumbprint = Certificates::find()
+        .filter(Column::OrgId.eq(org.0))
+        .filter(Column::Sha1.eq(info.sha1.as_str()))
+        .one(txn)
+        .await?;
+    if by_thumbprint.is_some() {
+        return Ok(by_thumbprint);
+    }
+    Certificates::find()
+        .filter(Column::OrgId.eq(org.0))
+        .filter(Column::Serial.eq(info.serial.as_str()))
+        .filter(Column::Issuer.eq(info.issuer.as_str()))
+        .one(txn)
+        .await
+}
+
+async fn store_one(
+    txn: &DatabaseTransaction,
+    state: &AppState,
+    org: OrgId,
+    p: Parsed,
+    holders: &mut HashSet<Holder>,
+) -> Result<Item, AppError> {
+    let name = &p.file.name;
+    let at_path = find_by_path(org, &p.file.key).one(txn).await?;
+    let (target, detach) = match &p.opened {
+        Err(e) => {
+            if let Some(row) = &at_path
+                && row.sha1.is_some()
+            {
+                // A readable certificate is never replaced by an unreadable file (a copy in
+                // progress, a corrupt overwrite): the vault keeps the last good copy.
+                let detail = format!("{e}; the last good copy is kept");
+                audit::append(
+                    txn,
+                    Entry::new(org, AuditAction::CertParseFailed, Actor::System)
+                        .entity("certificate", row.id)
+                        .meta(json!({"file": name.redacted, "error": e.to_string(), "kept": true})),
+                )
+                .await?;
+                return Ok(item(&name.redacted, Action::Failed, Some(detail)));
+            }
+            (at_path, None)
         }
-        _ => None,
+        Ok((info, _)) => {
+            let same_cert = match &at_path {
+                Some(row) if row.sha1.as_deref() == Some(info.sha1.as_str()) => None,
+                _ => find_certificate(txn, org, info).await?,
+            };
+            match (at_path, same_cert) {
+                (Some(path_row), None) if path_row.sha1.as_deref() == Some(info.sha1.as_str()) => {
+                    (Some(path_row), None)
+                }
+                // The path held an unreadable file: its row becomes the certificate's.
+                (Some(path_row), None) if path_row.sha1.is_none() => (Some(path_row), None),
+                // Another certificate now sits at this path (a renewal saved over the old
+                // file): the old row lets go of the path and stays, unavailable.
+                (Some(path_row), None) => (None, Some(path_row)),
+                (Some(path_row), Some(cert_row)) if path_row.id == cert_row.id => {
+                    (Some(cert_row), None)
+                }
+                (Some(path_row), Some(cert_row)) => (Some(cert_row), Some(path_row)),
+                (None, cert_row) => (cert_row, None),
+            }
+        }
     };
-    let previous = existing.or(same_cert);
-    let id = previous.as_ref().map(|r| r.id).unwrap_or_else(Uuid::new_v4);
+    if let Some(old) = detach {
+        let old = Listed::from(&old);
+        detach_row(txn, org, &old, "replaced by another file at the same path").await?;
+        if let Some(h) = Holder::of_row(&old) {
+            holders.insert(h);
+        }
+    }
+
+    let id = target.as_ref().map_or_else(Uuid::new_v4, |r| r.id);
     let now = Utc::now();
     let seal = |what: &str, data: &[u8]| {
         state
@@ -272,22 +610,30 @@ async fn store(
         id: Set(id),
         org_id: Set(org.0),
         name: Set(name.display.clone()),
-        source_path_sealed: Set(Some(seal("source_path", path.to_string_lossy().as_bytes()))),
-        source_path_hash: Set(Some(key.to_owned())),
+        name_search: Set(Some(super::catalogue::name_search(
+            &name.display,
+            p.opened.as_ref().ok().map(|(info, _)| info),
+        ))),
+        source_path_sealed: Set(Some(seal(
+            "source_path",
+            p.file.path.to_string_lossy().as_bytes(),
+        ))),
+        source_path_hash: Set(Some(p.file.key.as_str().to_owned())),
         file_stem: Set(Some(name.display.to_lowercase())),
-        pfx_sealed: Set(Some(seal("pfx", &bytes))),
-        file_sha256: Set(Some(file_sha256)),
+        pfx_sealed: Set(Some(seal("pfx", &p.bytes))),
+        file_sha256: Set(Some(p.sha256.clone())),
         is_available: Set(true),
         updated_at: Set(now),
         ..Default::default()
     };
-    let (action, audit_action, detail, meta) = match &opened {
+    let (action, audit_action, detail, meta) = match &p.opened {
         Ok((info, password)) => {
-            row.password_sealed = Set(Some(seal("password", password.as_bytes())));
+            row.password_sealed = Set(Some(seal("password", password.expose().as_bytes())));
             set_metadata(&mut row, info);
             let meta =
                 json!({"file": name.redacted, "sha1": info.sha1, "not_after": info.not_after});
-            if previous.is_some() {
+            holders.extend(Holder::of_info(info));
+            if target.is_some() {
                 (Action::Updated, AuditAction::CertUpdated, None, meta)
             } else {
                 (Action::Ingested, AuditAction::CertIngested, None, meta)
@@ -303,25 +649,23 @@ async fn store(
             )
         }
     };
-    if previous.is_some() {
-        Certificates::update(row).exec(&txn).await?;
+    if target.is_some() {
+        Certificates::update(row).exec(txn).await?;
     } else {
         row.created_at = Set(now);
         row.superseded_by = Set(None);
         row.expiry_alert_days = Set(None);
         Certificates::insert(row)
-            .exec_without_returning(&txn)
+            .exec_without_returning(txn)
             .await?;
     }
     audit::append(
-        &txn,
+        txn,
         Entry::new(org, audit_action, Actor::System)
             .entity("certificate", id)
             .meta(meta),
     )
     .await?;
-    txn.commit().await?;
-    tracing::info!(file = %name.redacted, action = ?action, "certificate file processed");
     Ok(item(&name.redacted, action, detail))
 }
 
@@ -343,48 +687,275 @@ pub fn set_metadata(row: &mut entity::ActiveModel, info: &CertificateInfo) {
     row.responsible_name = Set(info.responsible_name.clone());
 }
 
+/// A row whose file is gone (or now holds something else) stays in the catalogue, with its
+/// jobs and audit, but unavailable and no longer tied to the path.
+async fn detach_row(
+    txn: &DatabaseTransaction,
+    org: OrgId,
+    row: &Listed,
+    why: &str,
+) -> Result<(), AppError> {
+    Certificates::update(entity::ActiveModel {
+        id: Set(row.id),
+        is_available: Set(false),
+        source_path_hash: Set(None),
+        updated_at: Set(Utc::now()),
+        ..Default::default()
+    })
+    .exec(txn)
+    .await?;
+    if row.is_available {
+        audit::append(
+            txn,
+            Entry::new(org, AuditAction::CertRemovedFromSource, Actor::System)
+                .entity("certificate", row.id)
+                .meta(json!({"name": row.name, "sha1": row.sha1, "reason": why})),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Marks a row unavailable because its file left the folder.
+async fn mark_unavailable(
+    txn: &DatabaseTransaction,
+    org: OrgId,
+    row: &Listed,
+    strategy: &str,
+) -> Result<(), AppError> {
+    Certificates::update(entity::ActiveModel {
+        id: Set(row.id),
+        is_available: Set(false),
+        updated_at: Set(Utc::now()),
+        ..Default::default()
+    })
+    .exec(txn)
+    .await?;
+    audit::append(
+        txn,
+        Entry::new(org, AuditAction::CertRemovedFromSource, Actor::System)
+            .entity("certificate", row.id)
+            .meta(json!({"name": row.name, "sha1": row.sha1, "strategy": strategy})),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Recomputes which of the holder's certificates is the default after `info`'s row changed
+/// outside a scan (an admin typed its password).
+pub async fn refresh_supersession_of(
+    txn: &DatabaseTransaction,
+    org: OrgId,
+    info: &CertificateInfo,
+) -> Result<(), DbErr> {
+    match Holder::of_info(info) {
+        Some(holder) => refresh_supersession(txn, org, &holder).await,
+        None => Ok(()),
+    }
+}
+
+/// Among the readable certificates of one holder, the one that expires last is the default to
+/// install; the others point to it (`superseded_by`). Available ones win over unavailable ones.
+async fn refresh_supersession(
+    txn: &DatabaseTransaction,
+    org: OrgId,
+    holder: &Holder,
+) -> Result<(), DbErr> {
+    #[derive(FromQueryResult)]
+    struct Candidate {
+        id: Uuid,
+        not_after: Option<DateTimeUtc>,
+        is_available: bool,
+        superseded_by: Option<Uuid>,
+    }
+    let rows = Certificates::find()
+        .select_only()
+        .columns([
+            Column::Id,
+            Column::NotAfter,
+            Column::IsAvailable,
+            Column::SupersededBy,
+        ])
+        .filter(Column::OrgId.eq(org.0))
+        .filter(Column::ParseError.is_null())
+        .filter(Column::NotAfter.is_not_null())
+        .filter(holder.condition())
+        .into_model::<Candidate>()
+        .all(txn)
+        .await?;
+    let newest = rows
+        .iter()
+        .filter(|r| r.is_available)
+        .max_by_key(|r| (r.not_after, r.id))
+        .or_else(|| rows.iter().max_by_key(|r| (r.not_after, r.id)));
+    let Some(newest) = newest else {
+        return Ok(());
+    };
+    for row in &rows {
+        let wanted = (row.not_after < newest.not_after).then_some(newest.id);
+        if row.superseded_by != wanted {
+            Certificates::update(entity::ActiveModel {
+                id: Set(row.id),
+                superseded_by: Set(wanted),
+                ..Default::default()
+            })
+            .exec(txn)
+            .await?;
+        }
+    }
+    Ok(())
+}
+
 /// Rows whose file is no longer in the folder become unavailable (their jobs and audit stay).
 async fn mark_missing(
     state: &AppState,
-    present: &HashSet<String>,
+    org: OrgId,
+    present: &HashSet<PathKey>,
     dry_run: bool,
 ) -> Result<Vec<Item>, AppError> {
-    let org = OrgId(state.settings.org_id);
-    let rows = Certificates::find()
-        .filter(Column::OrgId.eq(org.0))
-        .filter(Column::IsAvailable.eq(true))
-        .all(&state.db)
-        .await?;
-    let mut items = Vec::new();
-    for row in rows {
-        if row
-            .source_path_hash
-            .as_ref()
-            .is_none_or(|h| present.contains(h))
-        {
-            continue;
-        }
-        items.push(item(&row.name, Action::Removed, None));
-        if dry_run {
-            continue;
-        }
-        let txn = crate::db::begin_write(&state.db).await?;
-        Certificates::update(entity::ActiveModel {
-            id: Set(row.id),
-            is_available: Set(false),
-            updated_at: Set(Utc::now()),
-            ..Default::default()
+    let missing: Vec<Listed> = listed(&state.db, org, Condition::all())
+        .await?
+        .into_iter()
+        .filter(|row| {
+            row.source_path_hash
+                .as_ref()
+                .is_some_and(|h| !present.contains(&PathKey(h.clone())))
         })
-        .exec(&txn)
-        .await?;
-        audit::append(
+        .collect();
+    let items: Vec<Item> = missing
+        .iter()
+        .map(|row| item(&row.name, Action::Removed, None))
+        .collect();
+    if dry_run || missing.is_empty() {
+        return Ok(items);
+    }
+    let txn = crate::db::begin_write(&state.db).await?;
+    let mut holders = HashSet::new();
+    for row in &missing {
+        mark_unavailable(&txn, org, row, "full_scan").await?;
+        holders.extend(Holder::of_row(row));
+    }
+    for holder in &holders {
+        refresh_supersession(&txn, org, holder).await?;
+    }
+    txn.commit().await?;
+    Ok(items)
+}
+
+/// A file left the folder (the watcher's delete job): its row becomes unavailable, found by the
+/// normalised source path, else (a UNC path against a drive letter) by the file's display name,
+/// never taking a certificate whose own file is still on disk.
+pub async fn remove_file(state: &AppState, path: &Path) -> Result<Item, AppError> {
+    let file = match SourceFile::new(path.to_owned()) {
+        Ok(f) => f,
+        Err(skip) => return Ok(skip),
+    };
+    let shown = file.name.redacted.clone();
+    if tokio::fs::symlink_metadata(path).await.is_ok() {
+        return Ok(item(
+            &shown,
+            Action::Unchanged,
+            Some("the file is back in the folder".into()),
+        ));
+    }
+    let org = OrgId(state.settings.org_id);
+    let txn = crate::db::begin_write(&state.db).await?;
+    let by_path = listed(
+        &txn,
+        org,
+        Condition::all().add(Column::SourcePathHash.eq(file.key.as_str())),
+    )
+    .await?;
+    let (strategy, found) = if by_path.is_empty() {
+        let by_stem = listed(
             &txn,
-            Entry::new(org, AuditAction::CertRemovedFromSource, Actor::System)
-                .entity("certificate", row.id)
-                .meta(json!({"name": row.name, "sha1": row.sha1})),
+            org,
+            Condition::all().add(Column::FileStem.eq(file.name.display.to_lowercase())),
         )
         .await?;
-        txn.commit().await?;
+        let mut gone = Vec::new();
+        for row in by_stem {
+            if !own_file_exists(state, &row).await {
+                gone.push(row);
+            }
+        }
+        ("file_stem", gone)
+    } else {
+        ("source_path", by_path)
+    };
+    let mut holders = HashSet::new();
+    for row in &found {
+        mark_unavailable(&txn, org, row, strategy).await?;
+        holders.extend(Holder::of_row(row));
     }
-    Ok(items)
+    for holder in &holders {
+        refresh_supersession(&txn, org, holder).await?;
+    }
+    txn.commit().await?;
+    tracing::info!(
+        file = %shown,
+        strategy,
+        rowcount = found.len(),
+        found_ids_count = found.len(),
+        "certificate file removed from the folder"
+    );
+    Ok(if found.is_empty() {
+        item(
+            &shown,
+            Action::Unchanged,
+            Some("not in the catalogue".into()),
+        )
+    } else {
+        item(&shown, Action::Removed, None)
+    })
+}
+
+/// Whether the file a row was read from is still on disk.
+async fn own_file_exists(state: &AppState, row: &Listed) -> bool {
+    let Some(sealed) = &row.source_path_sealed else {
+        return false;
+    };
+    let Ok(raw) = state
+        .master_key
+        .open(sealed, &format!("certificates.source_path:{}", row.id))
+    else {
+        return false;
+    };
+    let path = PathBuf::from(String::from_utf8_lossy(&raw).into_owned());
+    tokio::fs::symlink_metadata(path).await.is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn windows_paths_normalise_like_the_seed() {
+        assert_eq!(
+            PathKey::of_str(r"C:\Certs\EMPRESA X Senha 1.pfx"),
+            PathKey::of_str("c:/certs/empresa x senha 1.PFX")
+        );
+        assert_eq!(
+            PathKey::of_str(r"\\servidor\share\certs\a.pfx"),
+            PathKey::of_str("//SERVIDOR/share/certs/A.pfx")
+        );
+        assert_ne!(
+            PathKey::of_str(r"C:\certs\a.pfx"),
+            PathKey::of_str(r"C:\certs\b.pfx")
+        );
+        // The seed's key: sha1 of the lower-cased path with forward slashes.
+        assert_eq!(
+            PathKey::of_str(r"C:\certs\teste.pfx").as_str(),
+            hex::encode(Sha1::digest(b"c:/certs/teste.pfx"))
+        );
+    }
+
+    #[test]
+    fn certificate_names() {
+        assert!(is_certificate_name("a.pfx"));
+        assert!(is_certificate_name("A Senha 1.PFX"));
+        assert!(is_certificate_name("b.P12"));
+        assert!(!is_certificate_name("notas.txt"));
+        assert!(!is_certificate_name("a.pfx.tmp"));
+    }
 }

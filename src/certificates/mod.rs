@@ -1,18 +1,19 @@
-//! The certificate catalogue. Ingest, the folder watcher and search arrive with the vault issue;
-//! the listing below is the catalogue as every role of the office sees it.
+//! The certificate vault: ingest of the office's folder, the catalogue every role searches,
+//! the admin's vault operations, and expiry tracking.
 
+pub mod admin;
+pub mod catalogue;
 pub mod document;
+pub mod expiry;
 pub mod file_name;
 pub mod ingest;
 pub mod pkcs12;
+pub mod watcher;
 
 use actix_web::{HttpResponse, web};
-use sea_orm::QueryOrder;
-use sea_orm::entity::prelude::*;
-use serde::Serialize;
 
 use crate::http::AppError;
-use crate::http::auth::{AdminUser, AuthUser};
+use crate::http::auth::AdminUser;
 use crate::startup::AppState;
 
 pub mod entity {
@@ -48,6 +49,8 @@ pub mod entity {
         pub superseded_by: Option<Uuid>,
         pub expiry_alert_days: Option<i32>,
         pub file_sha256: Option<String>,
+        /// Display name, CN and responsible person folded by `catalogue::search_key`.
+        pub name_search: Option<String>,
         pub created_at: DateTimeUtc,
         pub updated_at: DateTimeUtc,
     }
@@ -56,47 +59,6 @@ pub mod entity {
     pub enum Relation {}
 
     impl ActiveModelBehavior for ActiveModel {}
-}
-
-/// What every role may see of a certificate: never its file, password or source path.
-#[derive(Serialize)]
-pub struct CertificateView {
-    pub id: Uuid,
-    pub name: String,
-    pub cn: Option<String>,
-    pub cert_kind: Option<String>,
-    pub cnpj: Option<String>,
-    pub cpf: Option<String>,
-    pub not_after: Option<chrono::DateTime<chrono::Utc>>,
-    pub sha1: Option<String>,
-    pub is_available: bool,
-    pub parse_error: Option<String>,
-}
-
-/// `GET /api/v1/certificados`
-pub async fn list(state: web::Data<AppState>, user: AuthUser) -> Result<HttpResponse, AppError> {
-    use entity::Column;
-    let rows = entity::Entity::find()
-        .filter(Column::OrgId.eq(user.org.0))
-        .order_by_asc(Column::Name)
-        .all(&state.db)
-        .await?;
-    let items: Vec<CertificateView> = rows
-        .into_iter()
-        .map(|c| CertificateView {
-            id: c.id,
-            name: c.name,
-            cn: c.cn,
-            cert_kind: c.cert_kind,
-            cnpj: c.cnpj,
-            cpf: c.cpf,
-            not_after: c.not_after,
-            sha1: c.sha1,
-            is_available: c.is_available,
-            parse_error: c.parse_error,
-        })
-        .collect();
-    Ok(HttpResponse::Ok().json(serde_json::json!({"total": items.len(), "items": items})))
 }
 
 #[derive(serde::Deserialize, Default)]

@@ -102,6 +102,8 @@ pub fn open_with_any(
         match open(data, pw) {
             Ok(info) => return Ok((info, i)),
             Err(PfxError::WrongPassword) => wrong_password = true,
+            // The password opened the file; what it holds is the answer.
+            Err(e @ (PfxError::NoPrivateKey | PfxError::SeveralKeys(_))) => return Err(e),
             // A file without a MAC can decrypt to garbage under a wrong password, which reads
             // as corruption: keep trying the other candidates.
             Err(other) => {
@@ -263,6 +265,9 @@ mod tests {
     const NOMAC: &[u8] = include_bytes!("../../tests/fixtures/pfx/ecpf-nomac.pfx");
     const EMPTY: &[u8] = include_bytes!("../../tests/fixtures/pfx/ecnpj-empty-password.pfx");
     const NOKEY: &[u8] = include_bytes!("../../tests/fixtures/pfx/ecnpj-nokey.pfx");
+    const KEYTOOL: &[u8] = include_bytes!("../../tests/fixtures/pfx/keytool-aes.p12");
+    const TWO_KEYS: &[u8] = include_bytes!("../../tests/fixtures/pfx/two-keys.p12");
+    const RENEWED: &[u8] = include_bytes!("../../tests/fixtures/pfx/ecnpj-renewed.pfx");
     const THUMBPRINTS: &str = include_str!("../../tests/fixtures/pfx/thumbprints.txt");
 
     fn thumbprint(name: &str) -> &'static str {
@@ -348,5 +353,38 @@ mod tests {
             open_with_any(b"garbage", &["", "x"]),
             Err(PfxError::Corrupt(_))
         ));
+    }
+
+    #[test]
+    fn what_the_right_password_finds_wins_over_a_wrong_candidate() {
+        assert_eq!(
+            open_with_any(NOKEY, &["1234", ""]),
+            Err(PfxError::NoPrivateKey)
+        );
+        assert_eq!(
+            open_with_any(NOKEY, &["", "1234"]),
+            Err(PfxError::NoPrivateKey)
+        );
+        assert_eq!(
+            open_with_any(TWO_KEYS, &["x", "senha123", ""]),
+            Err(PfxError::SeveralKeys(2))
+        );
+    }
+
+    #[test]
+    fn java_keytool_files() {
+        let info = open(KEYTOOL, "chave-java").unwrap();
+        assert_eq!(info.sha1, thumbprint("ecnpj"));
+        assert_eq!(open(KEYTOOL, "1234"), Err(PfxError::WrongPassword));
+        assert_eq!(open(TWO_KEYS, "senha123"), Err(PfxError::SeveralKeys(2)));
+    }
+
+    #[test]
+    fn a_renewal_has_the_same_cnpj_and_a_later_expiry() {
+        let old = open(AES, "1234").unwrap();
+        let new = open(RENEWED, "1234").unwrap();
+        assert_eq!(new.cnpj, old.cnpj);
+        assert!(new.not_after > old.not_after);
+        assert_eq!(new.sha1, thumbprint("ecnpj_renewed"));
     }
 }

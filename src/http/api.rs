@@ -40,7 +40,10 @@ api_routes! {
     get "/api/v1/admin/users" => crate::accounts::admin::list, "admin", "Users of the office (ADMIN/DEV)";
     post "/api/v1/admin/users" => crate::accounts::admin::create, "admin", "Create a user; returns their password-set link (ADMIN/DEV)";
     patch "/api/v1/admin/users/{id}" => crate::accounts::admin::patch, "admin", "Change a user (ADMIN/DEV)";
-    get "/api/v1/certificados" => crate::certificates::list, "certificates", "The office's certificate catalogue";
+    get "/api/v1/certificados" => crate::certificates::catalogue::list, "certificates", "Search the office's catalogue: q (name, CNPJ/CPF), status (available|unavailable|expired|expiring|all), within_days, page, page_size";
+    get "/api/v1/certificados/{id}" => crate::certificates::catalogue::get, "certificates", "One certificate of the office";
+    post "/api/v1/admin/certificates/{id}/password" => crate::certificates::admin::set_password, "admin", "Store the password of a certificate no file-name password opened, once it opens the file (ADMIN/DEV)";
+    get "/api/v1/admin/certificates/{id}/source-path" => crate::certificates::admin::source_path, "admin", "Reveal the certificate's raw source path, audited (ADMIN/DEV)";
     post "/api/v1/admin/certificates/ingest-from-fs" => crate::certificates::ingest_from_fs, "admin", "Ingest the certificates folder now; dry_run reports without writing (ADMIN/DEV)";
 }
 

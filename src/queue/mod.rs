@@ -6,7 +6,11 @@
 pub mod periodic;
 mod tasks;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
+
+use futures_util::task::AtomicWaker;
 
 use apalis::prelude::*;
 use apalis_postgres::PostgresStorage;
@@ -14,7 +18,7 @@ use apalis_sqlite::SqliteStorage;
 use sea_orm::DatabaseConnection;
 use sea_orm::sqlx::sqlite::SqlitePoolOptions;
 
-pub use tasks::BackgroundTask;
+pub use tasks::{BackgroundTask, SealedPath};
 
 use crate::settings::{DatabaseUrl, Settings};
 use crate::startup::AppState;
@@ -42,17 +46,77 @@ pub fn sqlite_queue_path(app_db: &std::path::Path) -> std::path::PathBuf {
 /// Durable storage of [`BackgroundTask`]s: a SQLite file beside the application's, or the
 /// application's PostgreSQL database (schema `apalis`).
 #[derive(Clone)]
-pub enum Queue {
+pub struct Queue {
+    storage: Storage,
+    /// Wakes this process's worker when this process queues a task.
+    wake: Arc<WakeSignal>,
+}
+
+#[derive(Clone)]
+enum Storage {
     Sqlite(SqliteStorage<BackgroundTask>),
     Postgres(PostgresStorage<BackgroundTask>),
 }
 
+/// A wake-up for the worker: set by a push, taken by the worker's poll stream.
+#[derive(Default)]
+struct WakeSignal {
+    pending: AtomicBool,
+    waker: AtomicWaker,
+}
+
+impl WakeSignal {
+    fn wake(&self) {
+        self.pending.store(true, Ordering::Release);
+        self.waker.wake();
+    }
+}
+
+/// When the worker looks for tasks: at once after a push in this process, else every
+/// [`POLL_INTERVAL`] (tasks pushed by another process, retries).
+struct Wakeups {
+    signal: Arc<WakeSignal>,
+    tick: tokio::time::Interval,
+}
+
+impl Wakeups {
+    fn new(signal: Arc<WakeSignal>) -> Self {
+        let mut tick = tokio::time::interval(POLL_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        Self { signal, tick }
+    }
+}
+
+impl futures_util::Stream for Wakeups {
+    type Item = ();
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<()>> {
+        self.signal.waker.register(cx.waker());
+        if self.signal.pending.swap(false, Ordering::AcqRel) {
+            return std::task::Poll::Ready(Some(()));
+        }
+        self.tick.poll_tick(cx).map(|_| Some(()))
+    }
+}
+
 impl std::fmt::Debug for Queue {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Queue::Sqlite(_) => "Queue(sqlite)",
-            Queue::Postgres(_) => "Queue(postgres)",
+        f.write_str(match self.storage {
+            Storage::Sqlite(_) => "Queue(sqlite)",
+            Storage::Postgres(_) => "Queue(postgres)",
         })
+    }
+}
+
+impl Queue {
+    fn new(storage: Storage) -> Self {
+        Self {
+            storage,
+            wake: Arc::default(),
+        }
     }
 }
 
@@ -83,7 +147,9 @@ impl Queue {
                 let config = apalis_sqlite::Config::default()
                     .queue(QUEUE_NAME)
                     .heartbeat_interval(HEARTBEAT);
-                Ok(Queue::Sqlite(SqliteStorage::new(&pool).with_config(config)))
+                Ok(Queue::new(Storage::Sqlite(
+                    SqliteStorage::new(&pool).with_config(config),
+                )))
             }
             DatabaseUrl::Postgres { .. } => {
                 let pool = db.get_postgres_connection_pool();
@@ -93,18 +159,18 @@ impl Queue {
                 let config = apalis_postgres::Config::default()
                     .queue(QUEUE_NAME)
                     .heartbeat_interval(HEARTBEAT);
-                Ok(Queue::Postgres(
+                Ok(Queue::new(Storage::Postgres(
                     PostgresStorage::new(pool).with_config(config),
-                ))
+                )))
             }
         }
     }
 
     /// The SQLite queue file's pool (for checks); `None` on PostgreSQL.
     pub fn sqlite_pool(&self) -> Option<&apalis_sqlite::SqlitePool> {
-        match self {
-            Queue::Sqlite(s) => Some(s.pool()),
-            Queue::Postgres(_) => None,
+        match &self.storage {
+            Storage::Sqlite(s) => Some(s.pool()),
+            Storage::Postgres(_) => None,
         }
     }
 
@@ -115,15 +181,72 @@ impl Queue {
         }
     }
 
+    /// Adds a task unless one with the same `unique_id` is still waiting (apalis' idempotency
+    /// key): a burst of events on one file queues one job. The worker frees the id when the
+    /// job starts ([`Queue::release_unique`]), so a later change queues again.
+    pub async fn push_unique(
+        &self,
+        task: BackgroundTask,
+        unique_id: &str,
+    ) -> Result<(), QueueError> {
+        let task = TaskBuilder::new(task).idempotency_key(unique_id).build();
+        match &self.storage {
+            // `INSERT ... ON CONFLICT DO NOTHING`: a waiting duplicate is silently kept.
+            Storage::Sqlite(s) => s
+                .clone()
+                .push_task(task)
+                .await
+                .map_err(|e| QueueError::Push(e.to_string()))?,
+            Storage::Postgres(s) => match s.clone().push_task(task).await {
+                Ok(()) => {}
+                Err(e) if e.to_string().contains(IDEMPOTENCY_INDEX) => {}
+                Err(e) => return Err(QueueError::Push(e.to_string())),
+            },
+        }
+        self.wake.wake();
+        Ok(())
+    }
+
+    /// Frees a running task's unique id (see [`Queue::push_unique`]).
+    pub async fn release_unique(
+        &self,
+        db: &DatabaseConnection,
+        id: &TaskId,
+    ) -> Result<(), sea_orm::sqlx::Error> {
+        use sea_orm::sqlx;
+        let id = id.to_string();
+        match &self.storage {
+            Storage::Sqlite(s) => {
+                sqlx::query("UPDATE Jobs SET idempotency_key = NULL WHERE id = ?1 AND idempotency_key IS NOT NULL")
+                    .bind(id)
+                    .execute(s.pool())
+                    .await?;
+            }
+            Storage::Postgres(_) => {
+                sqlx::query("UPDATE apalis.jobs SET idempotency_key = NULL WHERE id = $1 AND idempotency_key IS NOT NULL")
+                    .bind(id)
+                    .execute(db.get_postgres_connection_pool())
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
     /// Adds a task; it survives restarts until a worker completes it.
     pub async fn push(&self, task: BackgroundTask) -> Result<(), QueueError> {
         let push_err = |e: &dyn std::fmt::Display| QueueError::Push(e.to_string());
-        match self {
-            Queue::Sqlite(s) => s.clone().push(task).await.map_err(|e| push_err(&e)),
-            Queue::Postgres(s) => s.clone().push(task).await.map_err(|e| push_err(&e)),
+        match &self.storage {
+            Storage::Sqlite(s) => s.clone().push(task).await.map_err(|e| push_err(&e))?,
+            Storage::Postgres(s) => s.clone().push(task).await.map_err(|e| push_err(&e))?,
         }
+        self.wake.wake();
+        Ok(())
     }
 }
+
+/// apalis' unique index on (job_type, idempotency_key); PostgreSQL reports a waiting duplicate
+/// as a violation of it.
+const IDEMPOTENCY_INDEX: &str = "idx_jobs_idempotency_key";
 
 /// The queue's name in the `Jobs` table: fixed, so renaming a Rust type never orphans tasks.
 pub const QUEUE_NAME: &str = "certhub";
@@ -137,10 +260,6 @@ pub const POLL_INTERVAL: Duration = Duration::from_millis(250);
 /// server re-enqueue a dead worker's tasks after two missed beats instead of a minute.
 pub const HEARTBEAT: Duration = Duration::from_secs(1);
 
-fn poll_strategy() -> Strategy {
-    Strategy::new().interval(POLL_INTERVAL)
-}
-
 /// The worker and the periodic jobs, ready to run until shutdown.
 pub fn monitor(state: AppState, queue: Queue) -> Monitor {
     let monitor = Monitor::new();
@@ -149,16 +268,17 @@ pub fn monitor(state: AppState, queue: Queue) -> Monitor {
     // stay dead after a quick restart). Its tasks are re-enqueued once it is seen dead.
     let worker_name = format!("certhub-worker-{}", uuid::Uuid::new_v4().simple());
     let worker_state = state.clone();
-    let monitor = match queue {
-        Queue::Sqlite(storage) => monitor.register(move |_| {
+    let wake = queue.wake.clone();
+    let monitor = match queue.storage {
+        Storage::Sqlite(storage) => monitor.register(move |_| {
             WorkerBuilder::new(worker_name.clone())
-                .backend(storage.clone().poll_with_strategy(poll_strategy()))
+                .backend(storage.clone().poll_with_stream(Wakeups::new(wake.clone())))
                 .data(worker_state.clone())
                 .build(tasks::run)
         }),
-        Queue::Postgres(storage) => monitor.register(move |_| {
+        Storage::Postgres(storage) => monitor.register(move |_| {
             WorkerBuilder::new(worker_name.clone())
-                .backend(storage.clone().poll_with_strategy(poll_strategy()))
+                .backend(storage.clone().poll_with_stream(Wakeups::new(wake.clone())))
                 .data(worker_state.clone())
                 .build(tasks::run)
         }),

@@ -1,5 +1,5 @@
 //! Periodic jobs, driven by cron schedules in the office's timezone. Later capabilities add
-//! theirs here (stuck-job reaper, 18:00 lease checks, expiry alerts).
+//! theirs here (stuck-job reaper, 18:00 lease checks).
 
 use std::str::FromStr;
 
@@ -14,20 +14,24 @@ use crate::startup::AppState;
 pub enum Periodic {
     /// Hourly: deletes expired one-time tokens and month-old login attempts.
     Maintenance,
+    /// Daily at 06:00: certificates entering the 30/15/7-day or expired buckets.
+    ExpiryCheck,
 }
 
 impl Periodic {
-    pub const ALL: &'static [Periodic] = &[Periodic::Maintenance];
+    pub const ALL: &'static [Periodic] = &[Periodic::Maintenance, Periodic::ExpiryCheck];
 
     pub fn name(self) -> &'static str {
         match self {
             Periodic::Maintenance => "maintenance",
+            Periodic::ExpiryCheck => "expiry-check",
         }
     }
 
     pub fn schedule(self) -> &'static str {
         match self {
             Periodic::Maintenance => "0 7 * * * *",
+            Periodic::ExpiryCheck => "0 0 6 * * *",
         }
     }
 
@@ -40,6 +44,16 @@ impl Periodic {
                     tokens,
                     attempts,
                     "maintenance: expired tokens and old login attempts removed"
+                );
+            }
+            Periodic::ExpiryCheck => {
+                let report =
+                    crate::certificates::expiry::check_all(&state.db, chrono::Utc::now()).await?;
+                tracing::info!(
+                    checked = report.checked,
+                    changed = report.changed,
+                    alerts = report.alerts,
+                    "expiry check done"
                 );
             }
         }

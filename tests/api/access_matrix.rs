@@ -65,6 +65,25 @@ const MATRIX: &[Row] = &[
         None,
         [401, 200, 200, 200, 403],
     ),
+    // `{id}` of a certificate route is the one certificate ingested before the server starts.
+    (
+        "get",
+        "/api/v1/certificados/{id}",
+        None,
+        [401, 200, 200, 200, 403],
+    ),
+    (
+        "post",
+        "/api/v1/admin/certificates/{id}/password",
+        Some(r#"{"password":"not-the-password"}"#),
+        [401, 403, 422, 422, 403],
+    ),
+    (
+        "get",
+        "/api/v1/admin/certificates/{id}/source-path",
+        None,
+        [401, 403, 200, 200, 403],
+    ),
     // No certs_root in this test: 422 once the role check passes.
     (
         "post",
@@ -116,6 +135,15 @@ async fn every_route_with_every_role() {
     // The key file, so the server and the CLI both use the key the test signs DEVICE tokens with.
     std::fs::create_dir_all(db.data_dir()).unwrap();
     std::fs::write(db.data_dir().join("master.key"), key_b64).unwrap();
+    // One certificate, ingested by the CLI only: the server itself has no certs_root.
+    let root = db.dir().join("certificados");
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::write(
+        root.join("EMPRESA X LTDA Senha 1234.pfx"),
+        fixture("ecnpj-aes.pfx"),
+    )
+    .unwrap();
+    ingest(&db, &root, &[]);
     let app = spawn_app(&db).await;
     let view = app.onboard(&db, "view@escritorio.com.br", "VIEW", PW).await;
     let admin = app
@@ -132,6 +160,19 @@ async fn every_route_with_every_role() {
         .await
         .unwrap();
     let view_id = me["id"].as_str().unwrap().to_owned();
+    let catalogue: serde_json::Value = app
+        .send(
+            "GET",
+            "/api/v1/certificados",
+            None,
+            Some(&view.access),
+            None,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let cert_id = catalogue["items"][0]["id"].as_str().unwrap().to_owned();
 
     let callers: [Option<&str>; 5] = [
         None,
@@ -145,9 +186,12 @@ async fn every_route_with_every_role() {
         for (i, caller) in callers.iter().enumerate() {
             n += 1;
             let body = body.map(|b| b.replace("{n}", &n.to_string()));
-            let path = path
-                .replace("{id}", &view_id)
-                .replace("{path:.*}", "app.css");
+            let id = if path.contains("/certificados/") || path.contains("/certificates/") {
+                &cert_id
+            } else {
+                &view_id
+            };
+            let path = path.replace("{id}", id).replace("{path:.*}", "app.css");
             let res = match body {
                 // JSON for the API, a form for the portal's pages.
                 Some(b) if b.starts_with('{') => {

@@ -348,7 +348,8 @@ where
 /// Defines one test per backend: `name::sqlite` and `name::postgres`.
 #[macro_export]
 macro_rules! on_both_databases {
-    ($(async fn $name:ident($db:ident: TestDb) $body:block)*) => {$(
+    ($($(#[$meta:meta])* async fn $name:ident($db:ident: TestDb) $body:block)*) => {$(
+        $(#[$meta])*
         mod $name {
             #[allow(unused_imports)]
             use super::*;
@@ -421,7 +422,19 @@ impl TestApp {
 
     /// Creates a user with the CLI, sets the password through the API and logs in.
     pub async fn onboard(&self, db: &TestDb, email: &str, role: &str, password: &str) -> Session {
-        let token = create_user(db, email, role);
+        self.onboard_in(db, 1, email, role, password).await
+    }
+
+    /// [`TestApp::onboard`] for a user of office `org`.
+    pub async fn onboard_in(
+        &self,
+        db: &TestDb,
+        org: i64,
+        email: &str,
+        role: &str,
+        password: &str,
+    ) -> Session {
+        let token = create_user_in(db, org, email, role);
         let res = self
             .send(
                 "POST",
@@ -445,16 +458,31 @@ impl TestApp {
 
 /// `certhub admin create-user`; returns the one-time password-set token.
 pub fn create_user(db: &TestDb, email: &str, role: &str) -> String {
-    let out = db.run(&[
-        "admin",
-        "create-user",
-        "--email",
-        email,
-        "--name",
-        "Pessoa",
-        "--role",
-        role,
-    ]);
+    create_user_in(db, 1, email, role)
+}
+
+/// `certhub admin create-user` for office `org` (created if needed); returns the token.
+pub fn create_user_in(db: &TestDb, org: i64, email: &str, role: &str) -> String {
+    let out = db
+        .command()
+        .env("CERTHUB_ORG_ID", org.to_string())
+        .args([
+            "admin",
+            "create-user",
+            "--email",
+            email,
+            "--name",
+            "Pessoa",
+            "--role",
+            role,
+        ])
+        .output()
+        .expect("run certhub");
+    let out = Output {
+        status: out.status,
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
     assert!(out.status.success(), "{out:?}");
     out.stdout
         .split("token=")
@@ -462,4 +490,35 @@ pub fn create_user(db: &TestDb, email: &str, role: &str) -> String {
         .expect("link")
         .trim()
         .to_owned()
+}
+
+pub const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/pfx");
+
+/// The bytes of a file in `tests/fixtures/pfx` (`scripts/make-pfx-fixtures.sh` made them).
+pub fn fixture(name: &str) -> Vec<u8> {
+    std::fs::read(format!("{FIXTURES}/{name}")).unwrap()
+}
+
+/// `certhub ingest` of `root`; fails the test if it fails or prints a file-name password.
+pub fn ingest(db: &TestDb, root: &Path, args: &[&str]) -> Output {
+    let mut cmd = db.command();
+    cmd.env("CERTHUB_CERTS_ROOT", root)
+        .env("CERTHUB_MAX_PFX_BYTES", "100000")
+        .arg("ingest")
+        .args(args);
+    let out = cmd.output().unwrap();
+    let out = Output {
+        status: out.status,
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
+    assert!(out.status.success(), "{out:?}");
+    // With their file-name context: random hex in log lines may contain "1234" by chance.
+    for secret in ["Senha 1234", "senha_abc123", "Senha 9999"] {
+        assert!(
+            !out.stdout.contains(secret) && !out.stderr.contains(secret),
+            "{secret} leaked: {out:?}"
+        );
+    }
+    out
 }

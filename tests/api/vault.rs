@@ -5,12 +5,6 @@ use serde_json::json;
 use crate::helpers::*;
 use crate::on_both_databases;
 
-const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/pfx");
-
-fn fixture(name: &str) -> Vec<u8> {
-    std::fs::read(format!("{FIXTURES}/{name}")).unwrap()
-}
-
 /// A folder with what a real one holds: good files, bad files and things that are not files.
 fn make_folder(db: &TestDb) -> std::path::PathBuf {
     let root = db.dir().join("certificados");
@@ -49,29 +43,6 @@ fn make_folder(db: &TestDb) -> std::path::PathBuf {
     )
     .unwrap();
     root
-}
-
-fn ingest(db: &TestDb, root: &std::path::Path, args: &[&str]) -> Output {
-    let mut cmd = db.command();
-    cmd.env("CERTHUB_CERTS_ROOT", root)
-        .env("CERTHUB_MAX_PFX_BYTES", "100000")
-        .arg("ingest")
-        .args(args);
-    let out = cmd.output().unwrap();
-    let out = Output {
-        status: out.status,
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    };
-    assert!(out.status.success(), "{out:?}");
-    // With their file-name context: random hex in log lines may contain "1234" by chance.
-    for secret in ["Senha 1234", "senha_abc123", "Senha 9999"] {
-        assert!(
-            !out.stdout.contains(secret) && !out.stderr.contains(secret),
-            "{secret} leaked: {out:?}"
-        );
-    }
-    out
 }
 
 on_both_databases! {
@@ -172,4 +143,127 @@ async fn start_up_reconciles_the_folder() {
         "{}",
         app.logs()
     );
+}
+
+/// Every kind of bad file an office folder can hold: each is recorded with a `parse_error` or
+/// skipped with a log line, and the good certificate beside them is ingested all the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_files_are_recorded_or_skipped_and_harm_nothing() {
+    let db = TestDb::new(Backend::Sqlite).await.unwrap();
+    let root = db.dir().join("certificados");
+    std::fs::create_dir_all(&root).unwrap();
+    let aes = fixture("ecnpj-aes.pfx");
+    std::fs::write(root.join("BOA Senha 1234.pfx"), &aes).unwrap();
+    std::fs::write(root.join("truncado Senha 1234.pfx"), &aes[..aes.len() / 2]).unwrap();
+    std::fs::write(root.join("zero Senha 1234.pfx"), b"").unwrap();
+    std::fs::write(
+        root.join("aleatorio.pfx"),
+        (0..3000u32)
+            .map(|i| (i * 31 % 253) as u8)
+            .collect::<Vec<_>>(),
+    )
+    .unwrap();
+    // 50 MB (sparse), past the size cap.
+    std::fs::File::create(root.join("enorme.pfx"))
+        .unwrap()
+        .set_len(50 * 1024 * 1024)
+        .unwrap();
+    std::fs::create_dir_all(root.join("pasta.pfx")).unwrap();
+    std::os::unix::fs::symlink(root.join("BOA Senha 1234.pfx"), root.join("atalho.pfx")).unwrap();
+    std::fs::write(root.join("errada Senha 9999.pfx"), &aes).unwrap();
+    std::fs::write(
+        root.join("sem chave Senha 1234.pfx"),
+        fixture("ecnpj-nokey.pfx"),
+    )
+    .unwrap();
+    std::fs::write(
+        root.join("DUAS CHAVES Senha senha123.p12"),
+        fixture("two-keys.p12"),
+    )
+    .unwrap();
+    {
+        use std::os::unix::ffi::OsStrExt;
+        let name = std::ffi::OsStr::from_bytes(b"inv\xe1lido Senha 1234.pfx");
+        std::fs::write(root.join(name), &aes).unwrap();
+    }
+
+    let out = ingest(&db, &root, &[]);
+    let line = |start: &str| {
+        out.stdout
+            .lines()
+            .find(|l| l.contains(start))
+            .unwrap_or_else(|| panic!("no line for {start}: {}", out.stdout))
+            .to_owned()
+    };
+    assert!(line("BOA Senha ***.pfx").starts_with("ingested"));
+    assert!(line("truncado Senha ***.pfx").contains("not a readable PKCS#12 file"));
+    assert!(line("zero Senha ***.pfx").contains("not a readable PKCS#12 file"));
+    assert!(line("aleatorio.pfx").starts_with("failed"));
+    assert!(line("enorme.pfx").contains("larger than max_pfx_bytes"));
+    assert!(line("pasta.pfx").contains("not a regular file"));
+    assert!(line("atalho.pfx").contains("symbolic link"));
+    assert!(line("errada Senha ***.pfx").contains("wrong password"));
+    assert!(line("sem chave Senha ***.pfx").contains("no private key"));
+    assert!(line("DUAS CHAVES Senha ***.p12").contains("2 private keys"));
+    assert!(line("<invalid UTF-8 name>").contains("not valid UTF-8"));
+    assert!(
+        out.stdout
+            .contains("ingested 1, updated 0, unchanged 0, failed 6, removed 0, skipped 4"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(
+        db.scalar("SELECT COUNT(*) FROM certificates WHERE parse_error IS NULL AND is_available = true AND name = 'BOA'")
+            .await,
+        1
+    );
+
+    // A good file overwritten by garbage (a bad copy): the vault keeps the last good copy.
+    std::fs::write(root.join("BOA Senha 1234.pfx"), b"not a pfx at all").unwrap();
+    let out = ingest(&db, &root, &[]);
+    assert!(
+        out.stdout.contains("the last good copy is kept"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(
+        db.scalar("SELECT COUNT(*) FROM certificates WHERE parse_error IS NULL AND is_available = true AND name = 'BOA' AND sha1 = '7B3C178DEC16A243F74032D95D4D542955C5A8D3'")
+            .await,
+        1
+    );
+    assert!(db.run(&["audit", "verify"]).status.success());
+}
+
+on_both_databases! {
+    /// A renewal for the same CNPJ supersedes the older certificate; both stay listed.
+    async fn a_renewal_supersedes_the_older_certificate(db: TestDb) {
+        let root = db.dir().join("certificados");
+        std::fs::create_dir_all(&root).unwrap();
+        std::fs::write(root.join("EMPRESA X LTDA Senha 1234.pfx"), fixture("ecnpj-aes.pfx")).unwrap();
+        ingest(&db, &root, &[]);
+        std::fs::write(root.join("EMPRESA X LTDA 2026 Senha 1234.pfx"), fixture("ecnpj-renewed.pfx")).unwrap();
+        let out = ingest(&db, &root, &[]);
+        assert!(out.stdout.contains("ingested 1, updated 0, unchanged 1"), "{}", out.stdout);
+        const OLD: &str = "7B3C178DEC16A243F74032D95D4D542955C5A8D3";
+        const NEW: &str = "E29CB172F63C708BF82F2DCCE0C2745EB090A3D4";
+        let superseded = format!(
+            "SELECT COUNT(*) FROM certificates o JOIN certificates n ON o.superseded_by = n.id WHERE o.sha1 = '{OLD}' AND n.sha1 = '{NEW}'"
+        );
+        assert_eq!(db.scalar(&superseded).await, 1);
+        assert_eq!(db.scalar(&format!("SELECT COUNT(*) FROM certificates WHERE sha1 = '{NEW}' AND superseded_by IS NULL")).await, 1);
+
+        // The renewal leaves the folder: the older (still available) one is the default again.
+        std::fs::remove_file(root.join("EMPRESA X LTDA 2026 Senha 1234.pfx")).unwrap();
+        ingest(&db, &root, &[]);
+        assert_eq!(db.scalar(&format!("SELECT COUNT(*) FROM certificates WHERE sha1 = '{OLD}' AND superseded_by IS NULL")).await, 1);
+
+        // Saved over the old file: the old certificate stays in the catalogue, unavailable.
+        std::fs::write(root.join("EMPRESA X LTDA Senha 1234.pfx"), fixture("ecnpj-renewed.pfx")).unwrap();
+        let out = ingest(&db, &root, &[]);
+        assert!(out.stdout.contains("updated 1"), "{}", out.stdout);
+        assert_eq!(db.scalar(&format!("SELECT COUNT(*) FROM certificates WHERE sha1 = '{OLD}' AND is_available = false")).await, 1);
+        assert_eq!(db.scalar(&format!("SELECT COUNT(*) FROM certificates WHERE sha1 = '{NEW}' AND is_available = true")).await, 1);
+        assert_eq!(db.scalar(&superseded).await, 1);
+        assert!(db.run(&["audit", "verify"]).status.success());
+    }
 }
