@@ -23,6 +23,8 @@ pub mod domain;
 #[cfg(feature = "server")]
 pub mod http;
 #[cfg(feature = "server")]
+pub mod jobs;
+#[cfg(feature = "server")]
 pub mod organizations;
 #[cfg(feature = "server")]
 pub mod portal;

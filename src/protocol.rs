@@ -26,3 +26,99 @@ pub struct SealedPayload {
     /// ChaCha20-Poly1305 ciphertext of the JSON plaintext, tag included.
     pub ciphertext: String,
 }
+
+/// Body of `POST /api/v1/agent/enroll`: a one-time enrollment code exchanged for the device's
+/// id and token, registering the device's public key.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnrollRequest {
+    /// As shown to the admin (`ABCD-EFGH-JK`); case, spaces and dashes do not matter.
+    pub enrollment_code: String,
+    /// The device's X25519 public key: standard base64 of the raw 32 bytes.
+    pub public_key: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub os_version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_version: Option<String>,
+}
+
+/// The device's credentials: from enrollment, or typed in from the admin's provisioning.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceCredentials {
+    pub device_id: uuid::Uuid,
+    pub device_token: String,
+}
+
+/// Body of `POST /api/v1/agent/auth`.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceAuthRequest {
+    pub device_id: uuid::Uuid,
+    pub device_token: String,
+    /// Registers the device's key on first use (standard base64 of the raw 32 X25519 bytes);
+    /// a different key later is refused (409) until an admin rotates the device.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_key: Option<String>,
+}
+
+/// Response of `POST /api/v1/agent/auth`: a DEVICE access token.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceAuthResponse {
+    pub access_token: String,
+    /// Always `bearer`.
+    pub token_type: String,
+    /// Seconds the access token is valid for.
+    pub expires_in: i64,
+}
+
+macro_rules! redacted_debug {
+    ($($ty:ident { $($field:ident),* };)*) => {$(
+        impl std::fmt::Debug for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct(stringify!($ty))
+                    $(.field(stringify!($field), &self.$field))*
+                    .finish_non_exhaustive()
+            }
+        }
+    )*};
+}
+
+// Secrets never reach a log line through `{:?}`: only the harmless fields are printed.
+redacted_debug! {
+    EnrollRequest { hostname, os_version, agent_version };
+    DeviceCredentials { device_id };
+    DeviceAuthRequest { device_id, public_key };
+    DeviceAuthResponse { token_type, expires_in };
+}
+
+/// Body of `POST /api/v1/agent/heartbeat`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeartbeatRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_version: Option<String>,
+}
+
+/// Response of `POST /api/v1/agent/heartbeat`: the server's clock (to detect skew) and the
+/// policy the agent follows, so it keeps none of its own.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeartbeatResponse {
+    pub server_time: chrono::DateTime<chrono::Utc>,
+    pub policy: AgentPolicy,
+}
+
+/// What the server tells every agent to do.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentPolicy {
+    /// Local time (`HH:MM`, in `timezone`) installed certificates are removed each day.
+    pub cleanup_time: String,
+    /// IANA name of the office's timezone.
+    pub timezone: String,
+    /// Longest an installation may stay before it is removed.
+    pub max_lease_hours: i64,
+    /// Seconds between job polls.
+    pub poll_interval_seconds: u64,
+    /// Longest a long poll for jobs waits for an answer.
+    pub long_poll_seconds: u64,
+    /// Seconds between heartbeats.
+    pub heartbeat_interval_seconds: u64,
+}

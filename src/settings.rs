@@ -137,6 +137,27 @@ pub struct Settings {
     pub max_pfx_bytes: u64,
     pub watcher_debounce_seconds: u64,
     pub watcher_max_events_per_minute: u32,
+    pub request_ttl_hours: i64,
+    pub job_timeout_minutes: i64,
+    /// Device authentication and the policy every agent receives with its heartbeat.
+    pub agent: AgentSettings,
+}
+
+/// Everything about agents in one place: their tokens, their rate limit and the policy the
+/// server hands them on each heartbeat (the agent keeps no policy of its own).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentSettings {
+    /// Lifetime of a DEVICE access token (JWT).
+    pub device_token_ttl_min: i64,
+    /// `/agent/auth` and `/agent/enroll` calls per minute, per device and per client IP.
+    pub device_auth_per_minute: u32,
+    /// Local time of the daily removal of installed certificates.
+    pub cleanup_time: chrono::NaiveTime,
+    /// Longest an installation may be leased for.
+    pub max_lease_hours: i64,
+    pub poll_interval_seconds: u64,
+    pub long_poll_seconds: u64,
+    pub heartbeat_interval_seconds: u64,
 }
 
 /// A configuration problem, always naming the key.
@@ -181,6 +202,15 @@ const KEYS: &[(&str, Kind)] = &[
     ("max_pfx_bytes", Kind::Int),
     ("watcher_debounce_seconds", Kind::Int),
     ("watcher_max_events_per_minute", Kind::Int),
+    ("request_ttl_hours", Kind::Int),
+    ("job_timeout_minutes", Kind::Int),
+    ("device_token_ttl_min", Kind::Int),
+    ("device_auth_per_minute", Kind::Int),
+    ("cleanup_time", Kind::Str),
+    ("max_lease_hours", Kind::Int),
+    ("agent_poll_interval_seconds", Kind::Int),
+    ("agent_long_poll_seconds", Kind::Int),
+    ("agent_heartbeat_interval_seconds", Kind::Int),
 ];
 
 /// The names of every configuration key.
@@ -218,6 +248,15 @@ struct RawSettings {
     max_pfx_bytes: Option<u64>,
     watcher_debounce_seconds: Option<u64>,
     watcher_max_events_per_minute: Option<u32>,
+    request_ttl_hours: Option<i64>,
+    job_timeout_minutes: Option<i64>,
+    device_token_ttl_min: Option<i64>,
+    device_auth_per_minute: Option<u32>,
+    cleanup_time: Option<String>,
+    max_lease_hours: Option<i64>,
+    agent_poll_interval_seconds: Option<u64>,
+    agent_long_poll_seconds: Option<u64>,
+    agent_heartbeat_interval_seconds: Option<u64>,
 }
 
 impl Settings {
@@ -411,6 +450,51 @@ impl Settings {
         if watcher_max_events_per_minute == 0 {
             return Err(bad("watcher_max_events_per_minute", "at least 1".into()));
         }
+        let request_ttl_hours = raw.request_ttl_hours.unwrap_or(24);
+        if !(1..=24 * 30).contains(&request_ttl_hours) {
+            return Err(bad("request_ttl_hours", "between 1 and 720".into()));
+        }
+        let job_timeout_minutes = raw.job_timeout_minutes.unwrap_or(60);
+        if !(1..=24 * 60).contains(&job_timeout_minutes) {
+            return Err(bad("job_timeout_minutes", "between 1 and 1440".into()));
+        }
+        let agent = AgentSettings {
+            device_token_ttl_min: raw.device_token_ttl_min.unwrap_or(60),
+            device_auth_per_minute: raw.device_auth_per_minute.unwrap_or(10),
+            cleanup_time: chrono::NaiveTime::parse_from_str(
+                raw.cleanup_time.as_deref().unwrap_or("18:00"),
+                "%H:%M",
+            )
+            .map_err(|_| bad("cleanup_time", "expected HH:MM such as 18:00".into()))?,
+            max_lease_hours: raw.max_lease_hours.unwrap_or(10),
+            poll_interval_seconds: raw.agent_poll_interval_seconds.unwrap_or(5),
+            long_poll_seconds: raw.agent_long_poll_seconds.unwrap_or(25),
+            heartbeat_interval_seconds: raw.agent_heartbeat_interval_seconds.unwrap_or(60),
+        };
+        if !(1..=24 * 60).contains(&agent.device_token_ttl_min) {
+            return Err(bad("device_token_ttl_min", "between 1 and 1440".into()));
+        }
+        if agent.device_auth_per_minute == 0 {
+            return Err(bad("device_auth_per_minute", "at least 1".into()));
+        }
+        if !(1..=24).contains(&agent.max_lease_hours) {
+            return Err(bad("max_lease_hours", "between 1 and 24".into()));
+        }
+        if !(1..=3600).contains(&agent.poll_interval_seconds) {
+            return Err(bad(
+                "agent_poll_interval_seconds",
+                "between 1 and 3600".into(),
+            ));
+        }
+        if !(1..=120).contains(&agent.long_poll_seconds) {
+            return Err(bad("agent_long_poll_seconds", "between 1 and 120".into()));
+        }
+        if !(5..=3600).contains(&agent.heartbeat_interval_seconds) {
+            return Err(bad(
+                "agent_heartbeat_interval_seconds",
+                "between 5 and 3600".into(),
+            ));
+        }
         let org_name = raw.org_name.unwrap_or_else(|| "Escritório".into());
         if org_name.trim().is_empty() {
             return Err(bad("org_name", "must not be empty".into()));
@@ -447,6 +531,9 @@ impl Settings {
             max_pfx_bytes: raw.max_pfx_bytes.filter(|b| *b > 0).unwrap_or(1024 * 1024),
             watcher_debounce_seconds,
             watcher_max_events_per_minute,
+            request_ttl_hours,
+            job_timeout_minutes,
+            agent,
         })
     }
 }
@@ -491,6 +578,22 @@ mod tests {
         assert_eq!(s.org_id, 1);
         assert_eq!(s.public_url, "http://localhost:8010");
         assert!(s.tls.is_none());
+        assert_eq!(
+            (
+                s.request_ttl_hours,
+                s.agent.max_lease_hours,
+                s.job_timeout_minutes
+            ),
+            (24, 10, 60)
+        );
+        assert_eq!(s.agent.device_token_ttl_min, 60);
+        assert_eq!(s.agent.device_auth_per_minute, 10);
+        assert_eq!(s.agent.cleanup_time.format("%H:%M").to_string(), "18:00");
+        assert_eq!(s.agent.max_lease_hours, 10);
+        assert_eq!(s.agent.poll_interval_seconds, 5);
+        assert_eq!(s.agent.heartbeat_interval_seconds, 60);
+        let e = load("cleanup_time = \"6pm\"", &[]).unwrap_err().to_string();
+        assert!(e.contains("`cleanup_time`"), "{e}");
     }
 
     #[test]

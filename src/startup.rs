@@ -27,6 +27,8 @@ pub struct AppState {
     pub tokens: Arc<AccessTokens>,
     /// Login attempts per client IP (the per-account lockout lives in the database).
     pub login_limiter: Arc<governor::DefaultKeyedRateLimiter<std::net::IpAddr>>,
+    /// `/agent/auth` and `/agent/enroll` calls per device and per client IP.
+    pub device_auth_limits: Arc<crate::devices::agent::AuthLimits>,
     /// While the database has no user: the hash of the first-access link's token (memory only).
     pub setup_token: Arc<std::sync::Mutex<Option<crate::crypto::TokenHash>>>,
 }
@@ -94,6 +96,10 @@ pub async fn prepare(settings: Settings) -> Result<AppState, StartError> {
         tokens: Arc::new(AccessTokens::new(
             &master_key,
             settings.access_token_ttl_min,
+            settings.agent.device_token_ttl_min,
+        )),
+        device_auth_limits: Arc::new(crate::devices::agent::AuthLimits::new(
+            settings.agent.device_auth_per_minute,
         )),
         login_limiter: Arc::new(governor::RateLimiter::keyed(governor::Quota::per_minute(
             per_minute,

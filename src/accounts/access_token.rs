@@ -1,4 +1,4 @@
-//! Short-lived access tokens (JWT, HS256) for users and, later, devices. The signing key is
+//! Short-lived access tokens (JWT, HS256) for users and devices. The signing key is
 //! derived from the master key, so there is no extra secret to manage.
 
 use chrono::Utc;
@@ -26,38 +26,62 @@ pub struct Claims {
     pub role: String,
     pub kind: Subject,
     pub iat: i64,
+    /// `iat` in microseconds: a device token issued before its device was rotated is refused,
+    /// even within the same second.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iat_micros: Option<i64>,
     pub exp: i64,
+}
+
+impl Claims {
+    pub fn issued_at_micros(&self) -> i64 {
+        self.iat_micros
+            .unwrap_or(self.iat.saturating_mul(1_000_000))
+    }
 }
 
 pub struct AccessTokens {
     encoding: EncodingKey,
     decoding: DecodingKey,
     ttl_secs: i64,
+    device_ttl_secs: i64,
 }
 
 impl AccessTokens {
-    pub fn new(master: &MasterKey, ttl_min: i64) -> Self {
+    pub fn new(master: &MasterKey, ttl_min: i64, device_ttl_min: i64) -> Self {
         let key = master.derive("certhub-access-token-v1");
         Self {
             encoding: EncodingKey::from_secret(key.as_ref()),
             decoding: DecodingKey::from_secret(key.as_ref()),
             ttl_secs: ttl_min * 60,
+            device_ttl_secs: device_ttl_min * 60,
         }
     }
 
+    /// Lifetime of a user's access token.
     pub fn ttl_secs(&self) -> i64 {
         self.ttl_secs
     }
 
+    /// Lifetime of a device's access token.
+    pub fn device_ttl_secs(&self) -> i64 {
+        self.device_ttl_secs
+    }
+
     fn issue(&self, sub: Uuid, org: OrgId, role: &str, kind: Subject) -> Result<String, AppError> {
-        let now = Utc::now().timestamp();
+        let now = Utc::now();
+        let ttl = match kind {
+            Subject::User => self.ttl_secs,
+            Subject::Device => self.device_ttl_secs,
+        };
         let claims = Claims {
             sub,
             org: org.0,
             role: role.to_owned(),
             kind,
-            iat: now,
-            exp: now + self.ttl_secs,
+            iat: now.timestamp(),
+            iat_micros: Some(now.timestamp_micros()),
+            exp: now.timestamp() + ttl,
         };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .map_err(|e| AppError::Internal(format!("signing access token: {e}")))

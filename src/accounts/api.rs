@@ -263,7 +263,9 @@ pub async fn logout(
         who = session::revoke_presented(&txn, c.value()).await?;
     }
     if who.is_none()
-        && let Some(claims) = bearer(&req).and_then(|t| state.tokens.decode(&t).ok())
+        && let Some(claims) = bearer(&req)
+            .and_then(|t| state.tokens.decode(&t).ok())
+            .filter(|c| c.kind == super::access_token::Subject::User)
     {
         who = Some((claims.sub, claims.org));
     }

@@ -58,6 +58,10 @@ actions! {
     DeviceBlocked => "DEVICE_BLOCKED",
     DeviceUnblocked => "DEVICE_UNBLOCKED",
     DeviceAuthRateLimited => "DEVICE_AUTH_RATE_LIMITED",
+    DeviceEnrolled => "DEVICE_ENROLLED",
+    DeviceEnrollDenied => "DEVICE_ENROLL_DENIED",
+    DeviceKeyRegistered => "DEVICE_KEY_REGISTERED",
+    DeviceKeyRejected => "DEVICE_KEY_REJECTED",
     // certificates (seed S4.1)
     CertIngested => "CERT_INGESTED",
     CertUpdated => "CERT_UPDATED",

@@ -164,70 +164,98 @@ impl Canonical<'_> {
 /// Appends `entry` on `conn`, which should be the transaction of the change being recorded.
 /// Returns the new row's sequence number in its organisation's chain.
 pub async fn append<C: ConnectionTrait>(conn: &C, entry: Entry) -> Result<i64, AuditError> {
+    let org = entry.org_id;
+    append_many(conn, org, vec![entry])
+        .await?
+        .ok_or(AuditError::UnknownOrg(org))
+}
+
+/// Appends several entries of one office in one go (a batch of ingested files): the same
+/// chain as appending them one by one, in four statements. Returns the last sequence number,
+/// `None` when `entries` is empty.
+pub async fn append_many<C: ConnectionTrait>(
+    conn: &C,
+    org: OrgId,
+    entries: Vec<Entry>,
+) -> Result<Option<i64>, AuditError> {
     use crate::organizations::entity::Column as Org;
-    let org_id = entry.org_id.0;
-    // Taking the next sequence number locks the organisation row until commit.
+    if entries.is_empty() {
+        return Ok(None);
+    }
+    debug_assert!(entries.iter().all(|e| e.org_id == org));
+    let org_id = org.0;
+    let count = entries.len() as i64;
+    // Taking the sequence numbers locks the organisation row until commit.
     let bumped = Organizations::update_many()
-        .col_expr(Org::AuditSeq, Expr::col(Org::AuditSeq).add(1))
+        .col_expr(Org::AuditSeq, Expr::col(Org::AuditSeq).add(count))
         .filter(Org::Id.eq(org_id))
         .exec(conn)
         .await?;
     if bumped.rows_affected == 0 {
-        return Err(AuditError::UnknownOrg(entry.org_id));
+        return Err(AuditError::UnknownOrg(org));
     }
-    let org = Organizations::find_by_id(org_id)
+    let row = Organizations::find_by_id(org_id)
         .one(conn)
         .await?
-        .ok_or(AuditError::UnknownOrg(entry.org_id))?;
-    let seq = org.audit_seq;
-    let prev_hash = org.audit_head.unwrap_or_else(|| GENESIS.to_owned());
+        .ok_or(AuditError::UnknownOrg(org))?;
+    let last = row.audit_seq;
+    let mut prev_hash = row.audit_head.unwrap_or_else(|| GENESIS.to_owned());
     let now = Utc::now();
     // Stored and hashed at microsecond precision, which both databases keep exactly.
     let timestamp = now
         .with_nanosecond(now.timestamp_subsec_micros() * 1000)
         .unwrap_or(now);
-    let meta_json = entry.meta.to_string();
-    let (actor_user_id, actor_device_id) = match entry.actor {
-        Actor::User(u) => (Some(u), None),
-        Actor::Device(d) => (None, Some(d)),
-        Actor::System => (None, None),
-    };
-    let hash = Canonical {
-        org_id,
-        seq,
-        action: entry.action.as_str(),
-        actor_user_id,
-        actor_device_id,
-        entity_type: entry.entity_type,
-        entity_id: entry.entity_id.as_deref(),
-        meta_json: &meta_json,
-        ip: entry.ip.as_deref(),
-        timestamp,
-        prev_hash: &prev_hash,
+    let mut rows = Vec::with_capacity(entries.len());
+    for (seq, entry) in (last - count + 1..).zip(entries) {
+        let meta_json = entry.meta.to_string();
+        let (actor_user_id, actor_device_id) = match entry.actor {
+            Actor::User(u) => (Some(u), None),
+            Actor::Device(d) => (None, Some(d)),
+            Actor::System => (None, None),
+        };
+        let hash = Canonical {
+            org_id,
+            seq,
+            action: entry.action.as_str(),
+            actor_user_id,
+            actor_device_id,
+            entity_type: entry.entity_type,
+            entity_id: entry.entity_id.as_deref(),
+            meta_json: &meta_json,
+            ip: entry.ip.as_deref(),
+            timestamp,
+            prev_hash: &prev_hash,
+        }
+        .hash();
+        rows.push(entity::ActiveModel {
+            org_id: Set(org_id),
+            seq: Set(seq),
+            action: Set(entry.action.as_str().to_owned()),
+            actor_user_id: Set(actor_user_id),
+            actor_device_id: Set(actor_device_id),
+            entity_type: Set(entry.entity_type.map(str::to_owned)),
+            entity_id: Set(entry.entity_id),
+            meta_json: Set(meta_json),
+            ip: Set(entry.ip),
+            timestamp: Set(timestamp),
+            prev_hash: Set(std::mem::replace(&mut prev_hash, hash.clone())),
+            hash: Set(hash),
+            ..Default::default()
+        });
     }
-    .hash();
-    let row = entity::ActiveModel {
-        org_id: Set(org_id),
-        seq: Set(seq),
-        action: Set(entry.action.as_str().to_owned()),
-        actor_user_id: Set(actor_user_id),
-        actor_device_id: Set(actor_device_id),
-        entity_type: Set(entry.entity_type.map(str::to_owned)),
-        entity_id: Set(entry.entity_id),
-        meta_json: Set(meta_json),
-        ip: Set(entry.ip),
-        timestamp: Set(timestamp),
-        prev_hash: Set(prev_hash),
-        hash: Set(hash.clone()),
-        ..Default::default()
-    };
-    AuditLog::insert(row).exec_without_returning(conn).await?;
+    // Well below SQLite's limit on bound parameters per statement.
+    let mut rows = rows.into_iter().peekable();
+    while rows.peek().is_some() {
+        AuditLog::insert_many(rows.by_ref().take(1000))
+            .exec_without_returning(conn)
+            .await?;
+    }
     Organizations::update_many()
-        .col_expr(Org::AuditHead, Expr::value(hash))
+        .col_expr(Org::AuditHead, Expr::value(prev_hash))
         .filter(Org::Id.eq(org_id))
         .exec(conn)
         .await?;
-    Ok(seq)
+    Ok(Some(last))
 }
 
 /// Where a chain is broken.

@@ -329,6 +329,10 @@ async fn process(
     dry_run: bool,
 ) -> Result<Vec<Item>, AppError> {
     let parallel = std::thread::available_parallelism().map_or(2, |n| n.get());
+    // While a large scan fills the table PostgreSQL's statistics go stale, and with a stale
+    // "tiny table" it looks rows up by scanning them all: refresh them as the table doubles.
+    let analyse = state.settings.database.is_postgres() && files.len() > BATCH;
+    let mut batches: u32 = 0;
     let mut prepared = futures_util::stream::iter(files)
         .map(|file| {
             let known = known.get(file.key.as_str());
@@ -348,6 +352,10 @@ async fn process(
         }
         if !batch.is_empty() {
             items.extend(store_batch(state, org, batch).await?);
+            batches += 1;
+            if analyse && batches.is_power_of_two() {
+                state.db.execute_unprepared("ANALYZE certificates").await?;
+            }
         }
     }
     Ok(items)
@@ -487,25 +495,16 @@ async fn store_batch(
     let txn = crate::db::begin_write(&state.db).await?;
     let mut holders = HashSet::new();
     let mut items = Vec::with_capacity(batch.len());
-    let first_rows = state.settings.database.is_postgres()
-        && Certificates::find()
-            .filter(Column::OrgId.eq(org.0))
-            .limit(1)
-            .one(&txn)
-            .await?
-            .is_none();
+
+    let mut audit = Vec::with_capacity(batch.len());
     for parsed in batch {
-        items.push(store_one(&txn, state, org, parsed, &mut holders).await?);
+        items.push(store_one(&txn, state, org, parsed, &mut holders, &mut audit).await?);
     }
+    audit::append_many(&txn, org, audit).await?;
     for holder in &holders {
         refresh_supersession(&txn, org, holder).await?;
     }
     txn.commit().await?;
-    if first_rows {
-        // A fresh table has no statistics: without them PostgreSQL may look rows up through
-        // the wrong index and every later file costs a scan of the whole office.
-        state.db.execute_unprepared("ANALYZE certificates").await?;
-    }
     for i in &items {
         tracing::info!(file = %i.file, action = ?i.action, "certificate file processed");
     }
@@ -547,6 +546,7 @@ async fn store_one(
     org: OrgId,
     p: Parsed,
     holders: &mut HashSet<Holder>,
+    audit: &mut Vec<Entry>,
 ) -> Result<Item, AppError> {
     let name = &p.file.name;
     let at_path = find_by_path(org, &p.file.key).one(txn).await?;
@@ -558,13 +558,11 @@ async fn store_one(
                 // A readable certificate is never replaced by an unreadable file (a copy in
                 // progress, a corrupt overwrite): the vault keeps the last good copy.
                 let detail = format!("{e}; the last good copy is kept");
-                audit::append(
-                    txn,
+                audit.push(
                     Entry::new(org, AuditAction::CertParseFailed, Actor::System)
                         .entity("certificate", row.id)
                         .meta(json!({"file": name.redacted, "error": e.to_string(), "kept": true})),
-                )
-                .await?;
+                );
                 return Ok(item(&name.redacted, Action::Failed, Some(detail)));
             }
             (at_path, None)
@@ -593,7 +591,14 @@ async fn store_one(
     };
     if let Some(old) = detach {
         let old = Listed::from(&old);
-        detach_row(txn, org, &old, "replaced by another file at the same path").await?;
+        detach_row(
+            txn,
+            org,
+            &old,
+            "replaced by another file at the same path",
+            audit,
+        )
+        .await?;
         if let Some(h) = Holder::of_row(&old) {
             holders.insert(h);
         }
@@ -659,13 +664,11 @@ async fn store_one(
             .exec_without_returning(txn)
             .await?;
     }
-    audit::append(
-        txn,
+    audit.push(
         Entry::new(org, audit_action, Actor::System)
             .entity("certificate", id)
             .meta(meta),
-    )
-    .await?;
+    );
     Ok(item(&name.redacted, action, detail))
 }
 
@@ -694,6 +697,7 @@ async fn detach_row(
     org: OrgId,
     row: &Listed,
     why: &str,
+    audit: &mut Vec<Entry>,
 ) -> Result<(), AppError> {
     Certificates::update(entity::ActiveModel {
         id: Set(row.id),
@@ -705,13 +709,11 @@ async fn detach_row(
     .exec(txn)
     .await?;
     if row.is_available {
-        audit::append(
-            txn,
+        audit.push(
             Entry::new(org, AuditAction::CertRemovedFromSource, Actor::System)
                 .entity("certificate", row.id)
                 .meta(json!({"name": row.name, "sha1": row.sha1, "reason": why})),
-        )
-        .await?;
+        );
     }
     Ok(())
 }
@@ -722,6 +724,7 @@ async fn mark_unavailable(
     org: OrgId,
     row: &Listed,
     strategy: &str,
+    audit: &mut Vec<Entry>,
 ) -> Result<(), AppError> {
     Certificates::update(entity::ActiveModel {
         id: Set(row.id),
@@ -731,13 +734,11 @@ async fn mark_unavailable(
     })
     .exec(txn)
     .await?;
-    audit::append(
-        txn,
+    audit.push(
         Entry::new(org, AuditAction::CertRemovedFromSource, Actor::System)
             .entity("certificate", row.id)
             .meta(json!({"name": row.name, "sha1": row.sha1, "strategy": strategy})),
-    )
-    .await?;
+    );
     Ok(())
 }
 
@@ -831,10 +832,12 @@ async fn mark_missing(
     }
     let txn = crate::db::begin_write(&state.db).await?;
     let mut holders = HashSet::new();
+    let mut audit = Vec::with_capacity(missing.len());
     for row in &missing {
-        mark_unavailable(&txn, org, row, "full_scan").await?;
+        mark_unavailable(&txn, org, row, "full_scan", &mut audit).await?;
         holders.extend(Holder::of_row(row));
     }
+    audit::append_many(&txn, org, audit).await?;
     for holder in &holders {
         refresh_supersession(&txn, org, holder).await?;
     }
@@ -884,10 +887,12 @@ pub async fn remove_file(state: &AppState, path: &Path) -> Result<Item, AppError
         ("source_path", by_path)
     };
     let mut holders = HashSet::new();
+    let mut audit = Vec::with_capacity(found.len());
     for row in &found {
-        mark_unavailable(&txn, org, row, strategy).await?;
+        mark_unavailable(&txn, org, row, strategy, &mut audit).await?;
         holders.extend(Holder::of_row(row));
     }
+    audit::append_many(&txn, org, audit).await?;
     for holder in &holders {
         refresh_supersession(&txn, org, holder).await?;
     }

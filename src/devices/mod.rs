@@ -1,6 +1,22 @@
 //! The office's PCs that run the agent: provisioning, pairing, device authentication and
 //! heartbeats.
 
+pub mod admin;
+pub mod agent;
+mod enrollment;
+mod installed;
+pub mod policy;
+
+use chrono::{DateTime, Duration, Utc};
+use sea_orm::entity::prelude::*;
+
+pub use enrollment::EnrollmentCode;
+
+use crate::crypto::{DevicePublicKey, Token};
+use crate::domain::OrgId;
+use crate::http::AppError;
+use crate::http::auth::AuthUser;
+
 pub mod entity {
     use sea_orm::entity::prelude::*;
 
@@ -34,4 +50,67 @@ pub mod entity {
     impl ActiveModelBehavior for ActiveModel {}
 }
 
-pub use entity::{Entity as Devices, Model as Device};
+pub use entity::{Column, Entity as Devices, Model as Device};
+
+/// How long an enrollment code can be exchanged for the device's credentials.
+pub const ENROLLMENT_TTL_MIN: i64 = 15;
+
+/// A device's fresh secrets, shown once to the admin: only their hashes are stored.
+pub struct FreshCredentials {
+    pub token: Token,
+    pub code: EnrollmentCode,
+    pub code_expires_at: DateTime<Utc>,
+}
+
+impl FreshCredentials {
+    pub fn generate(now: DateTime<Utc>) -> Self {
+        Self {
+            token: Token::generate(),
+            code: EnrollmentCode::generate(),
+            code_expires_at: now + Duration::minutes(ENROLLMENT_TTL_MIN),
+        }
+    }
+}
+
+/// The device `id` of office `org`; another office's device is "not found", like a missing one.
+pub async fn find_in_org<C: ConnectionTrait>(
+    conn: &C,
+    org: OrgId,
+    id: Uuid,
+) -> Result<Device, AppError> {
+    Devices::find_by_id(id)
+        .filter(Column::OrgId.eq(org.0))
+        .one(conn)
+        .await?
+        .ok_or_else(|| AppError::NotFound("no such device in this office".into()))
+}
+
+/// Whether `user` may send certificates to `device`: its owner and ADMIN/DEV may; a device
+/// without an owner can be targeted by any user of its office.
+pub fn may_target(device: &Device, user: &AuthUser) -> bool {
+    device.org_id == user.org.0
+        && (user.is_admin() || device.owner_user_id.is_none_or(|o| o == user.user.id))
+}
+
+/// What a device presents as its key, checked against the one it registered.
+pub enum KeyCheck {
+    /// No key registered yet: this one will be.
+    Register(String),
+    /// The registered key.
+    Same,
+}
+
+/// Parses `presented` (standard base64 of the raw 32 X25519 bytes) and compares it with the
+/// device's key: a different key is refused until an admin rotates the device.
+pub fn check_key(device: &Device, presented: &str) -> Result<KeyCheck, AppError> {
+    let key = DevicePublicKey::parse(presented)
+        .map_err(|e| AppError::Validation(format!("public_key: {e}")))?
+        .to_base64();
+    match &device.public_key {
+        None => Ok(KeyCheck::Register(key)),
+        Some(registered) if *registered == key => Ok(KeyCheck::Same),
+        Some(_) => Err(AppError::Conflict(
+            "this device already registered a different public key; an admin must rotate the device first".into(),
+        )),
+    }
+}

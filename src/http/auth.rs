@@ -1,5 +1,6 @@
-//! Extractors that authenticate a request: `AuthUser` (any role) and `AdminUser` (ADMIN/DEV).
-//! The user is loaded on every request, so deactivation and role changes apply at once.
+//! Extractors that authenticate a request: `AuthUser` (any role), `AdminUser` (ADMIN/DEV) and
+//! `AuthDevice` (an agent). The user or device is loaded on every request, so deactivation,
+//! role changes, blocking and token rotation apply at once.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -7,11 +8,14 @@ use std::pin::Pin;
 use actix_web::dev::Payload;
 use actix_web::http::header;
 use actix_web::{FromRequest, HttpRequest, web};
-use sea_orm::EntityTrait;
+use chrono::Utc;
+use sea_orm::entity::prelude::*;
+use sea_orm::sea_query::Expr;
 
 use super::AppError;
 use crate::accounts::User;
 use crate::accounts::access_token::Subject;
+use crate::devices::{self, Device};
 use crate::domain::{OrgId, Role};
 use crate::startup::AppState;
 
@@ -102,6 +106,75 @@ impl FromRequest for AdminUser {
             } else {
                 Err(AppError::Forbidden("requires the ADMIN or DEV role".into()))
             }
+        })
+    }
+}
+
+/// An authenticated, allowed device (DEVICE access token) whose token was not rotated since.
+#[derive(Debug, Clone)]
+pub struct AuthDevice {
+    pub device: Device,
+    pub org: OrgId,
+    pub ip: Option<String>,
+}
+
+/// `last_seen_at` is written at most this often by ordinary requests.
+const SEEN_GRANULARITY_SECS: i64 = 60;
+
+async fn authenticate_device(
+    state: web::Data<AppState>,
+    token: Option<String>,
+    ip: Option<String>,
+) -> Result<AuthDevice, AppError> {
+    let token = token.ok_or(AppError::Unauthorized)?;
+    let claims = state.tokens.decode(&token)?;
+    if claims.kind != Subject::Device {
+        return Err(AppError::Forbidden("this endpoint is for devices".into()));
+    }
+    let device = devices::Devices::find_by_id(claims.sub)
+        .one(&state.db)
+        .await?
+        .filter(|d| d.org_id == claims.org && d.device_token_hash.is_some())
+        .ok_or(AppError::Unauthorized)?;
+    let rotated = device
+        .token_rotated_at
+        .is_some_and(|at| at.timestamp_micros() > claims.issued_at_micros());
+    if rotated {
+        return Err(AppError::Unauthorized);
+    }
+    if !device.is_allowed {
+        return Err(AppError::Forbidden("this device is blocked".into()));
+    }
+    let now = Utc::now();
+    if device
+        .last_seen_at
+        .is_none_or(|seen| (now - seen).num_seconds() >= SEEN_GRANULARITY_SECS)
+    {
+        devices::Devices::update_many()
+            .col_expr(devices::Column::LastSeenAt, Expr::value(now))
+            .filter(devices::Column::Id.eq(device.id))
+            .exec(&state.db)
+            .await?;
+    }
+    Ok(AuthDevice {
+        org: OrgId(device.org_id),
+        device,
+        ip,
+    })
+}
+
+impl FromRequest for AuthDevice {
+    type Error = AppError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, AppError>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let state = req.app_data::<web::Data<AppState>>().cloned();
+        let token = bearer(req);
+        let ip = client_ip(req);
+        Box::pin(async move {
+            let state =
+                state.ok_or_else(|| AppError::Internal("application state missing".into()))?;
+            authenticate_device(state, token, ip).await
         })
     }
 }

@@ -1,5 +1,5 @@
 //! Periodic jobs, driven by cron schedules in the office's timezone. Later capabilities add
-//! theirs here (stuck-job reaper, 18:00 lease checks).
+//! theirs here (18:00 lease checks).
 
 use std::str::FromStr;
 
@@ -16,15 +16,23 @@ pub enum Periodic {
     Maintenance,
     /// Daily at 06:00: certificates entering the 30/15/7-day or expired buckets.
     ExpiryCheck,
+    /// Every 5 minutes: install requests past `request_ttl_hours` -> `EXPIRED`, jobs
+    /// `IN_PROGRESS` past `job_timeout_minutes` -> `TIMEOUT`.
+    JobSweep,
 }
 
 impl Periodic {
-    pub const ALL: &'static [Periodic] = &[Periodic::Maintenance, Periodic::ExpiryCheck];
+    pub const ALL: &'static [Periodic] = &[
+        Periodic::Maintenance,
+        Periodic::ExpiryCheck,
+        Periodic::JobSweep,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             Periodic::Maintenance => "maintenance",
             Periodic::ExpiryCheck => "expiry-check",
+            Periodic::JobSweep => "job-sweep",
         }
     }
 
@@ -32,6 +40,7 @@ impl Periodic {
         match self {
             Periodic::Maintenance => "0 7 * * * *",
             Periodic::ExpiryCheck => "0 0 6 * * *",
+            Periodic::JobSweep => "30 */5 * * * *",
         }
     }
 
@@ -55,6 +64,17 @@ impl Periodic {
                     alerts = report.alerts,
                     "expiry check done"
                 );
+            }
+            Periodic::JobSweep => {
+                crate::jobs::sweep(
+                    &state.db,
+                    None,
+                    crate::audit::Actor::System,
+                    chrono::Utc::now(),
+                    chrono::Duration::hours(state.settings.request_ttl_hours),
+                    chrono::Duration::minutes(state.settings.job_timeout_minutes),
+                )
+                .await?;
             }
         }
         Ok(())

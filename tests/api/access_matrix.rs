@@ -91,6 +91,109 @@ const MATRIX: &[Row] = &[
         Some(r#"{"dry_run":true}"#),
         [401, 403, 422, 422, 403],
     ),
+    // No such device (or job: `{id}` of a job route is a user's id): 404 once the role passes.
+    (
+        "post",
+        "/api/v1/certificados/{id}/install",
+        Some(r#"{"device_id":"00000000-0000-0000-0000-000000000000"}"#),
+        [401, 404, 404, 404, 403],
+    ),
+    (
+        "get",
+        "/api/v1/install-jobs",
+        None,
+        [401, 200, 200, 200, 403],
+    ),
+    (
+        "get",
+        "/api/v1/install-jobs/{id}",
+        None,
+        [401, 404, 404, 404, 403],
+    ),
+    (
+        "post",
+        "/api/v1/install-jobs/{id}/approve",
+        Some(r#"{"reason":"piloto"}"#),
+        [401, 403, 404, 404, 403],
+    ),
+    (
+        "post",
+        "/api/v1/install-jobs/{id}/deny",
+        Some(r#"{"reason":"não"}"#),
+        [401, 403, 404, 404, 403],
+    ),
+    (
+        "post",
+        "/api/v1/install-jobs/{id}/cancel",
+        None,
+        [401, 404, 404, 404, 403],
+    ),
+    (
+        "post",
+        "/api/v1/admin/jobs/reap",
+        None,
+        [401, 403, 200, 200, 403],
+    ),
+    (
+        "post",
+        "/api/v1/admin/devices",
+        Some(
+            r#"{"hostname":"PC-{n}","domain":"ESCRITORIO","os_version":"Windows 11","agent_version":"1.0.0"}"#,
+        ),
+        [401, 403, 201, 201, 403],
+    ),
+    (
+        "get",
+        "/api/v1/admin/devices",
+        None,
+        [401, 403, 200, 200, 403],
+    ),
+    // `{id}` of a device route is a second device, not the one whose token calls.
+    (
+        "get",
+        "/api/v1/admin/devices/{id}",
+        None,
+        [401, 403, 200, 200, 403],
+    ),
+    (
+        "post",
+        "/api/v1/admin/devices/{id}/rotate-token",
+        None,
+        [401, 403, 200, 200, 403],
+    ),
+    (
+        "post",
+        "/api/v1/admin/devices/{id}/block",
+        None,
+        [401, 403, 200, 200, 403],
+    ),
+    (
+        "post",
+        "/api/v1/admin/devices/{id}/unblock",
+        None,
+        [401, 403, 200, 200, 403],
+    ),
+    // Agent pairing is public: the body is the credential.
+    (
+        "post",
+        "/api/v1/agent/enroll",
+        Some(
+            r#"{"enrollment_code":"ABCD-EFGH-JK","public_key":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="}"#,
+        ),
+        [410, 410, 410, 410, 410],
+    ),
+    (
+        "post",
+        "/api/v1/agent/auth",
+        Some(r#"{"device_id":"{device_id}","device_token":"{device_token}"}"#),
+        [200, 200, 200, 200, 200],
+    ),
+    (
+        "post",
+        "/api/v1/agent/heartbeat",
+        Some(r#"{"agent_version":"1.0.0"}"#),
+        [401, 403, 403, 403, 200],
+    ),
     // Portal pages are public; their forms refuse a POST without the CSRF cookie and field.
     ("get", "/", None, [200, 200, 200, 200, 200]),
     ("get", "/entrar", None, [200, 200, 200, 200, 200]),
@@ -130,11 +233,6 @@ async fn every_route_with_every_role() {
         );
     }
     let db = TestDb::new(Backend::Sqlite).await.unwrap();
-    let key = certhub::crypto::MasterKey::generate();
-    let key_b64 = key.to_base64().to_string();
-    // The key file, so the server and the CLI both use the key the test signs DEVICE tokens with.
-    std::fs::create_dir_all(db.data_dir()).unwrap();
-    std::fs::write(db.data_dir().join("master.key"), key_b64).unwrap();
     // One certificate, ingested by the CLI only: the server itself has no certs_root.
     let root = db.dir().join("certificados");
     std::fs::create_dir_all(&root).unwrap();
@@ -150,9 +248,21 @@ async fn every_route_with_every_role() {
         .onboard(&db, "admin@escritorio.com.br", "ADMIN", PW)
         .await;
     let dev = app.onboard(&db, "dev@escritorio.com.br", "DEV", PW).await;
-    let device = certhub::accounts::access_token::AccessTokens::new(&key, 15)
-        .issue_device(uuid::Uuid::new_v4(), certhub::domain::OrgId(1))
-        .unwrap();
+    // The calling device, paired for real, and a second one the admin routes act on.
+    let (device_id, device_token) = provision(&app, &admin.access).await;
+    let res = app
+        .send(
+            "POST",
+            "/api/v1/agent/auth",
+            Some(serde_json::json!({"device_id": device_id, "device_token": device_token})),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    let body: serde_json::Value = res.json().await.unwrap();
+    let device = body["access_token"].as_str().unwrap().to_owned();
+    let (target_device_id, _) = provision(&app, &admin.access).await;
     let me: serde_json::Value = app
         .send("GET", "/api/v1/auth/me", None, Some(&view.access), None)
         .await
@@ -185,9 +295,15 @@ async fn every_route_with_every_role() {
     for (method, path, body, expected) in MATRIX {
         for (i, caller) in callers.iter().enumerate() {
             n += 1;
-            let body = body.map(|b| b.replace("{n}", &n.to_string()));
+            let body = body.map(|b| {
+                b.replace("{n}", &n.to_string())
+                    .replace("{device_id}", &device_id)
+                    .replace("{device_token}", &device_token)
+            });
             let id = if path.contains("/certificados/") || path.contains("/certificates/") {
                 &cert_id
+            } else if path.contains("/devices/") {
+                &target_device_id
             } else {
                 &view_id
             };
@@ -224,4 +340,23 @@ async fn every_route_with_every_role() {
             );
         }
     }
+}
+
+/// Provisions a device as `admin`: its id and token.
+async fn provision(app: &TestApp, admin: &str) -> (String, String) {
+    let res = app
+        .send(
+            "POST",
+            "/api/v1/admin/devices",
+            Some(serde_json::json!({"hostname": "PC-MATRIZ"})),
+            Some(admin),
+            None,
+        )
+        .await;
+    assert_eq!(res.status(), 201);
+    let body: serde_json::Value = res.json().await.unwrap();
+    (
+        body["id"].as_str().unwrap().to_owned(),
+        body["device_token"].as_str().unwrap().to_owned(),
+    )
 }

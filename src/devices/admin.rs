@@ -1,0 +1,339 @@
+//! `/api/v1/admin/devices`: provisioning, listing, token rotation and blocking (ADMIN/DEV, own
+//! office only). Every change is audited in its transaction; tokens and codes never are.
+
+use std::collections::HashMap;
+
+use actix_web::{HttpResponse, web};
+use chrono::{DateTime, Utc};
+use sea_orm::entity::prelude::*;
+use sea_orm::{ActiveValue::Set, QueryOrder};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::installed::{self, Installed};
+use super::{Column, Device, Devices, FreshCredentials, find_in_org};
+use crate::accounts::user::{self, Users};
+use crate::audit::{self, Actor, AuditAction, Entry};
+use crate::domain::OrgId;
+use crate::http::AppError;
+use crate::http::auth::AdminUser;
+use crate::startup::AppState;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct OwnerView {
+    pub id: Uuid,
+    pub email: String,
+    pub nome: String,
+}
+
+/// A device as the admin sees it: never its token hash or enrollment code.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeviceView {
+    pub id: Uuid,
+    pub hostname: String,
+    pub domain: Option<String>,
+    pub os_version: Option<String>,
+    pub agent_version: Option<String>,
+    pub owner: Option<OwnerView>,
+    pub is_allowed: bool,
+    /// The registered X25519 key (public); null until the agent pairs.
+    pub public_key: Option<String>,
+    /// Until when the pending enrollment code can be used, if one is pending.
+    pub enrollment_expires_at: Option<DateTime<Utc>>,
+    pub token_rotated_at: Option<DateTime<Utc>>,
+    pub last_seen_at: Option<DateTime<Utc>>,
+    pub last_heartbeat_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    /// Certificates installed on the device now.
+    pub installed: Vec<Installed>,
+}
+
+async fn views<C: ConnectionTrait>(
+    conn: &C,
+    org: OrgId,
+    devices: Vec<Device>,
+) -> Result<Vec<DeviceView>, AppError> {
+    let ids: Vec<Uuid> = devices.iter().map(|d| d.id).collect();
+    let mut installed = installed::by_device(conn, org.0, &ids).await?;
+    let owner_ids: Vec<Uuid> = devices.iter().filter_map(|d| d.owner_user_id).collect();
+    let owners: HashMap<Uuid, OwnerView> = if owner_ids.is_empty() {
+        HashMap::new()
+    } else {
+        Users::find()
+            .filter(user::entity::Column::Id.is_in(owner_ids))
+            .all(conn)
+            .await?
+            .into_iter()
+            .map(|u| {
+                (
+                    u.id,
+                    OwnerView {
+                        id: u.id,
+                        email: u.email,
+                        nome: u.nome,
+                    },
+                )
+            })
+            .collect()
+    };
+    Ok(devices
+        .into_iter()
+        .map(|d| DeviceView {
+            owner: d.owner_user_id.and_then(|o| owners.get(&o).cloned()),
+            installed: installed.remove(&d.id).unwrap_or_default(),
+            id: d.id,
+            hostname: d.hostname,
+            domain: d.domain,
+            os_version: d.os_version,
+            agent_version: d.agent_version,
+            is_allowed: d.is_allowed,
+            public_key: d.public_key,
+            enrollment_expires_at: d
+                .enrollment_expires_at
+                .filter(|_| d.enrollment_code_hash.is_some()),
+            token_rotated_at: d.token_rotated_at,
+            last_seen_at: d.last_seen_at,
+            last_heartbeat_at: d.last_heartbeat_at,
+            created_at: d.created_at,
+        })
+        .collect())
+}
+
+async fn view<C: ConnectionTrait>(conn: &C, device: Device) -> Result<DeviceView, AppError> {
+    let org = OrgId(device.org_id);
+    let mut v = views(conn, org, vec![device]).await?;
+    v.pop()
+        .ok_or_else(|| AppError::Internal("device view missing".into()))
+}
+
+/// The secrets shown once, on provisioning and on rotation.
+#[derive(Serialize)]
+struct CredentialsResponse {
+    id: Uuid,
+    device_token: String,
+    enrollment_code: String,
+    enrollment_expires_at: DateTime<Utc>,
+    device: DeviceView,
+}
+
+fn credentials_response(creds: &FreshCredentials, device: DeviceView) -> CredentialsResponse {
+    CredentialsResponse {
+        id: device.id,
+        device_token: creds.token.expose().to_owned(),
+        enrollment_code: creds.code.grouped(),
+        enrollment_expires_at: creds.code_expires_at,
+        device,
+    }
+}
+
+fn optional_text(field: &str, value: Option<String>) -> Result<Option<String>, AppError> {
+    let value = value.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+    if value.as_ref().is_some_and(|v| v.chars().count() > 255) {
+        return Err(AppError::Validation(format!(
+            "{field}: at most 255 characters"
+        )));
+    }
+    Ok(value)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateBody {
+    hostname: String,
+    #[serde(default)]
+    domain: Option<String>,
+    #[serde(default)]
+    os_version: Option<String>,
+    #[serde(default)]
+    agent_version: Option<String>,
+    /// A user of the same office; then only they (and ADMIN/DEV) may target the device.
+    #[serde(default)]
+    owner_user_id: Option<Uuid>,
+}
+
+/// `POST /api/v1/admin/devices`: the device, its token and an enrollment code, shown once.
+pub async fn create(
+    state: web::Data<AppState>,
+    admin: AdminUser,
+    body: web::Json<CreateBody>,
+) -> Result<HttpResponse, AppError> {
+    let admin = admin.0;
+    let body = body.into_inner();
+    let hostname = optional_text("hostname", Some(body.hostname))?
+        .ok_or_else(|| AppError::Validation("hostname: required".into()))?;
+    let domain = optional_text("domain", body.domain)?;
+    let os_version = optional_text("os_version", body.os_version)?;
+    let agent_version = optional_text("agent_version", body.agent_version)?;
+    let txn = crate::db::begin_write(&state.db).await?;
+    if let Some(owner) = body.owner_user_id {
+        Users::find_by_id(owner)
+            .filter(user::entity::Column::OrgId.eq(admin.org.0))
+            .one(&txn)
+            .await?
+            .ok_or_else(|| {
+                AppError::Validation("owner_user_id: no such user in this office".into())
+            })?;
+    }
+    let now = Utc::now();
+    let creds = FreshCredentials::generate(now);
+    let id = Uuid::new_v4();
+    let device = Devices::insert(super::entity::ActiveModel {
+        id: Set(id),
+        org_id: Set(admin.org.0),
+        hostname: Set(hostname.clone()),
+        domain: Set(domain.clone()),
+        os_version: Set(os_version),
+        agent_version: Set(agent_version),
+        owner_user_id: Set(body.owner_user_id),
+        device_token_hash: Set(Some(creds.token.hash().as_str().to_owned())),
+        token_rotated_at: Set(Some(now)),
+        enrollment_code_hash: Set(Some(creds.code.hash().as_str().to_owned())),
+        enrollment_expires_at: Set(Some(creds.code_expires_at)),
+        public_key: Set(None),
+        is_allowed: Set(true),
+        last_seen_at: Set(None),
+        last_heartbeat_at: Set(None),
+        created_at: Set(now),
+    })
+    .exec_with_returning(&txn)
+    .await?;
+    audit::append(
+        &txn,
+        Entry::new(
+            admin.org,
+            AuditAction::DeviceProvisioned,
+            Actor::User(admin.user.id),
+        )
+        .entity("device", id)
+        .meta(json!({
+            "hostname": hostname,
+            "domain": domain,
+            "owner_user_id": body.owner_user_id,
+        }))
+        .ip(admin.ip.clone()),
+    )
+    .await?;
+    let device = view(&txn, device).await?;
+    txn.commit().await?;
+    Ok(HttpResponse::Created().json(credentials_response(&creds, device)))
+}
+
+/// `GET /api/v1/admin/devices`
+pub async fn list(state: web::Data<AppState>, admin: AdminUser) -> Result<HttpResponse, AppError> {
+    let devices = Devices::find()
+        .filter(Column::OrgId.eq(admin.0.org.0))
+        .order_by_asc(Column::Hostname)
+        .order_by_asc(Column::Id)
+        .all(&state.db)
+        .await?;
+    Ok(HttpResponse::Ok().json(views(&state.db, admin.0.org, devices).await?))
+}
+
+/// `GET /api/v1/admin/devices/{id}`
+pub async fn get(
+    state: web::Data<AppState>,
+    admin: AdminUser,
+    path: web::Path<Uuid>,
+) -> Result<HttpResponse, AppError> {
+    let device = find_in_org(&state.db, admin.0.org, path.into_inner()).await?;
+    Ok(HttpResponse::Ok().json(view(&state.db, device).await?))
+}
+
+/// `POST /api/v1/admin/devices/{id}/rotate-token`: a new token and enrollment code; the old
+/// token, the access tokens issued with it and the registered key stop working.
+pub async fn rotate_token(
+    state: web::Data<AppState>,
+    admin: AdminUser,
+    path: web::Path<Uuid>,
+) -> Result<HttpResponse, AppError> {
+    let admin = admin.0;
+    let txn = crate::db::begin_write(&state.db).await?;
+    let device = find_in_org(&txn, admin.org, path.into_inner()).await?;
+    let now = Utc::now();
+    let creds = FreshCredentials::generate(now);
+    let had_key = device.public_key.is_some();
+    let device = Devices::update(super::entity::ActiveModel {
+        id: Set(device.id),
+        device_token_hash: Set(Some(creds.token.hash().as_str().to_owned())),
+        token_rotated_at: Set(Some(now)),
+        enrollment_code_hash: Set(Some(creds.code.hash().as_str().to_owned())),
+        enrollment_expires_at: Set(Some(creds.code_expires_at)),
+        public_key: Set(None),
+        ..Default::default()
+    })
+    .exec(&txn)
+    .await?;
+    audit::append(
+        &txn,
+        Entry::new(
+            admin.org,
+            AuditAction::DeviceTokenRotated,
+            Actor::User(admin.user.id),
+        )
+        .entity("device", device.id)
+        .meta(json!({"public_key_cleared": had_key}))
+        .ip(admin.ip.clone()),
+    )
+    .await?;
+    let device = view(&txn, device).await?;
+    txn.commit().await?;
+    Ok(HttpResponse::Ok().json(credentials_response(&creds, device)))
+}
+
+async fn set_allowed(
+    state: &AppState,
+    admin: AdminUser,
+    id: Uuid,
+    allowed: bool,
+) -> Result<HttpResponse, AppError> {
+    let admin = admin.0;
+    let txn = crate::db::begin_write(&state.db).await?;
+    let device = find_in_org(&txn, admin.org, id).await?;
+    if device.is_allowed == allowed {
+        let device = view(&txn, device).await?;
+        txn.rollback().await?;
+        return Ok(HttpResponse::Ok().json(device));
+    }
+    let device = Devices::update(super::entity::ActiveModel {
+        id: Set(device.id),
+        is_allowed: Set(allowed),
+        ..Default::default()
+    })
+    .exec(&txn)
+    .await?;
+    let action = if allowed {
+        AuditAction::DeviceUnblocked
+    } else {
+        AuditAction::DeviceBlocked
+    };
+    audit::append(
+        &txn,
+        Entry::new(admin.org, action, Actor::User(admin.user.id))
+            .entity("device", device.id)
+            .meta(json!({"hostname": device.hostname}))
+            .ip(admin.ip.clone()),
+    )
+    .await?;
+    let device = view(&txn, device).await?;
+    txn.commit().await?;
+    Ok(HttpResponse::Ok().json(device))
+}
+
+/// `POST /api/v1/admin/devices/{id}/block`: the device can no longer authenticate, and its
+/// access tokens stop working at once.
+pub async fn block(
+    state: web::Data<AppState>,
+    admin: AdminUser,
+    path: web::Path<Uuid>,
+) -> Result<HttpResponse, AppError> {
+    set_allowed(&state, admin, path.into_inner(), false).await
+}
+
+/// `POST /api/v1/admin/devices/{id}/unblock`
+pub async fn unblock(
+    state: web::Data<AppState>,
+    admin: AdminUser,
+    path: web::Path<Uuid>,
+) -> Result<HttpResponse, AppError> {
+    set_allowed(&state, admin, path.into_inner(), true).await
+}

@@ -1,0 +1,491 @@
+//! The user side of install jobs: request an install, approve or deny it (ADMIN/DEV), cancel
+//! it, list and read jobs, and reap stuck ones on demand.
+
+use std::collections::HashMap;
+
+use actix_web::{HttpResponse, web};
+use chrono::{DateTime, Duration, Utc};
+use sea_orm::entity::prelude::*;
+use sea_orm::{Condition, DerivePartialModel, PaginatorTrait, QueryOrder, QuerySelect};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::{Column, Event, InstallJob, InstallJobs, JobStatus, JobType, NewJob};
+use crate::accounts::user::{Users, entity::Column as UserColumn};
+use crate::audit::Actor;
+use crate::certificates::catalogue::{DEFAULT_PAGE_SIZE, MAX_PAGE, MAX_PAGE_SIZE};
+use crate::certificates::entity::{Column as CertColumn, Entity as Certificates};
+use crate::devices::Devices;
+use crate::devices::entity::Column as DeviceColumn;
+use crate::http::AppError;
+use crate::http::auth::{AdminUser, AuthUser};
+use crate::startup::AppState;
+
+const MAX_REASON_CHARS: usize = 500;
+/// A week: a longer threshold would never reap anything a person still waits for.
+const MAX_THRESHOLD_MINUTES: i64 = 7 * 24 * 60;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Named {
+    pub id: Uuid,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DeviceRef {
+    pub id: Uuid,
+    pub hostname: String,
+}
+
+/// A job as the API shows it: never a payload token or anything sealed.
+#[derive(Debug, Clone, Serialize)]
+pub struct JobView {
+    pub id: Uuid,
+    pub status: JobStatus,
+    pub job_type: JobType,
+    pub cert: Named,
+    pub device: DeviceRef,
+    pub requested_by: Option<Named>,
+    pub approved_by: Option<Named>,
+    pub reason: Option<String>,
+    pub decision_reason: Option<String>,
+    pub duration_minutes: Option<i32>,
+    pub created_at: DateTime<Utc>,
+    pub approved_at: Option<DateTime<Utc>>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub thumbprint: Option<String>,
+    pub error_code: Option<String>,
+    pub error_message: Option<String>,
+}
+
+/// Builds the views of `jobs`, reading the names they refer to in three queries.
+async fn views<C: ConnectionTrait>(
+    db: &C,
+    jobs: Vec<InstallJob>,
+) -> Result<Vec<JobView>, AppError> {
+    let ids = |f: fn(&InstallJob) -> Vec<Uuid>| {
+        let mut v: Vec<Uuid> = jobs.iter().flat_map(f).collect();
+        v.sort_unstable();
+        v.dedup();
+        v
+    };
+    let certs: HashMap<Uuid, String> = Certificates::find()
+        .select_only()
+        .column(CertColumn::Id)
+        .column(CertColumn::Name)
+        .filter(CertColumn::Id.is_in(ids(|j| vec![j.cert_id])))
+        .into_tuple::<(Uuid, String)>()
+        .all(db)
+        .await?
+        .into_iter()
+        .collect();
+    let devices: HashMap<Uuid, String> = Devices::find()
+        .select_only()
+        .column(DeviceColumn::Id)
+        .column(DeviceColumn::Hostname)
+        .filter(DeviceColumn::Id.is_in(ids(|j| vec![j.device_id])))
+        .into_tuple::<(Uuid, String)>()
+        .all(db)
+        .await?
+        .into_iter()
+        .collect();
+    let users: HashMap<Uuid, String> = Users::find()
+        .select_only()
+        .column(UserColumn::Id)
+        .column(UserColumn::Nome)
+        .filter(UserColumn::Id.is_in(ids(|j| {
+            j.requested_by_user_id
+                .into_iter()
+                .chain(j.approved_by_user_id)
+                .collect()
+        })))
+        .into_tuple::<(Uuid, String)>()
+        .all(db)
+        .await?
+        .into_iter()
+        .collect();
+    let user = |id: Option<Uuid>| {
+        id.map(|id| Named {
+            id,
+            name: users.get(&id).cloned().unwrap_or_default(),
+        })
+    };
+    jobs.into_iter()
+        .map(|j| {
+            Ok(JobView {
+                status: j.status()?,
+                job_type: j.job_type()?,
+                cert: Named {
+                    id: j.cert_id,
+                    name: certs.get(&j.cert_id).cloned().unwrap_or_default(),
+                },
+                device: DeviceRef {
+                    id: j.device_id,
+                    hostname: devices.get(&j.device_id).cloned().unwrap_or_default(),
+                },
+                requested_by: user(j.requested_by_user_id),
+                approved_by: user(j.approved_by_user_id),
+                id: j.id,
+                reason: j.reason,
+                decision_reason: j.decision_reason,
+                duration_minutes: j.duration_minutes,
+                created_at: j.created_at,
+                approved_at: j.approved_at,
+                started_at: j.started_at,
+                finished_at: j.finished_at,
+                thumbprint: j.thumbprint,
+                error_code: j.error_code,
+                error_message: j.error_message,
+            })
+        })
+        .collect()
+}
+
+async fn view<C: ConnectionTrait>(db: &C, job: InstallJob) -> Result<JobView, AppError> {
+    views(db, vec![job])
+        .await?
+        .pop()
+        .ok_or_else(|| AppError::Internal("job view missing".into()))
+}
+
+/// Trimmed; empty is none; at most 500 characters.
+fn reason_of(raw: Option<String>, field: &str) -> Result<Option<String>, AppError> {
+    let reason = raw.map(|r| r.trim().to_owned()).filter(|r| !r.is_empty());
+    if reason
+        .as_ref()
+        .is_some_and(|r| r.chars().count() > MAX_REASON_CHARS)
+    {
+        return Err(AppError::Validation(format!(
+            "{field}: at most {MAX_REASON_CHARS} characters"
+        )));
+    }
+    Ok(reason)
+}
+
+/// What an install request needs to know of a certificate (never its sealed columns).
+#[derive(Debug, Clone, DerivePartialModel)]
+#[sea_orm(entity = "Certificates")]
+struct Installable {
+    id: Uuid,
+    is_available: bool,
+    not_after: Option<DateTimeUtc>,
+    parse_error: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InstallBody {
+    device_id: Uuid,
+    reason: Option<String>,
+    duration_minutes: Option<i64>,
+}
+
+/// `POST /api/v1/certificados/{id}/install {device_id, reason?, duration_minutes?}`
+pub async fn request_install(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    path: web::Path<Uuid>,
+    body: web::Json<InstallBody>,
+) -> Result<HttpResponse, AppError> {
+    let body = body.into_inner();
+    let reason = reason_of(body.reason, "reason")?;
+    // Auto-approved or not, a lease never outlives max_lease_hours.
+    let max = state.settings.agent.max_lease_hours * 60;
+    let duration_minutes = match body.duration_minutes {
+        None => None,
+        Some(m) if (1..=max).contains(&m) => Some(m as i32),
+        Some(_) => {
+            return Err(AppError::Validation(format!(
+                "duration_minutes: between 1 and {max}"
+            )));
+        }
+    };
+    let txn = crate::db::begin_write(&state.db).await?;
+    let cert = Certificates::find_by_id(path.into_inner())
+        .filter(CertColumn::OrgId.eq(user.org.0))
+        .into_partial_model::<Installable>()
+        .one(&txn)
+        .await?
+        .ok_or_else(crate::certificates::catalogue::not_found)?;
+    if !cert.is_available {
+        return Err(AppError::Conflict(
+            "certificate unavailable: its file is no longer in the folder".into(),
+        ));
+    }
+    if cert.parse_error.is_some() {
+        return Err(AppError::Conflict(
+            "certificate unusable: its file could not be opened (see parse_error)".into(),
+        ));
+    }
+    match cert.not_after {
+        Some(at) if at > Utc::now() => {}
+        Some(at) => {
+            return Err(AppError::Conflict(format!(
+                "certificate expired on {}",
+                at.format("%Y-%m-%d")
+            )));
+        }
+        None => {
+            return Err(AppError::Conflict(
+                "certificate unusable: its validity is unknown".into(),
+            ));
+        }
+    }
+    let device = crate::devices::find_in_org(&txn, user.org, body.device_id).await?;
+    if !crate::devices::may_target(&device, &user) {
+        return Err(AppError::Forbidden(
+            "this device belongs to another user".into(),
+        ));
+    }
+    if !device.is_allowed {
+        return Err(AppError::Conflict("device blocked".into()));
+    }
+    let job = super::create(
+        &txn,
+        NewJob {
+            org: user.org,
+            job_type: JobType::Install,
+            cert_id: cert.id,
+            device_id: device.id,
+            requested_by: user.user.id,
+            reason,
+            duration_minutes,
+            auto_approve: user.user.auto_approve_install_jobs,
+            ip: user.ip.clone(),
+        },
+    )
+    .await?;
+    let view = view(&txn, job).await?;
+    txn.commit().await?;
+    Ok(HttpResponse::Created().json(view))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct DecisionBody {
+    reason: Option<String>,
+}
+
+/// `POST /api/v1/install-jobs/{id}/approve {reason?}` (ADMIN/DEV): `REQUESTED` -> `PENDING`.
+pub async fn approve(
+    state: web::Data<AppState>,
+    admin: AdminUser,
+    path: web::Path<Uuid>,
+    body: web::Json<DecisionBody>,
+) -> Result<HttpResponse, AppError> {
+    let reason = reason_of(body.into_inner().reason, "reason")?;
+    let me = admin.0.user.id;
+    let changes = vec![
+        (Column::ApprovedByUserId, Some(me).into()),
+        (Column::DecisionReason, reason.clone().into()),
+    ];
+    decide(
+        &state,
+        &admin.0,
+        path.into_inner(),
+        Event::Approve,
+        changes,
+        reason,
+    )
+    .await
+}
+
+/// `POST /api/v1/install-jobs/{id}/deny {reason}` (ADMIN/DEV): `REQUESTED` -> `DENIED`.
+pub async fn deny(
+    state: web::Data<AppState>,
+    admin: AdminUser,
+    path: web::Path<Uuid>,
+    body: web::Json<DecisionBody>,
+) -> Result<HttpResponse, AppError> {
+    let reason = reason_of(body.into_inner().reason, "reason")?
+        .ok_or_else(|| AppError::Validation("reason: required to deny".into()))?;
+    let changes = vec![(Column::DecisionReason, Some(reason.clone()).into())];
+    decide(
+        &state,
+        &admin.0,
+        path.into_inner(),
+        Event::Deny,
+        changes,
+        Some(reason),
+    )
+    .await
+}
+
+/// `POST /api/v1/install-jobs/{id}/cancel`: the requester or an ADMIN/DEV, from `REQUESTED` or
+/// `PENDING`.
+pub async fn cancel(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    path: web::Path<Uuid>,
+) -> Result<HttpResponse, AppError> {
+    decide(
+        &state,
+        &user,
+        path.into_inner(),
+        Event::Cancel,
+        Vec::new(),
+        None,
+    )
+    .await
+}
+
+async fn decide(
+    state: &AppState,
+    user: &AuthUser,
+    id: Uuid,
+    event: Event,
+    changes: super::Changes,
+    reason: Option<String>,
+) -> Result<HttpResponse, AppError> {
+    let txn = crate::db::begin_write(&state.db).await?;
+    let job = visible(&txn, user, id).await?;
+    let job = super::apply(
+        &txn,
+        &job,
+        event,
+        Actor::User(user.user.id),
+        user.ip.clone(),
+        changes,
+        json!({"reason": reason}),
+    )
+    .await?;
+    let view = view(&txn, job).await?;
+    txn.commit().await?;
+    Ok(HttpResponse::Ok().json(view))
+}
+
+/// A job of the user's office that the user may see: ADMIN/DEV every one, VIEW their own.
+async fn visible<C: ConnectionTrait>(
+    db: &C,
+    user: &AuthUser,
+    id: Uuid,
+) -> Result<InstallJob, AppError> {
+    let job = super::find(db, user.org, id).await?;
+    if user.is_admin() || job.requested_by_user_id == Some(user.user.id) {
+        Ok(job)
+    } else {
+        Err(super::not_found())
+    }
+}
+
+/// `GET /api/v1/install-jobs/{id}`
+pub async fn get(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    path: web::Path<Uuid>,
+) -> Result<HttpResponse, AppError> {
+    let job = visible(&state.db, &user, path.into_inner()).await?;
+    Ok(HttpResponse::Ok().json(view(&state.db, job).await?))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    status: Option<String>,
+    user_id: Option<Uuid>,
+    device_id: Option<Uuid>,
+    page: Option<i64>,
+    page_size: Option<i64>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct JobPage {
+    pub total: u64,
+    pub page: u64,
+    pub page_size: u64,
+    pub items: Vec<JobView>,
+}
+
+/// `GET /api/v1/install-jobs?status=&user_id=&device_id=&page=&page_size=`: the office's jobs,
+/// newest first; a VIEW sees only their own requests.
+pub async fn list(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    query: web::Query<ListQuery>,
+) -> Result<HttpResponse, AppError> {
+    let q = query.into_inner();
+    let page = match q.page {
+        None => 1,
+        Some(p) if (1..=MAX_PAGE).contains(&p) => p as u64,
+        Some(_) => {
+            return Err(AppError::Validation(format!(
+                "page: between 1 and {MAX_PAGE}"
+            )));
+        }
+    };
+    let page_size = match q.page_size {
+        None => DEFAULT_PAGE_SIZE,
+        Some(s) if (1..=MAX_PAGE_SIZE as i64).contains(&s) => s as u64,
+        Some(_) => {
+            return Err(AppError::Validation(format!(
+                "page_size: between 1 and {MAX_PAGE_SIZE}"
+            )));
+        }
+    };
+    let mut cond = Condition::all().add(Column::OrgId.eq(user.org.0));
+    if let Some(raw) = q.status.as_deref().filter(|s| !s.trim().is_empty()) {
+        let status: JobStatus = raw
+            .parse()
+            .map_err(|e| AppError::Validation(format!("status: {e}")))?;
+        cond = cond.add(Column::Status.eq(status.as_str()));
+    }
+    if let Some(u) = q.user_id {
+        cond = cond.add(Column::RequestedByUserId.eq(u));
+    }
+    if let Some(d) = q.device_id {
+        cond = cond.add(Column::DeviceId.eq(d));
+    }
+    if !user.is_admin() {
+        cond = cond.add(Column::RequestedByUserId.eq(user.user.id));
+    }
+    let select = InstallJobs::find().filter(cond);
+    let total = select.clone().count(&state.db).await?;
+    let jobs = select
+        .order_by_desc(Column::CreatedAt)
+        .order_by_asc(Column::Id)
+        .limit(page_size)
+        .offset((page - 1).saturating_mul(page_size))
+        .all(&state.db)
+        .await?;
+    Ok(HttpResponse::Ok().json(JobPage {
+        total,
+        page,
+        page_size,
+        items: views(&state.db, jobs).await?,
+    }))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReapQuery {
+    threshold_minutes: Option<i64>,
+}
+
+/// `POST /api/v1/admin/jobs/reap?threshold_minutes=60` (ADMIN/DEV): the periodic sweep, now,
+/// for the admin's office: `IN_PROGRESS` older than the threshold (default
+/// `job_timeout_minutes`) -> `TIMEOUT`, and requests past `request_ttl_hours` -> `EXPIRED`.
+pub async fn reap(
+    state: web::Data<AppState>,
+    admin: AdminUser,
+    query: web::Query<ReapQuery>,
+) -> Result<HttpResponse, AppError> {
+    let threshold = query
+        .threshold_minutes
+        .unwrap_or(state.settings.job_timeout_minutes);
+    if !(1..=MAX_THRESHOLD_MINUTES).contains(&threshold) {
+        return Err(AppError::Validation(format!(
+            "threshold_minutes: between 1 and {MAX_THRESHOLD_MINUTES}"
+        )));
+    }
+    let done = super::sweep(
+        &state.db,
+        Some(admin.0.org),
+        Actor::User(admin.0.user.id),
+        Utc::now(),
+        Duration::hours(state.settings.request_ttl_hours),
+        Duration::minutes(threshold),
+    )
+    .await?;
+    Ok(HttpResponse::Ok().json(done))
+}

@@ -1,0 +1,329 @@
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+use crate::on_both_databases;
+
+const PW: &str = "SenhaForte123!";
+
+/// A real X25519 public key, as the agent sends it.
+fn public_key() -> String {
+    certhub::crypto::DeviceSecretKey::generate()
+        .public_key()
+        .to_base64()
+}
+
+struct Provisioned {
+    id: String,
+    token: String,
+    code: String,
+}
+
+async fn provision(app: &TestApp, admin: &str, body: Value) -> Provisioned {
+    let res = app
+        .send(
+            "POST",
+            "/api/v1/admin/devices",
+            Some(body),
+            Some(admin),
+            None,
+        )
+        .await;
+    assert_eq!(res.status(), 201);
+    let body: Value = res.json().await.unwrap();
+    Provisioned {
+        id: body["id"].as_str().unwrap().to_owned(),
+        token: body["device_token"].as_str().unwrap().to_owned(),
+        code: body["enrollment_code"].as_str().unwrap().to_owned(),
+    }
+}
+
+fn pc() -> Value {
+    json!({"hostname": "PC-01", "domain": "NETOCMS", "os_version": "Windows 11", "agent_version": "1.0.0"})
+}
+
+async fn auth(app: &TestApp, id: &str, token: &str, key: Option<&str>) -> reqwest::Response {
+    let mut body = json!({"device_id": id, "device_token": token});
+    if let Some(k) = key {
+        body["public_key"] = json!(k);
+    }
+    app.send("POST", "/api/v1/agent/auth", Some(body), None, None)
+        .await
+}
+
+async fn device_jwt(app: &TestApp, id: &str, token: &str, key: Option<&str>) -> String {
+    let res = auth(app, id, token, key).await;
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.unwrap();
+    body["access_token"].as_str().unwrap().to_owned()
+}
+
+async fn heartbeat(app: &TestApp, jwt: &str) -> reqwest::Response {
+    app.send(
+        "POST",
+        "/api/v1/agent/heartbeat",
+        Some(json!({"agent_version": "1.2.3"})),
+        Some(jwt),
+        None,
+    )
+    .await
+}
+
+async fn get_device(app: &TestApp, admin: &str, id: &str) -> Value {
+    let res = app
+        .send(
+            "GET",
+            &format!("/api/v1/admin/devices/{id}"),
+            None,
+            Some(admin),
+            None,
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    res.json().await.unwrap()
+}
+
+async fn admin_post(app: &TestApp, admin: &str, id: &str, action: &str) -> reqwest::Response {
+    app.send(
+        "POST",
+        &format!("/api/v1/admin/devices/{id}/{action}"),
+        None,
+        Some(admin),
+        None,
+    )
+    .await
+}
+
+/// Neither the log nor an audit row holds `secret`.
+async fn assert_not_leaked(app: &TestApp, db: &TestDb, secret: &str) {
+    assert!(
+        !app.logs().contains(secret),
+        "a secret reached the server log"
+    );
+    let sql = format!(
+        "SELECT COUNT(*) FROM audit_log WHERE meta_json LIKE '%{secret}%' OR COALESCE(entity_id, '') LIKE '%{secret}%'"
+    );
+    assert_eq!(db.scalar(&sql).await, 0, "a secret reached the audit log");
+}
+
+on_both_databases! {
+    async fn provision_auth_heartbeat_and_list(db: TestDb) {
+        let app = spawn_app(&db).await;
+        let admin = app.onboard(&db, "admin@escritorio.com.br", "ADMIN", PW).await;
+        let view = app.onboard(&db, "view@escritorio.com.br", "VIEW", PW).await;
+        let me: Value = app.send("GET", "/api/v1/auth/me", None, Some(&view.access), None).await.json().await.unwrap();
+        let mut body = pc();
+        body["owner_user_id"] = me["id"].clone();
+        let d = provision(&app, &admin.access, body).await;
+        assert_eq!(d.token.len(), 43, "256-bit token");
+        assert_eq!(d.code.len(), 12, "ABCD-EFGH-JK");
+
+        // Stored hashed: never in clear.
+        let hash = certhub::crypto::TokenHash::of(&d.token);
+        assert_eq!(db.scalar(&format!("SELECT COUNT(*) FROM devices WHERE device_token_hash = '{}'", hash.as_str())).await, 1);
+        assert_eq!(db.scalar(&format!("SELECT COUNT(*) FROM devices WHERE device_token_hash = '{}' OR enrollment_code_hash LIKE '%{}%'", d.token, &d.code[..4])).await, 0);
+
+        // The list shows it with its owner, nothing installed, and no secret.
+        let res = app.send("GET", "/api/v1/admin/devices", None, Some(&admin.access), None).await;
+        assert_eq!(res.status(), 200);
+        let text = res.text().await.unwrap();
+        assert!(!text.contains(&d.token) && !text.contains(&d.code) && !text.contains(hash.as_str()));
+        let list: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(list.as_array().unwrap().len(), 1);
+        let item = &list[0];
+        assert_eq!(item["id"], d.id.as_str());
+        assert_eq!(item["hostname"], "PC-01");
+        assert_eq!(item["owner"]["email"], "view@escritorio.com.br");
+        assert_eq!(item["owner"]["nome"], "Pessoa");
+        assert_eq!(item["installed"], json!([]));
+        assert!(item["last_heartbeat_at"].is_null() && item["public_key"].is_null());
+
+        // Auth, then the heartbeat with the DEVICE token.
+        let key = public_key();
+        let res = auth(&app, &d.id, &d.token, Some(&key)).await;
+        assert_eq!(res.status(), 200);
+        let body: Value = res.json().await.unwrap();
+        assert_eq!(body["token_type"], "bearer");
+        assert_eq!(body["expires_in"], 3600);
+        let jwt = body["access_token"].as_str().unwrap().to_owned();
+        let res = heartbeat(&app, &jwt).await;
+        assert_eq!(res.status(), 200);
+        let hb: Value = res.json().await.unwrap();
+        let server_time: chrono::DateTime<chrono::Utc> = hb["server_time"].as_str().unwrap().parse().unwrap();
+        assert!((chrono::Utc::now() - server_time).num_seconds().abs() < 30);
+        assert_eq!(hb["policy"], json!({
+            "cleanup_time": "18:00",
+            "timezone": "America/Sao_Paulo",
+            "max_lease_hours": 10,
+            "poll_interval_seconds": 5,
+            "long_poll_seconds": 25,
+            "heartbeat_interval_seconds": 60,
+        }));
+        let item = get_device(&app, &admin.access, &d.id).await;
+        assert_eq!(item["agent_version"], "1.2.3");
+        assert!(item["last_heartbeat_at"].is_string() && item["last_seen_at"].is_string());
+        assert_eq!(item["public_key"], key.as_str());
+
+        // Wrong token and unknown device look alike.
+        let wrong = auth(&app, &d.id, "not-the-token", None).await;
+        assert_eq!(wrong.status(), 401);
+        let wrong: Value = wrong.json().await.unwrap();
+        let unknown = auth(&app, &uuid::Uuid::new_v4().to_string(), &d.token, None).await;
+        assert_eq!(unknown.status(), 401);
+        assert_eq!(unknown.json::<Value>().await.unwrap(), wrong);
+
+        // Users on agent routes, devices on user routes: 403.
+        assert_eq!(heartbeat(&app, &admin.access).await.status(), 403);
+        assert_eq!(app.send("GET", "/api/v1/admin/devices", None, Some(&jwt), None).await.status(), 403);
+        assert_eq!(app.send("GET", "/api/v1/auth/me", None, Some(&jwt), None).await.status(), 403);
+        assert_eq!(heartbeat(&app, "garbage").await.status(), 401);
+
+        assert_eq!(db.scalar("SELECT COUNT(*) FROM audit_log WHERE action = 'DEVICE_PROVISIONED'").await, 1);
+        assert_eq!(db.scalar("SELECT COUNT(*) FROM audit_log WHERE action = 'DEVICE_KEY_REGISTERED'").await, 1);
+        for secret in [d.token.as_str(), d.code.as_str(), jwt.as_str()] {
+            assert_not_leaked(&app, &db, secret).await;
+        }
+        assert!(db.run(&["audit", "verify"]).status.success());
+    }
+
+    async fn block_rotate_and_the_registered_key(db: TestDb) {
+        let app = spawn_app(&db).await;
+        let admin = app.onboard(&db, "admin@escritorio.com.br", "ADMIN", PW).await;
+        let d = provision(&app, &admin.access, pc()).await;
+        let key_a = public_key();
+        let key_b = public_key();
+        let jwt = device_jwt(&app, &d.id, &d.token, Some(&key_a)).await;
+
+        // The same key again is fine; another one is refused until a rotation.
+        assert_eq!(auth(&app, &d.id, &d.token, Some(&key_a)).await.status(), 200);
+        assert_eq!(auth(&app, &d.id, &d.token, Some(&key_b)).await.status(), 409);
+        assert_eq!(db.scalar("SELECT COUNT(*) FROM audit_log WHERE action = 'DEVICE_KEY_REJECTED'").await, 1);
+        assert_eq!(get_device(&app, &admin.access, &d.id).await["public_key"], key_a.as_str());
+
+        // Blocked: no auth, and the access token stops working at once.
+        assert_eq!(admin_post(&app, &admin.access, &d.id, "block").await.status(), 200);
+        assert_eq!(get_device(&app, &admin.access, &d.id).await["is_allowed"], false);
+        assert_eq!(auth(&app, &d.id, &d.token, None).await.status(), 403);
+        assert_eq!(heartbeat(&app, &jwt).await.status(), 403);
+        assert_eq!(admin_post(&app, &admin.access, &d.id, "unblock").await.status(), 200);
+        assert_eq!(heartbeat(&app, &jwt).await.status(), 200);
+
+        // Rotation: the old token and its access tokens fail, the key must be registered again.
+        let res = admin_post(&app, &admin.access, &d.id, "rotate-token").await;
+        assert_eq!(res.status(), 200);
+        let rotated: Value = res.json().await.unwrap();
+        let new_token = rotated["device_token"].as_str().unwrap().to_owned();
+        assert_ne!(new_token, d.token);
+        assert!(rotated["device"]["public_key"].is_null());
+        assert_eq!(auth(&app, &d.id, &d.token, None).await.status(), 401);
+        assert_eq!(heartbeat(&app, &jwt).await.status(), 401);
+        let jwt2 = device_jwt(&app, &d.id, &new_token, Some(&key_b)).await;
+        assert_eq!(heartbeat(&app, &jwt2).await.status(), 200);
+        assert_eq!(get_device(&app, &admin.access, &d.id).await["public_key"], key_b.as_str());
+
+        for action in ["DEVICE_BLOCKED", "DEVICE_UNBLOCKED", "DEVICE_TOKEN_ROTATED"] {
+            let sql = format!("SELECT COUNT(*) FROM audit_log WHERE action = '{action}' AND actor_user_id IS NOT NULL AND ip IS NOT NULL");
+            assert_eq!(db.scalar(&sql).await, 1, "{action}");
+        }
+        for secret in [d.token.as_str(), new_token.as_str(), jwt.as_str()] {
+            assert_not_leaked(&app, &db, secret).await;
+        }
+    }
+
+    async fn enrollment_code_is_single_use_and_expires(db: TestDb) {
+        let app = spawn_app(&db).await;
+        let admin = app.onboard(&db, "admin@escritorio.com.br", "ADMIN", PW).await;
+        let d = provision(&app, &admin.access, pc()).await;
+        let key = public_key();
+        // Typed by hand: lower case, spaces instead of dashes.
+        let typed = d.code.to_lowercase().replace('-', " ");
+        let enroll = |code: String, key: String| {
+            let app = &app;
+            async move {
+                app.send("POST", "/api/v1/agent/enroll",
+                    Some(json!({"enrollment_code": code, "public_key": key, "hostname": "PC-01B", "agent_version": "1.0.1"})),
+                    None, None).await
+            }
+        };
+        let res = enroll(typed.clone(), key.clone()).await;
+        assert_eq!(res.status(), 200);
+        let creds: Value = res.json().await.unwrap();
+        assert_eq!(creds["device_id"], d.id.as_str());
+        let token = creds["device_token"].as_str().unwrap().to_owned();
+        assert_ne!(token, d.token, "enrollment issues a fresh token");
+        let jwt = device_jwt(&app, &d.id, &token, Some(&key)).await;
+        assert_eq!(heartbeat(&app, &jwt).await.status(), 200);
+        assert_eq!(auth(&app, &d.id, &d.token, None).await.status(), 401);
+        let item = get_device(&app, &admin.access, &d.id).await;
+        assert_eq!(item["hostname"], "PC-01B");
+        assert_eq!(item["public_key"], key.as_str());
+
+        // Single use.
+        assert_eq!(enroll(typed, key.clone()).await.status(), 410);
+        // A fresh code that expired.
+        let rotated: Value = admin_post(&app, &admin.access, &d.id, "rotate-token").await.json().await.unwrap();
+        let code = rotated["enrollment_code"].as_str().unwrap().to_owned();
+        // A key that is not a usable X25519 key is refused before the code is spent.
+        assert_eq!(enroll(code.clone(), "AAAA".into()).await.status(), 422);
+        // The only device: SQLite keeps UUIDs as blobs, so no `WHERE id = '...'` here.
+        db.execute("UPDATE devices SET enrollment_expires_at = '2020-01-01 00:00:00+00:00' WHERE enrollment_code_hash IS NOT NULL").await;
+        assert_eq!(enroll(code.clone(), public_key()).await.status(), 410);
+        // Unknown and malformed codes get the same answer.
+        assert_eq!(enroll("ZZZZ-ZZZZ-ZZ".into(), public_key()).await.status(), 410);
+        assert_eq!(enroll("nope".into(), public_key()).await.status(), 410);
+        assert_eq!(db.scalar("SELECT COUNT(*) FROM audit_log WHERE action = 'DEVICE_ENROLL_DENIED'").await, 4);
+        assert_eq!(db.scalar("SELECT COUNT(*) FROM audit_log WHERE action = 'DEVICE_ENROLLED'").await, 1);
+        for secret in [d.code.as_str(), code.as_str(), token.as_str(), &d.code.replace('-', "")] {
+            assert_not_leaked(&app, &db, secret).await;
+        }
+    }
+
+    async fn eleventh_auth_in_a_minute_is_rate_limited(db: TestDb) {
+        let app = spawn_app(&db).await;
+        let admin = app.onboard(&db, "admin@escritorio.com.br", "ADMIN", PW).await;
+        let d = provision(&app, &admin.access, pc()).await;
+        for i in 0..10 {
+            assert_eq!(auth(&app, &d.id, &d.token, None).await.status(), 200, "attempt {i}");
+        }
+        let res = auth(&app, &d.id, &d.token, None).await;
+        assert_eq!(res.status(), 429);
+        let retry: u64 = res.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+        assert!((1..=60).contains(&retry), "{retry}");
+        let sql = format!("SELECT COUNT(*) FROM audit_log WHERE action = 'DEVICE_AUTH_RATE_LIMITED' AND entity_id = '{}'", d.id);
+        assert_eq!(db.scalar(&sql).await, 1);
+        assert_not_leaked(&app, &db, &d.token).await;
+    }
+
+    async fn other_offices_and_view_users_cannot_manage_devices(db: TestDb) {
+        let app = spawn_app(&db).await;
+        let admin = app.onboard(&db, "admin@escritorio.com.br", "ADMIN", PW).await;
+        let view = app.onboard(&db, "view@escritorio.com.br", "VIEW", PW).await;
+        let other = app.onboard_in(&db, 2, "admin@outro.com.br", "ADMIN", PW).await;
+        let other_me: Value = app.send("GET", "/api/v1/auth/me", None, Some(&other.access), None).await.json().await.unwrap();
+        let d = provision(&app, &admin.access, pc()).await;
+
+        // Another office: as if the device did not exist.
+        let res = app.send("GET", &format!("/api/v1/admin/devices/{}", d.id), None, Some(&other.access), None).await;
+        assert_eq!(res.status(), 404);
+        for action in ["rotate-token", "block", "unblock"] {
+            assert_eq!(admin_post(&app, &other.access, &d.id, action).await.status(), 404, "{action}");
+        }
+        let list: Value = app.send("GET", "/api/v1/admin/devices", None, Some(&other.access), None).await.json().await.unwrap();
+        assert_eq!(list, json!([]));
+        // Nor can the owner be a user of another office.
+        let mut body = pc();
+        body["owner_user_id"] = other_me["id"].clone();
+        let res = app.send("POST", "/api/v1/admin/devices", Some(body), Some(&admin.access), None).await;
+        assert_eq!(res.status(), 422);
+
+        // VIEW: 403 everywhere on the admin device routes.
+        assert_eq!(app.send("GET", "/api/v1/admin/devices", None, Some(&view.access), None).await.status(), 403);
+        assert_eq!(app.send("POST", "/api/v1/admin/devices", Some(pc()), Some(&view.access), None).await.status(), 403);
+        assert_eq!(app.send("GET", &format!("/api/v1/admin/devices/{}", d.id), None, Some(&view.access), None).await.status(), 403);
+        for action in ["rotate-token", "block", "unblock"] {
+            assert_eq!(admin_post(&app, &view.access, &d.id, action).await.status(), 403, "{action}");
+        }
+        // Still working: nothing above changed the device.
+        assert_eq!(auth(&app, &d.id, &d.token, None).await.status(), 200);
+        assert_eq!(db.scalar("SELECT COUNT(*) FROM audit_log WHERE action IN ('DEVICE_TOKEN_ROTATED', 'DEVICE_BLOCKED', 'DEVICE_UNBLOCKED')").await, 0);
+    }
+}
