@@ -91,6 +91,37 @@ impl fmt::Display for Email {
     }
 }
 
+/// A certificate's SHA-1 thumbprint as Windows shows it: 40 upper-case hex digits. Spaces and
+/// colons that copies from `certmgr` carry are dropped; case does not matter.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[serde(transparent)]
+pub struct Thumbprint(String);
+
+impl Thumbprint {
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let hex: String = raw
+            .chars()
+            .filter(|c| !c.is_whitespace() && *c != ':')
+            .collect::<String>()
+            .to_ascii_uppercase();
+        if hex.len() == 40 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            Ok(Self(hex))
+        } else {
+            Err("expected 40 hexadecimal digits (SHA-1)".into())
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Thumbprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -115,5 +146,13 @@ mod tests {
         for bad in ["", "a", "a@b", "a@@b.c", "a b@c.d", "@c.d", "a@.c", "a@c."] {
             assert!(Email::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn thumbprints_normalise() {
+        let t = Thumbprint::parse(" ab:cd 0123456789abcdef0123456789abcdef0123 ").unwrap();
+        assert_eq!(t.as_str(), "ABCD0123456789ABCDEF0123456789ABCDEF0123");
+        assert!(Thumbprint::parse("ABCD").is_err());
+        assert!(Thumbprint::parse(&"G".repeat(40)).is_err());
     }
 }

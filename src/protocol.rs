@@ -122,3 +122,132 @@ pub struct AgentPolicy {
     /// Seconds between heartbeats.
     pub heartbeat_interval_seconds: u64,
 }
+
+/// One job of `GET /api/v1/agent/jobs`: what the device is asked to do.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentJob {
+    pub id: uuid::Uuid,
+    /// `INSTALL` (or `REMOVE`).
+    pub job_type: String,
+    /// `PENDING` or `IN_PROGRESS`.
+    pub status: String,
+    pub cert_id: uuid::Uuid,
+    pub cert_name: Option<String>,
+    pub duration_minutes: Option<i32>,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub claimed_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// Response of `GET /api/v1/agent/jobs`, oldest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentJobs {
+    pub jobs: Vec<AgentJob>,
+}
+
+/// Response of `POST /api/v1/agent/jobs/{id}/claim`: a one-time token for the payload.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClaimResponse {
+    pub job_id: uuid::Uuid,
+    /// `IN_PROGRESS`.
+    pub status: String,
+    /// Single use; `?token=` or header `X-Payload-Token` of the payload request.
+    pub payload_token: String,
+    pub payload_token_expires_at: chrono::DateTime<chrono::Utc>,
+    /// Seconds the token is valid for.
+    pub expires_in: i64,
+}
+
+/// Response of `GET /api/v1/agent/jobs/{id}/payload`: the PFX and its password sealed to the
+/// device's key (`docs/protocol.md`), and the thumbprint the installed certificate must have.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PayloadResponse {
+    pub job_id: uuid::Uuid,
+    pub thumbprint: Option<String>,
+    #[serde(flatten)]
+    pub sealed: SealedPayload,
+}
+
+/// What the agent reports for a job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum ResultStatus {
+    Done,
+    Failed,
+}
+
+/// Body of `POST /api/v1/agent/jobs/{id}/result`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResultRequest {
+    pub status: ResultStatus,
+    /// Of the certificate now in the store (required with `DONE`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thumbprint: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_code: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_message: Option<String>,
+    /// Where the private key went (e.g. `SOFTWARE`, `TPM`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_storage: Option<String>,
+}
+
+/// Response of `POST /api/v1/agent/jobs/{id}/result`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResultResponse {
+    pub job_id: uuid::Uuid,
+    /// `DONE` or `FAILED` (a `DONE` with another thumbprint is recorded as `FAILED`).
+    pub status: String,
+    pub error_code: Option<String>,
+    /// Until when the certificate may stay installed (`DONE` only): remove it then.
+    pub lease_expires_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// Why the agent removed certificates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CleanupMode {
+    /// The daily task at `cleanup_time`.
+    Scheduled,
+    /// `--cleanup --mode manual`.
+    Manual,
+    /// Leftovers found when the agent starts.
+    Startup,
+    /// A lease ended before the daily cleanup.
+    Lease,
+}
+
+impl CleanupMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CleanupMode::Scheduled => "scheduled",
+            CleanupMode::Manual => "manual",
+            CleanupMode::Startup => "startup",
+            CleanupMode::Lease => "lease",
+        }
+    }
+}
+
+/// One certificate the agent took out of the store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Removed {
+    pub thumbprint: String,
+    /// Whether its private key was deleted too.
+    pub key_deleted: bool,
+}
+
+/// Body of `POST /api/v1/agent/cleanup`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CleanupRequest {
+    pub mode: CleanupMode,
+    pub removed: Vec<Removed>,
+}
+
+/// Response of `POST /api/v1/agent/cleanup`: how many open leases it closed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CleanupResponse {
+    pub closed: u64,
+}
+
+redacted_debug! {
+    ClaimResponse { job_id, status, payload_token_expires_at, expires_in };
+}

@@ -29,6 +29,8 @@ pub struct AppState {
     pub login_limiter: Arc<governor::DefaultKeyedRateLimiter<std::net::IpAddr>>,
     /// `/agent/auth` and `/agent/enroll` calls per device and per client IP.
     pub device_auth_limits: Arc<crate::devices::agent::AuthLimits>,
+    /// Payload downloads per device (seed S6: 5 a minute).
+    pub payload_limiter: Arc<governor::DefaultKeyedRateLimiter<uuid::Uuid>>,
     /// While the database has no user: the hash of the first-access link's token (memory only).
     pub setup_token: Arc<std::sync::Mutex<Option<crate::crypto::TokenHash>>>,
 }
@@ -101,6 +103,7 @@ pub async fn prepare(settings: Settings) -> Result<AppState, StartError> {
         device_auth_limits: Arc::new(crate::devices::agent::AuthLimits::new(
             settings.agent.device_auth_per_minute,
         )),
+        payload_limiter: Arc::new(crate::jobs::agent::payload_limiter()),
         login_limiter: Arc::new(governor::RateLimiter::keyed(governor::Quota::per_minute(
             per_minute,
         ))),

@@ -199,23 +199,7 @@ struct Listed {
     cpf: Option<String>,
 }
 
-impl From<&entity::Model> for Listed {
-    fn from(m: &entity::Model) -> Self {
-        Self {
-            id: m.id,
-            name: m.name.clone(),
-            sha1: m.sha1.clone(),
-            source_path_hash: m.source_path_hash.clone(),
-            source_path_sealed: m.source_path_sealed.clone(),
-            is_available: m.is_available,
-            cert_kind: m.cert_kind.clone(),
-            cnpj: m.cnpj.clone(),
-            cpf: m.cpf.clone(),
-        }
-    }
-}
-
-/// Available rows matching `filter`, as [`Listed`].
+/// Rows matching `filter`, as [`Listed`].
 async fn listed(
     db: &impl ConnectionTrait,
     org: OrgId,
@@ -235,7 +219,6 @@ async fn listed(
             Column::Cpf,
         ])
         .filter(Column::OrgId.eq(org.0))
-        .filter(Column::IsAvailable.eq(true))
         .filter(filter)
         .into_model::<Listed>()
         .all(db)
@@ -495,15 +478,24 @@ async fn store_batch(
     let txn = crate::db::begin_write(&state.db).await?;
     let mut holders = HashSet::new();
     let mut items = Vec::with_capacity(batch.len());
-
+    let mut lookup = Lookup::load(&txn, org, &batch).await?;
     let mut audit = Vec::with_capacity(batch.len());
     for parsed in batch {
-        items.push(store_one(&txn, state, org, parsed, &mut holders, &mut audit).await?);
+        items.push(
+            store_one(
+                &txn,
+                state,
+                org,
+                parsed,
+                &mut lookup,
+                &mut holders,
+                &mut audit,
+            )
+            .await?,
+        );
     }
     audit::append_many(&txn, org, audit).await?;
-    for holder in &holders {
-        refresh_supersession(&txn, org, holder).await?;
-    }
+    refresh_supersession(&txn, org, &holders).await?;
     txn.commit().await?;
     for i in &items {
         tracing::info!(file = %i.file, action = ?i.action, "certificate file processed");
@@ -511,33 +503,81 @@ async fn store_batch(
     Ok(items)
 }
 
-fn find_by_path(org: OrgId, key: &PathKey) -> Select<Certificates> {
-    Certificates::find()
-        .filter(Column::OrgId.eq(org.0))
-        .filter(Column::SourcePathHash.eq(key.as_str()))
+/// What a batch's files already match in the catalogue, found in two queries for the whole
+/// batch: rows at their paths, and certificates by thumbprint or serial and issuer.
+struct Lookup {
+    by_path: HashMap<String, Listed>,
+    by_sha1: HashMap<String, Uuid>,
+    by_serial: HashMap<(String, String), Uuid>,
 }
 
-/// The row already holding this certificate: same thumbprint, else same serial and issuer.
-async fn find_certificate(
-    txn: &DatabaseTransaction,
-    org: OrgId,
-    info: &CertificateInfo,
-) -> Result<Option<entity::Model>, DbErr> {
-    // Two indexed lookups rather than one OR, which no index serves.
-    let by_thumbprint = Certificates::find()
-        .filter(Column::OrgId.eq(org.0))
-        .filter(Column::Sha1.eq(info.sha1.as_str()))
-        .one(txn)
-        .await?;
-    if by_thumbprint.is_some() {
-        return Ok(by_thumbprint);
+impl Lookup {
+    async fn load(txn: &DatabaseTransaction, org: OrgId, batch: &[Parsed]) -> Result<Self, DbErr> {
+        let paths: Vec<&str> = batch.iter().map(|p| p.file.key.as_str()).collect();
+        let by_path = listed(
+            txn,
+            org,
+            Condition::all().add(Column::SourcePathHash.is_in(paths)),
+        )
+        .await?
+        .into_iter()
+        .filter_map(|r| Some((r.source_path_hash.clone()?, r)))
+        .collect();
+        let infos: Vec<&CertificateInfo> = batch
+            .iter()
+            .filter_map(|p| p.opened.as_ref().ok().map(|(info, _)| info))
+            .collect();
+        let mut lookup = Self {
+            by_path,
+            by_sha1: HashMap::new(),
+            by_serial: HashMap::new(),
+        };
+        if infos.is_empty() {
+            return Ok(lookup);
+        }
+        #[derive(FromQueryResult)]
+        struct Known {
+            id: Uuid,
+            sha1: Option<String>,
+            serial: Option<String>,
+            issuer: Option<String>,
+        }
+        // Two indexed IN lists rather than per-file queries.
+        let found = Certificates::find()
+            .select_only()
+            .columns([Column::Id, Column::Sha1, Column::Serial, Column::Issuer])
+            .filter(Column::OrgId.eq(org.0))
+            .filter(
+                Condition::any()
+                    .add(Column::Sha1.is_in(infos.iter().map(|i| i.sha1.as_str())))
+                    .add(Column::Serial.is_in(infos.iter().map(|i| i.serial.as_str()))),
+            )
+            .into_model::<Known>()
+            .all(txn)
+            .await?;
+        for k in found {
+            lookup.remember(k.id, k.sha1, k.serial.zip(k.issuer));
+        }
+        Ok(lookup)
     }
-    Certificates::find()
-        .filter(Column::OrgId.eq(org.0))
-        .filter(Column::Serial.eq(info.serial.as_str()))
-        .filter(Column::Issuer.eq(info.issuer.as_str()))
-        .one(txn)
-        .await
+
+    fn remember(&mut self, id: Uuid, sha1: Option<String>, serial: Option<(String, String)>) {
+        if let Some(sha1) = sha1 {
+            self.by_sha1.entry(sha1).or_insert(id);
+        }
+        if let Some(key) = serial {
+            self.by_serial.entry(key).or_insert(id);
+        }
+    }
+
+    /// The row already holding this certificate: same thumbprint, else same serial and issuer.
+    fn certificate(&self, info: &CertificateInfo) -> Option<Uuid> {
+        self.by_sha1.get(&info.sha1).copied().or_else(|| {
+            self.by_serial
+                .get(&(info.serial.clone(), info.issuer.clone()))
+                .copied()
+        })
+    }
 }
 
 async fn store_one(
@@ -545,11 +585,12 @@ async fn store_one(
     state: &AppState,
     org: OrgId,
     p: Parsed,
+    lookup: &mut Lookup,
     holders: &mut HashSet<Holder>,
     audit: &mut Vec<Entry>,
 ) -> Result<Item, AppError> {
     let name = &p.file.name;
-    let at_path = find_by_path(org, &p.file.key).one(txn).await?;
+    let at_path = lookup.by_path.remove(p.file.key.as_str());
     let (target, detach) = match &p.opened {
         Err(e) => {
             if let Some(row) = &at_path
@@ -565,32 +606,29 @@ async fn store_one(
                 );
                 return Ok(item(&name.redacted, Action::Failed, Some(detail)));
             }
-            (at_path, None)
+            (at_path.map(|r| r.id), None)
         }
         Ok((info, _)) => {
             let same_cert = match &at_path {
                 Some(row) if row.sha1.as_deref() == Some(info.sha1.as_str()) => None,
-                _ => find_certificate(txn, org, info).await?,
+                _ => lookup.certificate(info),
             };
             match (at_path, same_cert) {
                 (Some(path_row), None) if path_row.sha1.as_deref() == Some(info.sha1.as_str()) => {
-                    (Some(path_row), None)
+                    (Some(path_row.id), None)
                 }
                 // The path held an unreadable file: its row becomes the certificate's.
-                (Some(path_row), None) if path_row.sha1.is_none() => (Some(path_row), None),
+                (Some(path_row), None) if path_row.sha1.is_none() => (Some(path_row.id), None),
                 // Another certificate now sits at this path (a renewal saved over the old
                 // file): the old row lets go of the path and stays, unavailable.
                 (Some(path_row), None) => (None, Some(path_row)),
-                (Some(path_row), Some(cert_row)) if path_row.id == cert_row.id => {
-                    (Some(cert_row), None)
-                }
-                (Some(path_row), Some(cert_row)) => (Some(cert_row), Some(path_row)),
-                (None, cert_row) => (cert_row, None),
+                (Some(path_row), Some(cert_id)) if path_row.id == cert_id => (Some(cert_id), None),
+                (Some(path_row), Some(cert_id)) => (Some(cert_id), Some(path_row)),
+                (None, cert_id) => (cert_id, None),
             }
         }
     };
     if let Some(old) = detach {
-        let old = Listed::from(&old);
         detach_row(
             txn,
             org,
@@ -604,7 +642,7 @@ async fn store_one(
         }
     }
 
-    let id = target.as_ref().map_or_else(Uuid::new_v4, |r| r.id);
+    let id = target.unwrap_or_else(Uuid::new_v4);
     let now = Utc::now();
     let seal = |what: &str, data: &[u8]| {
         state
@@ -638,6 +676,11 @@ async fn store_one(
             let meta =
                 json!({"file": name.redacted, "sha1": info.sha1, "not_after": info.not_after});
             holders.extend(Holder::of_info(info));
+            lookup.remember(
+                id,
+                Some(info.sha1.clone()),
+                Some((info.serial.clone(), info.issuer.clone())),
+            );
             if target.is_some() {
                 (Action::Updated, AuditAction::CertUpdated, None, meta)
             } else {
@@ -725,21 +768,30 @@ async fn mark_unavailable(
     row: &Listed,
     strategy: &str,
     audit: &mut Vec<Entry>,
-) -> Result<(), AppError> {
-    Certificates::update(entity::ActiveModel {
-        id: Set(row.id),
-        is_available: Set(false),
-        updated_at: Set(Utc::now()),
-        ..Default::default()
-    })
-    .exec(txn)
-    .await?;
-    audit.push(
-        Entry::new(org, AuditAction::CertRemovedFromSource, Actor::System)
-            .entity("certificate", row.id)
-            .meta(json!({"name": row.name, "sha1": row.sha1, "strategy": strategy})),
-    );
-    Ok(())
+) -> Result<bool, AppError> {
+    // Conditional: a job that moved the row to another path (a rename) in the meantime wins.
+    let still_there = match &row.source_path_hash {
+        Some(h) => Column::SourcePathHash.eq(h.as_str()),
+        None => Column::SourcePathHash.is_null(),
+    };
+    let changed = Certificates::update_many()
+        .col_expr(Column::IsAvailable, Expr::value(false))
+        .col_expr(Column::UpdatedAt, Expr::value(Utc::now()))
+        .filter(Column::Id.eq(row.id))
+        .filter(Column::IsAvailable.eq(true))
+        .filter(still_there)
+        .exec(txn)
+        .await?
+        .rows_affected
+        > 0;
+    if changed {
+        audit.push(
+            Entry::new(org, AuditAction::CertRemovedFromSource, Actor::System)
+                .entity("certificate", row.id)
+                .meta(json!({"name": row.name, "sha1": row.sha1, "strategy": strategy})),
+        );
+    }
+    Ok(changed)
 }
 
 /// Recomputes which of the holder's certificates is the default after `info`'s row changed
@@ -749,18 +801,16 @@ pub async fn refresh_supersession_of(
     org: OrgId,
     info: &CertificateInfo,
 ) -> Result<(), DbErr> {
-    match Holder::of_info(info) {
-        Some(holder) => refresh_supersession(txn, org, &holder).await,
-        None => Ok(()),
-    }
+    refresh_supersession(txn, org, &Holder::of_info(info).into_iter().collect()).await
 }
 
 /// Among the readable certificates of one holder, the one that expires last is the default to
 /// install; the others point to it (`superseded_by`). Available ones win over unavailable ones.
+/// One query for all the holders a batch touched.
 async fn refresh_supersession(
     txn: &DatabaseTransaction,
     org: OrgId,
-    holder: &Holder,
+    holders: &HashSet<Holder>,
 ) -> Result<(), DbErr> {
     #[derive(FromQueryResult)]
     struct Candidate {
@@ -768,7 +818,16 @@ async fn refresh_supersession(
         not_after: Option<DateTimeUtc>,
         is_available: bool,
         superseded_by: Option<Uuid>,
+        cert_kind: Option<String>,
+        cnpj: Option<String>,
+        cpf: Option<String>,
     }
+    if holders.is_empty() {
+        return Ok(());
+    }
+    let any_holder = holders
+        .iter()
+        .fold(Condition::any(), |c, h| c.add(h.condition()));
     let rows = Certificates::find()
         .select_only()
         .columns([
@@ -776,32 +835,47 @@ async fn refresh_supersession(
             Column::NotAfter,
             Column::IsAvailable,
             Column::SupersededBy,
+            Column::CertKind,
+            Column::Cnpj,
+            Column::Cpf,
         ])
         .filter(Column::OrgId.eq(org.0))
         .filter(Column::ParseError.is_null())
         .filter(Column::NotAfter.is_not_null())
-        .filter(holder.condition())
+        .filter(any_holder)
         .into_model::<Candidate>()
         .all(txn)
         .await?;
-    let newest = rows
-        .iter()
-        .filter(|r| r.is_available)
-        .max_by_key(|r| (r.not_after, r.id))
-        .or_else(|| rows.iter().max_by_key(|r| (r.not_after, r.id)));
-    let Some(newest) = newest else {
-        return Ok(());
-    };
+    let mut by_holder: HashMap<Holder, Vec<&Candidate>> = HashMap::new();
     for row in &rows {
-        let wanted = (row.not_after < newest.not_after).then_some(newest.id);
-        if row.superseded_by != wanted {
-            Certificates::update(entity::ActiveModel {
-                id: Set(row.id),
-                superseded_by: Set(wanted),
-                ..Default::default()
-            })
-            .exec(txn)
-            .await?;
+        if let Some(h) = Holder::of(
+            row.cert_kind.as_deref(),
+            row.cnpj.as_deref(),
+            row.cpf.as_deref(),
+        ) {
+            by_holder.entry(h).or_default().push(row);
+        }
+    }
+    for rows in by_holder.values() {
+        let newest = rows
+            .iter()
+            .filter(|r| r.is_available)
+            .max_by_key(|r| (r.not_after, r.id))
+            .or_else(|| rows.iter().max_by_key(|r| (r.not_after, r.id)));
+        let Some(newest) = newest else {
+            continue;
+        };
+        for row in rows {
+            let wanted = (row.not_after < newest.not_after).then_some(newest.id);
+            if row.superseded_by != wanted {
+                Certificates::update(entity::ActiveModel {
+                    id: Set(row.id),
+                    superseded_by: Set(wanted),
+                    ..Default::default()
+                })
+                .exec(txn)
+                .await?;
+            }
         }
     }
     Ok(())
@@ -814,15 +888,19 @@ async fn mark_missing(
     present: &HashSet<PathKey>,
     dry_run: bool,
 ) -> Result<Vec<Item>, AppError> {
-    let missing: Vec<Listed> = listed(&state.db, org, Condition::all())
-        .await?
-        .into_iter()
-        .filter(|row| {
-            row.source_path_hash
-                .as_ref()
-                .is_some_and(|h| !present.contains(&PathKey(h.clone())))
-        })
-        .collect();
+    let missing: Vec<Listed> = listed(
+        &state.db,
+        org,
+        Condition::all().add(Column::IsAvailable.eq(true)),
+    )
+    .await?
+    .into_iter()
+    .filter(|row| {
+        row.source_path_hash
+            .as_ref()
+            .is_some_and(|h| !present.contains(&PathKey(h.clone())))
+    })
+    .collect();
     let items: Vec<Item> = missing
         .iter()
         .map(|row| item(&row.name, Action::Removed, None))
@@ -834,13 +912,12 @@ async fn mark_missing(
     let mut holders = HashSet::new();
     let mut audit = Vec::with_capacity(missing.len());
     for row in &missing {
-        mark_unavailable(&txn, org, row, "full_scan", &mut audit).await?;
-        holders.extend(Holder::of_row(row));
+        if mark_unavailable(&txn, org, row, "full_scan", &mut audit).await? {
+            holders.extend(Holder::of_row(row));
+        }
     }
     audit::append_many(&txn, org, audit).await?;
-    for holder in &holders {
-        refresh_supersession(&txn, org, holder).await?;
-    }
+    refresh_supersession(&txn, org, &holders).await?;
     txn.commit().await?;
     Ok(items)
 }
@@ -866,14 +943,18 @@ pub async fn remove_file(state: &AppState, path: &Path) -> Result<Item, AppError
     let by_path = listed(
         &txn,
         org,
-        Condition::all().add(Column::SourcePathHash.eq(file.key.as_str())),
+        Condition::all()
+            .add(Column::IsAvailable.eq(true))
+            .add(Column::SourcePathHash.eq(file.key.as_str())),
     )
     .await?;
     let (strategy, found) = if by_path.is_empty() {
         let by_stem = listed(
             &txn,
             org,
-            Condition::all().add(Column::FileStem.eq(file.name.display.to_lowercase())),
+            Condition::all()
+                .add(Column::IsAvailable.eq(true))
+                .add(Column::FileStem.eq(file.name.display.to_lowercase())),
         )
         .await?;
         let mut gone = Vec::new();
@@ -888,23 +969,24 @@ pub async fn remove_file(state: &AppState, path: &Path) -> Result<Item, AppError
     };
     let mut holders = HashSet::new();
     let mut audit = Vec::with_capacity(found.len());
+    let mut removed = 0;
     for row in &found {
-        mark_unavailable(&txn, org, row, strategy, &mut audit).await?;
-        holders.extend(Holder::of_row(row));
+        if mark_unavailable(&txn, org, row, strategy, &mut audit).await? {
+            removed += 1;
+            holders.extend(Holder::of_row(row));
+        }
     }
     audit::append_many(&txn, org, audit).await?;
-    for holder in &holders {
-        refresh_supersession(&txn, org, holder).await?;
-    }
+    refresh_supersession(&txn, org, &holders).await?;
     txn.commit().await?;
     tracing::info!(
         file = %shown,
         strategy,
-        rowcount = found.len(),
+        rowcount = removed,
         found_ids_count = found.len(),
         "certificate file removed from the folder"
     );
-    Ok(if found.is_empty() {
+    Ok(if removed == 0 {
         item(
             &shown,
             Action::Unchanged,

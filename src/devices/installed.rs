@@ -1,5 +1,5 @@
-//! The certificates installed on a device right now: open rows of `installations` (written by
-//! install jobs), with the certificate's name.
+//! The certificates installed on a device right now: open installation leases (written by
+//! install jobs, see `jobs::lease`), with the certificate's name.
 
 use std::collections::HashMap;
 
@@ -7,32 +7,7 @@ use sea_orm::entity::prelude::*;
 use serde::Serialize;
 
 use crate::certificates::entity::{Column as CertColumn, Entity as Certificates};
-
-/// Read-only view of `installations`, just what the device list shows.
-mod entity {
-    use sea_orm::entity::prelude::*;
-
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
-    #[sea_orm(table_name = "installations")]
-    pub struct Model {
-        #[sea_orm(primary_key, auto_increment = false)]
-        pub id: Uuid,
-        pub org_id: i64,
-        pub device_id: Uuid,
-        pub cert_id: Uuid,
-        pub user_id: Option<Uuid>,
-        pub job_id: Uuid,
-        pub thumbprint: String,
-        pub installed_at: DateTimeUtc,
-        pub expires_at: DateTimeUtc,
-        pub removed_at: Option<DateTimeUtc>,
-    }
-
-    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
-
-    impl ActiveModelBehavior for ActiveModel {}
-}
+use crate::jobs::lease::entity;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Installed {

@@ -3,7 +3,9 @@
 //! move is checked against [`JobStatus::transition`], written with a conditional UPDATE and
 //! audited in the same transaction.
 
+pub mod agent;
 pub mod api;
+pub mod lease;
 mod state;
 
 use chrono::{DateTime, Duration, Utc};

@@ -194,6 +194,32 @@ const MATRIX: &[Row] = &[
         Some(r#"{"agent_version":"1.0.0"}"#),
         [401, 403, 403, 403, 200],
     ),
+    // `{id}` of an agent job route is a user's id: no such job (or no token) once a device calls.
+    ("get", "/api/v1/agent/jobs", None, [401, 403, 403, 403, 200]),
+    (
+        "post",
+        "/api/v1/agent/jobs/{id}/claim",
+        None,
+        [401, 403, 403, 403, 404],
+    ),
+    (
+        "get",
+        "/api/v1/agent/jobs/{id}/payload",
+        None,
+        [401, 403, 403, 403, 404],
+    ),
+    (
+        "post",
+        "/api/v1/agent/jobs/{id}/result",
+        Some(r#"{"status":"FAILED"}"#),
+        [401, 403, 403, 403, 404],
+    ),
+    (
+        "post",
+        "/api/v1/agent/cleanup",
+        Some(r#"{"mode":"manual","removed":[]}"#),
+        [401, 403, 403, 403, 200],
+    ),
     // Portal pages are public; their forms refuse a POST without the CSRF cookie and field.
     ("get", "/", None, [200, 200, 200, 200, 200]),
     ("get", "/entrar", None, [200, 200, 200, 200, 200]),

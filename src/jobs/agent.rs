@@ -1,0 +1,629 @@
+//! The device side of install jobs (seed S4/S6): list this device's jobs, claim one for a
+//! one-time payload token, download the certificate sealed to the device's key, report the
+//! result (which opens an installation lease), and report removals.
+
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use chrono::{DateTime, Duration, Utc};
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use sea_orm::entity::prelude::*;
+use sea_orm::sea_query::Expr;
+use sea_orm::{ActiveValue::Set, Condition, QueryOrder, QuerySelect};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::lease::{self, Leases};
+use super::{Column, ENTITY, Event, InstallJob, InstallJobs, JobStatus};
+use crate::audit::{self, Actor, AuditAction, Entry};
+use crate::certificates::entity::{Column as CertColumn, Entity as Certificates};
+use crate::crypto::{
+    DevicePublicKey, InstallSecret, PayloadContext, SecretString, Token, TokenHash,
+};
+use crate::domain::Thumbprint;
+use crate::http::AppError;
+use crate::http::auth::AuthDevice;
+use crate::protocol::{
+    AgentJob, AgentJobs, ClaimResponse, CleanupRequest, CleanupResponse, PayloadResponse,
+    ResultRequest, ResultResponse, ResultStatus,
+};
+use crate::startup::AppState;
+
+/// A payload token is good for this long after the claim (seed S6).
+pub const PAYLOAD_TOKEN_TTL_SECS: i64 = 120;
+/// Payload requests per device and minute (seed S6).
+pub const PAYLOAD_PER_MINUTE: u32 = 5;
+/// The header that may carry the payload token instead of `?token=`.
+pub const PAYLOAD_TOKEN_HEADER: &str = "X-Payload-Token";
+const MAX_LISTED: u64 = 100;
+const MAX_REMOVED: usize = 200;
+
+pub fn payload_limiter() -> DefaultKeyedRateLimiter<Uuid> {
+    RateLimiter::keyed(Quota::per_minute(
+        NonZeroU32::new(PAYLOAD_PER_MINUTE).unwrap_or(NonZeroU32::MIN),
+    ))
+}
+
+/// A job of this device; another device's or office's is "not found", like a missing one.
+async fn own_job<C: ConnectionTrait>(
+    conn: &C,
+    device: &AuthDevice,
+    id: Uuid,
+) -> Result<InstallJob, AppError> {
+    let job = super::find(conn, device.org, id).await?;
+    if job.device_id == device.device.id {
+        Ok(job)
+    } else {
+        Err(super::not_found())
+    }
+}
+
+fn actor(device: &AuthDevice) -> Actor {
+    Actor::Device(device.device.id)
+}
+
+/// `GET /api/v1/agent/jobs` (DEVICE): this device's `PENDING` and `IN_PROGRESS` jobs, oldest
+/// first.
+pub async fn list(
+    state: web::Data<AppState>,
+    device: AuthDevice,
+) -> Result<HttpResponse, AppError> {
+    let jobs = InstallJobs::find()
+        .filter(Column::OrgId.eq(device.org.0))
+        .filter(Column::DeviceId.eq(device.device.id))
+        .filter(Column::Status.is_in([JobStatus::Pending.as_str(), JobStatus::InProgress.as_str()]))
+        .order_by_asc(Column::CreatedAt)
+        .order_by_asc(Column::Id)
+        .limit(MAX_LISTED)
+        .all(&state.db)
+        .await?;
+    let names: HashMap<Uuid, String> = Certificates::find()
+        .select_only()
+        .column(CertColumn::Id)
+        .column(CertColumn::Name)
+        .filter(CertColumn::Id.is_in(jobs.iter().map(|j| j.cert_id)))
+        .into_tuple::<(Uuid, String)>()
+        .all(&state.db)
+        .await?
+        .into_iter()
+        .collect();
+    let jobs = jobs
+        .into_iter()
+        .map(|j| AgentJob {
+            cert_name: names.get(&j.cert_id).cloned(),
+            id: j.id,
+            job_type: j.job_type,
+            status: j.status,
+            cert_id: j.cert_id,
+            duration_minutes: j.duration_minutes,
+            created_at: j.created_at,
+            claimed_at: j.claimed_at,
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(AgentJobs { jobs }))
+}
+
+/// `POST /api/v1/agent/jobs/{id}/claim` (DEVICE): `PENDING` -> `IN_PROGRESS` with a fresh
+/// one-time payload token. On a job already `IN_PROGRESS` it replaces a token that was used or
+/// expired; while the last token is still live, a claim is 409, so of many concurrent claims
+/// exactly one gets a token.
+pub async fn claim(
+    state: web::Data<AppState>,
+    device: AuthDevice,
+    path: web::Path<Uuid>,
+) -> Result<HttpResponse, AppError> {
+    let id = path.into_inner();
+    let token = Token::generate();
+    let now = Utc::now();
+    let expires = now + Duration::seconds(PAYLOAD_TOKEN_TTL_SECS);
+    let txn = crate::db::begin_write(&state.db).await?;
+    let job = own_job(&txn, &device, id).await?;
+    let mut changes: super::Changes = vec![
+        (
+            Column::PayloadTokenHash,
+            Some(token.hash().as_str().to_owned()).into(),
+        ),
+        (Column::PayloadTokenExpiresAt, Some(expires).into()),
+        (
+            Column::PayloadTokenUsedAt,
+            Option::<DateTime<Utc>>::None.into(),
+        ),
+    ];
+    let event = if job.status()? == JobStatus::InProgress {
+        // Voids the old token in the same conditional write that checks it is spent.
+        let mut update = InstallJobs::update_many();
+        for (column, value) in changes.drain(..) {
+            update = update.col_expr(column, Expr::value(value));
+        }
+        let replaced = update
+            .filter(Column::Id.eq(job.id))
+            .filter(Column::Status.eq(JobStatus::InProgress.as_str()))
+            .filter(
+                Condition::any()
+                    .add(Column::PayloadTokenHash.is_null())
+                    .add(Column::PayloadTokenUsedAt.is_not_null())
+                    .add(Column::PayloadTokenExpiresAt.lte(now)),
+            )
+            .exec(&txn)
+            .await?
+            .rows_affected;
+        if replaced != 1 {
+            return Err(AppError::Conflict(
+                "this job was just claimed and its payload token is unused; use it, or claim again once it expires".into(),
+            ));
+        }
+        Event::Reclaim
+    } else {
+        // `apply` refuses anything but `PENDING`, and a concurrent claim with a 409.
+        Event::Claim
+    };
+    let job = super::apply(
+        &txn,
+        &job,
+        event,
+        actor(&device),
+        device.ip.clone(),
+        changes,
+        json!({"payload_token_expires_at": expires}),
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(HttpResponse::Ok().json(ClaimResponse {
+        job_id: job.id,
+        status: job.status,
+        payload_token: token.expose().to_owned(),
+        payload_token_expires_at: expires,
+        expires_in: PAYLOAD_TOKEN_TTL_SECS,
+    }))
+}
+
+#[derive(Deserialize)]
+pub struct PayloadQuery {
+    token: Option<String>,
+}
+
+/// Why a payload request was refused: the audit's reason and the answer.
+type Denial = (&'static str, AppError);
+
+/// Checks the presented token against the job's; the stored hash is compared in constant time.
+fn check_token(
+    job: &InstallJob,
+    presented: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<TokenHash, Denial> {
+    let status = job.status().map_err(|e| ("bad_status", e))?;
+    if status != JobStatus::InProgress {
+        return Err((
+            "not_in_progress",
+            AppError::Conflict(format!("the job is {status}: claim it first")),
+        ));
+    }
+    let Some(presented) = presented else {
+        return Err((
+            "token_missing",
+            AppError::Forbidden(format!(
+                "payload token required: ?token= or the {PAYLOAD_TOKEN_HEADER} header"
+            )),
+        ));
+    };
+    let hash = TokenHash::of(presented);
+    if !job
+        .payload_token_hash
+        .as_deref()
+        .is_some_and(|stored| hash.matches(stored))
+    {
+        return Err((
+            "token_mismatch",
+            AppError::Forbidden("wrong payload token".into()),
+        ));
+    }
+    if job.payload_token_used_at.is_some() {
+        return Err((
+            "token_used",
+            AppError::Conflict("payload token already used; claim again for a new one".into()),
+        ));
+    }
+    if job.payload_token_expires_at.is_none_or(|at| at <= now) {
+        return Err((
+            "token_expired",
+            AppError::Gone("payload token expired; claim again for a new one".into()),
+        ));
+    }
+    Ok(hash)
+}
+
+/// Audits a refused payload request (`PAYLOAD_DENIED` with the reason) and answers `err`.
+async fn deny(
+    state: &AppState,
+    device: &AuthDevice,
+    job_id: Uuid,
+    (reason, err): Denial,
+) -> Result<HttpResponse, AppError> {
+    let txn = crate::db::begin_write(&state.db).await?;
+    audit::append(
+        &txn,
+        Entry::new(device.org, AuditAction::PayloadDenied, actor(device))
+            .entity(ENTITY, job_id)
+            .meta(json!({"reason": reason}))
+            .ip(device.ip.clone()),
+    )
+    .await?;
+    txn.commit().await?;
+    tracing::warn!(%job_id, device_id = %device.device.id, reason, "payload denied");
+    Err(err)
+}
+
+/// Per device; past the limit, audits `PAYLOAD_RATE_LIMITED` and answers 429.
+async fn rate_limit(state: &AppState, device: &AuthDevice, job_id: Uuid) -> Result<(), AppError> {
+    let Err(not_until) = state.payload_limiter.check_key(&device.device.id) else {
+        return Ok(());
+    };
+    let retry_after_secs = not_until
+        .wait_time_from(DefaultClock::default().now())
+        .as_secs()
+        .max(1);
+    let txn = crate::db::begin_write(&state.db).await?;
+    audit::append(
+        &txn,
+        Entry::new(device.org, AuditAction::PayloadRateLimited, actor(device))
+            .entity(ENTITY, job_id)
+            .meta(json!({"limit_per_minute": PAYLOAD_PER_MINUTE}))
+            .ip(device.ip.clone()),
+    )
+    .await?;
+    txn.commit().await?;
+    tracing::warn!(%job_id, device_id = %device.device.id, "payload rate limited");
+    Err(AppError::TooManyRequests { retry_after_secs })
+}
+
+/// The certificate's PFX and password, unsealed from the vault.
+async fn install_secret(
+    state: &AppState,
+    job: &InstallJob,
+) -> Result<(InstallSecret, Option<String>), AppError> {
+    let cert = Certificates::find_by_id(job.cert_id)
+        .filter(CertColumn::OrgId.eq(job.org_id))
+        .one(&state.db)
+        .await?
+        .ok_or_else(crate::certificates::catalogue::not_found)?;
+    let (Some(pfx), Some(password)) = (&cert.pfx_sealed, &cert.password_sealed) else {
+        return Err(AppError::Conflict(
+            "the certificate's file or password is not stored; report the job as FAILED".into(),
+        ));
+    };
+    let id = cert.id;
+    let unseal = |sealed: &[u8], what: &str| {
+        state
+            .master_key
+            .open(sealed, &format!("certificates.{what}:{id}"))
+            .map_err(|e| AppError::Internal(format!("certificate {id}: sealed {what}: {e}")))
+    };
+    let pfx = unseal(pfx, "pfx")?;
+    let password = unseal(password, "password")?;
+    let password = String::from_utf8(password.to_vec())
+        .map_err(|_| AppError::Internal(format!("certificate {id}: password is not UTF-8")))?;
+    Ok((
+        InstallSecret::new(pfx.to_vec(), SecretString::new(password)),
+        cert.sha1,
+    ))
+}
+
+/// `GET /api/v1/agent/jobs/{id}/payload?token=...` (or header `X-Payload-Token`) (DEVICE): the
+/// PFX and its password sealed to the device's key, once per token.
+pub async fn payload(
+    state: web::Data<AppState>,
+    device: AuthDevice,
+    req: HttpRequest,
+    path: web::Path<Uuid>,
+    query: web::Query<PayloadQuery>,
+) -> Result<HttpResponse, AppError> {
+    let id = path.into_inner();
+    rate_limit(&state, &device, id).await?;
+    let presented = query.into_inner().token.or_else(|| {
+        req.headers()
+            .get(PAYLOAD_TOKEN_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    });
+    let presented = presented
+        .as_deref()
+        .map(str::trim)
+        .filter(|t| !t.is_empty());
+    let now = Utc::now();
+    let job = match own_job(&state.db, &device, id).await {
+        Ok(job) => job,
+        Err(e @ AppError::NotFound(_)) => return deny(&state, &device, id, ("not_found", e)).await,
+        Err(e) => return Err(e),
+    };
+    let hash = match check_token(&job, presented, now) {
+        Ok(hash) => hash,
+        Err(denial) => return deny(&state, &device, id, denial).await,
+    };
+    let Some(key) = device.device.public_key.as_deref() else {
+        let err = AppError::Conflict(
+            "this device has no registered public key: send public_key to /api/v1/agent/auth"
+                .into(),
+        );
+        return deny(&state, &device, id, ("no_public_key", err)).await;
+    };
+    let key = DevicePublicKey::parse(key)
+        .map_err(|e| AppError::Internal(format!("device {}: {e}", device.device.id)))?;
+    let (secret, thumbprint) = install_secret(&state, &job).await?;
+    let sealed = crate::crypto::seal(
+        &key,
+        &PayloadContext::new(job.id, device.device.id),
+        &secret,
+    );
+    drop(secret);
+    let txn = crate::db::begin_write(&state.db).await?;
+    // Single use even under concurrency: only one request still finds the token unused.
+    let used = InstallJobs::update_many()
+        .col_expr(Column::PayloadTokenUsedAt, Expr::value(now))
+        .col_expr(Column::UpdatedAt, Expr::value(now))
+        .filter(Column::Id.eq(job.id))
+        .filter(Column::Status.eq(JobStatus::InProgress.as_str()))
+        .filter(Column::PayloadTokenHash.eq(hash.as_str()))
+        .filter(Column::PayloadTokenUsedAt.is_null())
+        .exec(&txn)
+        .await?
+        .rows_affected;
+    if used != 1 {
+        txn.rollback().await?;
+        let err = AppError::Conflict("payload token already used; claim again".into());
+        return deny(&state, &device, id, ("token_used", err)).await;
+    }
+    audit::append(
+        &txn,
+        Entry::new(device.org, AuditAction::PayloadIssued, actor(&device))
+            .entity(ENTITY, job.id)
+            .meta(json!({"cert_id": job.cert_id, "thumbprint": thumbprint}))
+            .ip(device.ip.clone()),
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(HttpResponse::Ok().json(PayloadResponse {
+        job_id: job.id,
+        thumbprint,
+        sealed,
+    }))
+}
+
+/// Trimmed; empty is none; at most `max` characters.
+fn clean(field: &str, value: Option<String>, max: usize) -> Result<Option<String>, AppError> {
+    let value = value.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+    if value.as_ref().is_some_and(|v| v.chars().count() > max) {
+        return Err(AppError::Validation(format!(
+            "{field}: at most {max} characters"
+        )));
+    }
+    Ok(value)
+}
+
+/// Audits a second result (`RESULT_DUPLICATE`) and answers 409.
+async fn duplicate(
+    state: &AppState,
+    device: &AuthDevice,
+    job: &InstallJob,
+    reported: ResultStatus,
+) -> Result<HttpResponse, AppError> {
+    let txn = crate::db::begin_write(&state.db).await?;
+    audit::append(
+        &txn,
+        Entry::new(device.org, AuditAction::ResultDuplicate, actor(device))
+            .entity(ENTITY, job.id)
+            .meta(json!({"status": job.status, "reported": reported}))
+            .ip(device.ip.clone()),
+    )
+    .await?;
+    txn.commit().await?;
+    Err(AppError::ResultDuplicate(format!(
+        "this job's result was already reported: {}",
+        job.status
+    )))
+}
+
+fn is_reported(job: &InstallJob) -> Result<bool, AppError> {
+    Ok(matches!(job.status()?, JobStatus::Done | JobStatus::Failed))
+}
+
+/// `POST /api/v1/agent/jobs/{id}/result {status, thumbprint?, error_code?, error_message?,
+/// key_storage?}` (DEVICE): `IN_PROGRESS` -> `DONE` (opening the installation lease) or
+/// `FAILED`. A `DONE` with another thumbprint than the certificate's is recorded as `FAILED`
+/// (`THUMBPRINT_MISMATCH`); a second result is 409 `result_duplicate`.
+pub async fn result(
+    state: web::Data<AppState>,
+    device: AuthDevice,
+    path: web::Path<Uuid>,
+    body: web::Json<ResultRequest>,
+) -> Result<HttpResponse, AppError> {
+    let id = path.into_inner();
+    let body = body.into_inner();
+    let thumbprint = clean("thumbprint", body.thumbprint, 128)?
+        .map(|t| Thumbprint::parse(&t))
+        .transpose()
+        .map_err(|e| AppError::Validation(format!("thumbprint: {e}")))?;
+    let error_code = clean("error_code", body.error_code, 64)?;
+    let error_message = clean("error_message", body.error_message, 2000)?;
+    let key_storage = clean("key_storage", body.key_storage, 16)?;
+    let txn = crate::db::begin_write(&state.db).await?;
+    let job = own_job(&txn, &device, id).await?;
+    if is_reported(&job)? {
+        txn.rollback().await?;
+        return duplicate(&state, &device, &job, body.status).await;
+    }
+    let expected = Certificates::find_by_id(job.cert_id)
+        .one(&txn)
+        .await?
+        .and_then(|c| c.sha1)
+        .and_then(|s| Thumbprint::parse(&s).ok());
+    let now = Utc::now();
+    let (event, error_code, error_message) = match body.status {
+        ResultStatus::Failed => (Event::Failed, error_code, error_message),
+        ResultStatus::Done => {
+            let Some(got) = &thumbprint else {
+                return Err(AppError::Validation(
+                    "thumbprint: required with DONE".into(),
+                ));
+            };
+            if Some(got) == expected.as_ref() {
+                (Event::Done, None, None)
+            } else {
+                let want = expected.as_ref().map_or("unknown", Thumbprint::as_str);
+                (
+                    Event::Failed,
+                    Some("THUMBPRINT_MISMATCH".to_owned()),
+                    Some(format!(
+                        "the agent installed {got}; the certificate's thumbprint is {want}"
+                    )),
+                )
+            }
+        }
+    };
+    let lease = (event == Event::Done).then(|| {
+        let agent = &state.settings.agent;
+        let expires = lease::expires_at(
+            now,
+            agent.cleanup_time,
+            state.settings.timezone,
+            agent.max_lease_hours,
+            job.duration_minutes,
+        );
+        (Uuid::new_v4(), expires)
+    });
+    let changes = vec![
+        (
+            Column::Thumbprint,
+            thumbprint.as_ref().map(|t| t.as_str().to_owned()).into(),
+        ),
+        (Column::ErrorCode, error_code.clone().into()),
+        (Column::ErrorMessage, error_message.clone().into()),
+        (Column::KeyStorage, key_storage.clone().into()),
+        (Column::LeaseId, lease.map(|(id, _)| id).into()),
+    ];
+    let meta = json!({
+        "thumbprint": thumbprint,
+        "key_storage": key_storage,
+        "error_code": error_code,
+        "error_message": error_message,
+        "lease_id": lease.map(|(id, _)| id),
+        "lease_expires_at": lease.map(|(_, at)| at),
+    });
+    let applied = super::apply(
+        &txn,
+        &job,
+        event,
+        actor(&device),
+        device.ip.clone(),
+        changes,
+        meta,
+    )
+    .await;
+    let job = match applied {
+        Ok(job) => job,
+        Err(AppError::Conflict(message)) => {
+            // Another result won the race: that one is the duplicate's original.
+            txn.rollback().await?;
+            let job = own_job(&state.db, &device, id).await?;
+            if is_reported(&job)? {
+                return duplicate(&state, &device, &job, body.status).await;
+            }
+            return Err(AppError::Conflict(message));
+        }
+        Err(e) => return Err(e),
+    };
+    if let (Some((lease_id, expires_at)), Some(thumbprint)) = (lease, &thumbprint) {
+        lease::entity::ActiveModel {
+            id: Set(lease_id),
+            org_id: Set(job.org_id),
+            device_id: Set(job.device_id),
+            cert_id: Set(job.cert_id),
+            user_id: Set(job.requested_by_user_id),
+            job_id: Set(job.id),
+            thumbprint: Set(thumbprint.as_str().to_owned()),
+            installed_at: Set(now),
+            expires_at: Set(expires_at),
+            removed_at: Set(None),
+            removal_mode: Set(None),
+            key_deleted: Set(None),
+            created_at: Set(now),
+        }
+        .insert(&txn)
+        .await?;
+    }
+    txn.commit().await?;
+    Ok(HttpResponse::Ok().json(ResultResponse {
+        job_id: job.id,
+        status: job.status,
+        error_code: job.error_code,
+        lease_expires_at: lease.map(|(_, at)| at),
+    }))
+}
+
+/// `POST /api/v1/agent/cleanup {mode, removed: [{thumbprint, key_deleted}]}` (DEVICE): closes
+/// this device's open leases of those certificates and audits `CERT_REMOVED_18H` for each.
+pub async fn cleanup(
+    state: web::Data<AppState>,
+    device: AuthDevice,
+    body: web::Json<CleanupRequest>,
+) -> Result<HttpResponse, AppError> {
+    let body = body.into_inner();
+    if body.removed.len() > MAX_REMOVED {
+        return Err(AppError::Validation(format!(
+            "removed: at most {MAX_REMOVED} certificates"
+        )));
+    }
+    let mut removed: HashMap<String, bool> = HashMap::new();
+    for (i, r) in body.removed.iter().enumerate() {
+        let t = Thumbprint::parse(&r.thumbprint)
+            .map_err(|e| AppError::Validation(format!("removed[{i}].thumbprint: {e}")))?;
+        removed.insert(t.as_str().to_owned(), r.key_deleted);
+    }
+    let mode = body.mode.as_str();
+    let now = Utc::now();
+    let txn = crate::db::begin_write(&state.db).await?;
+    let open = Leases::find()
+        .filter(lease::Column::OrgId.eq(device.org.0))
+        .filter(lease::Column::DeviceId.eq(device.device.id))
+        .filter(lease::Column::RemovedAt.is_null())
+        .filter(lease::Column::Thumbprint.is_in(removed.keys().cloned()))
+        .all(&txn)
+        .await?;
+    let mut closed = 0;
+    for l in open {
+        let key_deleted = removed.get(&l.thumbprint).copied();
+        let n = Leases::update_many()
+            .col_expr(lease::Column::RemovedAt, Expr::value(now))
+            .col_expr(lease::Column::RemovalMode, Expr::value(mode))
+            .col_expr(lease::Column::KeyDeleted, Expr::value(key_deleted))
+            .filter(lease::Column::Id.eq(l.id))
+            .filter(lease::Column::RemovedAt.is_null())
+            .exec(&txn)
+            .await?
+            .rows_affected;
+        if n != 1 {
+            continue;
+        }
+        closed += 1;
+        audit::append(
+            &txn,
+            Entry::new(device.org, AuditAction::CertRemoved18h, actor(&device))
+                .entity("certificate", l.cert_id)
+                .meta(json!({
+                    "mode": mode,
+                    "thumbprint": l.thumbprint,
+                    "key_deleted": key_deleted,
+                    "installation_id": l.id,
+                    "job_id": l.job_id,
+                }))
+                .ip(device.ip.clone()),
+        )
+        .await?;
+    }
+    txn.commit().await?;
+    if closed > 0 {
+        tracing::info!(device_id = %device.device.id, mode, closed, "installations removed");
+    }
+    Ok(HttpResponse::Ok().json(CleanupResponse { closed }))
+}

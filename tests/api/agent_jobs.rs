@@ -1,0 +1,429 @@
+//! The agent side of install jobs, as the seed's S4/S6 walk-through runs it: list, claim,
+//! payload (sealed to the device's key), result, lease and cleanup; plus the races, the
+//! isolation between devices and the secrets that must never leak.
+
+use std::sync::Mutex;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use certhub::crypto::{DeviceSecretKey, PayloadContext};
+use certhub::protocol::SealedPayload;
+use chrono::{DateTime, NaiveTime, Utc};
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+use crate::on_both_databases;
+
+const PW: &str = "SenhaForte123!";
+const PFX_PASSWORD: &str = "1234";
+
+/// A UUID as an SQL literal: SQLite keeps UUIDs as 16-byte blobs, PostgreSQL as `uuid`.
+fn uuid_sql(db: &TestDb, id: &str) -> String {
+    match db.backend {
+        Backend::Sqlite => format!("X'{}'", id.replace('-', "")),
+        Backend::Postgres => format!("'{id}'"),
+    }
+}
+
+struct Device {
+    id: String,
+    key: DeviceSecretKey,
+    jwt: String,
+}
+
+struct Office {
+    app: TestApp,
+    admin: Session,
+    view: Session,
+    view_id: String,
+    cert: String,
+    /// Every response body the test saw, to look for leaked secrets.
+    bodies: Mutex<Vec<String>>,
+}
+
+impl Office {
+    async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+        token: &str,
+    ) -> (u16, Value) {
+        let res = self.app.send(method, path, body, Some(token), None).await;
+        let status = res.status().as_u16();
+        let text = res.text().await.unwrap();
+        self.bodies.lock().unwrap().push(text.clone());
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// Provisions a device through the admin API and authenticates it, registering a real
+    /// X25519 key unless `with_key` is false.
+    async fn device(&self, hostname: &str, with_key: bool) -> Device {
+        let (status, d) = self
+            .call(
+                "POST",
+                "/api/v1/admin/devices",
+                Some(json!({"hostname": hostname})),
+                &self.admin.access,
+            )
+            .await;
+        assert_eq!(status, 201, "{d}");
+        let id = d["id"].as_str().unwrap().to_owned();
+        let key = DeviceSecretKey::generate();
+        let mut body = json!({"device_id": id, "device_token": d["device_token"]});
+        if with_key {
+            body["public_key"] = json!(key.public_key().to_base64());
+        }
+        let res = self
+            .app
+            .send("POST", "/api/v1/agent/auth", Some(body), None, None)
+            .await;
+        assert_eq!(res.status(), 200);
+        let auth: Value = res.json().await.unwrap();
+        Device {
+            id,
+            key,
+            jwt: auth["access_token"].as_str().unwrap().to_owned(),
+        }
+    }
+
+    /// A VIEW asks for the certificate on `device`, an ADMIN approves: `PENDING`.
+    async fn pending_job(&self, device: &Device, duration_minutes: Option<i64>) -> String {
+        let mut body = json!({"device_id": device.id, "reason": "SPED"});
+        if let Some(m) = duration_minutes {
+            body["duration_minutes"] = json!(m);
+        }
+        let path = format!("/api/v1/certificados/{}/install", self.cert);
+        let (status, job) = self
+            .call("POST", &path, Some(body), &self.view.access)
+            .await;
+        assert_eq!(status, 201, "{job}");
+        assert_eq!(job["status"], "REQUESTED");
+        let id = job["id"].as_str().unwrap().to_owned();
+        let path = format!("/api/v1/install-jobs/{id}/approve");
+        let (status, job) = self
+            .call("POST", &path, Some(json!({})), &self.admin.access)
+            .await;
+        assert_eq!(status, 200, "{job}");
+        assert_eq!(job["status"], "PENDING");
+        id
+    }
+
+    async fn claim(&self, device: &Device, job: &str) -> (u16, Value) {
+        self.call(
+            "POST",
+            &format!("/api/v1/agent/jobs/{job}/claim"),
+            None,
+            &device.jwt,
+        )
+        .await
+    }
+
+    async fn payload(&self, device: &Device, job: &str, token: &str) -> (u16, Value) {
+        let path = format!("/api/v1/agent/jobs/{job}/payload?token={token}");
+        self.call("GET", &path, None, &device.jwt).await
+    }
+
+    async fn result(&self, device: &Device, job: &str, body: Value) -> (u16, Value) {
+        self.call(
+            "POST",
+            &format!("/api/v1/agent/jobs/{job}/result"),
+            Some(body),
+            &device.jwt,
+        )
+        .await
+    }
+}
+
+async fn office(db: &TestDb) -> Office {
+    let root = db.dir().join("certificados");
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::write(
+        root.join("EMPRESA X LTDA Senha 1234.pfx"),
+        fixture("ecnpj-aes.pfx"),
+    )
+    .unwrap();
+    ingest(db, &root, &[]);
+    let app = spawn_app(db).await;
+    let admin = app
+        .onboard(db, "admin@escritorio.com.br", "ADMIN", PW)
+        .await;
+    let view = app.onboard(db, "view@escritorio.com.br", "VIEW", PW).await;
+    let o = Office {
+        app,
+        admin,
+        view,
+        view_id: String::new(),
+        cert: String::new(),
+        bodies: Mutex::new(Vec::new()),
+    };
+    let (_, me) = o.call("GET", "/api/v1/auth/me", None, &o.view.access).await;
+    let (_, certs) = o
+        .call("GET", "/api/v1/certificados", None, &o.view.access)
+        .await;
+    Office {
+        view_id: me["id"].as_str().unwrap().to_owned(),
+        cert: certs["items"][0]["id"].as_str().unwrap().to_owned(),
+        ..o
+    }
+}
+
+async fn audits(db: &TestDb, action: &str) -> i64 {
+    db.scalar(&format!(
+        "SELECT COUNT(*) FROM audit_log WHERE action = '{action}'"
+    ))
+    .await
+}
+
+fn token_of(claim: &Value) -> String {
+    claim["payload_token"].as_str().unwrap().to_owned()
+}
+
+fn time(v: &Value) -> DateTime<Utc> {
+    v.as_str().unwrap().parse().unwrap()
+}
+
+on_both_databases! {
+    async fn the_seed_walk_through_end_to_end(db: TestDb) {
+        let o = office(&db).await;
+        let pc = o.device("PC-01", true).await;
+        let job = o.pending_job(&pc, Some(90)).await;
+
+        // The agent sees its job.
+        let (status, list) = o.call("GET", "/api/v1/agent/jobs?wait=0", None, &pc.jwt).await;
+        assert_eq!(status, 200, "{list}");
+        assert_eq!(list["jobs"].as_array().unwrap().len(), 1);
+        assert_eq!(list["jobs"][0]["id"], job.as_str());
+        assert_eq!(list["jobs"][0]["status"], "PENDING");
+        assert_eq!(list["jobs"][0]["cert_name"], "EMPRESA X LTDA");
+
+        // Claim: IN_PROGRESS with a 256-bit one-time token, stored hashed.
+        let (status, claim) = o.claim(&pc, &job).await;
+        assert_eq!(status, 200, "{claim}");
+        assert_eq!(claim["status"], "IN_PROGRESS");
+        assert_eq!(claim["expires_in"], 120);
+        let t1 = token_of(&claim);
+        assert_eq!(t1.len(), 43);
+        let stored = db.scalar(&format!(
+            "SELECT COUNT(*) FROM cert_install_jobs WHERE payload_token_hash = '{t1}' OR started_at IS NULL OR claimed_at IS NULL"
+        )).await;
+        assert_eq!(stored, 0, "token in clear, or no started_at/claimed_at");
+        assert_eq!(audits(&db, "INSTALL_CLAIMED").await, 1);
+        // While that token is live, claiming again is refused.
+        let (status, _) = o.claim(&pc, &job).await;
+        assert_eq!(status, 409);
+
+        // Wrong token: 403, audited with the reason.
+        let (status, body) = o.payload(&pc, &job, "wrong").await;
+        assert_eq!(status, 403, "{body}");
+        let denied = db.scalar("SELECT COUNT(*) FROM audit_log WHERE action = 'PAYLOAD_DENIED' AND meta_json LIKE '%token_mismatch%'").await;
+        assert_eq!(denied, 1);
+
+        // The payload opens with the device's key only, for this job and device.
+        let (status, body) = o.payload(&pc, &job, &t1).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["job_id"], job.as_str());
+        assert!(body.get("pfx_base64").is_none() && body.get("password").is_none());
+        let thumbprint = body["thumbprint"].as_str().unwrap().to_owned();
+        let sealed: SealedPayload = serde_json::from_value(body.clone()).unwrap();
+        let opened = certhub::crypto::open(&pc.key, &PayloadContext::new(&job, &pc.id), &sealed).unwrap();
+        assert_eq!(opened.pfx(), fixture("ecnpj-aes.pfx").as_slice());
+        assert_eq!(opened.password().expose(), PFX_PASSWORD);
+        assert!(certhub::crypto::open(&pc.key, &PayloadContext::new(&o.cert, &pc.id), &sealed).is_err());
+        assert_eq!(audits(&db, "PAYLOAD_ISSUED").await, 1);
+
+        // Replay: 409.
+        let (status, _) = o.payload(&pc, &job, &t1).await;
+        assert_eq!(status, 409);
+        let used = db.scalar("SELECT COUNT(*) FROM audit_log WHERE action = 'PAYLOAD_DENIED' AND meta_json LIKE '%token_used%'").await;
+        assert_eq!(used, 1);
+
+        // A spent token can be replaced; an expired one is 410 (here through the header).
+        let (status, claim) = o.claim(&pc, &job).await;
+        assert_eq!(status, 200, "{claim}");
+        let t2 = token_of(&claim);
+        assert_ne!(t1, t2);
+        db.execute(&format!(
+            "UPDATE cert_install_jobs SET payload_token_expires_at = '2020-01-01T00:00:00+00:00' WHERE id = {}",
+            uuid_sql(&db, &job)
+        )).await;
+        let res = o.app.client
+            .get(o.app.url(&format!("/api/v1/agent/jobs/{job}/payload")))
+            .bearer_auth(&pc.jwt)
+            .header("X-Payload-Token", &t2)
+            .send().await.unwrap();
+        assert_eq!(res.status(), 410);
+        let expired = db.scalar("SELECT COUNT(*) FROM audit_log WHERE action = 'PAYLOAD_DENIED' AND meta_json LIKE '%token_expired%'").await;
+        assert_eq!(expired, 1);
+
+        // Past 5 payload requests a minute: 429, audited.
+        let mut statuses = Vec::new();
+        for _ in 0..6 {
+            let (status, body) = o.payload(&pc, &job, "wrong").await;
+            if status == 429 {
+                assert_eq!(body["error"], "rate_limited");
+            }
+            statuses.push(status);
+        }
+        assert_eq!(statuses.last(), Some(&429), "{statuses:?}");
+        assert!(audits(&db, "PAYLOAD_RATE_LIMITED").await >= 1);
+
+        // DONE opens the lease: until the next 18:00 in São Paulo, the cap or the 90 minutes.
+        let before = Utc::now();
+        let (status, done) = o.result(&pc, &job, json!({"status": "DONE", "thumbprint": thumbprint.to_lowercase(), "key_storage": "SOFTWARE"})).await;
+        assert_eq!(status, 200, "{done}");
+        assert_eq!(done["status"], "DONE");
+        let lease_expires = time(&done["lease_expires_at"]);
+        let six_pm = NaiveTime::from_hms_opt(18, 0, 0).unwrap();
+        let next_six_pm = certhub::jobs::lease::next_cleanup(before, six_pm, chrono_tz::America::Sao_Paulo);
+        assert!(lease_expires <= next_six_pm, "{lease_expires} > {next_six_pm}");
+        let (_, device) = o.call("GET", &format!("/api/v1/admin/devices/{}", pc.id), None, &o.admin.access).await;
+        let installed = &device["installed"][0];
+        assert_eq!(installed["thumbprint"], thumbprint.as_str());
+        assert_eq!(installed["installed_by_user_id"], o.view_id.as_str());
+        assert_eq!(time(&installed["expires_at"]), lease_expires);
+        let expected = certhub::jobs::lease::expires_at(time(&installed["installed_at"]), six_pm, chrono_tz::America::Sao_Paulo, 10, Some(90));
+        assert_eq!(lease_expires, expected);
+        let leases = db.scalar(&format!(
+            "SELECT COUNT(*) FROM installations i JOIN cert_install_jobs j ON j.lease_id = i.id WHERE i.job_id = {} AND i.removed_at IS NULL",
+            uuid_sql(&db, &job)
+        )).await;
+        assert_eq!(leases, 1);
+        let (_, list) = o.call("GET", "/api/v1/agent/jobs", None, &pc.jwt).await;
+        assert_eq!(list["jobs"], json!([]));
+
+        // A second result: 409 RESULT_DUPLICATE, audited.
+        let (status, body) = o.result(&pc, &job, json!({"status": "FAILED", "error_code": "X"})).await;
+        assert_eq!(status, 409);
+        assert_eq!(body["error"], "result_duplicate");
+        assert_eq!(audits(&db, "RESULT_DUPLICATE").await, 1);
+        let (_, view) = o.call("GET", &format!("/api/v1/install-jobs/{job}"), None, &o.admin.access).await;
+        assert_eq!(view["status"], "DONE");
+
+        // Cleanup closes the lease once and writes CERT_REMOVED_18H as the device.
+        let removal = json!({"mode": "scheduled", "removed": [{"thumbprint": thumbprint, "key_deleted": true}]});
+        let (status, body) = o.call("POST", "/api/v1/agent/cleanup", Some(removal.clone()), &pc.jwt).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body, json!({"closed": 1}));
+        let (_, body) = o.call("POST", "/api/v1/agent/cleanup", Some(removal), &pc.jwt).await;
+        assert_eq!(body, json!({"closed": 0}));
+        let closed = db.scalar("SELECT COUNT(*) FROM installations WHERE removed_at IS NOT NULL AND removal_mode = 'scheduled' AND key_deleted = TRUE").await;
+        assert_eq!(closed, 1);
+        let removed = db.scalar(&format!(
+            "SELECT COUNT(*) FROM audit_log WHERE action = 'CERT_REMOVED_18H' AND actor_device_id = {}",
+            uuid_sql(&db, &pc.id)
+        )).await;
+        assert_eq!(removed, 1);
+        let (_, device) = o.call("GET", &format!("/api/v1/admin/devices/{}", pc.id), None, &o.admin.access).await;
+        assert_eq!(device["installed"], json!([]));
+
+        // No response, log line or audit row holds the PFX or its password.
+        let pfx_b64 = STANDARD.encode(fixture("ecnpj-aes.pfx"));
+        let probes = [pfx_b64[..64].to_owned(), format!("\"{PFX_PASSWORD}\""), format!("={PFX_PASSWORD}")];
+        let logs = o.app.logs();
+        for probe in &probes {
+            assert!(!logs.contains(probe.as_str()), "{probe} in the server log");
+            for body in o.bodies.lock().unwrap().iter() {
+                assert!(!body.contains(probe.as_str()), "{probe} in a response: {body}");
+            }
+            let sql = format!("SELECT COUNT(*) FROM audit_log WHERE meta_json LIKE '%{}%'", probe.replace('\'', "''"));
+            assert_eq!(db.scalar(&sql).await, 0, "{probe} in the audit log");
+        }
+        for token in [&t1, &t2] {
+            assert!(!logs.contains(token.as_str()));
+            let sql = format!("SELECT COUNT(*) FROM audit_log WHERE meta_json LIKE '%{token}%'");
+            assert_eq!(db.scalar(&sql).await, 0);
+        }
+    }
+
+    async fn twenty_concurrent_claims_one_wins(db: TestDb) {
+        let o = office(&db).await;
+        let pc = o.device("PC-01", true).await;
+        let job = o.pending_job(&pc, None).await;
+        let claims = (0..20).map(|_| o.claim(&pc, &job));
+        let results = futures_util::future::join_all(claims).await;
+        let won = results.iter().filter(|(s, _)| *s == 200).count();
+        let lost = results.iter().filter(|(s, _)| *s == 409).count();
+        assert_eq!((won, lost), (1, 19), "{results:?}");
+        assert_eq!(audits(&db, "INSTALL_CLAIMED").await, 1);
+        let winner = results.iter().find(|(s, _)| *s == 200).unwrap();
+        let (status, _) = o.payload(&pc, &job, &token_of(&winner.1)).await;
+        assert_eq!(status, 200);
+    }
+
+    async fn devices_only_see_their_own_jobs(db: TestDb) {
+        let o = office(&db).await;
+        let a = o.device("PC-A", true).await;
+        let b = o.device("PC-B", true).await;
+        let job = o.pending_job(&a, None).await;
+
+        let (_, list) = o.call("GET", "/api/v1/agent/jobs", None, &b.jwt).await;
+        assert_eq!(list["jobs"], json!([]));
+        let (status, _) = o.claim(&b, &job).await;
+        assert_eq!(status, 404);
+        let (status, claim) = o.claim(&a, &job).await;
+        assert_eq!(status, 200);
+        let token = token_of(&claim);
+        let (status, _) = o.payload(&b, &job, &token).await;
+        assert_eq!(status, 404);
+        let not_found = db.scalar("SELECT COUNT(*) FROM audit_log WHERE action = 'PAYLOAD_DENIED' AND meta_json LIKE '%not_found%'").await;
+        assert_eq!(not_found, 1);
+        let (status, _) = o.result(&b, &job, json!({"status": "FAILED"})).await;
+        assert_eq!(status, 404);
+        // B's refusals did not spend A's token.
+        let (status, _) = o.payload(&a, &job, &token).await;
+        assert_eq!(status, 200);
+
+        // Users are not agents.
+        for user in [&o.view.access, &o.admin.access] {
+            for (method, path) in [
+                ("GET", "/api/v1/agent/jobs".to_owned()),
+                ("POST", format!("/api/v1/agent/jobs/{job}/claim")),
+                ("GET", format!("/api/v1/agent/jobs/{job}/payload?token={token}")),
+            ] {
+                let (status, _) = o.call(method, &path, None, user).await;
+                assert_eq!(status, 403, "{method} {path}");
+            }
+            let (status, _) = o.call("POST", &format!("/api/v1/agent/jobs/{job}/result"), Some(json!({"status": "DONE"})), user).await;
+            assert_eq!(status, 403);
+        }
+
+        // A device that registered no key never gets a payload.
+        let keyless = o.device("PC-SEM-CHAVE", false).await;
+        let job = o.pending_job(&keyless, None).await;
+        let (status, claim) = o.claim(&keyless, &job).await;
+        assert_eq!(status, 200);
+        let (status, body) = o.payload(&keyless, &job, &token_of(&claim)).await;
+        assert_eq!(status, 409, "{body}");
+        // A job never claimed takes no result.
+        let pending = o.pending_job(&a, None).await;
+        let (status, _) = o.result(&a, &pending, json!({"status": "DONE", "thumbprint": "0".repeat(40)})).await;
+        assert_eq!(status, 409);
+    }
+
+    async fn a_wrong_thumbprint_is_a_failure(db: TestDb) {
+        let o = office(&db).await;
+        let pc = o.device("PC-01", true).await;
+        let job = o.pending_job(&pc, None).await;
+        let (status, _) = o.claim(&pc, &job).await;
+        assert_eq!(status, 200);
+        let (status, body) = o.result(&pc, &job, json!({"status": "DONE", "thumbprint": "AB".repeat(20)})).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["status"], "FAILED");
+        assert_eq!(body["error_code"], "THUMBPRINT_MISMATCH");
+        assert_eq!(body["lease_expires_at"], Value::Null);
+        assert_eq!(db.scalar("SELECT COUNT(*) FROM installations").await, 0);
+        assert_eq!(audits(&db, "INSTALL_FAILED").await, 1);
+        let (_, view) = o.call("GET", &format!("/api/v1/install-jobs/{job}"), None, &o.admin.access).await;
+        assert_eq!(view["status"], "FAILED");
+        assert_eq!(view["error_code"], "THUMBPRINT_MISMATCH");
+
+        // A reported failure keeps the agent's code and message.
+        let job = o.pending_job(&pc, None).await;
+        o.claim(&pc, &job).await;
+        let (status, body) = o.result(&pc, &job, json!({"status": "FAILED", "error_code": "IMPORT_FAILED", "error_message": "store locked"})).await;
+        assert_eq!(status, 200, "{body}");
+        let (_, view) = o.call("GET", &format!("/api/v1/install-jobs/{job}"), None, &o.admin.access).await;
+        assert_eq!((view["status"].as_str(), view["error_code"].as_str(), view["error_message"].as_str()), (Some("FAILED"), Some("IMPORT_FAILED"), Some("store locked")));
+    }
+}
