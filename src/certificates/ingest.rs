@@ -456,17 +456,6 @@ impl Holder {
             row.cpf.as_deref(),
         )
     }
-
-    fn condition(&self) -> Condition {
-        match self {
-            Self::Company(cnpj) => Condition::all()
-                .add(Column::CertKind.eq(CertKind::ECnpj.as_str()))
-                .add(Column::Cnpj.eq(cnpj.as_str())),
-            Self::Person(cpf) => Condition::all()
-                .add(Column::CertKind.eq(CertKind::ECpf.as_str()))
-                .add(Column::Cpf.eq(cpf.as_str())),
-        }
-    }
 }
 
 /// Stores a batch in one transaction, audit rows included.
@@ -542,21 +531,21 @@ impl Lookup {
             serial: Option<String>,
             issuer: Option<String>,
         }
-        // Two indexed IN lists rather than per-file queries.
-        let found = Certificates::find()
-            .select_only()
-            .columns([Column::Id, Column::Sha1, Column::Serial, Column::Issuer])
-            .filter(Column::OrgId.eq(org.0))
-            .filter(
-                Condition::any()
-                    .add(Column::Sha1.is_in(infos.iter().map(|i| i.sha1.as_str())))
-                    .add(Column::Serial.is_in(infos.iter().map(|i| i.serial.as_str()))),
-            )
-            .into_model::<Known>()
-            .all(txn)
-            .await?;
-        for k in found {
-            lookup.remember(k.id, k.sha1, k.serial.zip(k.issuer));
+        // One IN list per index (an OR of the two would scan the office's rows on SQLite).
+        let by_sha1 = Column::Sha1.is_in(infos.iter().map(|i| i.sha1.as_str()));
+        let by_serial = Column::Serial.is_in(infos.iter().map(|i| i.serial.as_str()));
+        for filter in [by_sha1, by_serial] {
+            let found = Certificates::find()
+                .select_only()
+                .columns([Column::Id, Column::Sha1, Column::Serial, Column::Issuer])
+                .filter(Column::OrgId.eq(org.0))
+                .filter(filter)
+                .into_model::<Known>()
+                .all(txn)
+                .await?;
+            for k in found {
+                lookup.remember(k.id, k.sha1, k.serial.zip(k.issuer));
+            }
         }
         Ok(lookup)
     }
@@ -825,47 +814,65 @@ async fn refresh_supersession(
     if holders.is_empty() {
         return Ok(());
     }
-    let any_holder = holders
+    // One IN list per index (CNPJ, CPF); the certificate kind is checked below.
+    let cnpjs: Vec<&str> = holders
         .iter()
-        .fold(Condition::any(), |c, h| c.add(h.condition()));
-    let rows = Certificates::find()
-        .select_only()
-        .columns([
-            Column::Id,
-            Column::NotAfter,
-            Column::IsAvailable,
-            Column::SupersededBy,
-            Column::CertKind,
-            Column::Cnpj,
-            Column::Cpf,
-        ])
-        .filter(Column::OrgId.eq(org.0))
-        .filter(Column::ParseError.is_null())
-        .filter(Column::NotAfter.is_not_null())
-        .filter(any_holder)
-        .into_model::<Candidate>()
-        .all(txn)
-        .await?;
-    let mut by_holder: HashMap<Holder, Vec<&Candidate>> = HashMap::new();
+        .filter_map(|h| match h {
+            Holder::Company(c) => Some(c.as_str()),
+            Holder::Person(_) => None,
+        })
+        .collect();
+    let cpfs: Vec<&str> = holders
+        .iter()
+        .filter_map(|h| match h {
+            Holder::Person(c) => Some(c.as_str()),
+            Holder::Company(_) => None,
+        })
+        .collect();
+    let mut rows = Vec::new();
+    for filter in [Column::Cnpj.is_in(cnpjs), Column::Cpf.is_in(cpfs)] {
+        rows.extend(
+            Certificates::find()
+                .select_only()
+                .columns([
+                    Column::Id,
+                    Column::NotAfter,
+                    Column::IsAvailable,
+                    Column::SupersededBy,
+                    Column::CertKind,
+                    Column::Cnpj,
+                    Column::Cpf,
+                ])
+                .filter(Column::OrgId.eq(org.0))
+                .filter(filter)
+                .filter(Column::ParseError.is_null())
+                .filter(Column::NotAfter.is_not_null())
+                .into_model::<Candidate>()
+                .all(txn)
+                .await?,
+        );
+    }
+    let mut by_holder: HashMap<Holder, HashMap<Uuid, &Candidate>> = HashMap::new();
     for row in &rows {
         if let Some(h) = Holder::of(
             row.cert_kind.as_deref(),
             row.cnpj.as_deref(),
             row.cpf.as_deref(),
-        ) {
-            by_holder.entry(h).or_default().push(row);
+        ) && holders.contains(&h)
+        {
+            by_holder.entry(h).or_default().insert(row.id, row);
         }
     }
     for rows in by_holder.values() {
         let newest = rows
-            .iter()
+            .values()
             .filter(|r| r.is_available)
             .max_by_key(|r| (r.not_after, r.id))
-            .or_else(|| rows.iter().max_by_key(|r| (r.not_after, r.id)));
+            .or_else(|| rows.values().max_by_key(|r| (r.not_after, r.id)));
         let Some(newest) = newest else {
             continue;
         };
-        for row in rows {
+        for row in rows.values() {
             let wanted = (row.not_after < newest.not_after).then_some(newest.id);
             if row.superseded_by != wanted {
                 Certificates::update(entity::ActiveModel {
