@@ -33,6 +33,9 @@ pub struct AppState {
     pub payload_limiter: Arc<governor::DefaultKeyedRateLimiter<uuid::Uuid>>,
     /// While the database has no user: the hash of the first-access link's token (memory only).
     pub setup_token: Arc<std::sync::Mutex<Option<crate::crypto::TokenHash>>>,
+    /// Wakes a device's long-poll (`GET /api/v1/agent/jobs?wait=N`) once a job for it is
+    /// committed `PENDING`.
+    pub job_hub: Arc<crate::jobs::hub::JobHub>,
 }
 
 /// Errors that stop the server from starting, each with a message for the operator.
@@ -108,6 +111,7 @@ pub async fn prepare(settings: Settings) -> Result<AppState, StartError> {
             per_minute,
         ))),
         setup_token: Arc::new(std::sync::Mutex::new(None)),
+        job_hub: Arc::new(crate::jobs::hub::JobHub::new()),
         settings: Arc::new(settings),
         master_key: Arc::new(master_key),
         queue,

@@ -49,7 +49,7 @@ api_routes! {
     post "/api/v1/agent/enroll" => crate::devices::agent::enroll, "agent", "Exchange a one-time enrollment code and the device's public key for its id and token";
     post "/api/v1/agent/auth" => crate::devices::agent::auth, "agent", "Device id + token (+ public key on first use) -> DEVICE access token";
     post "/api/v1/agent/heartbeat" => crate::devices::agent::heartbeat, "agent", "The agent is alive: server time and agent policy (DEVICE)";
-    get "/api/v1/agent/jobs" => crate::jobs::agent::list, "agent", "This device's PENDING and IN_PROGRESS jobs, oldest first (DEVICE)";
+    get "/api/v1/agent/jobs" => crate::jobs::agent::list, "agent", "This device's PENDING and IN_PROGRESS jobs, oldest first; ?wait=1..30 long-polls until one is PENDING (DEVICE)";
     post "/api/v1/agent/jobs/{id}/claim" => crate::jobs::agent::claim, "agent", "PENDING -> IN_PROGRESS (or a new token once the last one is used or expired): a one-time payload_token valid 120 s (DEVICE)";
     get "/api/v1/agent/jobs/{id}/payload" => crate::jobs::agent::payload, "agent", "The PFX and password sealed to the device's key, once per payload token (?token= or X-Payload-Token); 5 a minute (DEVICE)";
     post "/api/v1/agent/jobs/{id}/result" => crate::jobs::agent::result, "agent", "Report {status: DONE|FAILED, thumbprint?, error_code?, error_message?, key_storage?}; DONE opens the installation lease (DEVICE)";

@@ -64,12 +64,59 @@ fn actor(device: &AuthDevice) -> Actor {
     Actor::Device(device.device.id)
 }
 
-/// `GET /api/v1/agent/jobs` (DEVICE): this device's `PENDING` and `IN_PROGRESS` jobs, oldest
-/// first.
+/// The longest `?wait=` a device may ask for, in seconds.
+pub const MAX_WAIT_SECS: i64 = 30;
+
+#[derive(Deserialize)]
+pub struct ListQuery {
+    wait: Option<i64>,
+}
+
+/// `GET /api/v1/agent/jobs?wait=N` (DEVICE): this device's `PENDING` and `IN_PROGRESS` jobs,
+/// oldest first. With `wait` in `1..=30` and nothing to do, it long-polls: it answers as soon
+/// as a job for this device becomes `PENDING` (the committer wakes it through the job hub), or
+/// after `wait` seconds with the current list, possibly empty. No database connection is held
+/// while it waits.
 pub async fn list(
     state: web::Data<AppState>,
     device: AuthDevice,
+    query: web::Query<ListQuery>,
 ) -> Result<HttpResponse, AppError> {
+    let wait = match query.wait.unwrap_or(0) {
+        0 => None,
+        secs @ 1..=MAX_WAIT_SECS => Some(std::time::Duration::from_secs(secs as u64)),
+        _ => {
+            return Err(AppError::Validation(format!(
+                "wait: between 0 and {MAX_WAIT_SECS} seconds"
+            )));
+        }
+    };
+    let mut jobs = open_jobs(&state, &device).await?;
+    if let Some(wait) = wait
+        && jobs.is_empty()
+    {
+        let deadline = tokio::time::Instant::now() + wait;
+        let interest = state.job_hub.interest(device.device.id);
+        loop {
+            // Registered before the re-check: a job committed after it wakes this wait.
+            let notified = interest.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            jobs = open_jobs(&state, &device).await?;
+            if !jobs.is_empty() || tokio::time::timeout_at(deadline, notified).await.is_err() {
+                break;
+            }
+        }
+        if jobs.is_empty() {
+            // The deadline passed: whatever is there now.
+            jobs = open_jobs(&state, &device).await?;
+        }
+    }
+    Ok(HttpResponse::Ok().json(AgentJobs { jobs }))
+}
+
+/// This device's `PENDING` and `IN_PROGRESS` jobs, oldest first, with their certificates' names.
+async fn open_jobs(state: &AppState, device: &AuthDevice) -> Result<Vec<AgentJob>, AppError> {
     let jobs = InstallJobs::find()
         .filter(Column::OrgId.eq(device.org.0))
         .filter(Column::DeviceId.eq(device.device.id))
@@ -89,7 +136,7 @@ pub async fn list(
         .await?
         .into_iter()
         .collect();
-    let jobs = jobs
+    Ok(jobs
         .into_iter()
         .map(|j| AgentJob {
             cert_name: names.get(&j.cert_id).cloned(),
@@ -101,8 +148,7 @@ pub async fn list(
             created_at: j.created_at,
             claimed_at: j.claimed_at,
         })
-        .collect();
-    Ok(HttpResponse::Ok().json(AgentJobs { jobs }))
+        .collect())
 }
 
 /// `POST /api/v1/agent/jobs/{id}/claim` (DEVICE): `PENDING` -> `IN_PROGRESS` with a fresh

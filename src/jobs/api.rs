@@ -258,6 +258,7 @@ pub async fn request_install(
     .await?;
     let view = view(&txn, job).await?;
     txn.commit().await?;
+    wake_if_pending(&state, &view);
     Ok(HttpResponse::Created().json(view))
 }
 
@@ -352,7 +353,16 @@ async fn decide(
     .await?;
     let view = view(&txn, job).await?;
     txn.commit().await?;
+    wake_if_pending(state, &view);
     Ok(HttpResponse::Ok().json(view))
+}
+
+/// After the COMMIT (never before: the agent would wake and find nothing), wakes the device's
+/// long-poll if the job is now `PENDING`.
+fn wake_if_pending(state: &AppState, view: &JobView) {
+    if view.status == JobStatus::Pending {
+        state.job_hub.notify(view.device.id);
+    }
 }
 
 /// A job of the user's office that the user may see: ADMIN/DEV every one, VIEW their own.

@@ -5,6 +5,7 @@
 
 pub mod agent;
 pub mod api;
+pub mod hub;
 pub mod lease;
 mod state;
 

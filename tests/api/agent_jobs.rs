@@ -3,6 +3,7 @@
 //! isolation between devices and the secrets that must never leak.
 
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -87,8 +88,8 @@ impl Office {
         }
     }
 
-    /// A VIEW asks for the certificate on `device`, an ADMIN approves: `PENDING`.
-    async fn pending_job(&self, device: &Device, duration_minutes: Option<i64>) -> String {
+    /// A VIEW asks for the certificate on `device`: `REQUESTED`.
+    async fn requested_job(&self, device: &Device, duration_minutes: Option<i64>) -> String {
         let mut body = json!({"device_id": device.id, "reason": "SPED"});
         if let Some(m) = duration_minutes {
             body["duration_minutes"] = json!(m);
@@ -99,13 +100,23 @@ impl Office {
             .await;
         assert_eq!(status, 201, "{job}");
         assert_eq!(job["status"], "REQUESTED");
-        let id = job["id"].as_str().unwrap().to_owned();
+        job["id"].as_str().unwrap().to_owned()
+    }
+
+    /// An ADMIN approves `id`: `PENDING`.
+    async fn approve(&self, id: &str) {
         let path = format!("/api/v1/install-jobs/{id}/approve");
         let (status, job) = self
             .call("POST", &path, Some(json!({})), &self.admin.access)
             .await;
         assert_eq!(status, 200, "{job}");
         assert_eq!(job["status"], "PENDING");
+    }
+
+    /// A VIEW asks for the certificate on `device`, an ADMIN approves: `PENDING`.
+    async fn pending_job(&self, device: &Device, duration_minutes: Option<i64>) -> String {
+        let id = self.requested_job(device, duration_minutes).await;
+        self.approve(&id).await;
         id
     }
 
@@ -425,5 +436,99 @@ on_both_databases! {
         assert_eq!(status, 200, "{body}");
         let (_, view) = o.call("GET", &format!("/api/v1/install-jobs/{job}"), None, &o.admin.access).await;
         assert_eq!((view["status"].as_str(), view["error_code"].as_str(), view["error_message"].as_str()), (Some("FAILED"), Some("IMPORT_FAILED"), Some("store locked")));
+    }
+
+    async fn a_long_poll_answers_as_soon_as_the_job_is_approved(db: TestDb) {
+        let o = office(&db).await;
+        let pc = o.device("PC-01", true).await;
+        let job = o.requested_job(&pc, None).await;
+        let started = Instant::now();
+        let poll = async {
+            let answer = o.call("GET", "/api/v1/agent/jobs?wait=10", None, &pc.jwt).await;
+            (answer, Instant::now())
+        };
+        let approve = async {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            o.approve(&job).await;
+            Instant::now()
+        };
+        let (((status, list), answered), approved) = tokio::join!(poll, approve);
+        assert_eq!(status, 200, "{list}");
+        assert_eq!(list["jobs"].as_array().unwrap().len(), 1, "{list}");
+        assert_eq!(list["jobs"][0]["id"], job.as_str());
+        assert_eq!(list["jobs"][0]["status"], "PENDING");
+        assert!(answered - started >= Duration::from_millis(250), "answered before the approval");
+        let latency = answered.saturating_duration_since(approved);
+        eprintln!("{:?}: approve response -> long-poll response: {latency:?}", db.backend);
+        assert!(latency < Duration::from_secs(1), "{latency:?}");
+
+        // An auto-approved request wakes a waiting device too.
+        let other = o.device("PC-02", true).await;
+        let (status, body) = o.call("PATCH", &format!("/api/v1/admin/users/{}", o.view_id), Some(json!({"auto_approve_install_jobs": true})), &o.admin.access).await;
+        assert_eq!(status, 200, "{body}");
+        let poll = async {
+            let answer = o.call("GET", "/api/v1/agent/jobs?wait=10", None, &other.jwt).await;
+            (answer, Instant::now())
+        };
+        let request = async {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let path = format!("/api/v1/certificados/{}/install", o.cert);
+            let (status, job) = o.call("POST", &path, Some(json!({"device_id": other.id})), &o.view.access).await;
+            assert_eq!(status, 201, "{job}");
+            assert_eq!(job["status"], "PENDING");
+            Instant::now()
+        };
+        let (((status, list), answered), requested) = tokio::join!(poll, request);
+        assert_eq!(status, 200, "{list}");
+        assert_eq!(list["jobs"].as_array().unwrap().len(), 1, "{list}");
+        let latency = answered.saturating_duration_since(requested);
+        eprintln!("{:?}: auto-approved request -> long-poll response: {latency:?}", db.backend);
+        assert!(latency < Duration::from_secs(1), "{latency:?}");
+
+        // With a job already there, a long-poll answers at once.
+        let started = Instant::now();
+        let (status, list) = o.call("GET", "/api/v1/agent/jobs?wait=10", None, &pc.jwt).await;
+        assert_eq!(status, 200);
+        assert_eq!(list["jobs"].as_array().unwrap().len(), 1);
+        assert!(started.elapsed() < Duration::from_secs(1));
+    }
+
+    async fn a_long_poll_with_nothing_to_do_times_out_empty(db: TestDb) {
+        let o = office(&db).await;
+        let pc = o.device("PC-01", true).await;
+        let started = Instant::now();
+        let (status, list) = o.call("GET", "/api/v1/agent/jobs?wait=1", None, &pc.jwt).await;
+        let elapsed = started.elapsed();
+        assert_eq!(status, 200, "{list}");
+        assert_eq!(list["jobs"], json!([]));
+        assert!(elapsed >= Duration::from_millis(900) && elapsed < Duration::from_secs(3), "{elapsed:?}");
+
+        for wait in ["31", "-1", "3600"] {
+            let (status, body) = o.call("GET", &format!("/api/v1/agent/jobs?wait={wait}"), None, &pc.jwt).await;
+            assert_eq!(status, 422, "wait={wait}: {body}");
+        }
+    }
+
+    async fn another_devices_approval_does_not_wake_a_long_poll(db: TestDb) {
+        let o = office(&db).await;
+        let a = o.device("PC-A", true).await;
+        let b = o.device("PC-B", true).await;
+        let job = o.requested_job(&b, None).await;
+        let started = Instant::now();
+        let poll = async {
+            let answer = o.call("GET", "/api/v1/agent/jobs?wait=2", None, &a.jwt).await;
+            (answer, started.elapsed())
+        };
+        let approve = async {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            o.approve(&job).await;
+        };
+        let (((status, list), elapsed), ()) = tokio::join!(poll, approve);
+        assert_eq!(status, 200, "{list}");
+        assert_eq!(list["jobs"], json!([]));
+        assert!(elapsed >= Duration::from_millis(1900), "A woke after {elapsed:?}");
+        // B's job is there for B.
+        let (_, list) = o.call("GET", "/api/v1/agent/jobs?wait=2", None, &b.jwt).await;
+        assert_eq!(list["jobs"][0]["id"], job.as_str());
     }
 }

@@ -1,0 +1,135 @@
+//! The in-process wake-up hub behind `GET /api/v1/agent/jobs?wait=N`: a long-polling device
+//! registers [`Interest`], and whoever commits a `PENDING` job for that device calls
+//! [`JobHub::notify`] after the COMMIT. An entry lives only while someone waits on it, so idle
+//! devices cost nothing. One process only: another `certhub` process's commits do not wake
+//! these waiters (they still get the job on their next poll).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use tokio::sync::Notify;
+use tokio::sync::futures::Notified;
+use uuid::Uuid;
+
+#[derive(Debug, Default)]
+pub struct JobHub {
+    waiters: Mutex<HashMap<Uuid, Arc<Notify>>>,
+}
+
+impl JobHub {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<Uuid, Arc<Notify>>> {
+        // The map holds no invariant a panicking holder could break.
+        self.waiters.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Interest in `device`'s jobs, held for as long as the returned guard lives.
+    pub fn interest(&self, device: Uuid) -> Interest<'_> {
+        let notify = self.lock().entry(device).or_default().clone();
+        Interest {
+            hub: self,
+            device,
+            notify,
+        }
+    }
+
+    /// Wakes every request waiting for `device`. Call it only after the COMMIT that made the
+    /// job visible, or the woken agent finds nothing.
+    pub fn notify(&self, device: Uuid) {
+        let notify = self.lock().get(&device).cloned();
+        if let Some(notify) = notify {
+            notify.notify_waiters();
+        }
+    }
+
+    /// How many devices have a waiter now.
+    pub fn waiting_devices(&self) -> usize {
+        self.lock().len()
+    }
+}
+
+/// A registration in the hub; dropping the last one of a device removes its entry.
+pub struct Interest<'a> {
+    hub: &'a JobHub,
+    device: Uuid,
+    notify: Arc<Notify>,
+}
+
+impl Interest<'_> {
+    /// A wake-up future. Call `enable()` on it (pinned) BEFORE reading the database, so that a
+    /// notification sent between the read and the wait is not lost.
+    pub fn notified(&self) -> Notified<'_> {
+        self.notify.notified()
+    }
+}
+
+impl Drop for Interest<'_> {
+    fn drop(&mut self) {
+        let mut waiters = self.hub.lock();
+        // Every clone is taken under this lock: 2 means only the map and this guard hold it.
+        if Arc::strong_count(&self.notify) == 2
+            && waiters
+                .get(&self.device)
+                .is_some_and(|n| Arc::ptr_eq(n, &self.notify))
+        {
+            waiters.remove(&self.device);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn a_notification_after_enable_is_not_lost() {
+        let hub = JobHub::new();
+        let device = Uuid::new_v4();
+        let interest = hub.interest(device);
+        let notified = interest.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        // Sent after registering but before waiting: the "re-check the database" window.
+        hub.notify(device);
+        tokio::time::timeout(Duration::from_secs(1), notified)
+            .await
+            .expect("woken");
+    }
+
+    #[tokio::test]
+    async fn only_the_named_device_wakes_and_entries_go_away() {
+        let hub = JobHub::new();
+        let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+        {
+            let ia = hub.interest(a);
+            let ia2 = hub.interest(a);
+            let ib = hub.interest(b);
+            assert_eq!(hub.waiting_devices(), 2);
+            let na = ia.notified();
+            tokio::pin!(na);
+            na.as_mut().enable();
+            hub.notify(b);
+            assert!(
+                tokio::time::timeout(Duration::from_millis(50), &mut na)
+                    .await
+                    .is_err()
+            );
+            drop(ia2);
+            assert_eq!(hub.waiting_devices(), 2);
+            drop(ib);
+            assert_eq!(hub.waiting_devices(), 1);
+            hub.notify(a);
+            tokio::time::timeout(Duration::from_secs(1), na)
+                .await
+                .expect("woken");
+        }
+        assert_eq!(hub.waiting_devices(), 0);
+        // Nobody waiting: a notification is a no-op.
+        hub.notify(a);
+        assert_eq!(hub.waiting_devices(), 0);
+    }
+}
