@@ -7,7 +7,6 @@ use std::num::NonZeroU32;
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::{DateTime, Duration, Utc};
-use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use sea_orm::entity::prelude::*;
 use sea_orm::sea_query::Expr;
@@ -304,10 +303,7 @@ async fn rate_limit(state: &AppState, device: &AuthDevice, job_id: Uuid) -> Resu
     let Err(not_until) = state.payload_limiter.check_key(&device.device.id) else {
         return Ok(());
     };
-    let retry_after_secs = not_until
-        .wait_time_from(DefaultClock::default().now())
-        .as_secs()
-        .max(1);
+    let retry_after_secs = crate::http::retry_after_secs(&not_until);
     audit::record(
         &state.db,
         Entry::new(device.org, AuditAction::PayloadRateLimited, actor(device))
@@ -498,7 +494,8 @@ pub async fn result(
         .await?
         .and_then(|c| c.sha1)
         .and_then(|s| Thumbprint::parse(&s).ok());
-    let now = Utc::now();
+    // Microseconds, as both databases store them: the lease answered is the lease stored.
+    let now = chrono::SubsecRound::trunc_subsecs(Utc::now(), 6);
     let (event, error_code, error_message) = match body.status {
         ResultStatus::Failed => (Event::Failed, error_code, error_message),
         ResultStatus::Done => {
