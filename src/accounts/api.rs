@@ -73,11 +73,8 @@ pub async fn attempt_login(
     if let Some(ip_addr) = req.peer_addr().map(|a| a.ip())
         && let Err(not_until) = state.login_limiter.check_key(&ip_addr)
     {
-        let wait = not_until.wait_time_from(governor::clock::Clock::now(
-            &governor::clock::DefaultClock::default(),
-        ));
         return Err(AppError::TooManyRequests {
-            retry_after_secs: wait.as_secs().max(1),
+            retry_after_secs: crate::http::retry_after_secs(&not_until),
         });
     }
     let settings = &state.settings;

@@ -264,6 +264,10 @@ pub async fn scan(state: &AppState, dry_run: bool, limit: usize) -> Result<Repor
     let mut items = Vec::new();
     let mut files = Vec::new();
     for path in paths {
+        // Other files of the folder are none of ours: not even parsed or reported.
+        if !is_certificate_name(&path.to_string_lossy()) {
+            continue;
+        }
         let file = match SourceFile::new(path) {
             Ok(f) => f,
             Err(skip) => {
@@ -271,9 +275,6 @@ pub async fn scan(state: &AppState, dry_run: bool, limit: usize) -> Result<Repor
                 continue;
             }
         };
-        if !is_certificate_name(&file.path.to_string_lossy()) {
-            continue;
-        }
         if limit > 0 && files.len() >= limit {
             break;
         }

@@ -6,7 +6,6 @@ use std::num::NonZeroU32;
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::Utc;
-use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use sea_orm::entity::prelude::*;
 use sea_orm::sea_query::Expr;
@@ -49,11 +48,7 @@ impl AuthLimits {
         device: Option<Uuid>,
         ip: Option<IpAddr>,
     ) -> Result<(), (&'static str, u64)> {
-        let wait = |n: governor::NotUntil<_>| {
-            n.wait_time_from(DefaultClock::default().now())
-                .as_secs()
-                .max(1)
-        };
+        let wait = |n: governor::NotUntil<_>| crate::http::retry_after_secs(&n);
         let per_ip = if endpoint == "enroll" {
             &self.enroll_per_ip
         } else {

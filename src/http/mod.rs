@@ -8,4 +8,4 @@ pub mod health;
 pub mod middleware;
 pub mod paging;
 
-pub use error::AppError;
+pub use error::{AppError, retry_after_secs};
