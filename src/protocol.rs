@@ -127,12 +127,18 @@ pub struct AgentPolicy {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AgentJob {
     pub id: uuid::Uuid,
-    /// `INSTALL` (or `REMOVE`).
+    /// `INSTALL`, or `REMOVE`: take the certificate with `thumbprint` and its key out of the
+    /// store now.
     pub job_type: String,
     /// `PENDING` or `IN_PROGRESS`.
     pub status: String,
     pub cert_id: uuid::Uuid,
     pub cert_name: Option<String>,
+    /// SHA-1 of the certificate to install or remove (upper-case hex).
+    pub thumbprint: Option<String>,
+    /// For a `REMOVE` job, the installation it ends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub installation_id: Option<uuid::Uuid>,
     pub duration_minutes: Option<i32>,
     pub created_at: chrono::DateTime<chrono::Utc>,
     pub claimed_at: Option<chrono::DateTime<chrono::Utc>>,
@@ -144,17 +150,22 @@ pub struct AgentJobs {
     pub jobs: Vec<AgentJob>,
 }
 
-/// Response of `POST /api/v1/agent/jobs/{id}/claim`: a one-time token for the payload.
+/// Response of `POST /api/v1/agent/jobs/{id}/claim`: for an `INSTALL` job, a one-time token
+/// for the payload; a `REMOVE` job has no payload, so none of the token's fields.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClaimResponse {
     pub job_id: uuid::Uuid,
     /// `IN_PROGRESS`.
     pub status: String,
+    pub job_type: String,
     /// Single use; `?token=` or header `X-Payload-Token` of the payload request.
-    pub payload_token: String,
-    pub payload_token_expires_at: chrono::DateTime<chrono::Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload_token: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload_token_expires_at: Option<chrono::DateTime<chrono::Utc>>,
     /// Seconds the token is valid for.
-    pub expires_in: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_in: Option<i64>,
 }
 
 /// Response of `GET /api/v1/agent/jobs/{id}/payload`: the PFX and its password sealed to the
@@ -189,6 +200,9 @@ pub struct ResultRequest {
     /// Where the private key went (e.g. `SOFTWARE`, `TPM`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_storage: Option<String>,
+    /// For a `REMOVE` job: whether the private key was deleted too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_deleted: Option<bool>,
 }
 
 /// Response of `POST /api/v1/agent/jobs/{id}/result`.
@@ -198,7 +212,7 @@ pub struct ResultResponse {
     /// `DONE` or `FAILED` (a `DONE` with another thumbprint is recorded as `FAILED`).
     pub status: String,
     pub error_code: Option<String>,
-    /// Until when the certificate may stay installed (`DONE` only): remove it then.
+    /// Until when the certificate may stay installed (a `DONE` install only): remove it then.
     pub lease_expires_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 

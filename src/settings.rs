@@ -155,6 +155,8 @@ pub struct AgentSettings {
     pub cleanup_time: chrono::NaiveTime,
     /// Longest an installation may be leased for.
     pub max_lease_hours: i64,
+    /// Minutes past a lease's end without a removal report before it counts as overdue.
+    pub lease_grace_minutes: i64,
     pub poll_interval_seconds: u64,
     pub long_poll_seconds: u64,
     pub heartbeat_interval_seconds: u64,
@@ -208,6 +210,7 @@ const KEYS: &[(&str, Kind)] = &[
     ("device_auth_per_minute", Kind::Int),
     ("cleanup_time", Kind::Str),
     ("max_lease_hours", Kind::Int),
+    ("lease_grace_minutes", Kind::Int),
     ("agent_poll_interval_seconds", Kind::Int),
     ("agent_long_poll_seconds", Kind::Int),
     ("agent_heartbeat_interval_seconds", Kind::Int),
@@ -254,6 +257,7 @@ struct RawSettings {
     device_auth_per_minute: Option<u32>,
     cleanup_time: Option<String>,
     max_lease_hours: Option<i64>,
+    lease_grace_minutes: Option<i64>,
     agent_poll_interval_seconds: Option<u64>,
     agent_long_poll_seconds: Option<u64>,
     agent_heartbeat_interval_seconds: Option<u64>,
@@ -467,6 +471,7 @@ impl Settings {
             )
             .map_err(|_| bad("cleanup_time", "expected HH:MM such as 18:00".into()))?,
             max_lease_hours: raw.max_lease_hours.unwrap_or(10),
+            lease_grace_minutes: raw.lease_grace_minutes.unwrap_or(15),
             poll_interval_seconds: raw.agent_poll_interval_seconds.unwrap_or(5),
             long_poll_seconds: raw.agent_long_poll_seconds.unwrap_or(25),
             heartbeat_interval_seconds: raw.agent_heartbeat_interval_seconds.unwrap_or(60),
@@ -486,8 +491,15 @@ impl Settings {
                 "between 1 and 3600".into(),
             ));
         }
-        if !(1..=120).contains(&agent.long_poll_seconds) {
-            return Err(bad("agent_long_poll_seconds", "between 1 and 120".into()));
+        if !(1..=24 * 60).contains(&agent.lease_grace_minutes) {
+            return Err(bad("lease_grace_minutes", "between 1 and 1440".into()));
+        }
+        let max_wait = crate::jobs::agent::MAX_WAIT_SECS as u64;
+        if !(1..=max_wait).contains(&agent.long_poll_seconds) {
+            return Err(bad(
+                "agent_long_poll_seconds",
+                format!("between 1 and {max_wait} (the longest ?wait= the server accepts)"),
+            ));
         }
         if !(5..=3600).contains(&agent.heartbeat_interval_seconds) {
             return Err(bad(
@@ -590,6 +602,7 @@ mod tests {
         assert_eq!(s.agent.device_auth_per_minute, 10);
         assert_eq!(s.agent.cleanup_time.format("%H:%M").to_string(), "18:00");
         assert_eq!(s.agent.max_lease_hours, 10);
+        assert_eq!(s.agent.lease_grace_minutes, 15);
         assert_eq!(s.agent.poll_interval_seconds, 5);
         assert_eq!(s.agent.heartbeat_interval_seconds, 60);
         let e = load("cleanup_time = \"6pm\"", &[]).unwrap_err().to_string();

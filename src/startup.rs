@@ -268,10 +268,10 @@ pub async fn serve(settings: Settings) -> Result<(), StartError> {
     );
 
     // Watch first, then reconcile: a change made during the rescan is not missed.
-    let (stop_watcher, watcher_stop) = tokio::sync::watch::channel(false);
+    let (stop_tasks, tasks_stop) = tokio::sync::watch::channel(false);
     let watcher = tokio::spawn(crate::certificates::watcher::run(
         state.clone(),
-        watcher_stop,
+        tasks_stop.clone(),
     ));
     if settings.certs_root.is_some() {
         let org = OrgId(settings.org_id);
@@ -283,6 +283,13 @@ pub async fn serve(settings: Settings) -> Result<(), StartError> {
             )
             .await?;
     }
+    // Wake-ups from other server processes sharing the PostgreSQL database.
+    let listener = match &settings.database {
+        crate::settings::DatabaseUrl::Postgres { url } => Some(tokio::spawn(
+            crate::jobs::hub::listen(url.clone(), state.job_hub.clone(), tasks_stop),
+        )),
+        crate::settings::DatabaseUrl::Sqlite { .. } => None,
+    };
     let server = server.run();
     let http = server.handle();
     let server_task = tokio::spawn(server);
@@ -302,8 +309,11 @@ pub async fn serve(settings: Settings) -> Result<(), StartError> {
     tracing::info!("shutdown requested: no new requests; waiting for running requests and jobs");
     http.stop(true).await;
     let _ = server_task.await;
-    let _ = stop_watcher.send(true);
+    let _ = stop_tasks.send(true);
     let _ = watcher.await;
+    if let Some(listener) = listener {
+        let _ = listener.await;
+    }
     let _ = stop_jobs.send(());
     let _ = jobs.await;
     state.queue.close().await;

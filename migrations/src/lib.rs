@@ -14,6 +14,7 @@ mod m20261123_000007_master_keys;
 mod m20261123_000008_certificate_file_hash;
 mod m20261125_000009_certificate_search;
 mod m20261125_000010_certificate_path_unique;
+mod m20261129_000011_lease_overdue;
 mod util;
 
 pub struct Migrator;
@@ -32,6 +33,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000008_certificate_file_hash::Migration),
             Box::new(m20261125_000009_certificate_search::Migration),
             Box::new(m20261125_000010_certificate_path_unique::Migration),
+            Box::new(m20261129_000011_lease_overdue::Migration),
         ]
     }
 }

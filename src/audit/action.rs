@@ -43,6 +43,14 @@ actions! {
     InstallTimeout => "INSTALL_TIMEOUT",
     ResultDuplicate => "RESULT_DUPLICATE",
     CertRemoved18h => "CERT_REMOVED_18H",
+    // early removal and overdue leases
+    RemoveRequested => "REMOVE_REQUESTED",
+    RemoveClaimed => "REMOVE_CLAIMED",
+    RemoveDone => "REMOVE_DONE",
+    RemoveFailed => "REMOVE_FAILED",
+    RemoveTimeout => "REMOVE_TIMEOUT",
+    RemoveCancelled => "REMOVE_CANCELLED",
+    LeaseOverdue => "LEASE_OVERDUE",
     // accounts (seed S2)
     LoginOk => "LOGIN_OK",
     LoginFailed => "LOGIN_FAILED",
@@ -54,10 +62,12 @@ actions! {
     PasswordSet => "PASSWORD_SET",
     // devices
     DeviceProvisioned => "DEVICE_PROVISIONED",
+    DeviceUpdated => "DEVICE_UPDATED",
     DeviceTokenRotated => "DEVICE_TOKEN_ROTATED",
     DeviceBlocked => "DEVICE_BLOCKED",
     DeviceUnblocked => "DEVICE_UNBLOCKED",
     DeviceAuthRateLimited => "DEVICE_AUTH_RATE_LIMITED",
+    DeviceAuthFailed => "DEVICE_AUTH_FAILED",
     DeviceEnrolled => "DEVICE_ENROLLED",
     DeviceEnrollDenied => "DEVICE_ENROLL_DENIED",
     DeviceKeyRegistered => "DEVICE_KEY_REGISTERED",

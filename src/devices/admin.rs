@@ -1,5 +1,6 @@
-//! `/api/v1/admin/devices`: provisioning, listing, token rotation and blocking (ADMIN/DEV, own
-//! office only). Every change is audited in its transaction; tokens and codes never are.
+//! `/api/v1/admin/devices`: provisioning, listing, renaming and changing the owner, token
+//! rotation and blocking (ADMIN/DEV, own office only). Every change is audited in its
+//! transaction; tokens and codes never are.
 
 use std::collections::HashMap;
 
@@ -278,6 +279,92 @@ pub async fn rotate_token(
     let device = view(&txn, device).await?;
     txn.commit().await?;
     Ok(HttpResponse::Ok().json(credentials_response(&creds, device)))
+}
+
+/// A field that may be sent as `null` to clear it: absent is `None`, `null` is `Some(None)`.
+fn present<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(d).map(Some)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PatchBody {
+    #[serde(default)]
+    hostname: Option<String>,
+    /// A user of the office, or `null` for a device any user of the office may target.
+    #[serde(default, deserialize_with = "present")]
+    owner_user_id: Option<Option<Uuid>>,
+}
+
+/// `PATCH /api/v1/admin/devices/{id} {hostname?, owner_user_id?}`: renames the device or
+/// changes (or clears, with `null`) its owner; audited `DEVICE_UPDATED` with before and after.
+pub async fn patch(
+    state: web::Data<AppState>,
+    admin: AdminUser,
+    path: web::Path<Uuid>,
+    body: web::Json<PatchBody>,
+) -> Result<HttpResponse, AppError> {
+    let admin = admin.0;
+    let body = body.into_inner();
+    let hostname = match body.hostname {
+        Some(h) => Some(
+            optional_text("hostname", Some(h))?
+                .ok_or_else(|| AppError::Validation("hostname: must not be empty".into()))?,
+        ),
+        None => None,
+    };
+    let txn = crate::db::begin_write(&state.db).await?;
+    let device = find_in_org(&txn, admin.org, path.into_inner()).await?;
+    if let Some(Some(owner)) = body.owner_user_id {
+        Users::find_by_id(owner)
+            .filter(user::entity::Column::OrgId.eq(admin.org.0))
+            .one(&txn)
+            .await?
+            .ok_or_else(|| {
+                AppError::Validation("owner_user_id: no such user in this office".into())
+            })?;
+    }
+    let mut active = super::entity::ActiveModel {
+        id: Set(device.id),
+        ..Default::default()
+    };
+    let mut before = serde_json::Map::new();
+    let mut after = serde_json::Map::new();
+    if let Some(h) = hostname.filter(|h| *h != device.hostname) {
+        before.insert("hostname".into(), json!(device.hostname));
+        after.insert("hostname".into(), json!(h));
+        active.hostname = Set(h);
+    }
+    if let Some(owner) = body.owner_user_id.filter(|o| *o != device.owner_user_id) {
+        before.insert("owner_user_id".into(), json!(device.owner_user_id));
+        after.insert("owner_user_id".into(), json!(owner));
+        active.owner_user_id = Set(owner);
+    }
+    if after.is_empty() {
+        let device = view(&txn, device).await?;
+        txn.rollback().await?;
+        return Ok(HttpResponse::Ok().json(device));
+    }
+    let device = Devices::update(active).exec(&txn).await?;
+    audit::append(
+        &txn,
+        Entry::new(
+            admin.org,
+            AuditAction::DeviceUpdated,
+            Actor::User(admin.user.id),
+        )
+        .entity("device", device.id)
+        .meta(json!({"before": before, "after": after}))
+        .ip(admin.ip.clone()),
+    )
+    .await?;
+    let device = view(&txn, device).await?;
+    txn.commit().await?;
+    Ok(HttpResponse::Ok().json(device))
 }
 
 async fn set_allowed(

@@ -262,15 +262,34 @@ pub async fn auth(
     rate_limit(&state, &req, "auth", Some(body.device_id)).await?;
     let ip = client_ip(&req);
     let presented = TokenHash::of(&body.device_token);
-    let device = Devices::find_by_id(body.device_id)
-        .one(&state.db)
-        .await?
-        .filter(|d| {
-            d.device_token_hash
+    let found = Devices::find_by_id(body.device_id).one(&state.db).await?;
+    let refusal = match &found {
+        None => Some("unknown_device"),
+        Some(d)
+            if !d
+                .device_token_hash
                 .as_deref()
-                .is_some_and(|stored| presented.matches(stored))
-        })
-        .ok_or(AppError::Unauthorized)?;
+                .is_some_and(|stored| presented.matches(stored)) =>
+        {
+            Some("wrong_token")
+        }
+        Some(_) => None,
+    };
+    if let Some(reason) = refusal {
+        // Audited, but both answers are the same 401: an unknown id is not confirmed.
+        let org = found.as_ref().map_or(state.settings.org_id, |d| d.org_id);
+        audit::record(
+            &state.db,
+            Entry::new(OrgId(org), AuditAction::DeviceAuthFailed, Actor::System)
+                .entity("device", body.device_id)
+                .meta(json!({"reason": reason}))
+                .ip(ip),
+        )
+        .await?;
+        tracing::warn!(device_id = %body.device_id, reason, "device authentication failed");
+        return Err(AppError::Unauthorized);
+    }
+    let device = found.ok_or(AppError::Unauthorized)?;
     if !device.is_allowed {
         return Err(AppError::Forbidden("this device is blocked".into()));
     }

@@ -18,6 +18,8 @@ pub struct Installed {
     pub installed_by_user_id: Option<Uuid>,
     pub installed_at: chrono::DateTime<chrono::Utc>,
     pub expires_at: chrono::DateTime<chrono::Utc>,
+    /// Set once the sweep found it past `expires_at` + `lease_grace_minutes`, still here.
+    pub overdue_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// The open installations of `devices` (all of office `org`), by device.
@@ -52,6 +54,7 @@ pub async fn by_device<C: ConnectionTrait>(
             installed_by_user_id: r.user_id,
             installed_at: r.installed_at,
             expires_at: r.expires_at,
+            overdue_at: r.overdue_at,
         });
     }
     Ok(out)

@@ -43,28 +43,32 @@ api_routes! {
     post "/api/v1/admin/devices" => crate::devices::admin::create, "devices", "Provision a device: its token and a 15-minute enrollment code, shown once (ADMIN/DEV)";
     get "/api/v1/admin/devices" => crate::devices::admin::list, "devices", "Devices of the office with owner, last contact and installed certificates (ADMIN/DEV)";
     get "/api/v1/admin/devices/{id}" => crate::devices::admin::get, "devices", "One device of the office (ADMIN/DEV)";
+    patch "/api/v1/admin/devices/{id}" => crate::devices::admin::patch, "devices", "Rename a device or change its owner {hostname?, owner_user_id?: uuid|null} (ADMIN/DEV)";
     post "/api/v1/admin/devices/{id}/rotate-token" => crate::devices::admin::rotate_token, "devices", "New token and enrollment code; the old token and the registered key stop working (ADMIN/DEV)";
     post "/api/v1/admin/devices/{id}/block" => crate::devices::admin::block, "devices", "Block a device (ADMIN/DEV)";
     post "/api/v1/admin/devices/{id}/unblock" => crate::devices::admin::unblock, "devices", "Unblock a device (ADMIN/DEV)";
     post "/api/v1/agent/enroll" => crate::devices::agent::enroll, "agent", "Exchange a one-time enrollment code and the device's public key for its id and token";
     post "/api/v1/agent/auth" => crate::devices::agent::auth, "agent", "Device id + token (+ public key on first use) -> DEVICE access token";
     post "/api/v1/agent/heartbeat" => crate::devices::agent::heartbeat, "agent", "The agent is alive: server time and agent policy (DEVICE)";
-    get "/api/v1/agent/jobs" => crate::jobs::agent::list, "agent", "This device's PENDING and IN_PROGRESS jobs, oldest first; ?wait=1..30 long-polls until one is PENDING (DEVICE)";
-    post "/api/v1/agent/jobs/{id}/claim" => crate::jobs::agent::claim, "agent", "PENDING -> IN_PROGRESS (or a new token once the last one is used or expired): a one-time payload_token valid 120 s (DEVICE)";
+    get "/api/v1/agent/jobs" => crate::jobs::agent::list, "agent", "This device's PENDING and IN_PROGRESS jobs (INSTALL and REMOVE), oldest first; ?wait=1..30 long-polls until one is PENDING (DEVICE)";
+    post "/api/v1/agent/jobs/{id}/claim" => crate::jobs::agent::claim, "agent", "PENDING -> IN_PROGRESS with a one-time payload_token valid 120 s (an INSTALL job); again on an IN_PROGRESS install: a new token, the old one void (DEVICE)";
     get "/api/v1/agent/jobs/{id}/payload" => crate::jobs::agent::payload, "agent", "The PFX and password sealed to the device's key, once per payload token (?token= or X-Payload-Token); 5 a minute (DEVICE)";
-    post "/api/v1/agent/jobs/{id}/result" => crate::jobs::agent::result, "agent", "Report {status: DONE|FAILED, thumbprint?, error_code?, error_message?, key_storage?}; DONE opens the installation lease (DEVICE)";
+    post "/api/v1/agent/jobs/{id}/result" => crate::jobs::agent::result, "agent", "Report {status: DONE|FAILED, thumbprint?, error_code?, error_message?, key_storage?, key_deleted?}; DONE opens the installation lease (INSTALL) or closes it (REMOVE) (DEVICE)";
     post "/api/v1/agent/cleanup" => crate::jobs::agent::cleanup, "agent", "Report removed certificates {mode, removed: [{thumbprint, key_deleted}]}: closes their leases (DEVICE)";
     get "/api/v1/certificados" => crate::certificates::catalogue::list, "certificates", "Search the office's catalogue: q (name, CNPJ/CPF), status (available|unavailable|expired|expiring|all), within_days, page, page_size";
     get "/api/v1/certificados/{id}" => crate::certificates::catalogue::get, "certificates", "One certificate of the office";
     post "/api/v1/admin/certificates/{id}/password" => crate::certificates::admin::set_password, "admin", "Store the password of a certificate no file-name password opened, once it opens the file (ADMIN/DEV)";
     get "/api/v1/admin/certificates/{id}/source-path" => crate::certificates::admin::source_path, "admin", "Reveal the certificate's raw source path, audited (ADMIN/DEV)";
     post "/api/v1/certificados/{id}/install" => crate::jobs::api::request_install, "install-jobs", "Ask to install the certificate on a device {device_id, reason?, duration_minutes?}: REQUESTED, or PENDING for auto-approved users";
-    get "/api/v1/install-jobs" => crate::jobs::api::list, "install-jobs", "Install jobs of the office (a VIEW: their own), newest first: status, user_id, device_id, page, page_size";
+    get "/api/v1/install-jobs" => crate::jobs::api::list, "install-jobs", "Install and REMOVE jobs of the office (a VIEW: their own), newest first: status, job_type, user_id, device_id, page, page_size";
     get "/api/v1/install-jobs/{id}" => crate::jobs::api::get, "install-jobs", "One install job";
     post "/api/v1/install-jobs/{id}/approve" => crate::jobs::api::approve, "install-jobs", "Approve a REQUESTED job {reason?}: PENDING (ADMIN/DEV)";
     post "/api/v1/install-jobs/{id}/deny" => crate::jobs::api::deny, "install-jobs", "Deny a REQUESTED job {reason}: DENIED (ADMIN/DEV)";
     post "/api/v1/install-jobs/{id}/cancel" => crate::jobs::api::cancel, "install-jobs", "Cancel a REQUESTED or PENDING job (its requester, or ADMIN/DEV)";
-    post "/api/v1/admin/jobs/reap" => crate::jobs::api::reap, "admin", "Now: IN_PROGRESS past threshold_minutes -> TIMEOUT, requests past request_ttl_hours -> EXPIRED (ADMIN/DEV)";
+    post "/api/v1/admin/jobs/reap" => crate::jobs::api::reap, "admin", "Now: IN_PROGRESS past threshold_minutes -> TIMEOUT, requests past request_ttl_hours -> EXPIRED, installations past lease + grace -> overdue with a REMOVE job (ADMIN/DEV)";
+    get "/api/v1/installations" => crate::jobs::installations::list, "installations", "Installations (leases) of the office (a VIEW: their own), newest first: state (open|overdue|removed|all), device_id, user_id, page, page_size";
+    get "/api/v1/installations/{id}" => crate::jobs::installations::get, "installations", "One installation";
+    post "/api/v1/installations/{id}/remove" => crate::jobs::installations::remove, "installations", "End an installation now {reason?}: a PENDING REMOVE job for the device, delivered through its long-poll (its requester, or ADMIN/DEV)";
     post "/api/v1/admin/certificates/ingest-from-fs" => crate::certificates::ingest_from_fs, "admin", "Ingest the certificates folder now; dry_run reports without writing (ADMIN/DEV)";
 }
 

@@ -14,8 +14,8 @@ use sea_orm::{ActiveValue::Set, Condition, QueryOrder, QuerySelect};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::lease::{self, Leases};
-use super::{Column, ENTITY, Event, InstallJob, InstallJobs, JobStatus};
+use super::lease::{self, Lease, Leases, RemovalMode};
+use super::{Column, ENTITY, Event, InstallJob, InstallJobs, JobStatus, JobType};
 use crate::audit::{self, Actor, AuditAction, Entry};
 use crate::certificates::entity::{Column as CertColumn, Entity as Certificates};
 use crate::crypto::{
@@ -114,7 +114,8 @@ pub async fn list(
     Ok(HttpResponse::Ok().json(AgentJobs { jobs }))
 }
 
-/// This device's `PENDING` and `IN_PROGRESS` jobs, oldest first, with their certificates' names.
+/// This device's `PENDING` and `IN_PROGRESS` jobs, oldest first, with their certificates'
+/// names and thumbprints (a `REMOVE` job's is the installed one's).
 async fn open_jobs(state: &AppState, device: &AuthDevice) -> Result<Vec<AgentJob>, AppError> {
     let jobs = InstallJobs::find()
         .filter(Column::OrgId.eq(device.org.0))
@@ -125,46 +126,116 @@ async fn open_jobs(state: &AppState, device: &AuthDevice) -> Result<Vec<AgentJob
         .limit(MAX_LISTED)
         .all(&state.db)
         .await?;
-    let names: HashMap<Uuid, String> = Certificates::find()
+    if jobs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let certs: HashMap<Uuid, (String, Option<String>)> = Certificates::find()
         .select_only()
         .column(CertColumn::Id)
         .column(CertColumn::Name)
+        .column(CertColumn::Sha1)
         .filter(CertColumn::Id.is_in(jobs.iter().map(|j| j.cert_id)))
-        .into_tuple::<(Uuid, String)>()
+        .into_tuple::<(Uuid, String, Option<String>)>()
         .all(&state.db)
         .await?
         .into_iter()
+        .map(|(id, name, sha1)| (id, (name, sha1)))
         .collect();
+    let removals: Vec<Uuid> = jobs
+        .iter()
+        .filter(|j| j.job_type == JobType::Remove.as_str())
+        .filter_map(|j| j.lease_id)
+        .collect();
+    let installed: HashMap<Uuid, String> = if removals.is_empty() {
+        HashMap::new()
+    } else {
+        Leases::find()
+            .select_only()
+            .column(lease::Column::Id)
+            .column(lease::Column::Thumbprint)
+            .filter(lease::Column::Id.is_in(removals))
+            .into_tuple::<(Uuid, String)>()
+            .all(&state.db)
+            .await?
+            .into_iter()
+            .collect()
+    };
     Ok(jobs
         .into_iter()
-        .map(|j| AgentJob {
-            cert_name: names.get(&j.cert_id).cloned(),
-            id: j.id,
-            job_type: j.job_type,
-            status: j.status,
-            cert_id: j.cert_id,
-            duration_minutes: j.duration_minutes,
-            created_at: j.created_at,
-            claimed_at: j.claimed_at,
+        .map(|j| {
+            let (cert_name, sha1) = certs.get(&j.cert_id).cloned().unzip();
+            let removes = j.job_type == JobType::Remove.as_str();
+            let installation_id = j.lease_id.filter(|_| removes);
+            let thumbprint = match installation_id {
+                Some(lease) => installed.get(&lease).cloned(),
+                None => sha1.flatten(),
+            };
+            AgentJob {
+                cert_name,
+                thumbprint,
+                installation_id,
+                id: j.id,
+                job_type: j.job_type,
+                status: j.status,
+                cert_id: j.cert_id,
+                duration_minutes: j.duration_minutes,
+                created_at: j.created_at,
+                claimed_at: j.claimed_at,
+            }
         })
         .collect())
 }
 
-/// `POST /api/v1/agent/jobs/{id}/claim` (DEVICE): `PENDING` -> `IN_PROGRESS` with a fresh
-/// one-time payload token. On a job already `IN_PROGRESS` it replaces a token that was used or
-/// expired; while the last token is still live, a claim is 409, so of many concurrent claims
-/// exactly one gets a token.
+/// A job the device already holds `IN_PROGRESS` gets a new payload token once its last claim is
+/// this old, or sooner when that claim's token was used or has expired.
+pub const RECLAIM_AFTER_SECS: i64 = 10;
+
+/// `POST /api/v1/agent/jobs/{id}/claim` (DEVICE): `PENDING` -> `IN_PROGRESS`, with a fresh
+/// one-time payload token for an `INSTALL` job (a `REMOVE` job has no payload).
+///
+/// Claiming again an `INSTALL` job this device holds `IN_PROGRESS` issues a new token and voids
+/// the old one (the agent lost the answer, or the download failed), except within
+/// [`RECLAIM_AFTER_SECS`] of the last claim while its token is still unused and valid: then it
+/// is 409, which is what lets exactly one of many concurrent claims through.
 pub async fn claim(
     state: web::Data<AppState>,
     device: AuthDevice,
     path: web::Path<Uuid>,
 ) -> Result<HttpResponse, AppError> {
     let id = path.into_inner();
-    let token = Token::generate();
     let now = Utc::now();
-    let expires = now + Duration::seconds(PAYLOAD_TOKEN_TTL_SECS);
     let txn = crate::db::begin_write(&state.db).await?;
     let job = own_job(&txn, &device, id).await?;
+    let job_type = job.job_type()?;
+    if job_type == JobType::Remove {
+        if job.status()? == JobStatus::InProgress {
+            return Err(AppError::Conflict(
+                "this REMOVE job is already claimed: remove the certificate and report the result"
+                    .into(),
+            ));
+        }
+        let job = super::apply(
+            &txn,
+            &job,
+            Event::Claim,
+            actor(&device),
+            device.ip.clone(),
+            Vec::new(),
+            json!({"installation_id": job.lease_id}),
+        )
+        .await?;
+        txn.commit().await?;
+        return Ok(HttpResponse::Ok().json(ClaimResponse {
+            job_id: job.id,
+            status: job.status,
+            job_type: job.job_type,
+            payload_token: None,
+            payload_token_expires_at: None,
+            expires_in: None,
+        }));
+    }
+    let token = Token::generate();
+    let expires = now + Duration::seconds(PAYLOAD_TOKEN_TTL_SECS);
     let mut changes: super::Changes = vec![
         (
             Column::PayloadTokenHash,
@@ -177,7 +248,7 @@ pub async fn claim(
         ),
     ];
     let event = if job.status()? == JobStatus::InProgress {
-        // Voids the old token in the same conditional write that checks it is spent.
+        // Voids the old token in the same conditional write that checks it may be replaced.
         let mut update = InstallJobs::update_many();
         for (column, value) in changes.drain(..) {
             update = update.col_expr(column, Expr::value(value));
@@ -189,15 +260,16 @@ pub async fn claim(
                 Condition::any()
                     .add(Column::PayloadTokenHash.is_null())
                     .add(Column::PayloadTokenUsedAt.is_not_null())
-                    .add(Column::PayloadTokenExpiresAt.lte(now)),
+                    .add(Column::PayloadTokenExpiresAt.lte(now))
+                    .add(Column::ClaimedAt.lte(now - Duration::seconds(RECLAIM_AFTER_SECS))),
             )
             .exec(&txn)
             .await?
             .rows_affected;
         if replaced != 1 {
-            return Err(AppError::Conflict(
-                "this job was just claimed and its payload token is unused; use it, or claim again once it expires".into(),
-            ));
+            return Err(AppError::Conflict(format!(
+                "this job was claimed less than {RECLAIM_AFTER_SECS} s ago and its payload token is unused; use it, or claim again after {RECLAIM_AFTER_SECS} s"
+            )));
         }
         Event::Reclaim
     } else {
@@ -218,9 +290,10 @@ pub async fn claim(
     Ok(HttpResponse::Ok().json(ClaimResponse {
         job_id: job.id,
         status: job.status,
-        payload_token: token.expose().to_owned(),
-        payload_token_expires_at: expires,
-        expires_in: PAYLOAD_TOKEN_TTL_SECS,
+        job_type: job.job_type,
+        payload_token: Some(token.expose().to_owned()),
+        payload_token_expires_at: Some(expires),
+        expires_in: Some(PAYLOAD_TOKEN_TTL_SECS),
     }))
 }
 
@@ -238,6 +311,12 @@ fn check_token(
     presented: Option<&str>,
     now: DateTime<Utc>,
 ) -> Result<TokenHash, Denial> {
+    if job.job_type == JobType::Remove.as_str() {
+        return Err((
+            "remove_job",
+            AppError::Conflict("a REMOVE job has no payload".into()),
+        ));
+    }
     let status = job.status().map_err(|e| ("bad_status", e))?;
     if status != JobStatus::InProgress {
         return Err((
@@ -465,9 +544,10 @@ fn is_reported(job: &InstallJob) -> Result<bool, AppError> {
 }
 
 /// `POST /api/v1/agent/jobs/{id}/result {status, thumbprint?, error_code?, error_message?,
-/// key_storage?}` (DEVICE): `IN_PROGRESS` -> `DONE` (opening the installation lease) or
-/// `FAILED`. A `DONE` with another thumbprint than the certificate's is recorded as `FAILED`
-/// (`THUMBPRINT_MISMATCH`); a second result is 409 `result_duplicate`.
+/// key_storage?, key_deleted?}` (DEVICE): `IN_PROGRESS` -> `DONE` or `FAILED`. A `DONE` install
+/// opens the installation lease; a `DONE` removal closes the lease it ends. A `DONE` with
+/// another thumbprint than the certificate's is recorded as `FAILED` (`THUMBPRINT_MISMATCH`);
+/// a second result is 409 `result_duplicate`.
 pub async fn result(
     state: web::Data<AppState>,
     device: AuthDevice,
@@ -489,36 +569,59 @@ pub async fn result(
         txn.rollback().await?;
         return duplicate(&state, &device, &job, body.status).await;
     }
-    let expected = Certificates::find_by_id(job.cert_id)
-        .one(&txn)
-        .await?
-        .and_then(|c| c.sha1)
-        .and_then(|s| Thumbprint::parse(&s).ok());
-    // Microseconds, as both databases store them: the lease answered is the lease stored.
-    let now = chrono::SubsecRound::trunc_subsecs(Utc::now(), 6);
-    let (event, error_code, error_message) = match body.status {
-        ResultStatus::Failed => (Event::Failed, error_code, error_message),
-        ResultStatus::Done => {
-            let Some(got) = &thumbprint else {
-                return Err(AppError::Validation(
-                    "thumbprint: required with DONE".into(),
-                ));
-            };
-            if Some(got) == expected.as_ref() {
-                (Event::Done, None, None)
-            } else {
-                let want = expected.as_ref().map_or("unknown", Thumbprint::as_str);
-                (
-                    Event::Failed,
-                    Some("THUMBPRINT_MISMATCH".to_owned()),
-                    Some(format!(
-                        "the agent installed {got}; the certificate's thumbprint is {want}"
-                    )),
-                )
-            }
+    let job_type = job.job_type()?;
+    // A REMOVE job ends this installation; its thumbprint is the one to remove.
+    let removes: Option<Lease> = match (job_type, job.lease_id) {
+        (JobType::Install, _) => None,
+        (JobType::Remove, Some(lease_id)) => Some(
+            Leases::find_by_id(lease_id)
+                .one(&txn)
+                .await?
+                .ok_or_else(|| AppError::Internal(format!("job {id}: installation missing")))?,
+        ),
+        (JobType::Remove, None) => {
+            return Err(AppError::Internal(format!(
+                "REMOVE job {id} names no installation"
+            )));
         }
     };
-    let lease = (event == Event::Done).then(|| {
+    let expected = match &removes {
+        Some(l) => Some(l.thumbprint.clone()),
+        None => Certificates::find_by_id(job.cert_id)
+            .select_only()
+            .column(CertColumn::Sha1)
+            .into_tuple::<Option<String>>()
+            .one(&txn)
+            .await?
+            .flatten(),
+    }
+    .and_then(|s| Thumbprint::parse(&s).ok());
+    // Microseconds, as both databases store them: the lease answered is the lease stored.
+    let now = chrono::SubsecRound::trunc_subsecs(Utc::now(), 6);
+    let (event, error_code, error_message) = match (body.status, &thumbprint) {
+        (ResultStatus::Failed, _) => (Event::Failed, error_code, error_message),
+        (ResultStatus::Done, None) if job_type == JobType::Install => {
+            return Err(AppError::Validation(
+                "thumbprint: required with DONE".into(),
+            ));
+        }
+        (ResultStatus::Done, None) => (Event::Done, None, None),
+        (ResultStatus::Done, Some(got)) if Some(got) == expected.as_ref() => {
+            (Event::Done, None, None)
+        }
+        (ResultStatus::Done, Some(got)) => {
+            let want = expected.as_ref().map_or("unknown", Thumbprint::as_str);
+            (
+                Event::Failed,
+                Some("THUMBPRINT_MISMATCH".to_owned()),
+                Some(format!(
+                    "the agent reported {got}; the certificate's thumbprint is {want}"
+                )),
+            )
+        }
+    };
+    let opens_lease = event == Event::Done && job_type == JobType::Install;
+    let lease = opens_lease.then(|| {
         let agent = &state.settings.agent;
         let expires = lease::expires_at(
             now,
@@ -529,7 +632,7 @@ pub async fn result(
         );
         (Uuid::new_v4(), expires)
     });
-    let changes = vec![
+    let mut changes = vec![
         (
             Column::Thumbprint,
             thumbprint.as_ref().map(|t| t.as_str().to_owned()).into(),
@@ -537,14 +640,17 @@ pub async fn result(
         (Column::ErrorCode, error_code.clone().into()),
         (Column::ErrorMessage, error_message.clone().into()),
         (Column::KeyStorage, key_storage.clone().into()),
-        (Column::LeaseId, lease.map(|(id, _)| id).into()),
     ];
+    if let Some((lease_id, _)) = lease {
+        changes.push((Column::LeaseId, Some(lease_id).into()));
+    }
     let meta = json!({
         "thumbprint": thumbprint,
         "key_storage": key_storage,
+        "key_deleted": body.key_deleted,
         "error_code": error_code,
         "error_message": error_message,
-        "lease_id": lease.map(|(id, _)| id),
+        "lease_id": lease.map(|(id, _)| id).or(job.lease_id),
         "lease_expires_at": lease.map(|(_, at)| at),
     });
     let applied = super::apply(
@@ -585,8 +691,20 @@ pub async fn result(
             removal_mode: Set(None),
             key_deleted: Set(None),
             created_at: Set(now),
+            overdue_at: Set(None),
         }
         .insert(&txn)
+        .await?;
+    }
+    if let Some(installation) = removes.filter(|_| event == Event::Done) {
+        lease::close(
+            &txn,
+            &installation,
+            RemovalMode::RemoveJob,
+            body.key_deleted,
+            actor(&device),
+            device.ip.clone(),
+        )
         .await?;
     }
     txn.commit().await?;
@@ -599,7 +717,8 @@ pub async fn result(
 }
 
 /// `POST /api/v1/agent/cleanup {mode, removed: [{thumbprint, key_deleted}]}` (DEVICE): closes
-/// this device's open leases of those certificates and audits `CERT_REMOVED_18H` for each.
+/// this device's open leases of those certificates, audits `CERT_REMOVED_18H` for each and
+/// cancels the `REMOVE` jobs that were still waiting for them.
 pub async fn cleanup(
     state: web::Data<AppState>,
     device: AuthDevice,
@@ -617,8 +736,7 @@ pub async fn cleanup(
             .map_err(|e| AppError::Validation(format!("removed[{i}].thumbprint: {e}")))?;
         removed.insert(t.as_str().to_owned(), r.key_deleted);
     }
-    let mode = body.mode.as_str();
-    let now = Utc::now();
+    let mode = RemovalMode::Cleanup(body.mode);
     let txn = crate::db::begin_write(&state.db).await?;
     let open = Leases::find()
         .filter(lease::Column::OrgId.eq(device.org.0))
@@ -630,37 +748,22 @@ pub async fn cleanup(
     let mut closed = 0;
     for l in open {
         let key_deleted = removed.get(&l.thumbprint).copied();
-        let n = Leases::update_many()
-            .col_expr(lease::Column::RemovedAt, Expr::value(now))
-            .col_expr(lease::Column::RemovalMode, Expr::value(mode))
-            .col_expr(lease::Column::KeyDeleted, Expr::value(key_deleted))
-            .filter(lease::Column::Id.eq(l.id))
-            .filter(lease::Column::RemovedAt.is_null())
-            .exec(&txn)
-            .await?
-            .rows_affected;
-        if n != 1 {
-            continue;
-        }
-        closed += 1;
-        audit::append(
+        if lease::close(
             &txn,
-            Entry::new(device.org, AuditAction::CertRemoved18h, actor(&device))
-                .entity("certificate", l.cert_id)
-                .meta(json!({
-                    "mode": mode,
-                    "thumbprint": l.thumbprint,
-                    "key_deleted": key_deleted,
-                    "installation_id": l.id,
-                    "job_id": l.job_id,
-                }))
-                .ip(device.ip.clone()),
+            &l,
+            mode,
+            key_deleted,
+            actor(&device),
+            device.ip.clone(),
         )
-        .await?;
+        .await?
+        {
+            closed += 1;
+        }
     }
     txn.commit().await?;
     if closed > 0 {
-        tracing::info!(device_id = %device.device.id, mode, closed, "installations removed");
+        tracing::info!(device_id = %device.device.id, mode = mode.as_str(), closed, "installations removed");
     }
     Ok(HttpResponse::Ok().json(CleanupResponse { closed }))
 }

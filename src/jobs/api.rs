@@ -1,5 +1,5 @@
 //! The user side of install jobs: request an install, approve or deny it (ADMIN/DEV), cancel
-//! it, list and read jobs, and reap stuck ones on demand.
+//! it, list and read jobs (`REMOVE` jobs too), and reap stuck ones on demand.
 
 use std::collections::HashMap;
 
@@ -57,75 +57,116 @@ pub struct JobView {
     pub thumbprint: Option<String>,
     pub error_code: Option<String>,
     pub error_message: Option<String>,
+    /// The installation a `DONE` install opened, or the one a `REMOVE` job ends.
+    pub installation_id: Option<Uuid>,
 }
 
-/// Builds the views of `jobs`, reading the names they refer to in three queries.
+/// The names of the certificates, devices and users some rows refer to, read in three queries.
+pub struct Names {
+    certs: HashMap<Uuid, String>,
+    devices: HashMap<Uuid, String>,
+    users: HashMap<Uuid, String>,
+}
+
+fn unique(ids: impl Iterator<Item = Uuid>) -> Vec<Uuid> {
+    let mut v: Vec<Uuid> = ids.collect();
+    v.sort_unstable();
+    v.dedup();
+    v
+}
+
+impl Names {
+    pub async fn load<C: ConnectionTrait>(
+        db: &C,
+        certs: impl Iterator<Item = Uuid>,
+        devices: impl Iterator<Item = Uuid>,
+        users: impl Iterator<Item = Uuid>,
+    ) -> Result<Self, AppError> {
+        let certs = Certificates::find()
+            .select_only()
+            .column(CertColumn::Id)
+            .column(CertColumn::Name)
+            .filter(CertColumn::Id.is_in(unique(certs)))
+            .into_tuple::<(Uuid, String)>()
+            .all(db)
+            .await?
+            .into_iter()
+            .collect();
+        let devices = Devices::find()
+            .select_only()
+            .column(DeviceColumn::Id)
+            .column(DeviceColumn::Hostname)
+            .filter(DeviceColumn::Id.is_in(unique(devices)))
+            .into_tuple::<(Uuid, String)>()
+            .all(db)
+            .await?
+            .into_iter()
+            .collect();
+        let users = Users::find()
+            .select_only()
+            .column(UserColumn::Id)
+            .column(UserColumn::Nome)
+            .filter(UserColumn::Id.is_in(unique(users)))
+            .into_tuple::<(Uuid, String)>()
+            .all(db)
+            .await?
+            .into_iter()
+            .collect();
+        Ok(Self {
+            certs,
+            devices,
+            users,
+        })
+    }
+
+    pub fn cert(&self, id: Uuid) -> Named {
+        Named {
+            id,
+            name: self.certs.get(&id).cloned().unwrap_or_default(),
+        }
+    }
+
+    pub fn device(&self, id: Uuid) -> DeviceRef {
+        DeviceRef {
+            id,
+            hostname: self.devices.get(&id).cloned().unwrap_or_default(),
+        }
+    }
+
+    pub fn user(&self, id: Option<Uuid>) -> Option<Named> {
+        id.map(|id| Named {
+            id,
+            name: self.users.get(&id).cloned().unwrap_or_default(),
+        })
+    }
+}
+
+/// Builds the views of `jobs`.
 async fn views<C: ConnectionTrait>(
     db: &C,
     jobs: Vec<InstallJob>,
 ) -> Result<Vec<JobView>, AppError> {
-    let ids = |f: fn(&InstallJob) -> Vec<Uuid>| {
-        let mut v: Vec<Uuid> = jobs.iter().flat_map(f).collect();
-        v.sort_unstable();
-        v.dedup();
-        v
-    };
-    let certs: HashMap<Uuid, String> = Certificates::find()
-        .select_only()
-        .column(CertColumn::Id)
-        .column(CertColumn::Name)
-        .filter(CertColumn::Id.is_in(ids(|j| vec![j.cert_id])))
-        .into_tuple::<(Uuid, String)>()
-        .all(db)
-        .await?
-        .into_iter()
-        .collect();
-    let devices: HashMap<Uuid, String> = Devices::find()
-        .select_only()
-        .column(DeviceColumn::Id)
-        .column(DeviceColumn::Hostname)
-        .filter(DeviceColumn::Id.is_in(ids(|j| vec![j.device_id])))
-        .into_tuple::<(Uuid, String)>()
-        .all(db)
-        .await?
-        .into_iter()
-        .collect();
-    let users: HashMap<Uuid, String> = Users::find()
-        .select_only()
-        .column(UserColumn::Id)
-        .column(UserColumn::Nome)
-        .filter(UserColumn::Id.is_in(ids(|j| {
+    let names = Names::load(
+        db,
+        jobs.iter().map(|j| j.cert_id),
+        jobs.iter().map(|j| j.device_id),
+        jobs.iter().flat_map(|j| {
             j.requested_by_user_id
                 .into_iter()
                 .chain(j.approved_by_user_id)
-                .collect()
-        })))
-        .into_tuple::<(Uuid, String)>()
-        .all(db)
-        .await?
-        .into_iter()
-        .collect();
-    let user = |id: Option<Uuid>| {
-        id.map(|id| Named {
-            id,
-            name: users.get(&id).cloned().unwrap_or_default(),
-        })
-    };
+        }),
+    )
+    .await?;
     jobs.into_iter()
         .map(|j| {
             Ok(JobView {
                 status: j.status()?,
                 job_type: j.job_type()?,
-                cert: Named {
-                    id: j.cert_id,
-                    name: certs.get(&j.cert_id).cloned().unwrap_or_default(),
-                },
-                device: DeviceRef {
-                    id: j.device_id,
-                    hostname: devices.get(&j.device_id).cloned().unwrap_or_default(),
-                },
-                requested_by: user(j.requested_by_user_id),
-                approved_by: user(j.approved_by_user_id),
+                cert: names.cert(j.cert_id),
+                device: names.device(j.device_id),
+                requested_by: names.user(j.requested_by_user_id),
+                approved_by: names.user(j.approved_by_user_id),
+                installation_id: j.lease_id,
                 id: j.id,
                 reason: j.reason,
                 decision_reason: j.decision_reason,
@@ -142,7 +183,7 @@ async fn views<C: ConnectionTrait>(
         .collect()
 }
 
-async fn view<C: ConnectionTrait>(db: &C, job: InstallJob) -> Result<JobView, AppError> {
+pub async fn view<C: ConnectionTrait>(db: &C, job: InstallJob) -> Result<JobView, AppError> {
     views(db, vec![job])
         .await?
         .pop()
@@ -150,7 +191,7 @@ async fn view<C: ConnectionTrait>(db: &C, job: InstallJob) -> Result<JobView, Ap
 }
 
 /// Trimmed; empty is none; at most 500 characters.
-fn reason_of(raw: Option<String>, field: &str) -> Result<Option<String>, AppError> {
+pub fn reason_of(raw: Option<String>, field: &str) -> Result<Option<String>, AppError> {
     let reason = raw.map(|r| r.trim().to_owned()).filter(|r| !r.is_empty());
     if reason
         .as_ref()
@@ -248,10 +289,16 @@ pub async fn request_install(
             job_type: JobType::Install,
             cert_id: cert.id,
             device_id: device.id,
-            requested_by: user.user.id,
+            requested_by: Some(user.user.id),
             reason,
             duration_minutes,
-            auto_approve: user.user.auto_approve_install_jobs,
+            lease_id: None,
+            event: if user.user.auto_approve_install_jobs {
+                Event::AutoApprove
+            } else {
+                Event::Request
+            },
+            actor: Actor::User(user.user.id),
             ip: user.ip.clone(),
         },
     )
@@ -359,7 +406,7 @@ async fn decide(
 
 /// After the COMMIT (never before: the agent would wake and find nothing), wakes the device's
 /// long-poll if the job is now `PENDING`.
-fn wake_if_pending(state: &AppState, view: &JobView) {
+pub fn wake_if_pending(state: &AppState, view: &JobView) {
     if view.status == JobStatus::Pending {
         state.job_hub.notify(view.device.id);
     }
@@ -393,6 +440,7 @@ pub async fn get(
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
     status: Option<String>,
+    job_type: Option<String>,
     user_id: Option<Uuid>,
     device_id: Option<Uuid>,
     page: Option<i64>,
@@ -407,8 +455,8 @@ pub struct JobPage {
     pub items: Vec<JobView>,
 }
 
-/// `GET /api/v1/install-jobs?status=&user_id=&device_id=&page=&page_size=`: the office's jobs,
-/// newest first; a VIEW sees only their own requests.
+/// `GET /api/v1/install-jobs?status=&job_type=&user_id=&device_id=&page=&page_size=`: the
+/// office's jobs, newest first; a VIEW sees only their own requests.
 pub async fn list(
     state: web::Data<AppState>,
     user: AuthUser,
@@ -422,6 +470,14 @@ pub async fn list(
             .parse()
             .map_err(|e| AppError::Validation(format!("status: {e}")))?;
         cond = cond.add(Column::Status.eq(status.as_str()));
+    }
+    if let Some(raw) = q.job_type.as_deref().filter(|s| !s.trim().is_empty()) {
+        let job_type: JobType = raw
+            .trim()
+            .to_ascii_uppercase()
+            .parse()
+            .map_err(|e| AppError::Validation(format!("job_type: {e}")))?;
+        cond = cond.add(Column::JobType.eq(job_type.as_str()));
     }
     if let Some(u) = q.user_id {
         cond = cond.add(Column::RequestedByUserId.eq(u));
@@ -457,7 +513,8 @@ pub struct ReapQuery {
 
 /// `POST /api/v1/admin/jobs/reap?threshold_minutes=60` (ADMIN/DEV): the periodic sweep, now,
 /// for the admin's office: `IN_PROGRESS` older than the threshold (default
-/// `job_timeout_minutes`) -> `TIMEOUT`, and requests past `request_ttl_hours` -> `EXPIRED`.
+/// `job_timeout_minutes`) -> `TIMEOUT`, requests past `request_ttl_hours` -> `EXPIRED`, and
+/// installations past their lease and grace -> overdue, with a `REMOVE` job.
 pub async fn reap(
     state: web::Data<AppState>,
     admin: AdminUser,
@@ -472,11 +529,10 @@ pub async fn reap(
         )));
     }
     let done = super::sweep(
-        &state.db,
+        &state,
         Some(admin.0.org),
         Actor::User(admin.0.user.id),
         Utc::now(),
-        Duration::hours(state.settings.request_ttl_hours),
         Duration::minutes(threshold),
     )
     .await?;

@@ -1,15 +1,97 @@
-//! The in-process wake-up hub behind `GET /api/v1/agent/jobs?wait=N`: a long-polling device
-//! registers [`Interest`], and whoever commits a `PENDING` job for that device calls
-//! [`JobHub::notify`] after the COMMIT. An entry lives only while someone waits on it, so idle
-//! devices cost nothing. One process only: another `certhub` process's commits do not wake
-//! these waiters (they still get the job on their next poll).
+//! The wake-up hub behind `GET /api/v1/agent/jobs?wait=N`: a long-polling device registers
+//! [`Interest`], and whoever commits a `PENDING` job for that device calls [`JobHub::notify`]
+//! after the COMMIT. An entry lives only while someone waits on it, so idle devices cost
+//! nothing.
+//!
+//! Across processes (several `certhub` behind one PostgreSQL database): every move to
+//! `PENDING` also runs [`announce`] inside its transaction, a `NOTIFY` that PostgreSQL delivers
+//! at COMMIT, and each process's [`listen`] task turns those into local [`JobHub::notify`]
+//! calls. SQLite has one writer process, so the in-process call is all it needs.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
+use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement};
 use tokio::sync::Notify;
 use tokio::sync::futures::Notified;
 use uuid::Uuid;
+
+/// The PostgreSQL channel a job's device id is announced on when the job becomes `PENDING`.
+pub const CHANNEL: &str = "certhub_job_pending";
+
+/// Inside the transaction that makes a job for `device` `PENDING`: on PostgreSQL, a `NOTIFY`
+/// that every server process's [`listen`] receives once (and only if) the transaction commits.
+/// Nothing on SQLite.
+pub async fn announce<C: ConnectionTrait>(conn: &C, device: Uuid) -> Result<(), DbErr> {
+    if conn.get_database_backend() != DbBackend::Postgres {
+        return Ok(());
+    }
+    conn.execute_raw(Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        "SELECT pg_notify($1, $2)",
+        [CHANNEL.into(), device.to_string().into()],
+    ))
+    .await
+    .map(|_| ())
+}
+
+/// Relays [`announce`]d devices to `hub` until `stop` turns true, over a dedicated PostgreSQL
+/// connection (not one of the pool's). When that connection drops, notifications sent
+/// meanwhile are lost: once it is back, every local waiter is woken to look at the database.
+pub async fn listen(url: String, hub: Arc<JobHub>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    use sea_orm::sqlx::postgres::PgListener;
+    let mut backoff = Duration::from_millis(500);
+    loop {
+        let connected = async {
+            let mut listener = PgListener::connect(&url).await?;
+            listener.listen(CHANNEL).await?;
+            Ok::<_, sea_orm::sqlx::Error>(listener)
+        };
+        let mut listener = tokio::select! {
+            r = connected => match r {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::warn!(error = %e, retry_in = ?backoff, "job wake-up listener cannot connect to PostgreSQL");
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = stop.changed() => return,
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                    continue;
+                }
+            },
+            _ = stop.changed() => return,
+        };
+        backoff = Duration::from_millis(500);
+        // Anything announced before LISTEN took effect is in the database: look again.
+        hub.notify_all();
+        tracing::debug!(channel = CHANNEL, "listening for job wake-ups");
+        loop {
+            let next = tokio::select! {
+                n = listener.try_recv() => n,
+                _ = stop.changed() => return,
+            };
+            match next {
+                Ok(Some(n)) => match n.payload().parse::<Uuid>() {
+                    Ok(device) => hub.notify(device),
+                    Err(_) => {
+                        tracing::warn!(payload = n.payload(), "ignored a malformed job wake-up")
+                    }
+                },
+                // Reconnected (eagerly) after a lost connection.
+                Ok(None) => {
+                    tracing::warn!("job wake-up listener reconnected; waking every waiter");
+                    hub.notify_all();
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "job wake-up listener failed; reconnecting");
+                    break;
+                }
+            }
+        }
+    }
+}
 
 #[derive(Debug, Default)]
 pub struct JobHub {
@@ -41,6 +123,14 @@ impl JobHub {
     pub fn notify(&self, device: Uuid) {
         let notify = self.lock().get(&device).cloned();
         if let Some(notify) = notify {
+            notify.notify_waiters();
+        }
+    }
+
+    /// Wakes every waiter, of every device (each looks at the database again).
+    pub fn notify_all(&self) {
+        let all: Vec<Arc<Notify>> = self.lock().values().cloned().collect();
+        for notify in all {
             notify.notify_waiters();
         }
     }

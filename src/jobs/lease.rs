@@ -1,9 +1,21 @@
 //! Installation leases: every `DONE` install opens a row in `installations` that says until
 //! when the certificate may stay on the device; the agent closes it when it removes the
-//! certificate (seed S5, "Regra das 18h").
+//! certificate (seed S5, "Regra das 18h"), or a `REMOVE` job ends it early. A lease still open
+//! `lease_grace_minutes` past its end is overdue: audited once and handed a `REMOVE` job.
 
 use chrono::{DateTime, Duration, NaiveTime, TimeZone, Utc};
 use chrono_tz::Tz;
+use sea_orm::entity::prelude::*;
+use sea_orm::sea_query::Expr;
+use sea_orm::{QueryOrder, QuerySelect};
+use serde_json::json;
+
+use super::{Column as JobColumn, Event, InstallJobs, JobStatus, JobType};
+use crate::audit::{self, Actor, AuditAction, Entry};
+use crate::domain::OrgId;
+use crate::http::AppError;
+use crate::protocol::CleanupMode;
+use crate::startup::AppState;
 
 pub mod entity {
     use sea_orm::entity::prelude::*;
@@ -27,6 +39,8 @@ pub mod entity {
         pub removal_mode: Option<String>,
         pub key_deleted: Option<bool>,
         pub created_at: DateTimeUtc,
+        /// When the sweep found it overdue (and audited `LEASE_OVERDUE`).
+        pub overdue_at: Option<DateTimeUtc>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -36,6 +50,171 @@ pub mod entity {
 }
 
 pub use entity::{Column, Entity as Leases, Model as Lease};
+
+/// The audit log's name for an installation.
+pub const ENTITY: &str = "installation";
+
+impl Lease {
+    /// Open past `expires_at + grace`: the agent has not reported the removal it owed.
+    pub fn is_overdue(&self, now: DateTime<Utc>, grace: Duration) -> bool {
+        self.removed_at.is_none() && self.expires_at + grace <= now
+    }
+}
+
+/// How an installation ended, as `installations.removal_mode` records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RemovalMode {
+    /// Reported by the agent through `POST /api/v1/agent/cleanup`.
+    Cleanup(CleanupMode),
+    /// The result of a `REMOVE` job.
+    RemoveJob,
+}
+
+impl RemovalMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RemovalMode::Cleanup(mode) => mode.as_str(),
+            RemovalMode::RemoveJob => "remove_job",
+        }
+    }
+}
+
+/// The installation `id` of office `org`; another office's is "not found", like a missing one.
+pub async fn find<C: ConnectionTrait>(conn: &C, org: OrgId, id: Uuid) -> Result<Lease, AppError> {
+    Leases::find_by_id(id)
+        .filter(Column::OrgId.eq(org.0))
+        .one(conn)
+        .await?
+        .ok_or_else(|| AppError::NotFound("no such installation in this office".into()))
+}
+
+/// Closes `lease` on `conn` (the caller's transaction) unless something closed it first:
+/// records when and how, writes `CERT_REMOVED_18H` (the seed's name for every removal) and
+/// cancels the `REMOVE` jobs still waiting for it. `false` when it was already closed.
+pub async fn close<C: ConnectionTrait>(
+    conn: &C,
+    lease: &Lease,
+    mode: RemovalMode,
+    key_deleted: Option<bool>,
+    actor: Actor,
+    ip: Option<String>,
+) -> Result<bool, AppError> {
+    let now = Utc::now();
+    let closed = Leases::update_many()
+        .col_expr(Column::RemovedAt, Expr::value(now))
+        .col_expr(Column::RemovalMode, Expr::value(mode.as_str()))
+        .col_expr(Column::KeyDeleted, Expr::value(key_deleted))
+        .filter(Column::Id.eq(lease.id))
+        .filter(Column::RemovedAt.is_null())
+        .exec(conn)
+        .await?
+        .rows_affected;
+    if closed != 1 {
+        return Ok(false);
+    }
+    let org = OrgId(lease.org_id);
+    audit::append(
+        conn,
+        Entry::new(org, AuditAction::CertRemoved18h, actor)
+            .entity("certificate", lease.cert_id)
+            .meta(json!({
+                "mode": mode.as_str(),
+                "thumbprint": lease.thumbprint,
+                "key_deleted": key_deleted,
+                "installation_id": lease.id,
+                "job_id": lease.job_id,
+                "device_id": lease.device_id,
+            }))
+            .ip(ip.clone()),
+    )
+    .await?;
+    let waiting = InstallJobs::find()
+        .filter(JobColumn::LeaseId.eq(lease.id))
+        .filter(JobColumn::JobType.eq(JobType::Remove.as_str()))
+        .filter(JobColumn::Status.eq(JobStatus::Pending.as_str()))
+        .all(conn)
+        .await?;
+    for job in waiting {
+        let meta = json!({"reason": "the certificate was removed meanwhile", "removal_mode": mode.as_str()});
+        super::apply(
+            conn,
+            &job,
+            Event::Cancel,
+            actor,
+            ip.clone(),
+            Vec::new(),
+            meta,
+        )
+        .await?;
+    }
+    Ok(true)
+}
+
+/// Finds open leases past `expires_at + lease_grace_minutes` not yet flagged (in `org`, or in
+/// every office): each is marked `overdue_at`, audited `LEASE_OVERDUE` and handed a `REMOVE`
+/// job (unless one is open), in its own transaction; the device's long-poll is woken.
+pub async fn sweep_overdue(
+    state: &AppState,
+    org: Option<OrgId>,
+    actor: Actor,
+    now: DateTime<Utc>,
+) -> Result<u64, AppError> {
+    let grace = Duration::minutes(state.settings.agent.lease_grace_minutes);
+    let mut due = Leases::find()
+        .filter(Column::RemovedAt.is_null())
+        .filter(Column::OverdueAt.is_null())
+        .filter(Column::ExpiresAt.lte(now - grace))
+        .order_by_asc(Column::ExpiresAt)
+        .limit(1000);
+    if let Some(org) = org {
+        due = due.filter(Column::OrgId.eq(org.0));
+    }
+    let mut flagged = 0;
+    for lease in due.all(&state.db).await? {
+        let txn = crate::db::begin_write(&state.db).await?;
+        let marked = Leases::update_many()
+            .col_expr(Column::OverdueAt, Expr::value(now))
+            .filter(Column::Id.eq(lease.id))
+            .filter(Column::RemovedAt.is_null())
+            .filter(Column::OverdueAt.is_null())
+            .exec(&txn)
+            .await?
+            .rows_affected;
+        if marked != 1 {
+            txn.rollback().await?;
+            continue;
+        }
+        audit::append(
+            &txn,
+            Entry::new(OrgId(lease.org_id), AuditAction::LeaseOverdue, actor)
+                .entity(ENTITY, lease.id)
+                .meta(json!({
+                    "device_id": lease.device_id,
+                    "cert_id": lease.cert_id,
+                    "thumbprint": lease.thumbprint,
+                    "expires_at": lease.expires_at,
+                    "grace_minutes": grace.num_minutes(),
+                })),
+        )
+        .await?;
+        let (job, created) = super::removal::request(
+            &txn,
+            &lease,
+            None,
+            actor,
+            Some("overdue: no removal reported".to_owned()),
+            None,
+        )
+        .await?;
+        txn.commit().await?;
+        if created {
+            state.job_hub.notify(job.device_id);
+        }
+        tracing::warn!(installation_id = %lease.id, device_id = %lease.device_id, remove_job_id = %job.id, "installation overdue: REMOVE job queued");
+        flagged += 1;
+    }
+    Ok(flagged)
+}
 
 /// The first `cleanup` (local time in `tz`) strictly after `at`.
 pub fn next_cleanup(at: DateTime<Utc>, cleanup: NaiveTime, tz: Tz) -> DateTime<Utc> {
@@ -155,6 +334,40 @@ mod tests {
         assert_eq!(
             expires_at(at, six_pm(), Sao_Paulo, 24, None).to_rfc3339(),
             "2026-11-01T21:00:00+00:00"
+        );
+    }
+
+    #[test]
+    fn overdue_only_past_the_grace_and_only_while_open() {
+        let at = sp("2026-11-23 10:00");
+        let lease = Lease {
+            id: uuid::Uuid::nil(),
+            org_id: 1,
+            device_id: uuid::Uuid::nil(),
+            cert_id: uuid::Uuid::nil(),
+            user_id: None,
+            job_id: uuid::Uuid::nil(),
+            thumbprint: "AB".repeat(20),
+            installed_at: at,
+            expires_at: sp("2026-11-23 18:00"),
+            removed_at: None,
+            removal_mode: None,
+            key_deleted: None,
+            created_at: at,
+            overdue_at: None,
+        };
+        let grace = Duration::minutes(15);
+        assert!(!lease.is_overdue(sp("2026-11-23 18:14"), grace));
+        assert!(lease.is_overdue(sp("2026-11-23 18:15"), grace));
+        let removed = Lease {
+            removed_at: Some(sp("2026-11-23 18:20")),
+            ..lease
+        };
+        assert!(!removed.is_overdue(sp("2026-11-24 09:00"), grace));
+        assert_eq!(RemovalMode::RemoveJob.as_str(), "remove_job");
+        assert_eq!(
+            RemovalMode::Cleanup(CleanupMode::Scheduled).as_str(),
+            "scheduled"
         );
     }
 

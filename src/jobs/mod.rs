@@ -6,7 +6,9 @@
 pub mod agent;
 pub mod api;
 pub mod hub;
+pub mod installations;
 pub mod lease;
+pub mod removal;
 mod state;
 
 use chrono::{DateTime, Duration, Utc};
@@ -94,72 +96,82 @@ pub async fn find<C: ConnectionTrait>(
         .ok_or_else(not_found)
 }
 
-/// A request to create.
+/// A job to create.
 #[derive(Debug, Clone)]
 pub struct NewJob {
     pub org: OrgId,
     pub job_type: JobType,
     pub cert_id: Uuid,
     pub device_id: Uuid,
-    pub requested_by: Uuid,
+    /// The user who asked; `None` when the server itself asks (an overdue lease).
+    pub requested_by: Option<Uuid>,
     pub reason: Option<String>,
     pub duration_minutes: Option<i32>,
-    /// The requester's `auto_approve_install_jobs`.
-    pub auto_approve: bool,
+    /// For a `REMOVE` job, the installation it ends.
+    pub lease_id: Option<Uuid>,
+    /// `Request`, `AutoApprove` (the requester's `auto_approve_install_jobs`) or
+    /// `RequestRemoval`.
+    pub event: Event,
+    pub actor: Actor,
     pub ip: Option<String>,
 }
 
-/// Inserts the job as `REQUESTED`, or `PENDING` when auto-approved, with its audit entries.
+/// Inserts the job in the status `new.event` leads to (`REQUESTED` or `PENDING`), with its
+/// audit entries; a `PENDING` job is announced to other server processes at COMMIT.
 pub async fn create<C: ConnectionTrait>(conn: &C, new: NewJob) -> Result<InstallJob, AppError> {
-    let event = if new.auto_approve {
-        Event::AutoApprove
-    } else {
-        Event::Request
-    };
-    let status = JobStatus::transition(None, event).map_err(conflict)?;
+    let status = JobStatus::transition(None, new.event).map_err(conflict)?;
     let now = Utc::now();
-    let approved = new.auto_approve.then_some(now);
+    let approved = status == JobStatus::Pending;
     let job = entity::ActiveModel {
         id: Set(Uuid::new_v4()),
         org_id: Set(new.org.0),
         job_type: Set(new.job_type.as_str().to_owned()),
         cert_id: Set(new.cert_id),
         device_id: Set(new.device_id),
-        requested_by_user_id: Set(Some(new.requested_by)),
-        approved_by_user_id: Set(new.auto_approve.then_some(new.requested_by)),
+        requested_by_user_id: Set(new.requested_by),
+        approved_by_user_id: Set(new.requested_by.filter(|_| approved)),
         status: Set(status.as_str().to_owned()),
         reason: Set(new.reason.clone()),
         duration_minutes: Set(new.duration_minutes),
-        approved_at: Set(approved),
+        approved_at: Set(approved.then_some(now)),
+        lease_id: Set(new.lease_id),
         created_at: Set(now),
         updated_at: Set(now),
         ..Default::default()
     }
     .insert(conn)
     .await?;
-    let actor = Actor::User(new.requested_by);
     let entry = |action| {
-        Entry::new(new.org, action, actor)
+        Entry::new(new.org, action, new.actor)
             .entity(ENTITY, job.id)
             .ip(new.ip.clone())
     };
+    let first = match new.event {
+        Event::RequestRemoval => AuditAction::RemoveRequested,
+        _ => AuditAction::InstallRequested,
+    };
     audit::append(
         conn,
-        entry(AuditAction::InstallRequested).meta(json!({
+        entry(first).meta(json!({
             "cert_id": job.cert_id,
             "device_id": job.device_id,
             "job_type": job.job_type,
             "duration_minutes": job.duration_minutes,
             "reason": job.reason,
+            "installation_id": job.lease_id,
         })),
     )
     .await?;
-    if new.auto_approve {
+    if new.event == Event::AutoApprove {
         audit::append(
             conn,
-            entry(Event::AutoApprove.audit_action()).meta(json!({"auto": true, "to": status})),
+            entry(Event::AutoApprove.audit_action(new.job_type))
+                .meta(json!({"auto": true, "to": status})),
         )
         .await?;
+    }
+    if approved {
+        hub::announce(conn, job.device_id).await?;
     }
     Ok(job)
 }
@@ -193,7 +205,7 @@ pub async fn apply<C: ConnectionTrait>(
             changes.push((Column::StartedAt, now.into()));
         }
         Event::Reclaim => changes.push((Column::ClaimedAt, now.into())),
-        Event::Request => {}
+        Event::Request | Event::RequestRemoval => {}
         Event::Deny
         | Event::Cancel
         | Event::Expire
@@ -222,12 +234,19 @@ pub async fn apply<C: ConnectionTrait>(
         m.insert("from".into(), json!(from));
         m.insert("to".into(), json!(to));
     }
+    if to == JobStatus::Pending {
+        hub::announce(conn, job.device_id).await?;
+    }
     audit::append(
         conn,
-        Entry::new(OrgId(job.org_id), event.audit_action(), actor)
-            .entity(ENTITY, job.id)
-            .meta(meta)
-            .ip(ip),
+        Entry::new(
+            OrgId(job.org_id),
+            event.audit_action(job.job_type()?),
+            actor,
+        )
+        .entity(ENTITY, job.id)
+        .meta(meta)
+        .ip(ip),
     )
     .await?;
     InstallJobs::find_by_id(job.id)
@@ -243,20 +262,23 @@ pub struct Sweep {
     pub expired: u64,
     /// `IN_PROGRESS` past the timeout, now `TIMEOUT`.
     pub reaped: u64,
+    /// Installations newly found overdue, each handed a `REMOVE` job.
+    pub overdue: u64,
 }
 
-/// Expires requests older than `request_ttl` and reaps jobs `IN_PROGRESS` for longer than
-/// `timeout`, in `org` or in every office. Each job moves in its own transaction, audited as
-/// done by `actor` (the system for the cron job); a job another writer moved meanwhile is
-/// skipped.
+/// Expires requests older than `request_ttl_hours`, reaps jobs `IN_PROGRESS` for longer than
+/// `timeout`, and flags overdue installations ([`lease::sweep_overdue`]), in `org` or in
+/// every office. Each job moves in its own transaction, audited as done by `actor` (the
+/// system for the cron job); a job another writer moved meanwhile is skipped.
 pub async fn sweep(
-    db: &DatabaseConnection,
+    state: &crate::startup::AppState,
     org: Option<OrgId>,
     actor: Actor,
     now: DateTime<Utc>,
-    request_ttl: Duration,
     timeout: Duration,
 ) -> Result<Sweep, AppError> {
+    let db = &state.db;
+    let request_ttl = Duration::hours(state.settings.request_ttl_hours);
     let stale = |status: JobStatus, column: Column, before: DateTime<Utc>| {
         let mut q = InstallJobs::find()
             .filter(Column::Status.eq(status.as_str()))
@@ -295,10 +317,12 @@ pub async fn sweep(
             done.reaped += 1;
         }
     }
+    done.overdue = lease::sweep_overdue(state, org, actor, now).await?;
     if done != Sweep::default() {
         tracing::info!(
             expired = done.expired,
             reaped = done.reaped,
+            overdue = done.overdue,
             "install jobs swept"
         );
     }

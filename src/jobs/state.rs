@@ -70,12 +70,15 @@ impl JobStatus {
             (None, E::Request) => S::Requested,
             // A user with `auto_approve_install_jobs`: requested and approved at once.
             (None, E::AutoApprove) => S::Pending,
+            // Ending a lease needs no approval: it only takes access away.
+            (None, E::RequestRemoval) => S::Pending,
             (Some(S::Requested), E::Approve) => S::Pending,
             (Some(S::Requested), E::Deny) => S::Denied,
             (Some(S::Requested), E::Expire) => S::Expired,
             (Some(S::Requested | S::Pending), E::Cancel) => S::Cancelled,
             (Some(S::Pending), E::Claim) => S::InProgress,
-            // The agent may claim again for a new payload token when the first one failed.
+            // The agent may claim again for a new payload token when the first one failed or
+            // its answer was lost.
             (Some(S::InProgress), E::Reclaim) => S::InProgress,
             (Some(S::InProgress), E::Done) => S::Done,
             (Some(S::InProgress), E::Failed) => S::Failed,
@@ -112,6 +115,8 @@ impl FromStr for JobStatus {
 pub enum Event {
     Request,
     AutoApprove,
+    /// The user, an ADMIN/DEV or the overdue-lease sweep ends an installation: a `REMOVE` job.
+    RequestRemoval,
     Approve,
     Deny,
     Cancel,
@@ -124,9 +129,10 @@ pub enum Event {
 }
 
 impl Event {
-    pub const ALL: [Event; 11] = [
+    pub const ALL: [Event; 12] = [
         Event::Request,
         Event::AutoApprove,
+        Event::RequestRemoval,
         Event::Approve,
         Event::Deny,
         Event::Cancel,
@@ -138,10 +144,24 @@ impl Event {
         Event::Timeout,
     ];
 
-    /// The audit entry the move writes (auto-approval also writes `INSTALL_REQUESTED` first).
-    pub fn audit_action(self) -> AuditAction {
+    /// The audit entry the move writes for a job of `job_type` (auto-approval also writes
+    /// `INSTALL_REQUESTED` first). A `REMOVE` job has its own names, so the seed's `INSTALL_*`
+    /// queries count installs only.
+    pub fn audit_action(self, job_type: JobType) -> AuditAction {
+        if job_type == JobType::Remove {
+            match self {
+                Event::RequestRemoval => return AuditAction::RemoveRequested,
+                Event::Claim | Event::Reclaim => return AuditAction::RemoveClaimed,
+                Event::Done => return AuditAction::RemoveDone,
+                Event::Failed => return AuditAction::RemoveFailed,
+                Event::Timeout => return AuditAction::RemoveTimeout,
+                Event::Cancel => return AuditAction::RemoveCancelled,
+                _ => {}
+            }
+        }
         match self {
             Event::Request => AuditAction::InstallRequested,
+            Event::RequestRemoval => AuditAction::RemoveRequested,
             Event::AutoApprove | Event::Approve => AuditAction::InstallApproved,
             Event::Deny => AuditAction::InstallDenied,
             Event::Cancel => AuditAction::InstallCancelled,
@@ -210,6 +230,7 @@ mod tests {
     const LEGAL: &[(Option<JobStatus>, Event, JobStatus)] = &[
         (None, E::Request, S::Requested),
         (None, E::AutoApprove, S::Pending),
+        (None, E::RequestRemoval, S::Pending),
         (Some(S::Requested), E::Approve, S::Pending),
         (Some(S::Requested), E::Deny, S::Denied),
         (Some(S::Requested), E::Expire, S::Expired),
@@ -240,7 +261,7 @@ mod tests {
                 checked += 1;
             }
         }
-        assert_eq!(checked, 10 * 11);
+        assert_eq!(checked, 10 * 12);
     }
 
     #[test]

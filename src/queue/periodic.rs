@@ -1,5 +1,4 @@
-//! Periodic jobs, driven by cron schedules in the office's timezone. Later capabilities add
-//! theirs here (18:00 lease checks).
+//! Periodic jobs, driven by cron schedules in the office's timezone.
 
 use std::str::FromStr;
 
@@ -17,7 +16,8 @@ pub enum Periodic {
     /// Daily at 06:00: certificates entering the 30/15/7-day or expired buckets.
     ExpiryCheck,
     /// Every 5 minutes: install requests past `request_ttl_hours` -> `EXPIRED`, jobs
-    /// `IN_PROGRESS` past `job_timeout_minutes` -> `TIMEOUT`.
+    /// `IN_PROGRESS` past `job_timeout_minutes` -> `TIMEOUT`, installations past their lease
+    /// and `lease_grace_minutes` -> overdue, with a `REMOVE` job.
     JobSweep,
 }
 
@@ -67,11 +67,10 @@ impl Periodic {
             }
             Periodic::JobSweep => {
                 crate::jobs::sweep(
-                    &state.db,
+                    state,
                     None,
                     crate::audit::Actor::System,
                     chrono::Utc::now(),
-                    chrono::Duration::hours(state.settings.request_ttl_hours),
                     chrono::Duration::minutes(state.settings.job_timeout_minutes),
                 )
                 .await?;

@@ -134,6 +134,25 @@ const MATRIX: &[Row] = &[
         None,
         [401, 403, 200, 200, 403],
     ),
+    // `{id}` of an installation route is a user's id: no such installation.
+    (
+        "get",
+        "/api/v1/installations",
+        None,
+        [401, 200, 200, 200, 403],
+    ),
+    (
+        "get",
+        "/api/v1/installations/{id}",
+        None,
+        [401, 404, 404, 404, 403],
+    ),
+    (
+        "post",
+        "/api/v1/installations/{id}/remove",
+        Some(r#"{"reason":"terminei"}"#),
+        [401, 404, 404, 404, 403],
+    ),
     (
         "post",
         "/api/v1/admin/devices",
@@ -153,6 +172,12 @@ const MATRIX: &[Row] = &[
         "get",
         "/api/v1/admin/devices/{id}",
         None,
+        [401, 403, 200, 200, 403],
+    ),
+    (
+        "patch",
+        "/api/v1/admin/devices/{id}",
+        Some(r#"{"hostname":"PC-RENOMEADO","owner_user_id":null}"#),
         [401, 403, 200, 200, 403],
     ),
     (

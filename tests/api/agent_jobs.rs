@@ -146,6 +146,60 @@ impl Office {
     }
 }
 
+impl Office {
+    /// A certificate installed on `device` for the VIEW: claim, payload, DONE. Returns the
+    /// installation's id and thumbprint.
+    async fn installed(&self, device: &Device) -> (String, String) {
+        let job = self.pending_job(device, None).await;
+        let (status, claim) = self.claim(device, &job).await;
+        assert_eq!(status, 200, "{claim}");
+        let (status, payload) = self.payload(device, &job, &token_of(&claim)).await;
+        assert_eq!(status, 200, "{payload}");
+        let thumbprint = payload["thumbprint"].as_str().unwrap().to_owned();
+        let (status, done) = self
+            .result(
+                device,
+                &job,
+                json!({"status": "DONE", "thumbprint": thumbprint}),
+            )
+            .await;
+        assert_eq!(status, 200, "{done}");
+        let (_, view) = self
+            .call(
+                "GET",
+                &format!("/api/v1/install-jobs/{job}"),
+                None,
+                &self.admin.access,
+            )
+            .await;
+        let installation = view["installation_id"].as_str().unwrap().to_owned();
+        (installation, thumbprint)
+    }
+
+    /// Long-polls as `device` while `act` runs 300 ms later; the jobs it got and how long after
+    /// `act` finished they arrived.
+    async fn poll_during<F: std::future::Future<Output = ()>>(
+        &self,
+        device: &Device,
+        act: F,
+    ) -> (Value, Duration) {
+        let poll = async {
+            let answer = self
+                .call("GET", "/api/v1/agent/jobs?wait=10", None, &device.jwt)
+                .await;
+            (answer, Instant::now())
+        };
+        let act = async {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            act.await;
+            Instant::now()
+        };
+        let (((status, list), answered), acted) = tokio::join!(poll, act);
+        assert_eq!(status, 200, "{list}");
+        (list, answered.saturating_duration_since(acted))
+    }
+}
+
 async fn office(db: &TestDb) -> Office {
     let root = db.dir().join("certificados");
     std::fs::create_dir_all(&root).unwrap();
@@ -196,8 +250,19 @@ fn time(v: &Value) -> DateTime<Utc> {
 
 on_both_databases! {
     async fn the_seed_walk_through_end_to_end(db: TestDb) {
+        // Seed S4: provision (admin API), auth, heartbeat.
         let o = office(&db).await;
         let pc = o.device("PC-01", true).await;
+        let (status, beat) = o.call("POST", "/api/v1/agent/heartbeat", Some(json!({"agent_version": "1.0.0"})), &pc.jwt).await;
+        assert_eq!(status, 200, "{beat}");
+        assert_eq!(beat["policy"]["cleanup_time"], "18:00");
+        assert_eq!(beat["policy"]["timezone"], "America/Sao_Paulo");
+        assert!((Utc::now() - time(&beat["server_time"])).num_seconds().abs() < 5);
+        let beats = db.scalar(&format!(
+            "SELECT COUNT(*) FROM devices WHERE last_heartbeat_at IS NOT NULL AND agent_version = '1.0.0' AND id = {}",
+            uuid_sql(&db, &pc.id)
+        )).await;
+        assert_eq!(beats, 1);
         let job = o.pending_job(&pc, Some(90)).await;
 
         // The agent sees its job.
@@ -207,6 +272,8 @@ on_both_databases! {
         assert_eq!(list["jobs"][0]["id"], job.as_str());
         assert_eq!(list["jobs"][0]["status"], "PENDING");
         assert_eq!(list["jobs"][0]["cert_name"], "EMPRESA X LTDA");
+        assert_eq!(list["jobs"][0]["job_type"], "INSTALL");
+        assert_eq!(list["jobs"][0]["thumbprint"].as_str().map(str::len), Some(40));
 
         // Claim: IN_PROGRESS with a 256-bit one-time token, stored hashed.
         let (status, claim) = o.claim(&pc, &job).await;
@@ -220,9 +287,9 @@ on_both_databases! {
         )).await;
         assert_eq!(stored, 0, "token in clear, or no started_at/claimed_at");
         assert_eq!(audits(&db, "INSTALL_CLAIMED").await, 1);
-        // While that token is live, claiming again is refused.
-        let (status, _) = o.claim(&pc, &job).await;
-        assert_eq!(status, 409);
+        // Right after a claim, while its token is live, claiming again is refused.
+        let (status, body) = o.claim(&pc, &job).await;
+        assert_eq!(status, 409, "{body}");
 
         // Wrong token: 403, audited with the reason.
         let (status, body) = o.payload(&pc, &job, "wrong").await;
@@ -266,6 +333,24 @@ on_both_databases! {
         assert_eq!(res.status(), 410);
         let expired = db.scalar("SELECT COUNT(*) FROM audit_log WHERE action = 'PAYLOAD_DENIED' AND meta_json LIKE '%token_expired%'").await;
         assert_eq!(expired, 1);
+
+        // An expired token is replaced at once; a live one once the claim is 10 s old (the
+        // agent lost the answer): the new token voids the old.
+        let (status, claim) = o.claim(&pc, &job).await;
+        assert_eq!(status, 200, "{claim}");
+        let t3 = token_of(&claim);
+        db.execute(&format!(
+            "UPDATE cert_install_jobs SET claimed_at = '{}' WHERE id = {}",
+            (Utc::now() - chrono::Duration::seconds(11)).to_rfc3339(),
+            uuid_sql(&db, &job)
+        )).await;
+        let (status, claim) = o.claim(&pc, &job).await;
+        assert_eq!(status, 200, "{claim}");
+        let t4 = token_of(&claim);
+        assert_ne!(t3, t4);
+        let (status, body) = o.payload(&pc, &job, &t3).await;
+        assert_eq!(status, 403, "the voided token: {body}");
+        assert_eq!(audits(&db, "INSTALL_CLAIMED").await, 4);
 
         // Past 5 payload requests a minute: 429, audited.
         let mut statuses = Vec::new();
@@ -340,11 +425,30 @@ on_both_databases! {
             let sql = format!("SELECT COUNT(*) FROM audit_log WHERE meta_json LIKE '%{}%'", probe.replace('\'', "''"));
             assert_eq!(db.scalar(&sql).await, 0, "{probe} in the audit log");
         }
-        for token in [&t1, &t2] {
+        for token in [&t1, &t2, &t3, &t4] {
             assert!(!logs.contains(token.as_str()));
             let sql = format!("SELECT COUNT(*) FROM audit_log WHERE meta_json LIKE '%{token}%'");
             assert_eq!(db.scalar(&sql).await, 0);
         }
+
+        // Seed S6: the reaper turns a job stuck IN_PROGRESS into TIMEOUT.
+        let stuck = o.pending_job(&pc, None).await;
+        let (status, _) = o.claim(&pc, &stuck).await;
+        assert_eq!(status, 200);
+        let (status, swept) = o.call("POST", "/api/v1/admin/jobs/reap?threshold_minutes=60", None, &o.admin.access).await;
+        assert_eq!((status, &swept["reaped"]), (200, &json!(0)), "{swept}");
+        db.execute(&format!(
+            "UPDATE cert_install_jobs SET started_at = '{}' WHERE id = {}",
+            (Utc::now() - chrono::Duration::minutes(61)).to_rfc3339(),
+            uuid_sql(&db, &stuck)
+        )).await;
+        let (status, swept) = o.call("POST", "/api/v1/admin/jobs/reap?threshold_minutes=60", None, &o.admin.access).await;
+        assert_eq!((status, &swept["reaped"]), (200, &json!(1)), "{swept}");
+        let (_, view) = o.call("GET", &format!("/api/v1/install-jobs/{stuck}"), None, &o.admin.access).await;
+        assert_eq!((view["status"].as_str(), view["error_code"].as_str()), (Some("TIMEOUT"), Some("TIMEOUT")));
+        assert_eq!(audits(&db, "INSTALL_TIMEOUT").await, 1);
+        let (status, body) = o.result(&pc, &stuck, json!({"status": "DONE", "thumbprint": thumbprint})).await;
+        assert_eq!(status, 409, "a reaped job takes no result: {body}");
     }
 
     async fn twenty_concurrent_claims_one_wins(db: TestDb) {
@@ -531,4 +635,215 @@ on_both_databases! {
         let (_, list) = o.call("GET", "/api/v1/agent/jobs?wait=2", None, &b.jwt).await;
         assert_eq!(list["jobs"][0]["id"], job.as_str());
     }
+
+    async fn a_user_ends_an_installation_early_through_a_remove_job(db: TestDb) {
+        let o = office(&db).await;
+        let pc = o.device("PC-01", true).await;
+        let (installation, thumbprint) = o.installed(&pc).await;
+        let (status, page) = o.call("GET", "/api/v1/installations", None, &o.view.access).await;
+        assert_eq!(status, 200, "{page}");
+        assert_eq!(page["total"], 1);
+        assert_eq!(page["items"][0]["id"], installation.as_str());
+        assert_eq!(page["items"][0]["overdue"], false);
+        assert_eq!(page["items"][0]["device"]["hostname"], "PC-01");
+
+        // Another VIEW neither sees nor ends it.
+        let other = o.app.onboard(&db, "outra@escritorio.com.br", "VIEW", PW).await;
+        let (_, page) = o.call("GET", "/api/v1/installations", None, &other.access).await;
+        assert_eq!(page["total"], 0);
+        let remove = format!("/api/v1/installations/{installation}/remove");
+        let (status, _) = o.call("POST", &remove, Some(json!({})), &other.access).await;
+        assert_eq!(status, 404);
+
+        // The requester ends it: a PENDING REMOVE job that wakes the device's long-poll.
+        let mut removal = String::new();
+        let (list, latency) = o.poll_during(&pc, async {
+            let (status, job) = o.call("POST", &remove, Some(json!({"reason": "terminei"})), &o.view.access).await;
+            assert_eq!(status, 201, "{job}");
+            assert_eq!((job["job_type"].as_str(), job["status"].as_str()), (Some("REMOVE"), Some("PENDING")));
+            assert_eq!(job["installation_id"], installation.as_str());
+            removal = job["id"].as_str().unwrap().to_owned();
+        }).await;
+        eprintln!("{:?}: remove request -> long-poll response: {latency:?}", db.backend);
+        assert!(latency < Duration::from_secs(1), "{latency:?}");
+        assert_eq!(list["jobs"].as_array().unwrap().len(), 1, "{list}");
+        let job = &list["jobs"][0];
+        assert_eq!(job["id"], removal.as_str());
+        assert_eq!(job["job_type"], "REMOVE");
+        assert_eq!(job["thumbprint"], thumbprint.as_str());
+        assert_eq!(job["installation_id"], installation.as_str());
+        // Asking again gives the same job.
+        let (status, again) = o.call("POST", &remove, None, &o.admin.access).await;
+        assert_eq!((status, again["id"].as_str()), (200, Some(removal.as_str())));
+
+        // The agent claims it (no payload token: nothing to download) and reports it.
+        let (status, claim) = o.claim(&pc, &removal).await;
+        assert_eq!(status, 200, "{claim}");
+        assert_eq!(claim["job_type"], "REMOVE");
+        assert!(claim.get("payload_token").is_none(), "{claim}");
+        let (status, _) = o.claim(&pc, &removal).await;
+        assert_eq!(status, 409);
+        let (status, body) = o.payload(&pc, &removal, "anything").await;
+        assert_eq!(status, 409, "{body}");
+        let (status, done) = o.result(&pc, &removal, json!({"status": "DONE", "thumbprint": thumbprint, "key_deleted": true})).await;
+        assert_eq!(status, 200, "{done}");
+        assert_eq!(done["status"], "DONE");
+        assert_eq!(done["lease_expires_at"], Value::Null);
+        let (_, view) = o.call("GET", &format!("/api/v1/installations/{installation}"), None, &o.view.access).await;
+        assert_eq!(view["removal_mode"], "remove_job");
+        assert_eq!(view["key_deleted"], true);
+        assert!(view["removed_at"].is_string(), "{view}");
+        assert_eq!(view["removal_job"]["status"], "DONE");
+        for action in ["REMOVE_REQUESTED", "REMOVE_CLAIMED", "REMOVE_DONE", "CERT_REMOVED_18H"] {
+            assert_eq!(audits(&db, action).await, 1, "{action}");
+        }
+        assert_eq!(audits(&db, "INSTALL_DONE").await, 1, "a removal is not an install");
+        let (_, device) = o.call("GET", &format!("/api/v1/admin/devices/{}", pc.id), None, &o.admin.access).await;
+        assert_eq!(device["installed"], json!([]));
+        let (_, jobs) = o.call("GET", "/api/v1/install-jobs?job_type=remove", None, &o.view.access).await;
+        assert_eq!(jobs["total"], 1, "{jobs}");
+
+        // Once removed, there is nothing left to end; a second result is a duplicate.
+        let (status, _) = o.call("POST", &remove, None, &o.view.access).await;
+        assert_eq!(status, 409);
+        let (status, _) = o.result(&pc, &removal, json!({"status": "DONE"})).await;
+        assert_eq!(status, 409);
+
+        // A removal the agent reports through the daily cleanup cancels a waiting REMOVE job.
+        let (installation, thumbprint) = o.installed(&pc).await;
+        let (status, job) = o.call("POST", &format!("/api/v1/installations/{installation}/remove"), None, &o.admin.access).await;
+        assert_eq!(status, 201, "{job}");
+        let removal = job["id"].as_str().unwrap().to_owned();
+        let cleanup = json!({"mode": "scheduled", "removed": [{"thumbprint": thumbprint, "key_deleted": true}]});
+        let (status, body) = o.call("POST", "/api/v1/agent/cleanup", Some(cleanup), &pc.jwt).await;
+        assert_eq!((status, body), (200, json!({"closed": 1})));
+        let (_, job) = o.call("GET", &format!("/api/v1/install-jobs/{removal}"), None, &o.admin.access).await;
+        assert_eq!(job["status"], "CANCELLED");
+        assert_eq!(audits(&db, "REMOVE_CANCELLED").await, 1);
+        let (_, list) = o.call("GET", "/api/v1/agent/jobs", None, &pc.jwt).await;
+        assert_eq!(list["jobs"], json!([]));
+        assert_audit_chain(&db);
+    }
+
+    async fn an_overdue_installation_is_flagged_once_and_removed(db: TestDb) {
+        let o = office(&db).await;
+        let pc = o.device("PC-01", true).await;
+        let (installation, thumbprint) = o.installed(&pc).await;
+        let (_, page) = o.call("GET", "/api/v1/installations?state=overdue", None, &o.admin.access).await;
+        assert_eq!(page["total"], 0);
+
+        // The lease ended an hour ago and the agent never reported the removal.
+        db.execute(&format!(
+            "UPDATE installations SET expires_at = '{}' WHERE id = {}",
+            (Utc::now() - chrono::Duration::hours(1)).to_rfc3339(),
+            uuid_sql(&db, &installation)
+        )).await;
+        let (_, page) = o.call("GET", "/api/v1/installations?state=overdue", None, &o.admin.access).await;
+        assert_eq!(page["total"], 1, "{page}");
+        assert_eq!(page["items"][0]["overdue"], true);
+        assert_eq!(page["items"][0]["overdue_at"], Value::Null);
+
+        // The sweep flags it once and hands the device a REMOVE job, waking its long-poll.
+        let (list, latency) = o.poll_during(&pc, async {
+            let (status, swept) = o.call("POST", "/api/v1/admin/jobs/reap", None, &o.admin.access).await;
+            assert_eq!((status, swept), (200, json!({"reaped": 0, "expired": 0, "overdue": 1})));
+        }).await;
+        assert!(latency < Duration::from_secs(1), "{latency:?}");
+        assert_eq!(list["jobs"][0]["job_type"], "REMOVE", "{list}");
+        assert_eq!(list["jobs"][0]["thumbprint"], thumbprint.as_str());
+        let (_, swept) = o.call("POST", "/api/v1/admin/jobs/reap", None, &o.admin.access).await;
+        assert_eq!(swept["overdue"], 0);
+        assert_eq!(audits(&db, "LEASE_OVERDUE").await, 1);
+        let (_, page) = o.call("GET", "/api/v1/installations?state=overdue", None, &o.admin.access).await;
+        assert!(page["items"][0]["overdue_at"].is_string(), "{page}");
+        assert_eq!(page["items"][0]["removal_job"]["status"], "PENDING");
+        let (_, device) = o.call("GET", &format!("/api/v1/admin/devices/{}", pc.id), None, &o.admin.access).await;
+        assert!(device["installed"][0]["overdue_at"].is_string(), "{device}");
+        // Requested by the server, not by a user.
+        let removal = list["jobs"][0]["id"].as_str().unwrap().to_owned();
+        let (_, job) = o.call("GET", &format!("/api/v1/install-jobs/{removal}"), None, &o.admin.access).await;
+        assert_eq!(job["requested_by"], Value::Null, "{job}");
+
+        let (status, _) = o.claim(&pc, &removal).await;
+        assert_eq!(status, 200);
+        let (status, done) = o.result(&pc, &removal, json!({"status": "DONE", "key_deleted": true})).await;
+        assert_eq!((status, done["status"].as_str()), (200, Some("DONE")), "{done}");
+        let (_, page) = o.call("GET", "/api/v1/installations?state=overdue", None, &o.admin.access).await;
+        assert_eq!(page["total"], 0);
+        let (_, page) = o.call("GET", "/api/v1/installations?state=removed", None, &o.admin.access).await;
+        assert_eq!(page["total"], 1);
+        let (status, _) = o.call("GET", "/api/v1/installations?state=gone", None, &o.admin.access).await;
+        assert_eq!(status, 400);
+        assert_audit_chain(&db);
+    }
+}
+
+/// `certhub audit verify` passes: every audit row above is in an unbroken chain.
+fn assert_audit_chain(db: &TestDb) {
+    let out = db.run(&["audit", "verify"]);
+    assert!(out.status.success(), "{out:?}");
+}
+
+/// Two server processes on one PostgreSQL database: an approval on one wakes a long-poll held
+/// by the other (LISTEN/NOTIFY), well under a second, also after the listening connections
+/// were killed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_approval_wakes_a_long_poll_held_by_another_server_process() {
+    let Some(db) = TestDb::new(Backend::Postgres).await else {
+        return;
+    };
+    let o = office(&db).await;
+    let pc = o.device("PC-01", true).await;
+    let job = o.requested_job(&pc, None).await;
+    let second = spawn_app(&db).await;
+    let mut latencies = Vec::new();
+    for round in 0..4 {
+        let job = if round == 0 {
+            job.clone()
+        } else {
+            o.requested_job(&pc, None).await
+        };
+        if round == 3 {
+            // Both processes lose their LISTEN connection; they reconnect and carry on.
+            let killed = db.scalar("SELECT COUNT(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'LISTEN%') AS t").await;
+            assert_eq!(killed, 2, "one LISTEN connection per process");
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+        let poll = async {
+            let res = second
+                .client
+                .get(second.url("/api/v1/agent/jobs?wait=10"))
+                .bearer_auth(&pc.jwt)
+                .send()
+                .await
+                .unwrap();
+            let status = res.status().as_u16();
+            let list: Value = res.json().await.unwrap();
+            (status, list, Instant::now())
+        };
+        let approve = async {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            o.approve(&job).await;
+            Instant::now()
+        };
+        let ((status, list, answered), approved) = tokio::join!(poll, approve);
+        assert_eq!(status, 200, "{list}");
+        assert_eq!(list["jobs"][0]["id"], job.as_str(), "{list}");
+        latencies.push(answered.saturating_duration_since(approved));
+        // Out of the way for the next round.
+        let (status, _) = o
+            .call(
+                "POST",
+                &format!("/api/v1/install-jobs/{job}/cancel"),
+                None,
+                &o.admin.access,
+            )
+            .await;
+        assert_eq!(status, 200);
+    }
+    eprintln!("approve on process A -> long-poll answered by process B: {latencies:?}");
+    assert!(
+        latencies.iter().all(|l| *l < Duration::from_secs(1)),
+        "{latencies:?}"
+    );
 }

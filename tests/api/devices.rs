@@ -170,6 +170,11 @@ on_both_databases! {
         let unknown = auth(&app, &uuid::Uuid::new_v4().to_string(), &d.token, None).await;
         assert_eq!(unknown.status(), 401);
         assert_eq!(unknown.json::<Value>().await.unwrap(), wrong);
+        // Both are audited with the real reason, for the admins' eyes only.
+        for reason in ["wrong_token", "unknown_device"] {
+            let sql = format!("SELECT COUNT(*) FROM audit_log WHERE action = 'DEVICE_AUTH_FAILED' AND meta_json LIKE '%{reason}%'");
+            assert_eq!(db.scalar(&sql).await, 1, "{reason}");
+        }
 
         // Users on agent routes, devices on user routes: 403.
         assert_eq!(heartbeat(&app, &admin.access).await.status(), 403);
@@ -325,5 +330,60 @@ on_both_databases! {
         // Still working: nothing above changed the device.
         assert_eq!(auth(&app, &d.id, &d.token, None).await.status(), 200);
         assert_eq!(db.scalar("SELECT COUNT(*) FROM audit_log WHERE action IN ('DEVICE_TOKEN_ROTATED', 'DEVICE_BLOCKED', 'DEVICE_UNBLOCKED')").await, 0);
+    }
+
+    async fn an_admin_renames_a_device_and_changes_its_owner(db: TestDb) {
+        let root = db.dir().join("certificados");
+        std::fs::create_dir_all(&root).unwrap();
+        std::fs::write(root.join("EMPRESA X LTDA Senha 1234.pfx"), fixture("ecnpj-aes.pfx")).unwrap();
+        ingest(&db, &root, &[]);
+        let app = spawn_app(&db).await;
+        let admin = app.onboard(&db, "admin@escritorio.com.br", "ADMIN", PW).await;
+        let maria = app.onboard(&db, "maria@escritorio.com.br", "VIEW", PW).await;
+        let joao = app.onboard(&db, "joao@escritorio.com.br", "VIEW", PW).await;
+        let maria_id = app.send("GET", "/api/v1/auth/me", None, Some(&maria.access), None).await.json::<Value>().await.unwrap()["id"].clone();
+        let catalogue: Value = app.send("GET", "/api/v1/certificados", None, Some(&maria.access), None).await.json().await.unwrap();
+        let cert = catalogue["items"][0]["id"].as_str().unwrap().to_owned();
+        let d = provision(&app, &admin.access, pc()).await;
+        let patch = |body: Value, token: String| {
+            let (app, path) = (&app, format!("/api/v1/admin/devices/{}", d.id));
+            async move { app.send("PATCH", &path, Some(body), Some(&token), None).await }
+        };
+        let request = |token: String| {
+            let (app, path) = (&app, format!("/api/v1/certificados/{cert}/install"));
+            let body = json!({"device_id": d.id});
+            async move { app.send("POST", &path, Some(body), Some(&token), None).await.status().as_u16() }
+        };
+
+        // Maria's PC: only she (and ADMIN/DEV) may send certificates to it.
+        let res = patch(json!({"hostname": " PC-MARIA ", "owner_user_id": maria_id}), admin.access.clone()).await;
+        assert_eq!(res.status(), 200);
+        let device: Value = res.json().await.unwrap();
+        assert_eq!(device["hostname"], "PC-MARIA");
+        assert_eq!(device["owner"]["email"], "maria@escritorio.com.br");
+        assert_eq!(request(joao.access.clone()).await, 403);
+        assert_eq!(request(maria.access.clone()).await, 201);
+        let updated = db.scalar("SELECT COUNT(*) FROM audit_log WHERE action = 'DEVICE_UPDATED' AND meta_json LIKE '%PC-MARIA%'").await;
+        assert_eq!(updated, 1);
+
+        // Sending the same values changes and audits nothing; null clears the owner.
+        let res = patch(json!({"hostname": "PC-MARIA"}), admin.access.clone()).await;
+        assert_eq!(res.status(), 200);
+        assert_eq!(db.scalar("SELECT COUNT(*) FROM audit_log WHERE action = 'DEVICE_UPDATED'").await, 1);
+        let res = patch(json!({"owner_user_id": null}), admin.access.clone()).await;
+        let device: Value = res.json().await.unwrap();
+        assert!(device["owner"].is_null(), "{device}");
+        assert_eq!(device["hostname"], "PC-MARIA", "an absent field is left alone");
+        assert_eq!(request(joao.access.clone()).await, 201);
+
+        // Bad input and callers.
+        for body in [json!({"hostname": "  "}), json!({"owner_user_id": uuid::Uuid::new_v4()})] {
+            assert_eq!(patch(body, admin.access.clone()).await.status(), 422);
+        }
+        assert_eq!(patch(json!({"hostname": "X", "extra": 1}), admin.access.clone()).await.status(), 400);
+        assert_eq!(patch(json!({"hostname": "X"}), maria.access.clone()).await.status(), 403);
+        let res = app.send("PATCH", &format!("/api/v1/admin/devices/{}", uuid::Uuid::new_v4()), Some(json!({"hostname": "X"})), Some(&admin.access), None).await;
+        assert_eq!(res.status(), 404);
+        assert!(db.run(&["audit", "verify"]).status.success());
     }
 }

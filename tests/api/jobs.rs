@@ -202,7 +202,7 @@ on_both_databases! {
         assert_eq!((job["reason"].as_str(), job["duration_minutes"].as_i64()), (Some("SPED fiscal"), Some(90)));
         let mut keys: Vec<&str> = job.as_object().unwrap().keys().map(String::as_str).collect();
         keys.sort_unstable();
-        assert_eq!(keys, ["approved_at", "approved_by", "cert", "created_at", "decision_reason", "device", "duration_minutes", "error_code", "error_message", "finished_at", "id", "job_type", "reason", "requested_by", "started_at", "status", "thumbprint"]);
+        assert_eq!(keys, ["approved_at", "approved_by", "cert", "created_at", "decision_reason", "device", "duration_minutes", "error_code", "error_message", "finished_at", "id", "installation_id", "job_type", "reason", "requested_by", "started_at", "status", "thumbprint"]);
         let id = job["id"].as_str().unwrap().to_owned();
         assert_eq!(audits(&db, "INSTALL_REQUESTED").await, 1);
 
@@ -347,9 +347,9 @@ on_both_databases! {
         assert_eq!(call(app, "POST", "/api/v1/admin/jobs/reap?threshold_minutes=0", None, &o.admin.access).await.0, 422);
         // Another office's reaper leaves this office alone.
         let (status, swept) = call(app, "POST", reap, None, &o.outsider.access).await;
-        assert_eq!((status, swept), (200, json!({"reaped": 0, "expired": 0})));
+        assert_eq!((status, swept), (200, json!({"reaped": 0, "expired": 0, "overdue": 0})));
         let (status, swept) = call(app, "POST", reap, None, &o.admin.access).await;
-        assert_eq!((status, swept), (200, json!({"reaped": 1, "expired": 1})));
+        assert_eq!((status, swept), (200, json!({"reaped": 1, "expired": 1, "overdue": 0})));
 
         let admin = o.admin.access.as_str();
         let get = |id: String| async move {
@@ -366,9 +366,9 @@ on_both_databases! {
         assert_eq!((audits(&db, "INSTALL_EXPIRED").await, audits(&db, "INSTALL_TIMEOUT").await), (1, 1));
         // An expired request can no longer be approved; a second sweep finds nothing.
         assert_eq!(call(app, "POST", &format!("/api/v1/install-jobs/{old}/approve"), Some(json!({})), &o.admin.access).await.0, 409);
-        assert_eq!(call(app, "POST", reap, None, &o.admin.access).await.1, json!({"reaped": 0, "expired": 0}));
+        assert_eq!(call(app, "POST", reap, None, &o.admin.access).await.1, json!({"reaped": 0, "expired": 0, "overdue": 0}));
         // The default threshold is job_timeout_minutes (60): the running job stays.
-        assert_eq!(call(app, "POST", "/api/v1/admin/jobs/reap", None, &o.admin.access).await.1, json!({"reaped": 0, "expired": 0}));
+        assert_eq!(call(app, "POST", "/api/v1/admin/jobs/reap", None, &o.admin.access).await.1, json!({"reaped": 0, "expired": 0, "overdue": 0}));
         assert!(db.run(&["audit", "verify"]).status.success());
     }
 }

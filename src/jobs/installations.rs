@@ -1,0 +1,237 @@
+//! Installations as users see them: which certificate is on which PC until when, which are
+//! overdue, and ending one now (`POST /api/v1/installations/{id}/remove`, a `REMOVE` job).
+
+use actix_web::{HttpResponse, web};
+use chrono::{DateTime, Duration, Utc};
+use sea_orm::entity::prelude::*;
+use sea_orm::{Condition, PaginatorTrait, QueryOrder, QuerySelect};
+use serde::{Deserialize, Serialize};
+
+use super::api::{DeviceRef, Named, Names};
+use super::lease::{self, Column, Lease, Leases};
+use super::{InstallJobs, JobStatus, JobType};
+use crate::audit::Actor;
+use crate::http::AppError;
+use crate::http::auth::AuthUser;
+use crate::http::paging::Paging;
+use crate::startup::AppState;
+
+/// A `REMOVE` job of an installation.
+#[derive(Debug, Clone, Serialize)]
+pub struct RemovalRef {
+    pub id: Uuid,
+    pub status: JobStatus,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct InstallationView {
+    pub id: Uuid,
+    pub device: DeviceRef,
+    pub cert: Named,
+    /// Who asked for the install.
+    pub user: Option<Named>,
+    /// The install job that opened it.
+    pub job_id: Uuid,
+    pub thumbprint: String,
+    pub installed_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub removed_at: Option<DateTime<Utc>>,
+    pub removal_mode: Option<String>,
+    pub key_deleted: Option<bool>,
+    /// Still open `lease_grace_minutes` past `expires_at`: the agent owes a removal report.
+    pub overdue: bool,
+    /// When the sweep flagged it (audited `LEASE_OVERDUE`, `REMOVE` job queued).
+    pub overdue_at: Option<DateTime<Utc>>,
+    /// The newest `REMOVE` job, if any.
+    pub removal_job: Option<RemovalRef>,
+}
+
+async fn views<C: ConnectionTrait>(
+    db: &C,
+    leases: Vec<Lease>,
+    grace: Duration,
+) -> Result<Vec<InstallationView>, AppError> {
+    let names = Names::load(
+        db,
+        leases.iter().map(|l| l.cert_id),
+        leases.iter().map(|l| l.device_id),
+        leases.iter().filter_map(|l| l.user_id),
+    )
+    .await?;
+    let mut removals: std::collections::HashMap<Uuid, RemovalRef> = InstallJobs::find()
+        .filter(super::Column::JobType.eq(JobType::Remove.as_str()))
+        .filter(super::Column::LeaseId.is_in(leases.iter().map(|l| l.id)))
+        .order_by_asc(super::Column::CreatedAt)
+        .all(db)
+        .await?
+        .into_iter()
+        .filter_map(|j| {
+            let status = j.status().ok()?;
+            Some((j.lease_id?, RemovalRef { id: j.id, status }))
+        })
+        .collect();
+    let now = Utc::now();
+    Ok(leases
+        .into_iter()
+        .map(|l| InstallationView {
+            overdue: l.is_overdue(now, grace),
+            removal_job: removals.remove(&l.id),
+            device: names.device(l.device_id),
+            cert: names.cert(l.cert_id),
+            user: names.user(l.user_id),
+            id: l.id,
+            job_id: l.job_id,
+            thumbprint: l.thumbprint,
+            installed_at: l.installed_at,
+            expires_at: l.expires_at,
+            removed_at: l.removed_at,
+            removal_mode: l.removal_mode,
+            key_deleted: l.key_deleted,
+            overdue_at: l.overdue_at,
+        })
+        .collect())
+}
+
+fn grace(state: &AppState) -> Duration {
+    Duration::minutes(state.settings.agent.lease_grace_minutes)
+}
+
+/// An installation of the user's office that the user may see: ADMIN/DEV every one, a VIEW
+/// those of their own requests.
+async fn visible<C: ConnectionTrait>(db: &C, user: &AuthUser, id: Uuid) -> Result<Lease, AppError> {
+    let lease = lease::find(db, user.org, id).await?;
+    if user.is_admin() || lease.user_id == Some(user.user.id) {
+        Ok(lease)
+    } else {
+        Err(AppError::NotFound(
+            "no such installation in this office".into(),
+        ))
+    }
+}
+
+/// Which installations a listing shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StateFilter {
+    /// Not removed yet (the default).
+    Open,
+    /// Not removed `lease_grace_minutes` past the lease's end.
+    Overdue,
+    Removed,
+    All,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    state: Option<StateFilter>,
+    device_id: Option<Uuid>,
+    user_id: Option<Uuid>,
+    page: Option<i64>,
+    page_size: Option<i64>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct InstallationPage {
+    pub total: u64,
+    pub page: u64,
+    pub page_size: u64,
+    pub items: Vec<InstallationView>,
+}
+
+/// `GET /api/v1/installations?state=open|overdue|removed|all&device_id=&user_id=&page=&page_size=`:
+/// the office's installations (a VIEW: those of their own requests), newest first.
+pub async fn list(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    query: web::Query<ListQuery>,
+) -> Result<HttpResponse, AppError> {
+    let q = query.into_inner();
+    let Paging { page, page_size } = Paging::parse(q.page, q.page_size)?;
+    let mut cond = Condition::all().add(Column::OrgId.eq(user.org.0));
+    match q.state.unwrap_or(StateFilter::Open) {
+        StateFilter::Open => cond = cond.add(Column::RemovedAt.is_null()),
+        StateFilter::Overdue => {
+            cond = cond
+                .add(Column::RemovedAt.is_null())
+                .add(Column::ExpiresAt.lte(Utc::now() - grace(&state)))
+        }
+        StateFilter::Removed => cond = cond.add(Column::RemovedAt.is_not_null()),
+        StateFilter::All => {}
+    }
+    if let Some(d) = q.device_id {
+        cond = cond.add(Column::DeviceId.eq(d));
+    }
+    if let Some(u) = q.user_id {
+        cond = cond.add(Column::UserId.eq(u));
+    }
+    if !user.is_admin() {
+        cond = cond.add(Column::UserId.eq(user.user.id));
+    }
+    let select = Leases::find().filter(cond);
+    let total = select.clone().count(&state.db).await?;
+    let leases = select
+        .order_by_desc(Column::InstalledAt)
+        .order_by_asc(Column::Id)
+        .limit(page_size)
+        .offset((page - 1).saturating_mul(page_size))
+        .all(&state.db)
+        .await?;
+    Ok(HttpResponse::Ok().json(InstallationPage {
+        total,
+        page,
+        page_size,
+        items: views(&state.db, leases, grace(&state)).await?,
+    }))
+}
+
+/// `GET /api/v1/installations/{id}`
+pub async fn get(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    path: web::Path<Uuid>,
+) -> Result<HttpResponse, AppError> {
+    let lease = visible(&state.db, &user, path.into_inner()).await?;
+    let mut v = views(&state.db, vec![lease], grace(&state)).await?;
+    let view = v
+        .pop()
+        .ok_or_else(|| AppError::Internal("installation view missing".into()))?;
+    Ok(HttpResponse::Ok().json(view))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RemoveBody {
+    reason: Option<String>,
+}
+
+/// `POST /api/v1/installations/{id}/remove {reason?}` (the user who asked for the install, or
+/// ADMIN/DEV): a `PENDING` `REMOVE` job for the device, delivered through its long-poll; 201,
+/// or 200 with the one already open. A removed installation is 409.
+pub async fn remove(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    path: web::Path<Uuid>,
+    body: Option<web::Json<RemoveBody>>,
+) -> Result<HttpResponse, AppError> {
+    let reason = super::api::reason_of(body.and_then(|b| b.into_inner().reason), "reason")?;
+    let txn = crate::db::begin_write(&state.db).await?;
+    let lease = visible(&txn, &user, path.into_inner()).await?;
+    let (job, created) = super::removal::request(
+        &txn,
+        &lease,
+        Some(user.user.id),
+        Actor::User(user.user.id),
+        reason,
+        user.ip.clone(),
+    )
+    .await?;
+    let view = super::api::view(&txn, job).await?;
+    txn.commit().await?;
+    if created {
+        super::api::wake_if_pending(&state, &view);
+        Ok(HttpResponse::Created().json(view))
+    } else {
+        Ok(HttpResponse::Ok().json(view))
+    }
+}
