@@ -212,9 +212,9 @@ pub async fn remove(
     state: web::Data<AppState>,
     user: AuthUser,
     path: web::Path<Uuid>,
-    body: Option<web::Json<RemoveBody>>,
+    body: web::Json<RemoveBody>,
 ) -> Result<HttpResponse, AppError> {
-    let reason = super::api::reason_of(body.and_then(|b| b.into_inner().reason), "reason")?;
+    let reason = super::api::reason_of(body.into_inner().reason, "reason")?;
     let txn = crate::db::begin_write(&state.db).await?;
     let lease = visible(&txn, &user, path.into_inner()).await?;
     let (job, created) = super::removal::request(

@@ -136,7 +136,7 @@ pub async fn close<C: ConnectionTrait>(
         .await?;
     for job in waiting {
         let meta = json!({"reason": "the certificate was removed meanwhile", "removal_mode": mode.as_str()});
-        super::apply(
+        match super::apply(
             conn,
             &job,
             Event::Cancel,
@@ -145,7 +145,12 @@ pub async fn close<C: ConnectionTrait>(
             Vec::new(),
             meta,
         )
-        .await?;
+        .await
+        {
+            // Claimed meanwhile: the agent will find nothing to remove and report it.
+            Ok(_) | Err(AppError::Conflict(_)) => {}
+            Err(e) => return Err(e),
+        }
     }
     Ok(true)
 }

@@ -654,6 +654,9 @@ on_both_databases! {
         let remove = format!("/api/v1/installations/{installation}/remove");
         let (status, _) = o.call("POST", &remove, Some(json!({})), &other.access).await;
         assert_eq!(status, 404);
+        let res = o.app.client.post(o.app.url(&remove)).bearer_auth(&o.view.access)
+            .header("content-type", "application/json").body("{\"reason\": ").send().await.unwrap();
+        assert_eq!(res.status(), 400);
 
         // The requester ends it: a PENDING REMOVE job that wakes the device's long-poll.
         let mut removal = String::new();
@@ -673,7 +676,7 @@ on_both_databases! {
         assert_eq!(job["thumbprint"], thumbprint.as_str());
         assert_eq!(job["installation_id"], installation.as_str());
         // Asking again gives the same job.
-        let (status, again) = o.call("POST", &remove, None, &o.admin.access).await;
+        let (status, again) = o.call("POST", &remove, Some(json!({})), &o.admin.access).await;
         assert_eq!((status, again["id"].as_str()), (200, Some(removal.as_str())));
 
         // The agent claims it (no payload token: nothing to download) and reports it.
@@ -704,14 +707,14 @@ on_both_databases! {
         assert_eq!(jobs["total"], 1, "{jobs}");
 
         // Once removed, there is nothing left to end; a second result is a duplicate.
-        let (status, _) = o.call("POST", &remove, None, &o.view.access).await;
+        let (status, _) = o.call("POST", &remove, Some(json!({})), &o.view.access).await;
         assert_eq!(status, 409);
         let (status, _) = o.result(&pc, &removal, json!({"status": "DONE"})).await;
         assert_eq!(status, 409);
 
         // A removal the agent reports through the daily cleanup cancels a waiting REMOVE job.
         let (installation, thumbprint) = o.installed(&pc).await;
-        let (status, job) = o.call("POST", &format!("/api/v1/installations/{installation}/remove"), None, &o.admin.access).await;
+        let (status, job) = o.call("POST", &format!("/api/v1/installations/{installation}/remove"), Some(json!({})), &o.admin.access).await;
         assert_eq!(status, 201, "{job}");
         let removal = job["id"].as_str().unwrap().to_owned();
         let cleanup = json!({"mode": "scheduled", "removed": [{"thumbprint": thumbprint, "key_deleted": true}]});
