@@ -16,7 +16,7 @@ use super::pkcs12::CertificateInfo;
 use crate::domain::OrgId;
 use crate::http::AppError;
 use crate::http::auth::AuthUser;
-use crate::http::paging::Paging;
+use crate::http::paging::{Page, Paging};
 use crate::startup::AppState;
 
 /// Folds text for searching: lower case, accents dropped ("JOSÉ" → "jose", "Ç" → "c"),
@@ -152,8 +152,7 @@ pub struct Listing {
     pub search: Search,
     pub status: StatusFilter,
     pub within: Duration,
-    pub page: u64,
-    pub page_size: u64,
+    pub paging: Paging,
 }
 
 impl TryFrom<ListQuery> for Listing {
@@ -166,13 +165,11 @@ impl TryFrom<ListQuery> for Listing {
                 "within_days: between 1 and 365".into(),
             ));
         }
-        let Paging { page, page_size } = Paging::parse(q.page, q.page_size)?;
         Ok(Self {
             search: Search::parse(q.q.as_deref().unwrap_or_default())?,
             status: q.status,
             within: Duration::days(within_days),
-            page,
-            page_size,
+            paging: Paging::parse(q.page, q.page_size)?,
         })
     }
 }
@@ -283,14 +280,8 @@ impl From<Listed> for CertificateView {
     }
 }
 
-#[derive(Debug, Serialize)]
-pub struct CataloguePage {
-    /// Matching certificates on every page.
-    pub total: u64,
-    pub page: u64,
-    pub page_size: u64,
-    pub items: Vec<CertificateView>,
-}
+/// One page of the catalogue: certificates by name.
+pub type CataloguePage = Page<CertificateView>;
 
 /// One page of the office's catalogue.
 pub async fn find_page<C: ConnectionTrait>(
@@ -304,20 +295,15 @@ pub async fn find_page<C: ConnectionTrait>(
     let items = select
         .order_by_asc(Column::Name)
         .order_by_asc(Column::Id)
-        .limit(listing.page_size)
-        .offset((listing.page - 1).saturating_mul(listing.page_size))
+        .limit(listing.paging.page_size)
+        .offset(listing.paging.offset())
         .into_partial_model::<Listed>()
         .all(db)
         .await?
         .into_iter()
         .map(CertificateView::from)
         .collect();
-    Ok(CataloguePage {
-        total,
-        page: listing.page,
-        page_size: listing.page_size,
-        items,
-    })
+    Ok(listing.paging.page(total, items))
 }
 
 /// One certificate of the office; `NotFound` for another office's.
@@ -413,13 +399,13 @@ mod tests {
     fn listing_defaults_and_bounds() {
         let l = query("").unwrap();
         assert_eq!(
-            (l.status, l.page, l.page_size),
+            (l.status, l.paging.page, l.paging.page_size),
             (StatusFilter::Available, 1, 50)
         );
         assert_eq!(l.within, Duration::days(30));
         let l = query("status=expiring&within_days=7&page=2&page_size=200").unwrap();
         assert_eq!(
-            (l.status, l.page, l.page_size),
+            (l.status, l.paging.page, l.paging.page_size),
             (StatusFilter::Expiring, 2, 200)
         );
         for bad in [

@@ -137,6 +137,20 @@ fn optional_text(field: &str, value: Option<String>) -> Result<Option<String>, A
     Ok(value)
 }
 
+/// A device's owner must be a user of its office.
+async fn check_owner<C: ConnectionTrait>(
+    conn: &C,
+    org: OrgId,
+    owner: Uuid,
+) -> Result<(), AppError> {
+    Users::find_by_id(owner)
+        .filter(user::entity::Column::OrgId.eq(org.0))
+        .one(conn)
+        .await?
+        .map(|_| ())
+        .ok_or_else(|| AppError::Validation("owner_user_id: no such user in this office".into()))
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateBody {
@@ -167,13 +181,7 @@ pub async fn create(
     let agent_version = optional_text("agent_version", body.agent_version)?;
     let txn = crate::db::begin_write(&state.db).await?;
     if let Some(owner) = body.owner_user_id {
-        Users::find_by_id(owner)
-            .filter(user::entity::Column::OrgId.eq(admin.org.0))
-            .one(&txn)
-            .await?
-            .ok_or_else(|| {
-                AppError::Validation("owner_user_id: no such user in this office".into())
-            })?;
+        check_owner(&txn, admin.org, owner).await?;
     }
     let now = Utc::now();
     let creds = FreshCredentials::generate(now);
@@ -320,13 +328,7 @@ pub async fn patch(
     let txn = crate::db::begin_write(&state.db).await?;
     let device = find_in_org(&txn, admin.org, path.into_inner()).await?;
     if let Some(Some(owner)) = body.owner_user_id {
-        Users::find_by_id(owner)
-            .filter(user::entity::Column::OrgId.eq(admin.org.0))
-            .one(&txn)
-            .await?
-            .ok_or_else(|| {
-                AppError::Validation("owner_user_id: no such user in this office".into())
-            })?;
+        check_owner(&txn, admin.org, owner).await?;
     }
     let mut active = super::entity::ActiveModel {
         id: Set(device.id),

@@ -1,6 +1,19 @@
-//! `page` / `page_size` query parameters, parsed once for every listing.
+//! `page` / `page_size` query parameters, parsed once for every listing, and the one shape of
+//! a page in every answer.
+
+use sea_orm::{ConnectionTrait, DbErr, EntityTrait, PaginatorTrait, QuerySelect, Select};
+use serde::Serialize;
 
 use super::AppError;
+
+/// One page of a listing: `total` counts the matches on every page.
+#[derive(Debug, Serialize)]
+pub struct Page<T> {
+    pub total: u64,
+    pub page: u64,
+    pub page_size: u64,
+    pub items: Vec<T>,
+}
 
 pub const DEFAULT_PAGE_SIZE: u64 = 50;
 pub const MAX_PAGE_SIZE: u64 = 200;
@@ -35,6 +48,37 @@ impl Paging {
             }
         };
         Ok(Self { page, page_size })
+    }
+
+    /// Rows to skip before this page.
+    pub fn offset(self) -> u64 {
+        (self.page - 1).saturating_mul(self.page_size)
+    }
+
+    /// This page of `select` (ordered by the caller), and how many rows match in all.
+    pub async fn fetch<E, C>(self, db: &C, select: Select<E>) -> Result<(u64, Vec<E::Model>), DbErr>
+    where
+        E: EntityTrait,
+        E::Model: Sync,
+        C: ConnectionTrait,
+    {
+        let total = select.clone().count(db).await?;
+        let rows = select
+            .limit(self.page_size)
+            .offset(self.offset())
+            .all(db)
+            .await?;
+        Ok((total, rows))
+    }
+
+    /// `items` as this page of `total` matches.
+    pub fn page<T>(self, total: u64, items: Vec<T>) -> Page<T> {
+        Page {
+            total,
+            page: self.page,
+            page_size: self.page_size,
+            items,
+        }
     }
 }
 

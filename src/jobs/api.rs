@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use actix_web::{HttpResponse, web};
 use chrono::{DateTime, Duration, Utc};
 use sea_orm::entity::prelude::*;
-use sea_orm::{Condition, DerivePartialModel, PaginatorTrait, QueryOrder, QuerySelect};
+use sea_orm::{Condition, DerivePartialModel, QueryOrder, QuerySelect};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -447,14 +447,6 @@ pub struct ListQuery {
     page_size: Option<i64>,
 }
 
-#[derive(Debug, Serialize)]
-pub struct JobPage {
-    pub total: u64,
-    pub page: u64,
-    pub page_size: u64,
-    pub items: Vec<JobView>,
-}
-
 /// `GET /api/v1/install-jobs?status=&job_type=&user_id=&device_id=&page=&page_size=`: the
 /// office's jobs, newest first; a VIEW sees only their own requests.
 pub async fn list(
@@ -463,7 +455,7 @@ pub async fn list(
     query: web::Query<ListQuery>,
 ) -> Result<HttpResponse, AppError> {
     let q = query.into_inner();
-    let Paging { page, page_size } = Paging::parse(q.page, q.page_size)?;
+    let paging = Paging::parse(q.page, q.page_size)?;
     let mut cond = Condition::all().add(Column::OrgId.eq(user.org.0));
     if let Some(raw) = q.status.as_deref().filter(|s| !s.trim().is_empty()) {
         let status: JobStatus = raw
@@ -488,21 +480,12 @@ pub async fn list(
     if !user.is_admin() {
         cond = cond.add(Column::RequestedByUserId.eq(user.user.id));
     }
-    let select = InstallJobs::find().filter(cond);
-    let total = select.clone().count(&state.db).await?;
-    let jobs = select
+    let select = InstallJobs::find()
+        .filter(cond)
         .order_by_desc(Column::CreatedAt)
-        .order_by_asc(Column::Id)
-        .limit(page_size)
-        .offset((page - 1).saturating_mul(page_size))
-        .all(&state.db)
-        .await?;
-    Ok(HttpResponse::Ok().json(JobPage {
-        total,
-        page,
-        page_size,
-        items: views(&state.db, jobs).await?,
-    }))
+        .order_by_asc(Column::Id);
+    let (total, jobs) = paging.fetch(&state.db, select).await?;
+    Ok(HttpResponse::Ok().json(paging.page(total, views(&state.db, jobs).await?)))
 }
 
 #[derive(Debug, Deserialize)]

@@ -4,7 +4,7 @@
 use actix_web::{HttpResponse, web};
 use chrono::{DateTime, Duration, Utc};
 use sea_orm::entity::prelude::*;
-use sea_orm::{Condition, PaginatorTrait, QueryOrder, QuerySelect};
+use sea_orm::{Condition, QueryOrder};
 use serde::{Deserialize, Serialize};
 
 use super::api::{DeviceRef, Named, Names};
@@ -131,14 +131,6 @@ pub struct ListQuery {
     page_size: Option<i64>,
 }
 
-#[derive(Debug, Serialize)]
-pub struct InstallationPage {
-    pub total: u64,
-    pub page: u64,
-    pub page_size: u64,
-    pub items: Vec<InstallationView>,
-}
-
 /// `GET /api/v1/installations?state=open|overdue|removed|all&device_id=&user_id=&page=&page_size=`:
 /// the office's installations (a VIEW: those of their own requests), newest first.
 pub async fn list(
@@ -147,7 +139,7 @@ pub async fn list(
     query: web::Query<ListQuery>,
 ) -> Result<HttpResponse, AppError> {
     let q = query.into_inner();
-    let Paging { page, page_size } = Paging::parse(q.page, q.page_size)?;
+    let paging = Paging::parse(q.page, q.page_size)?;
     let mut cond = Condition::all().add(Column::OrgId.eq(user.org.0));
     match q.state.unwrap_or(StateFilter::Open) {
         StateFilter::Open => cond = cond.add(Column::RemovedAt.is_null()),
@@ -168,21 +160,13 @@ pub async fn list(
     if !user.is_admin() {
         cond = cond.add(Column::UserId.eq(user.user.id));
     }
-    let select = Leases::find().filter(cond);
-    let total = select.clone().count(&state.db).await?;
-    let leases = select
+    let select = Leases::find()
+        .filter(cond)
         .order_by_desc(Column::InstalledAt)
-        .order_by_asc(Column::Id)
-        .limit(page_size)
-        .offset((page - 1).saturating_mul(page_size))
-        .all(&state.db)
-        .await?;
-    Ok(HttpResponse::Ok().json(InstallationPage {
-        total,
-        page,
-        page_size,
-        items: views(&state.db, leases, grace(&state)).await?,
-    }))
+        .order_by_asc(Column::Id);
+    let (total, leases) = paging.fetch(&state.db, select).await?;
+    let items = views(&state.db, leases, grace(&state)).await?;
+    Ok(HttpResponse::Ok().json(paging.page(total, items)))
 }
 
 /// `GET /api/v1/installations/{id}`
