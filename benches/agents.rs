@@ -215,6 +215,16 @@ fn cpu_use(a: Cpu, b: Cpu, wall: Duration) -> String {
     )
 }
 
+/// The soft "Max open files" limit of a process.
+fn fd_limit(pid: u32) -> String {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap_or_default();
+    limits
+        .lines()
+        .find_map(|l| l.strip_prefix("Max open files"))
+        .and_then(|v| v.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "?".into())
+}
+
 fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .unwrap_or_default()
@@ -711,6 +721,7 @@ async fn bench(label: &str, dir: &Path, url: &str, cfg: &Config, client: &reqwes
     let early_answers = sh.empty_polls.lock().unwrap().len();
     let rss_held = proc_status(pid, "VmRSS:");
     let fds_held = open_fds(pid);
+    let fds_allowed = fd_limit(pid);
     let threads = proc_status(pid, "Threads:");
 
     // The approvals, at a steady pace, whatever the server's answer time.
@@ -868,9 +879,15 @@ async fn bench(label: &str, dir: &Path, url: &str, cfg: &Config, client: &reqwes
         requesting.as_secs_f64()
     );
     println!(
-        "long-polls held            {in_flight_held} of {n} (all sent {:.1} s after the first, ramp {:.1} s; {early_answers} answered early); server: {fds_held} open fds, {threads} threads",
+        "long-polls held            {in_flight_held} of {n} (all sent {:.1} s after the first, ramp {:.1} s; {early_answers} answered early); server: {fds_held} open fds (limit {}), {threads} threads{}",
         all_sent.as_secs_f64(),
-        cfg.ramp.as_secs_f64()
+        cfg.ramp.as_secs_f64(),
+        fds_allowed,
+        if fds_held < n {
+            "; FEWER SERVER FDS THAN AGENTS: some long-polls wait unaccepted in the listen backlog"
+        } else {
+            ""
+        }
     );
     println!(
         "approve -> agent notified  {}  goal p95 < 1 s: {}",
