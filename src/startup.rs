@@ -200,8 +200,51 @@ async fn shutdown_signal() {
     }
 }
 
+/// Lifts the soft open-files limit to the hard one and returns it: every agent's long-poll
+/// holds a socket, and a common default soft limit (1,024) stalls the server at about 1,000
+/// agents ("Too many open files", `docs/benchmarks.md`).
+#[cfg(unix)]
+fn raise_open_files_limit() -> Option<u64> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read and write the struct passed by reference.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return None;
+        }
+        if limit.rlim_cur < limit.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: limit.rlim_max,
+                rlim_max: limit.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                limit = raised;
+            }
+        }
+    }
+    Some(limit.rlim_cur)
+}
+
+#[cfg(not(unix))]
+fn raise_open_files_limit() -> Option<u64> {
+    None
+}
+
+/// Below this many open files, warn: each agent holds one, plus the database and the folder.
+const FEW_OPEN_FILES: u64 = 4096;
+
 /// `certhub serve`: runs until SIGTERM / Ctrl-C, then shuts down in order.
 pub async fn serve(settings: Settings) -> Result<(), StartError> {
+    match raise_open_files_limit() {
+        Some(n) if n < FEW_OPEN_FILES => tracing::warn!(
+            open_files = n,
+            "the open-files limit caps the agents this server can hold (one socket each); raise it (LimitNOFILE=65536 under systemd)"
+        ),
+        Some(n) => tracing::debug!(open_files = n, "open-files limit"),
+        None => {}
+    }
     let state = prepare(settings).await?;
     let settings = state.settings.clone();
     let tls = settings.tls.as_ref().map(tls_config).transpose()?;

@@ -14,6 +14,7 @@ mod devices;
 mod durability;
 mod health;
 mod jobs;
+mod limits;
 mod master_key;
 mod openapi;
 mod portal;
