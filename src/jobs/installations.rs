@@ -103,9 +103,7 @@ async fn visible<C: ConnectionTrait>(db: &C, user: &AuthUser, id: Uuid) -> Resul
     if user.is_admin() || lease.user_id == Some(user.user.id) {
         Ok(lease)
     } else {
-        Err(AppError::NotFound(
-            "no such installation in this office".into(),
-        ))
+        Err(lease::not_found())
     }
 }
 

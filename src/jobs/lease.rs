@@ -79,13 +79,17 @@ impl RemovalMode {
     }
 }
 
+pub fn not_found() -> AppError {
+    AppError::NotFound("no such installation in this office".into())
+}
+
 /// The installation `id` of office `org`; another office's is "not found", like a missing one.
 pub async fn find<C: ConnectionTrait>(conn: &C, org: OrgId, id: Uuid) -> Result<Lease, AppError> {
     Leases::find_by_id(id)
         .filter(Column::OrgId.eq(org.0))
         .one(conn)
         .await?
-        .ok_or_else(|| AppError::NotFound("no such installation in this office".into()))
+        .ok_or_else(not_found)
 }
 
 /// Closes `lease` on `conn` (the caller's transaction) unless something closed it first:
