@@ -49,17 +49,51 @@ pub fn sqlite_options(path: &std::path::Path) -> SqliteConnectOptions {
         .foreign_keys(true)
 }
 
+/// Creates the data directory readable by the server's user only (0700). An existing one is
+/// left as the operator set it.
+pub fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(dir)
+}
+
+/// Creates the SQLite file (and its WAL and shared-memory companions, which SQLite gives the
+/// database file's mode) readable by the server's user only (0600) before SQLite opens it.
+pub fn create_private_file(path: &std::path::Path) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 /// Opens the pool (creating the SQLite file and its folder when needed). Does not migrate.
 pub async fn connect(settings: &Settings) -> Result<DatabaseConnection, ConnectError> {
     let url = settings.database.redacted();
     match &settings.database {
         DatabaseUrl::Sqlite { path } => {
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir).map_err(|source| ConnectError::DataDir {
+                create_private_dir(dir).map_err(|source| ConnectError::DataDir {
                     path: dir.display().to_string(),
                     source,
                 })?;
             }
+            create_private_file(path).map_err(|source| ConnectError::DataDir {
+                path: path.display().to_string(),
+                source,
+            })?;
             let pool = SqlitePoolOptions::new()
                 .max_connections(settings.database_max_connections)
                 .acquire_timeout(ACQUIRE_TIMEOUT)

@@ -26,6 +26,12 @@ pub enum Role {
 }
 
 impl Role {
+    /// Whether a user of this role may administer an account of role `target` (change it,
+    /// issue its password-set link): only a DEV may act on a DEV.
+    pub fn may_administer(self, target: Role) -> bool {
+        target != Role::Dev || self == Role::Dev
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Role::Dev => "DEV",

@@ -54,3 +54,18 @@ pub async fn ensure<C: ConnectionTrait>(
         .await?
         .ok_or_else(|| DbErr::RecordNotFound(format!("organization {id}")))
 }
+
+/// Serialises decisions about the office's accounts (such as "the last active ADMIN") until the
+/// end of the caller's transaction. SQLite's write transactions are serial already; PostgreSQL
+/// locks the office's row.
+pub async fn lock<C: sea_orm::ConnectionTrait>(conn: &C, org: i64) -> Result<(), sea_orm::DbErr> {
+    if conn.get_database_backend() == sea_orm::DbBackend::Postgres {
+        conn.execute_raw(sea_orm::Statement::from_sql_and_values(
+            sea_orm::DbBackend::Postgres,
+            "SELECT id FROM organizations WHERE id = $1 FOR UPDATE",
+            [org.into()],
+        ))
+        .await?;
+    }
+    Ok(())
+}

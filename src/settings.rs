@@ -123,6 +123,11 @@ pub struct Settings {
     pub master_key: Option<SecretString>,
     pub master_key_file: PathBuf,
     pub tls: Option<TlsSettings>,
+    /// Reverse proxies whose `X-Forwarded-For`/`-Proto` are believed.
+    pub trusted_proxies: Vec<crate::http::proxy::Cidr>,
+    /// Cookies carry `Secure` (and the CSRF cookie the `__Host-` prefix): by default when
+    /// `public_url` is `https://`, which is how users reach the server behind a TLS proxy.
+    pub cookie_secure: bool,
     pub log_level: String,
     pub log_format: LogFormat,
     pub dev_mode: bool,
@@ -190,6 +195,8 @@ const KEYS: &[(&str, Kind)] = &[
     ("master_key_file", Kind::Str),
     ("tls_cert_file", Kind::Str),
     ("tls_key_file", Kind::Str),
+    ("trusted_proxies", Kind::Str),
+    ("cookie_secure", Kind::Bool),
     ("log_level", Kind::Str),
     ("log_format", Kind::Str),
     ("dev_mode", Kind::Bool),
@@ -237,6 +244,8 @@ struct RawSettings {
     master_key_file: Option<PathBuf>,
     tls_cert_file: Option<PathBuf>,
     tls_key_file: Option<PathBuf>,
+    trusted_proxies: Option<String>,
+    cookie_secure: Option<bool>,
     log_level: Option<String>,
     log_format: Option<LogFormat>,
     dev_mode: Option<bool>,
@@ -410,6 +419,12 @@ impl Settings {
                 format!("{scheme}://localhost:{}", listen.port())
             }
         };
+        let trusted_proxies =
+            crate::http::proxy::parse_list(raw.trusted_proxies.as_deref().unwrap_or(""))
+                .map_err(|why| bad("trusted_proxies", why))?;
+        let cookie_secure = raw
+            .cookie_secure
+            .unwrap_or(tls.is_some() || public_url.starts_with("https://"));
         let log_level = raw.log_level.unwrap_or_else(|| "info".into());
         if tracing_subscriber::EnvFilter::try_new(&log_level).is_err() {
             return Err(bad(
@@ -529,6 +544,8 @@ impl Settings {
                 .filter(|k| !k.is_empty())
                 .map(SecretString::new),
             tls,
+            trusted_proxies,
+            cookie_secure,
             log_level,
             log_format: raw.log_format.unwrap_or(LogFormat::Text),
             dev_mode: raw.dev_mode.unwrap_or(false),

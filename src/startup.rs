@@ -12,6 +12,7 @@ use crate::accounts::access_token::AccessTokens;
 use crate::crypto::MasterKey;
 use crate::crypto::keystore::{self, KeySource};
 use crate::domain::OrgId;
+use crate::http::throttle::Throttle;
 use crate::http::{AppError, api, middleware};
 use crate::queue::{self, Queue};
 use crate::settings::Settings;
@@ -26,11 +27,11 @@ pub struct AppState {
     pub org_name: String,
     pub tokens: Arc<AccessTokens>,
     /// Login attempts per client IP (the per-account lockout lives in the database).
-    pub login_limiter: Arc<governor::DefaultKeyedRateLimiter<std::net::IpAddr>>,
+    pub login_limiter: Arc<Throttle<std::net::IpAddr>>,
     /// `/agent/auth` and `/agent/enroll` calls per device and per client IP.
     pub device_auth_limits: Arc<crate::devices::agent::AuthLimits>,
     /// Payload downloads per device (seed S6: 5 a minute).
-    pub payload_limiter: Arc<governor::DefaultKeyedRateLimiter<uuid::Uuid>>,
+    pub payload_limiter: Arc<Throttle<uuid::Uuid>>,
     /// While the database has no user: the hash of the first-access link's token (memory only).
     pub setup_token: Arc<std::sync::Mutex<Option<crate::crypto::TokenHash>>>,
     /// Wakes a device's long-poll (`GET /api/v1/agent/jobs?wait=N`) once a job for it is
@@ -107,15 +108,35 @@ pub async fn prepare(settings: Settings) -> Result<AppState, StartError> {
             settings.agent.device_auth_per_minute,
         )),
         payload_limiter: Arc::new(crate::jobs::agent::payload_limiter()),
-        login_limiter: Arc::new(governor::RateLimiter::keyed(governor::Quota::per_minute(
-            per_minute,
-        ))),
+        login_limiter: Arc::new(Throttle::per_minute(per_minute.get())),
         setup_token: Arc::new(std::sync::Mutex::new(None)),
         job_hub: Arc::new(crate::jobs::hub::JobHub::new()),
         settings: Arc::new(settings),
         master_key: Arc::new(master_key),
         queue,
     })
+}
+
+/// How often the keyed rate limiters forget idle keys.
+const LIMITER_PRUNE_EVERY: Duration = Duration::from_secs(60);
+
+/// Keeps the keyed rate limiters' memory bounded: keys are chosen by clients (IPs, device
+/// ids), so idle ones are forgotten every minute.
+async fn prune_limiters(state: AppState) {
+    let mut every = tokio::time::interval(LIMITER_PRUNE_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        let unaudited = state.login_limiter.prune()
+            + state.payload_limiter.prune()
+            + state.device_auth_limits.prune();
+        if unaudited > 0 {
+            tracing::warn!(
+                refused = unaudited,
+                "rate-limited requests answered from memory since their run's audit row"
+            );
+        }
+    }
 }
 
 fn tls_config(tls: &crate::settings::TlsSettings) -> Result<rustls::ServerConfig, StartError> {
@@ -333,6 +354,7 @@ pub async fn serve(settings: Settings) -> Result<(), StartError> {
         )),
         crate::settings::DatabaseUrl::Sqlite { .. } => None,
     };
+    let limiter_pruning = tokio::spawn(prune_limiters(state.clone()));
     let server = server.run();
     let http = server.handle();
     let server_task = tokio::spawn(server);
@@ -353,6 +375,7 @@ pub async fn serve(settings: Settings) -> Result<(), StartError> {
     http.stop(true).await;
     let _ = server_task.await;
     let _ = stop_tasks.send(true);
+    limiter_pruning.abort();
     let _ = watcher.await;
     if let Some(listener) = listener {
         let _ = listener.await;

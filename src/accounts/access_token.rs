@@ -31,6 +31,19 @@ pub struct Claims {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub iat_micros: Option<i64>,
     pub exp: i64,
+    /// A user token's login (refresh-session family): logout and a password change end it at
+    /// once, not when the token expires.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<Uuid>,
+    /// A device token's binding to the device token it was minted with (a prefix of its
+    /// stored hash): once the device is rotated, no token minted before works.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bind: Option<String>,
+}
+
+/// The binding of a DEVICE access token to the stored hash of the device token.
+pub fn device_binding(stored_hash: &str) -> &str {
+    &stored_hash[..stored_hash.len().min(16)]
 }
 
 impl Claims {
@@ -68,7 +81,15 @@ impl AccessTokens {
         self.device_ttl_secs
     }
 
-    fn issue(&self, sub: Uuid, org: OrgId, role: &str, kind: Subject) -> Result<String, AppError> {
+    fn issue(
+        &self,
+        sub: Uuid,
+        org: OrgId,
+        role: &str,
+        kind: Subject,
+        sid: Option<Uuid>,
+        bind: Option<String>,
+    ) -> Result<String, AppError> {
         let now = Utc::now();
         let ttl = match kind {
             Subject::User => self.ttl_secs,
@@ -82,17 +103,33 @@ impl AccessTokens {
             iat: now.timestamp(),
             iat_micros: Some(now.timestamp_micros()),
             exp: now.timestamp() + ttl,
+            sid,
+            bind,
         };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .map_err(|e| AppError::Internal(format!("signing access token: {e}")))
     }
 
-    pub fn issue_user(&self, id: Uuid, org: OrgId, role: Role) -> Result<String, AppError> {
-        self.issue(id, org, role.as_str(), Subject::User)
+    /// A user's token for the login (session family) `session`.
+    pub fn issue_user(
+        &self,
+        id: Uuid,
+        org: OrgId,
+        role: Role,
+        session: Uuid,
+    ) -> Result<String, AppError> {
+        self.issue(id, org, role.as_str(), Subject::User, Some(session), None)
     }
 
-    pub fn issue_device(&self, id: Uuid, org: OrgId) -> Result<String, AppError> {
-        self.issue(id, org, "DEVICE", Subject::Device)
+    /// A device's token, bound to the stored hash of the device token it presented.
+    pub fn issue_device(
+        &self,
+        id: Uuid,
+        org: OrgId,
+        device_token_hash: &str,
+    ) -> Result<String, AppError> {
+        let bind = device_binding(device_token_hash).to_owned();
+        self.issue(id, org, "DEVICE", Subject::Device, None, Some(bind))
     }
 
     /// Verifies signature and expiry; any failure is a plain 401.

@@ -132,7 +132,7 @@ pub async fn patch(
         .await?
         .ok_or_else(|| AppError::NotFound("no such user in this office".into()))?;
     let target_role = target.role()?;
-    if target_role == Role::Dev && admin.0.role != Role::Dev {
+    if !admin.0.role.may_administer(target_role) {
         return Err(AppError::Forbidden("only a DEV can change a DEV".into()));
     }
 
@@ -159,6 +159,8 @@ pub async fn patch(
     };
     let new_active = body.is_active.unwrap_or(target.is_active);
     if target.is_active && target_role == Role::Admin && (!new_active || new_role != Role::Admin) {
+        // Two admins demoting each other at once must not both see the other still active.
+        crate::organizations::lock(&txn, target.org_id).await?;
         let other_admins = Users::find()
             .filter(user::entity::Column::OrgId.eq(target.org_id))
             .filter(user::entity::Column::RoleGlobal.eq(Role::Admin.as_str()))
@@ -230,8 +232,30 @@ pub async fn patch(
     }
     active.updated_at = Set(Utc::now());
     let updated = Users::update(active).exec(&txn).await?;
-    if !updated.is_active {
+    let mut wake = Vec::new();
+    if !updated.is_active && target.is_active {
         session::revoke_all_for_user(&txn, updated.id).await?;
+        // Access ends with the account: waiting requests are cancelled and what is installed
+        // for this user is removed from the PCs.
+        let actor = Actor::User(admin.0.user.id);
+        crate::jobs::permission::cancel_open_installs(
+            &txn,
+            admin.0.org,
+            crate::jobs::permission::Whose::Requester(updated.id),
+            actor,
+            admin.0.ip.clone(),
+            "user_deactivated",
+        )
+        .await?;
+        wake = crate::jobs::permission::remove_installations_of(
+            &txn,
+            admin.0.org,
+            updated.id,
+            actor,
+            admin.0.ip.clone(),
+            "user_deactivated",
+        )
+        .await?;
     }
     audit::append(
         &txn,
@@ -246,5 +270,8 @@ pub async fn patch(
     )
     .await?;
     txn.commit().await?;
+    for device in wake {
+        state.job_hub.notify(device);
+    }
     Ok(HttpResponse::Ok().json(UserView::from(&updated)))
 }

@@ -15,7 +15,7 @@ use crate::audit::{self, Actor, AuditAction, Entry};
 use crate::crypto::TokenHash;
 use crate::domain::{Email, OrgId};
 use crate::http::AppError;
-use crate::http::auth::{AdminUser, AuthUser, bearer, client_ip};
+use crate::http::auth::{AdminUser, AuthUser, bearer, client_addr, client_ip};
 use crate::startup::AppState;
 
 pub const REFRESH_COOKIE: &str = "certhub_refresh";
@@ -50,7 +50,7 @@ fn refresh_cookie(state: &AppState, value: String) -> Cookie<'static> {
         .path(REFRESH_PATH)
         .http_only(true)
         .same_site(SameSite::Strict)
-        .secure(state.settings.tls.is_some())
+        .secure(state.settings.cookie_secure)
         .max_age(CookieDuration::days(state.settings.refresh_ttl_days))
         .finish()
 }
@@ -68,13 +68,13 @@ pub async fn attempt_login(
     req: &HttpRequest,
     email: &str,
     presented: String,
-) -> Result<(super::User, crate::crypto::Token), AppError> {
+) -> Result<(super::User, session::Login), AppError> {
     let ip = client_ip(req);
-    if let Some(ip_addr) = req.peer_addr().map(|a| a.ip())
-        && let Err(not_until) = state.login_limiter.check_key(&ip_addr)
+    if let Some(ip_addr) = client_addr(req)
+        && let Err(refused) = state.login_limiter.check(&ip_addr)
     {
         return Err(AppError::TooManyRequests {
-            retry_after_secs: crate::http::retry_after_secs(&not_until),
+            retry_after_secs: refused.retry_after_secs,
         });
     }
     let settings = &state.settings;
@@ -96,16 +96,20 @@ pub async fn attempt_login(
     };
     let audit_org = OrgId(user.as_ref().map(|u| u.org_id).unwrap_or(settings.org_id));
 
+    // The lockout check and the attempt's record are one step per account: concurrent
+    // guesses cannot all pass the check before any of them is counted.
+    let txn = crate::db::begin_write(&state.db).await?;
+    lockout::lock_account(&txn, &key).await?;
     if let Some(until) = lockout::locked_until(
-        &state.db,
+        &txn,
         &key,
         settings.lockout_threshold,
         settings.lockout_window_min,
     )
     .await?
     {
-        audit::record(
-            &state.db,
+        audit::append(
+            &txn,
             Entry::new(
                 audit_org,
                 AuditAction::LoginLocked,
@@ -115,10 +119,13 @@ pub async fn attempt_login(
             .ip(ip.clone()),
         )
         .await?;
+        txn.commit().await?;
         return Err(AppError::TooManyRequests {
             retry_after_secs: (until - Utc::now()).num_seconds().max(1) as u64,
         });
     }
+    let attempt = lockout::record(&txn, Some(audit_org.0), &key, ip.clone(), false).await?;
+    txn.commit().await?;
 
     let stored = user.as_ref().and_then(|u| u.password_hash.clone());
     let ok = web::block(move || password::verify(&presented, stored.as_deref(), cost))
@@ -128,7 +135,6 @@ pub async fn attempt_login(
 
     let txn = crate::db::begin_write(&state.db).await?;
     let Some(user) = active_user else {
-        lockout::record(&txn, Some(audit_org.0), &key, ip.clone(), false).await?;
         audit::append(
             &txn,
             Entry::new(audit_org, AuditAction::LoginFailed, Actor::System)
@@ -139,7 +145,7 @@ pub async fn attempt_login(
         txn.commit().await?;
         return Err(AppError::InvalidCredentials);
     };
-    lockout::record(&txn, Some(user.org_id), &key, ip.clone(), true).await?;
+    lockout::succeeded(&txn, attempt).await?;
     let refresh = session::start(
         &txn,
         user.org_id,
@@ -170,21 +176,22 @@ pub async fn login(
     body: web::Json<LoginBody>,
 ) -> Result<HttpResponse, AppError> {
     let LoginBody { email, password } = body.into_inner();
-    let (user, refresh) = attempt_login(&state, &req, &email, password).await?;
-    tokens_response(&state, &user, &refresh)
+    let (user, login) = attempt_login(&state, &req, &email, password).await?;
+    tokens_response(&state, &user, &login)
 }
 
 /// `{access_token}` for `user`, with `refresh` set as the HttpOnly cookie.
 fn tokens_response(
     state: &AppState,
     user: &super::User,
-    refresh: &crate::crypto::Token,
+    login: &session::Login,
 ) -> Result<HttpResponse, AppError> {
-    let access_token = state
-        .tokens
-        .issue_user(user.id, OrgId(user.org_id), user.role()?)?;
+    let access_token =
+        state
+            .tokens
+            .issue_user(user.id, OrgId(user.org_id), user.role()?, login.family)?;
     Ok(HttpResponse::Ok()
-        .cookie(refresh_cookie(state, refresh.expose().to_owned()))
+        .cookie(refresh_cookie(state, login.token.expose().to_owned()))
         .json(AccessTokenResponse {
             access_token,
             token_type: "bearer",
@@ -209,7 +216,7 @@ pub async fn refresh(
     )
     .await?;
     let (user_id, token) = match outcome {
-        Rotation::Rotated { user_id, token, .. } => (user_id, token),
+        Rotation::Rotated { user_id, login, .. } => (user_id, login),
         Rotation::ReuseDetected { user_id, org_id } => {
             audit::append(
                 &txn,
@@ -335,6 +342,24 @@ pub async fn password_set_init(
         .one(&state.db)
         .await?
         .ok_or_else(|| AppError::NotFound("no user with that e-mail in this office".into()))?;
+    if !admin.role.may_administer(target.role()?) {
+        // Setting a DEV's password would let an ADMIN log in as the DEV and grant itself DEV.
+        audit::record(
+            &state.db,
+            Entry::new(
+                admin.org,
+                AuditAction::PasswordSetDenied,
+                Actor::User(admin.user.id),
+            )
+            .entity("user", target.id)
+            .meta(json!({"reason": "target_is_dev"}))
+            .ip(admin.ip.clone()),
+        )
+        .await?;
+        return Err(AppError::Forbidden(
+            "only a DEV can issue a password link for a DEV".into(),
+        ));
+    }
     let txn = crate::db::begin_write(&state.db).await?;
     let link = password_set::issue(
         &txn,
@@ -415,6 +440,7 @@ pub async fn set_password_with_token(
         txn.rollback().await?;
         return Err(invalid());
     }
+    password_set::void_unused(&txn, target.id).await?;
     user::store_password(&txn, &target, password_hash, ip).await?;
     txn.commit().await?;
     Ok(())

@@ -28,14 +28,16 @@ pub mod entity {
 
 use entity::{Column, Entity as LoginAttempts};
 
+/// Records an attempt; returns its id. A login records its attempt as failed *before* the
+/// password is checked (see [`succeeded`]), so concurrent guesses all count.
 pub async fn record<C: ConnectionTrait>(
     conn: &C,
     org_id: Option<i64>,
     email: &str,
     ip: Option<String>,
     success: bool,
-) -> Result<(), DbErr> {
-    LoginAttempts::insert(entity::ActiveModel {
+) -> Result<i64, DbErr> {
+    let res = LoginAttempts::insert(entity::ActiveModel {
         org_id: Set(org_id),
         email: Set(email.to_owned()),
         ip: Set(ip),
@@ -43,8 +45,33 @@ pub async fn record<C: ConnectionTrait>(
         created_at: Set(Utc::now()),
         ..Default::default()
     })
-    .exec_without_returning(conn)
+    .exec(conn)
     .await?;
+    Ok(res.last_insert_id)
+}
+
+/// Marks a recorded attempt as successful (the password was right).
+pub async fn succeeded<C: ConnectionTrait>(conn: &C, attempt_id: i64) -> Result<(), DbErr> {
+    LoginAttempts::update_many()
+        .col_expr(Column::Success, sea_orm::sea_query::Expr::value(true))
+        .filter(Column::Id.eq(attempt_id))
+        .exec(conn)
+        .await?;
+    Ok(())
+}
+
+/// Serialises the lockout check and the attempt's record for one account until the end of the
+/// caller's write transaction. SQLite's write transactions are already serial; PostgreSQL takes
+/// a transaction-scoped advisory lock on the account's key.
+pub async fn lock_account<C: ConnectionTrait>(conn: &C, email: &str) -> Result<(), DbErr> {
+    if conn.get_database_backend() == sea_orm::DbBackend::Postgres {
+        conn.execute_raw(sea_orm::Statement::from_sql_and_values(
+            sea_orm::DbBackend::Postgres,
+            "SELECT pg_advisory_xact_lock(hashtextextended($1, 7411))",
+            [format!("login:{email}").into()],
+        ))
+        .await?;
+    }
     Ok(())
 }
 

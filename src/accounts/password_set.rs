@@ -44,7 +44,22 @@ pub struct PasswordSetLink {
 /// Path of the portal page that consumes the token.
 pub const PAGE: &str = "/definir-senha";
 
-/// Creates a token for `user` and audits `PASSWORD_SET_INITIATED` (without the token).
+/// Voids every unused link of `user`: only the newest link, or none once one was used, works.
+pub async fn void_unused<C: ConnectionTrait>(conn: &C, user_id: Uuid) -> Result<u64, DbErr> {
+    let res = entity::Entity::update_many()
+        .col_expr(
+            entity::Column::UsedAt,
+            sea_orm::sea_query::Expr::value(Utc::now()),
+        )
+        .filter(entity::Column::UserId.eq(user_id))
+        .filter(entity::Column::UsedAt.is_null())
+        .exec(conn)
+        .await?;
+    Ok(res.rows_affected)
+}
+
+/// Creates a token for `user` (voiding the earlier unused ones) and audits
+/// `PASSWORD_SET_INITIATED` (without the token).
 pub async fn issue<C: ConnectionTrait>(
     conn: &C,
     public_url: &str,
@@ -52,6 +67,7 @@ pub async fn issue<C: ConnectionTrait>(
     user: &User,
     actor: Actor,
 ) -> Result<PasswordSetLink, AppError> {
+    void_unused(conn, user.id).await?;
     let token = Token::generate();
     let now = Utc::now();
     let expires_at = now + Duration::hours(ttl_hours);

@@ -76,6 +76,12 @@ async fn insert<C: ConnectionTrait>(
     Ok(token)
 }
 
+/// A login's refresh token and its session family (which its access tokens name).
+pub struct Login {
+    pub token: Token,
+    pub family: Uuid,
+}
+
 /// Opens a new session family for a login.
 pub async fn start<C: ConnectionTrait>(
     conn: &C,
@@ -83,8 +89,31 @@ pub async fn start<C: ConnectionTrait>(
     user_id: Uuid,
     ttl_days: i64,
     origin: &Origin,
-) -> Result<Token, DbErr> {
-    insert(conn, org_id, user_id, Uuid::new_v4(), ttl_days, origin).await
+) -> Result<Login, DbErr> {
+    let family = Uuid::new_v4();
+    let token = insert(conn, org_id, user_id, family, ttl_days, origin).await?;
+    Ok(Login { token, family })
+}
+
+/// Whether the login `family` of `user_id` is still live (not logged out, revoked by a
+/// password change or deactivation, nor expired): one indexed read per request.
+pub async fn family_is_live<C: ConnectionTrait>(
+    conn: &C,
+    family: Uuid,
+    user_id: Uuid,
+) -> Result<bool, DbErr> {
+    use sea_orm::{PaginatorTrait, QuerySelect};
+    let live = Sessions::find()
+        .select_only()
+        .column(Column::Id)
+        .filter(Column::FamilyId.eq(family))
+        .filter(Column::UserId.eq(user_id))
+        .filter(Column::RevokedAt.is_null())
+        .filter(Column::ExpiresAt.gt(Utc::now()))
+        .limit(1)
+        .count(conn)
+        .await?;
+    Ok(live > 0)
 }
 
 /// Outcome of presenting a refresh token.
@@ -92,7 +121,7 @@ pub enum Rotation {
     Rotated {
         user_id: Uuid,
         org_id: i64,
-        token: Token,
+        login: Login,
     },
     /// A rotated token came back: the family is now revoked.
     ReuseDetected {
@@ -142,7 +171,10 @@ pub async fn rotate<C: ConnectionTrait>(
     Ok(Rotation::Rotated {
         user_id: row.user_id,
         org_id: row.org_id,
-        token,
+        login: Login {
+            token,
+            family: row.family_id,
+        },
     })
 }
 

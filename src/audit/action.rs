@@ -60,6 +60,7 @@ actions! {
     UserUpdated => "USER_UPDATED",
     PasswordSetInitiated => "PASSWORD_SET_INITIATED",
     PasswordSet => "PASSWORD_SET",
+    PasswordSetDenied => "PASSWORD_SET_DENIED",
     // devices
     DeviceProvisioned => "DEVICE_PROVISIONED",
     DeviceUpdated => "DEVICE_UPDATED",

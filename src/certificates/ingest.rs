@@ -354,6 +354,56 @@ fn dry_run_item(p: &Parsed) -> Item {
     item(&p.file.name.redacted, action, detail)
 }
 
+/// Why a file in the folder was not read.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadRefusal {
+    #[error("symbolic link")]
+    Symlink,
+    #[error("not a regular file")]
+    NotRegular,
+    #[error("larger than max_pfx_bytes ({0} bytes)")]
+    TooLarge(u64),
+    #[error("cannot read: {0}")]
+    Io(std::io::ErrorKind),
+}
+
+/// Reads a certificate file safely: the path is opened without following a symbolic link and
+/// without blocking (a FIFO), the *opened* handle must be a regular file, and at most
+/// `max + 1` bytes are read, so a file swapped after the folder scan (a link to `/dev/zero`,
+/// a pipe, a file still growing) cannot make the worker read forever.
+pub fn read_certificate_file(path: &Path, max: u64) -> Result<Vec<u8>, ReadRefusal> {
+    use std::io::Read;
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK);
+    }
+    let file = match options.open(path) {
+        Ok(f) => f,
+        #[cfg(unix)]
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => return Err(ReadRefusal::Symlink),
+        Err(e) => return Err(ReadRefusal::Io(e.kind())),
+    };
+    let meta = file.metadata().map_err(|e| ReadRefusal::Io(e.kind()))?;
+    if !meta.is_file() {
+        return Err(ReadRefusal::NotRegular);
+    }
+    if meta.len() > max {
+        return Err(ReadRefusal::TooLarge(max));
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.take(max + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| ReadRefusal::Io(e.kind()))?;
+    // It may have grown between the check and the read (a copy in progress).
+    if bytes.len() as u64 > max {
+        return Err(ReadRefusal::TooLarge(max));
+    }
+    Ok(bytes)
+}
+
 /// Reads one file and, unless it is unchanged, opens it with the candidate passwords.
 async fn prepare(
     state: &AppState,
@@ -365,28 +415,15 @@ async fn prepare(
         tracing::info!(file = %shown, reason = %why, "certificate file skipped");
         Ok(Prepared::Done(item(&shown, Action::Skipped, Some(why))))
     };
-    let meta = match tokio::fs::symlink_metadata(&file.path).await {
-        Ok(m) => m,
-        Err(e) => return skip(format!("cannot read: {}", e.kind())),
-    };
-    if meta.file_type().is_symlink() {
-        return skip("symbolic link".into());
-    }
-    if !meta.is_file() {
-        return skip("not a regular file".into());
-    }
     let max = state.settings.max_pfx_bytes;
-    if meta.len() > max {
-        return skip(format!("larger than max_pfx_bytes ({max} bytes)"));
-    }
-    let bytes = match tokio::fs::read(&file.path).await {
+    let path = file.path.clone();
+    let read = tokio::task::spawn_blocking(move || read_certificate_file(&path, max))
+        .await
+        .map_err(|e| AppError::Internal(format!("reading a certificate file: {e}")))?;
+    let bytes = match read {
         Ok(b) => b,
-        Err(e) => return skip(format!("cannot read: {}", e.kind())),
+        Err(refusal) => return skip(refusal.to_string()),
     };
-    // It may have grown between the check and the read (a copy in progress).
-    if bytes.len() as u64 > max {
-        return skip(format!("larger than max_pfx_bytes ({max} bytes)"));
-    }
     let sha256 = hex::encode(Sha256::digest(&bytes));
     if let Some(k) = known
         && k.is_available
@@ -1023,6 +1060,39 @@ async fn own_file_exists(state: &AppState, row: &Listed) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_file_swapped_for_a_link_a_pipe_or_a_big_file_is_refused_without_reading_forever() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = dir.path().join("good.pfx");
+        std::fs::write(&good, b"0123456789").unwrap();
+        assert_eq!(read_certificate_file(&good, 10).unwrap(), b"0123456789");
+        assert!(matches!(
+            read_certificate_file(&good, 9),
+            Err(ReadRefusal::TooLarge(9))
+        ));
+
+        let zero = dir.path().join("zero.pfx");
+        std::os::unix::fs::symlink("/dev/zero", &zero).unwrap();
+        assert!(matches!(
+            read_certificate_file(&zero, 1_000_000),
+            Err(ReadRefusal::Symlink)
+        ));
+        // The device itself, reached without a link: not a regular file, never read.
+        assert!(matches!(
+            read_certificate_file(Path::new("/dev/zero"), 1_000_000),
+            Err(ReadRefusal::NotRegular)
+        ));
+
+        let fifo = dir.path().join("fifo.pfx");
+        let c_path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+        // No writer: a blocking open would hang here forever.
+        assert!(matches!(
+            read_certificate_file(&fifo, 1_000_000),
+            Err(ReadRefusal::NotRegular)
+        ));
+    }
 
     #[test]
     fn windows_paths_normalise_like_the_seed() {

@@ -196,15 +196,25 @@ fn tlv(data: &[u8]) -> Option<(u8, &[u8], &[u8])> {
     (rest.len() >= len).then(|| (tag, &rest[..len], &rest[len..]))
 }
 
+/// How many `[0]` wrappers an otherName value may have (one is usual); deeper nesting in a
+/// crafted file is refused instead of followed.
+const OTHER_NAME_MAX_DEPTH: usize = 4;
+
 /// The text of an otherName value: `[0] EXPLICIT` around an OCTET STRING, PrintableString,
 /// UTF8String or IA5String (all seen in ICP-Brasil certificates).
 fn other_name_text(value: &[u8]) -> Option<String> {
-    let (tag, content, _) = tlv(value)?;
-    match tag {
-        0xA0 => other_name_text(content),
-        0x04 | 0x13 | 0x0C | 0x16 => Some(String::from_utf8_lossy(content).trim().to_owned()),
-        _ => None,
+    let mut value = value;
+    for _ in 0..=OTHER_NAME_MAX_DEPTH {
+        let (tag, content, _) = tlv(value)?;
+        match tag {
+            0xA0 => value = content,
+            0x04 | 0x13 | 0x0C | 0x16 => {
+                return Some(String::from_utf8_lossy(content).trim().to_owned());
+            }
+            _ => return None,
+        }
     }
+    None
 }
 
 /// CPF inside the "birth date (8) + CPF (11) + ..." layout; all zeros means absent.
@@ -275,6 +285,37 @@ mod tests {
             .lines()
             .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
             .unwrap()
+    }
+
+    /// `[0]` wrapped `depth` times around a PrintableString, as a crafted file could hold.
+    fn nested_other_name(depth: usize) -> Vec<u8> {
+        let inner = [0x13, 3, b'a', b'b', b'c'];
+        let mut value = Vec::with_capacity(inner.len() + 6 * depth);
+        for layer in 0..depth {
+            let content = inner.len() + 6 * (depth - 1 - layer);
+            value.extend_from_slice(&[0xA0, 0x84]);
+            value.extend_from_slice(&(content as u32).to_be_bytes());
+        }
+        value.extend_from_slice(&inner);
+        value
+    }
+
+    #[test]
+    fn other_name_nesting_is_bounded_not_followed() {
+        assert_eq!(
+            other_name_text(&nested_other_name(1)).as_deref(),
+            Some("abc")
+        );
+        assert_eq!(
+            other_name_text(&nested_other_name(OTHER_NAME_MAX_DEPTH)).as_deref(),
+            Some("abc")
+        );
+        assert_eq!(
+            other_name_text(&nested_other_name(OTHER_NAME_MAX_DEPTH + 1)),
+            None
+        );
+        // Deep enough to overflow the stack of a recursive reader.
+        assert_eq!(other_name_text(&nested_other_name(300_000)), None);
     }
 
     #[test]

@@ -130,6 +130,21 @@ fn read_key_file(path: &Path) -> Result<MasterKey, KeyError> {
         path: path.display().to_string(),
         why,
     };
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path)
+            .map_err(|e| bad(e.to_string()))?
+            .permissions()
+            .mode();
+        if mode & 0o077 != 0 {
+            return Err(bad(format!(
+                "readable by group or others (mode {:o}); run `chmod 600 {}` and start again",
+                mode & 0o777,
+                path.display()
+            )));
+        }
+    }
     let text =
         zeroize::Zeroizing::new(std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?);
     MasterKey::from_base64(&text).map_err(|e| bad(e.to_string()))
@@ -141,7 +156,7 @@ fn write_key_file(path: &Path, key: &MasterKey) -> Result<(), KeyError> {
         why,
     };
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| bad(e.to_string()))?;
+        crate::db::create_private_dir(dir).map_err(|e| bad(e.to_string()))?;
     }
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);

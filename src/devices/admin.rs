@@ -284,6 +284,16 @@ pub async fn rotate_token(
         .ip(admin.ip.clone()),
     )
     .await?;
+    // Installs asked for the old identity do not go to whoever pairs next.
+    crate::jobs::permission::cancel_open_installs(
+        &txn,
+        admin.org,
+        crate::jobs::permission::Whose::Device(device.id),
+        Actor::User(admin.user.id),
+        admin.ip.clone(),
+        "device_rotated",
+    )
+    .await?;
     let device = view(&txn, device).await?;
     txn.commit().await?;
     Ok(HttpResponse::Ok().json(credentials_response(&creds, device)))
@@ -403,6 +413,17 @@ async fn set_allowed(
             .ip(admin.ip.clone()),
     )
     .await?;
+    if !allowed {
+        crate::jobs::permission::cancel_open_installs(
+            &txn,
+            admin.org,
+            crate::jobs::permission::Whose::Device(device.id),
+            Actor::User(admin.user.id),
+            admin.ip.clone(),
+            "device_blocked",
+        )
+        .await?;
+    }
     let device = view(&txn, device).await?;
     txn.commit().await?;
     Ok(HttpResponse::Ok().json(device))

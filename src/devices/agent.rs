@@ -2,11 +2,9 @@
 //! authentication (device id + token -> DEVICE access token) and the heartbeat.
 
 use std::net::IpAddr;
-use std::num::NonZeroU32;
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::Utc;
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use sea_orm::entity::prelude::*;
 use sea_orm::sea_query::Expr;
 use serde_json::json;
@@ -16,68 +14,125 @@ use crate::audit::{self, Actor, AuditAction, Entry};
 use crate::crypto::{Token, TokenHash};
 use crate::domain::OrgId;
 use crate::http::AppError;
-use crate::http::auth::{AuthDevice, client_ip};
+use crate::http::auth::{AuthDevice, client_addr, client_ip};
+use crate::http::throttle::{Refusal, Throttle};
 use crate::protocol::{
     DeviceAuthRequest, DeviceAuthResponse, DeviceCredentials, EnrollRequest, HeartbeatRequest,
     HeartbeatResponse,
 };
 use crate::startup::AppState;
 
-/// Calls per minute to `/agent/auth` (per device id and per client IP) and to `/agent/enroll`
-/// (per client IP; no device is known yet).
+/// Limits on pairing and device authentication, all answered from memory.
+///
+/// Every call counts against its client IP (`/agent/auth` and `/agent/enroll` separately).
+/// Only *failed* `/agent/auth` attempts count against a device, per device and client IP, so a
+/// stranger who knows a device id (every VIEW user can see them) spends only their own quota
+/// and cannot keep the real agent out; a ceiling per device, ten times higher, bounds the
+/// failures from everywhere together.
 pub struct AuthLimits {
-    per_device: DefaultKeyedRateLimiter<Uuid>,
-    auth_per_ip: DefaultKeyedRateLimiter<IpAddr>,
-    enroll_per_ip: DefaultKeyedRateLimiter<IpAddr>,
+    auth_per_ip: Throttle<IpAddr>,
+    enroll_per_ip: Throttle<IpAddr>,
+    failures: Throttle<(Uuid, Option<IpAddr>)>,
+    device_failures: Throttle<Uuid>,
+}
+
+/// Which limit refused a request (the audit row's `limit`).
+#[derive(Debug, Clone, Copy)]
+enum Scope {
+    Ip,
+    DeviceAndIp,
+    Device,
+}
+
+impl Scope {
+    fn as_str(self) -> &'static str {
+        match self {
+            Scope::Ip => "ip",
+            Scope::DeviceAndIp => "device_ip",
+            Scope::Device => "device",
+        }
+    }
 }
 
 impl AuthLimits {
     pub fn new(per_minute: u32) -> Self {
-        let quota = Quota::per_minute(NonZeroU32::new(per_minute).unwrap_or(NonZeroU32::MIN));
         Self {
-            per_device: RateLimiter::keyed(quota),
-            auth_per_ip: RateLimiter::keyed(quota),
-            enroll_per_ip: RateLimiter::keyed(quota),
+            auth_per_ip: Throttle::per_minute(per_minute),
+            enroll_per_ip: Throttle::per_minute(per_minute),
+            failures: Throttle::per_minute(per_minute),
+            device_failures: Throttle::per_minute(per_minute.saturating_mul(10)),
         }
     }
 
-    /// `Err((which limit, seconds to wait))` when over a limit.
+    /// Before the request is looked at: the per-IP quota, and for `/agent/auth` whether the
+    /// device is in a run of refused failures.
     fn check(
         &self,
-        endpoint: &str,
+        endpoint: Endpoint,
         device: Option<Uuid>,
         ip: Option<IpAddr>,
-    ) -> Result<(), (&'static str, u64)> {
-        let wait = |n: governor::NotUntil<_>| crate::http::retry_after_secs(&n);
-        let per_ip = if endpoint == "enroll" {
-            &self.enroll_per_ip
-        } else {
-            &self.auth_per_ip
+    ) -> Result<(), (Scope, Refusal)> {
+        let per_ip = match endpoint {
+            Endpoint::Enroll => &self.enroll_per_ip,
+            Endpoint::Auth => &self.auth_per_ip,
         };
         if let Some(ip) = ip {
-            per_ip.check_key(&ip).map_err(|n| ("ip", wait(n)))?;
+            per_ip.check(&ip).map_err(|r| (Scope::Ip, r))?;
         }
         if let Some(id) = device {
-            self.per_device
-                .check_key(&id)
-                .map_err(|n| ("device", wait(n)))?;
+            self.failures
+                .refusing(&(id, ip))
+                .map_err(|r| (Scope::DeviceAndIp, r))?;
+            self.device_failures
+                .refusing(&id)
+                .map_err(|r| (Scope::Device, r))?;
         }
         Ok(())
     }
+
+    /// Counts a failed `/agent/auth` against the device; `Some` when that starts a refusal run.
+    fn failed(&self, device: Uuid, ip: Option<IpAddr>) -> Option<(Scope, Refusal)> {
+        let pair = self.failures.check(&(device, ip)).err();
+        let all = self.device_failures.check(&device).err();
+        pair.map(|r| (Scope::DeviceAndIp, r))
+            .or(all.map(|r| (Scope::Device, r)))
+            .filter(|(_, r)| r.audit.is_some())
+    }
+
+    /// Forgets idle keys; see [`Throttle::prune`].
+    pub fn prune(&self) -> u64 {
+        self.auth_per_ip.prune()
+            + self.enroll_per_ip.prune()
+            + self.failures.prune()
+            + self.device_failures.prune()
+    }
 }
 
-/// Applies the limits; past them, audits `DEVICE_AUTH_RATE_LIMITED` and answers 429.
-async fn rate_limit(
+#[derive(Debug, Clone, Copy)]
+enum Endpoint {
+    Enroll,
+    Auth,
+}
+
+impl Endpoint {
+    fn as_str(self) -> &'static str {
+        match self {
+            Endpoint::Enroll => "enroll",
+            Endpoint::Auth => "auth",
+        }
+    }
+}
+
+/// Audits the first refusal of a run (`DEVICE_AUTH_RATE_LIMITED`, with how many refusals
+/// followed the previous audited one); the rest are answered from memory.
+async fn audit_refusal(
     state: &AppState,
     req: &HttpRequest,
-    endpoint: &str,
+    endpoint: Endpoint,
     device: Option<Uuid>,
+    (scope, refusal): (Scope, Refusal),
 ) -> Result<(), AppError> {
-    let Err((scope, retry_after_secs)) =
-        state
-            .device_auth_limits
-            .check(endpoint, device, req.peer_addr().map(|a| a.ip()))
-    else {
+    let Some(followed) = refusal.audit else {
         return Ok(());
     };
     let org = match device {
@@ -92,15 +147,35 @@ async fn rate_limit(
         AuditAction::DeviceAuthRateLimited,
         Actor::System,
     )
-    .meta(json!({"endpoint": endpoint, "limit": scope}))
+    .meta(json!({
+        "endpoint": endpoint.as_str(),
+        "limit": scope.as_str(),
+        "refused_since_last_row": followed,
+    }))
     .ip(client_ip(req));
     if let Some(id) = device {
         entry = entry.entity("device", id);
     }
-    let txn = crate::db::begin_write(&state.db).await?;
-    audit::append(&txn, entry).await?;
-    txn.commit().await?;
-    tracing::warn!(endpoint, limit = scope, device_id = ?device, "device authentication rate limited");
+    audit::record(&state.db, entry).await?;
+    tracing::warn!(endpoint = endpoint.as_str(), limit = scope.as_str(), device_id = ?device, "device authentication rate limited");
+    Ok(())
+}
+
+/// Applies the limits; past them, answers 429 (auditing the first refusal of a run).
+async fn rate_limit(
+    state: &AppState,
+    req: &HttpRequest,
+    endpoint: Endpoint,
+    device: Option<Uuid>,
+) -> Result<(), AppError> {
+    let Err(refused) = state
+        .device_auth_limits
+        .check(endpoint, device, client_addr(req))
+    else {
+        return Ok(());
+    };
+    let retry_after_secs = refused.1.retry_after_secs;
+    audit_refusal(state, req, endpoint, device, refused).await?;
     Err(AppError::TooManyRequests { retry_after_secs })
 }
 
@@ -146,7 +221,7 @@ pub async fn enroll(
     req: HttpRequest,
     body: web::Json<EnrollRequest>,
 ) -> Result<HttpResponse, AppError> {
-    rate_limit(&state, &req, "enroll", None).await?;
+    rate_limit(&state, &req, Endpoint::Enroll, None).await?;
     let body = body.into_inner();
     let ip = client_ip(&req);
     let hostname = clean("hostname", body.hostname, 255)?;
@@ -259,7 +334,7 @@ pub async fn auth(
     body: web::Json<DeviceAuthRequest>,
 ) -> Result<HttpResponse, AppError> {
     let body = body.into_inner();
-    rate_limit(&state, &req, "auth", Some(body.device_id)).await?;
+    rate_limit(&state, &req, Endpoint::Auth, Some(body.device_id)).await?;
     let ip = client_ip(&req);
     let presented = TokenHash::of(&body.device_token);
     let found = Devices::find_by_id(body.device_id).one(&state.db).await?;
@@ -287,6 +362,12 @@ pub async fn auth(
         )
         .await?;
         tracing::warn!(device_id = %body.device_id, reason, "device authentication failed");
+        if let Some(refused) = state
+            .device_auth_limits
+            .failed(body.device_id, client_addr(&req))
+        {
+            audit_refusal(&state, &req, Endpoint::Auth, Some(body.device_id), refused).await?;
+        }
         return Err(AppError::Unauthorized);
     }
     let device = found.ok_or(AppError::Unauthorized)?;
@@ -313,6 +394,7 @@ pub async fn auth(
                 Expr::value(Option::<chrono::DateTime<Utc>>::None),
             )
             .filter(Column::Id.eq(device.id))
+            .filter(Column::DeviceTokenHash.eq(presented.as_str()))
             .filter(Column::PublicKey.is_null())
             .exec(&txn)
             .await?
@@ -335,13 +417,25 @@ pub async fn auth(
         )
         .await?;
     }
-    Devices::update_many()
+    // Conditional on the token still being the device's: a rotation that committed since the
+    // comparison above wins, and no DEVICE token is minted from the old one.
+    let current = Devices::update_many()
         .col_expr(Column::LastSeenAt, Expr::value(now))
         .filter(Column::Id.eq(device.id))
+        .filter(Column::DeviceTokenHash.eq(presented.as_str()))
+        .filter(Column::IsAllowed.eq(true))
         .exec(&txn)
-        .await?;
+        .await?
+        .rows_affected;
+    if current != 1 {
+        txn.rollback().await?;
+        return Err(AppError::Unauthorized);
+    }
     txn.commit().await?;
-    let access_token = state.tokens.issue_device(device.id, OrgId(device.org_id))?;
+    let access_token =
+        state
+            .tokens
+            .issue_device(device.id, OrgId(device.org_id), presented.as_str())?;
     Ok(HttpResponse::Ok().json(DeviceAuthResponse {
         access_token,
         token_type: "bearer".into(),

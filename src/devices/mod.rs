@@ -13,7 +13,7 @@ use sea_orm::entity::prelude::*;
 pub use enrollment::EnrollmentCode;
 
 use crate::crypto::{DevicePublicKey, Token};
-use crate::domain::OrgId;
+use crate::domain::{OrgId, Role};
 use crate::http::AppError;
 use crate::http::auth::AuthUser;
 
@@ -88,8 +88,13 @@ pub async fn find_in_org<C: ConnectionTrait>(
 /// Whether `user` may send certificates to `device`: its owner and ADMIN/DEV may; a device
 /// without an owner can be targeted by any user of its office.
 pub fn may_target(device: &Device, user: &AuthUser) -> bool {
-    device.org_id == user.org.0
-        && (user.is_admin() || device.owner_user_id.is_none_or(|o| o == user.user.id))
+    device.org_id == user.org.0 && may_be_targeted_by(device, user.user.id, user.role)
+}
+
+/// The targeting rule for a user of the device's office, by id and role (also re-checked when
+/// the agent claims the job and fetches its payload).
+pub fn may_be_targeted_by(device: &Device, user_id: Uuid, role: Role) -> bool {
+    matches!(role, Role::Admin | Role::Dev) || device.owner_user_id.is_none_or(|o| o == user_id)
 }
 
 /// What a device presents as its key, checked against the one it registered.

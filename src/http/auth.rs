@@ -38,9 +38,24 @@ impl AuthUser {
 #[derive(Debug, Clone)]
 pub struct AdminUser(pub AuthUser);
 
-/// The peer address (CertHub does not trust forwarding headers it cannot verify).
+/// Where the request came from: the peer, or the client a trusted proxy names
+/// (`trusted_proxies`); nobody else's forwarding headers are believed.
+pub fn client_origin(req: &HttpRequest) -> super::proxy::ClientOrigin {
+    let trusted = req
+        .app_data::<web::Data<AppState>>()
+        .map(|s| s.settings.trusted_proxies.as_slice())
+        .unwrap_or(&[]);
+    super::proxy::origin_of(req, trusted)
+}
+
+/// The client's address (see [`client_origin`]).
+pub fn client_addr(req: &HttpRequest) -> Option<std::net::IpAddr> {
+    client_origin(req).ip
+}
+
+/// The client's address as the audit log and sessions record it.
 pub fn client_ip(req: &HttpRequest) -> Option<String> {
-    req.peer_addr().map(|a| a.ip().to_string())
+    client_addr(req).map(|ip| ip.to_string())
 }
 
 pub fn bearer(req: &HttpRequest) -> Option<String> {
@@ -68,6 +83,11 @@ async fn authenticate(
         .await?
         .filter(|u| u.is_active && u.org_id == claims.org)
         .ok_or(AppError::Unauthorized)?;
+    // Logout, a password change or deactivation ends the login behind the token at once.
+    let sid = claims.sid.ok_or(AppError::Unauthorized)?;
+    if !crate::accounts::session::family_is_live(&state.db, sid, user.id).await? {
+        return Err(AppError::Unauthorized);
+    }
     let role = user.role()?;
     Ok(AuthUser {
         org: OrgId(user.org_id),
@@ -134,8 +154,19 @@ async fn authenticate_device(
     let device = devices::Devices::find_by_id(claims.sub)
         .one(&state.db)
         .await?
-        .filter(|d| d.org_id == claims.org && d.device_token_hash.is_some())
+        .filter(|d| d.org_id == claims.org)
         .ok_or(AppError::Unauthorized)?;
+    // Minted with the device token stored now, not one rotated away since.
+    let bound = match (&claims.bind, &device.device_token_hash) {
+        (Some(bind), Some(stored)) => bool::from(subtle::ConstantTimeEq::ct_eq(
+            bind.as_bytes(),
+            crate::accounts::access_token::device_binding(stored).as_bytes(),
+        )),
+        _ => false,
+    };
+    if !bound {
+        return Err(AppError::Unauthorized);
+    }
     let rotated = device
         .token_rotated_at
         .is_some_and(|at| at.timestamp_micros() > claims.issued_at_micros());

@@ -109,20 +109,6 @@ impl ResponseError for AppError {
     }
 }
 
-/// Seconds a client refused by a governor limiter should wait (at least one), for
-/// `Retry-After`.
-pub fn retry_after_secs(
-    not_until: &governor::NotUntil<
-        <governor::clock::DefaultClock as governor::clock::Clock>::Instant,
-    >,
-) -> u64 {
-    use governor::clock::{Clock, DefaultClock};
-    not_until
-        .wait_time_from(DefaultClock::default().now())
-        .as_secs()
-        .max(1)
-}
-
 /// The stable error body, for errors that do not come from [`AppError`].
 pub fn json_error(status: StatusCode, code: &str, message: &str) -> HttpResponse {
     HttpResponse::build(status).json(ApiError {

@@ -47,10 +47,10 @@ pub async fn request_context(
         .unwrap_or(false);
     let method = req.method().clone();
     let path = req.path().to_owned();
-    let peer = req
-        .peer_addr()
-        .map(|a| a.ip().to_string())
-        .unwrap_or_default();
+    let origin = super::auth::client_origin(req.request());
+    let peer = origin.ip.map(|ip| ip.to_string()).unwrap_or_default();
+    // HTTPS here, or at a trusted proxy in front (`trusted_proxies`).
+    let tls = tls || origin.forwarded_https;
     let span = tracing::info_span!("http", request_id = %request_id);
 
     let res = next.call(req).instrument(span.clone()).await?;

@@ -7,5 +7,7 @@ mod error;
 pub mod health;
 pub mod middleware;
 pub mod paging;
+pub mod proxy;
+pub mod throttle;
 
-pub use error::{AppError, retry_after_secs};
+pub use error::AppError;

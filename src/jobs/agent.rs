@@ -3,11 +3,9 @@
 //! result (which opens an installation lease), and report removals.
 
 use std::collections::HashMap;
-use std::num::NonZeroU32;
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::{DateTime, Duration, Utc};
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use sea_orm::entity::prelude::*;
 use sea_orm::sea_query::Expr;
 use sea_orm::{ActiveValue::Set, Condition, QueryOrder, QuerySelect};
@@ -15,6 +13,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::lease::{self, Lease, Leases, RemovalMode};
+use super::permission;
 use super::{Column, ENTITY, Event, InstallJob, InstallJobs, JobStatus, JobType};
 use crate::audit::{self, Actor, AuditAction, Entry};
 use crate::certificates::entity::{Column as CertColumn, Entity as Certificates};
@@ -24,6 +23,7 @@ use crate::crypto::{
 use crate::domain::Thumbprint;
 use crate::http::AppError;
 use crate::http::auth::AuthDevice;
+use crate::http::throttle::Throttle;
 use crate::protocol::{
     AgentJob, AgentJobs, ClaimResponse, CleanupRequest, CleanupResponse, PayloadResponse,
     ResultRequest, ResultResponse, ResultStatus,
@@ -39,10 +39,8 @@ pub const PAYLOAD_TOKEN_HEADER: &str = "X-Payload-Token";
 const MAX_LISTED: u64 = 100;
 const MAX_REMOVED: usize = 200;
 
-pub fn payload_limiter() -> DefaultKeyedRateLimiter<Uuid> {
-    RateLimiter::keyed(Quota::per_minute(
-        NonZeroU32::new(PAYLOAD_PER_MINUTE).unwrap_or(NonZeroU32::MIN),
-    ))
+pub fn payload_limiter() -> Throttle<Uuid> {
+    Throttle::per_minute(PAYLOAD_PER_MINUTE)
 }
 
 /// A job of this device; another device's or office's is "not found", like a missing one.
@@ -240,6 +238,12 @@ pub async fn claim(
             expires_in: None,
         }));
     }
+    if let Some(why) = permission::recheck(&txn, &job, &device.device).await? {
+        let refused =
+            permission::end_revoked(&txn, &job, why, actor(&device), device.ip.clone()).await?;
+        txn.commit().await?;
+        return Err(refused);
+    }
     let token = Token::generate();
     let expires = now + Duration::seconds(PAYLOAD_TOKEN_TTL_SECS);
     let mut changes: super::Changes = vec![
@@ -383,22 +387,29 @@ async fn deny(
     Err(err)
 }
 
-/// Per device; past the limit, audits `PAYLOAD_RATE_LIMITED` and answers 429.
+/// Per device; past the limit, answers 429, auditing `PAYLOAD_RATE_LIMITED` once per run of
+/// refusals (with the count of the previous run's rest): a flood is answered from memory.
 async fn rate_limit(state: &AppState, device: &AuthDevice, job_id: Uuid) -> Result<(), AppError> {
-    let Err(not_until) = state.payload_limiter.check_key(&device.device.id) else {
+    let Err(refused) = state.payload_limiter.check(&device.device.id) else {
         return Ok(());
     };
-    let retry_after_secs = crate::http::retry_after_secs(&not_until);
-    audit::record(
-        &state.db,
-        Entry::new(device.org, AuditAction::PayloadRateLimited, actor(device))
-            .entity(ENTITY, job_id)
-            .meta(json!({"limit_per_minute": PAYLOAD_PER_MINUTE}))
-            .ip(device.ip.clone()),
-    )
-    .await?;
-    tracing::warn!(%job_id, device_id = %device.device.id, "payload rate limited");
-    Err(AppError::TooManyRequests { retry_after_secs })
+    if let Some(followed) = refused.audit {
+        audit::record(
+            &state.db,
+            Entry::new(device.org, AuditAction::PayloadRateLimited, actor(device))
+                .entity(ENTITY, job_id)
+                .meta(json!({
+                    "limit_per_minute": PAYLOAD_PER_MINUTE,
+                    "refused_since_last_row": followed,
+                }))
+                .ip(device.ip.clone()),
+        )
+        .await?;
+        tracing::warn!(%job_id, device_id = %device.device.id, "payload rate limited");
+    }
+    Err(AppError::TooManyRequests {
+        retry_after_secs: refused.retry_after_secs,
+    })
 }
 
 /// The certificate's PFX and password, unsealed from the vault.
@@ -464,6 +475,13 @@ pub async fn payload(
         Ok(hash) => hash,
         Err(denial) => return deny(&state, &device, id, denial).await,
     };
+    if let Some(why) = permission::recheck(&state.db, &job, &device.device).await? {
+        let txn = crate::db::begin_write(&state.db).await?;
+        let refused =
+            permission::end_revoked(&txn, &job, why, actor(&device), device.ip.clone()).await?;
+        txn.commit().await?;
+        return Err(refused);
+    }
     let Some(key) = device.device.public_key.as_deref() else {
         let err = AppError::Conflict(
             "this device has no registered public key: send public_key to /api/v1/agent/auth"

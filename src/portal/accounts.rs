@@ -65,9 +65,9 @@ pub async fn login_submit(
     Csrf::verify(&req, &form.csrf)?;
     let csrf = Csrf::for_request(&req, &state);
     match api::attempt_login(&state, &req, &form.email, form.password).await {
-        Ok((_, token)) => Ok(HttpResponse::SeeOther()
+        Ok((_, login)) => Ok(HttpResponse::SeeOther()
             .insert_header((actix_web::http::header::LOCATION, "/"))
-            .cookie(session_cookie(&state, token.expose().to_owned()))
+            .cookie(session_cookie(&state, login.token.expose().to_owned()))
             .finish()),
         Err(AppError::InvalidCredentials) => Ok(page(
             StatusCode::UNAUTHORIZED,

@@ -1,6 +1,8 @@
 //! The portal's cookie session (a session row like the API's refresh sessions, never rotated
-//! by page views) and CSRF protection by double submit: every form carries the value of an
-//! HttpOnly, SameSite=Strict cookie, and every POST must match it.
+//! by page views) and CSRF protection: every form carries a token that is an HMAC of the
+//! browser's session (or, before login, of a random value in an HttpOnly, SameSite=Strict
+//! cookie named `__Host-...` over HTTPS), and every POST must match it. A cookie planted from a
+//! sibling host or over plain HTTP does not make a token that passes.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -17,14 +19,25 @@ use crate::http::AppError;
 use crate::startup::AppState;
 
 pub const SESSION_COOKIE: &str = "certhub_session";
+/// The pre-login CSRF cookie; over HTTPS the `__Host-` prefix pins it to this host and path
+/// and to secure transport.
 pub const CSRF_COOKIE: &str = "certhub_csrf";
+pub const CSRF_COOKIE_SECURE: &str = "__Host-certhub_csrf";
+
+pub fn csrf_cookie_name(state: &AppState) -> &'static str {
+    if state.settings.cookie_secure {
+        CSRF_COOKIE_SECURE
+    } else {
+        CSRF_COOKIE
+    }
+}
 
 pub fn session_cookie(state: &AppState, value: String) -> Cookie<'static> {
     Cookie::build(SESSION_COOKIE, value)
         .path("/")
         .http_only(true)
         .same_site(SameSite::Strict)
-        .secure(state.settings.tls.is_some())
+        .secure(state.settings.cookie_secure)
         .max_age(CookieDuration::days(state.settings.refresh_ttl_days))
         .finish()
 }
@@ -35,46 +48,60 @@ pub fn removal(name: &'static str) -> Cookie<'static> {
     c
 }
 
-/// The CSRF value for this browser: the cookie's, or a fresh one to set.
+/// The CSRF token for this browser's forms, and the pre-login cookie to set when it had none.
 pub struct Csrf {
     pub value: String,
     pub new_cookie: Option<Cookie<'static>>,
 }
 
+/// What a browser's CSRF token is bound to: its session, else its pre-login value.
+fn binding(req: &HttpRequest, state: &AppState) -> Option<String> {
+    if let Some(session) = req.cookie(SESSION_COOKIE).filter(|c| !c.value().is_empty()) {
+        return Some(format!("session:{}", session.value()));
+    }
+    req.cookie(csrf_cookie_name(state))
+        .map(|c| c.value().to_owned())
+        .filter(|v| v.len() == 43)
+        .map(|v| format!("pre:{v}"))
+}
+
+fn token_for(state: &AppState, binding: &str) -> String {
+    use base64::Engine;
+    use hmac::{Hmac, Mac};
+    let key = state.master_key.derive("certhub-portal-csrf-v1");
+    let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(key.as_ref()).expect("any key");
+    mac.update(binding.as_bytes());
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+}
+
 impl Csrf {
     pub fn for_request(req: &HttpRequest, state: &AppState) -> Self {
-        match req
-            .cookie(CSRF_COOKIE)
-            .map(|c| c.value().to_owned())
-            .filter(|v| v.len() == 43)
-        {
-            Some(value) => Csrf {
-                value,
+        if let Some(binding) = binding(req, state) {
+            return Csrf {
+                value: token_for(state, &binding),
                 new_cookie: None,
-            },
-            None => {
-                let value = Token::generate().expose().to_owned();
-                let cookie = Cookie::build(CSRF_COOKIE, value.clone())
-                    .path("/")
-                    .http_only(true)
-                    .same_site(SameSite::Strict)
-                    .secure(state.settings.tls.is_some())
-                    .finish();
-                Csrf {
-                    value,
-                    new_cookie: Some(cookie),
-                }
-            }
+            };
+        }
+        let pre = Token::generate().expose().to_owned();
+        let value = token_for(state, &format!("pre:{pre}"));
+        let cookie = Cookie::build(csrf_cookie_name(state), pre)
+            .path("/")
+            .http_only(true)
+            .same_site(SameSite::Strict)
+            .secure(state.settings.cookie_secure)
+            .finish();
+        Csrf {
+            value,
+            new_cookie: Some(cookie),
         }
     }
 
-    /// A POST is accepted only when its form field matches the cookie.
+    /// A POST is accepted only when its form field is the token of this browser's binding.
     pub fn verify(req: &HttpRequest, submitted: &str) -> Result<(), AppError> {
-        let cookie = req
-            .cookie(CSRF_COOKIE)
-            .map(|c| c.value().to_owned())
-            .unwrap_or_default();
-        let ok = !cookie.is_empty() && bool::from(cookie.as_bytes().ct_eq(submitted.as_bytes()));
+        let ok = req
+            .app_data::<web::Data<AppState>>()
+            .and_then(|state| binding(req, state).map(|b| token_for(state, &b)))
+            .is_some_and(|expected| bool::from(expected.as_bytes().ct_eq(submitted.as_bytes())));
         if ok {
             Ok(())
         } else {

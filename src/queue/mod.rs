@@ -127,6 +127,7 @@ impl Queue {
         match &settings.database {
             DatabaseUrl::Sqlite { path } => {
                 let path = sqlite_queue_path(path);
+                crate::db::create_private_file(&path).map_err(|e| setup_err(&e))?;
                 // apalis' setup also sets `PRAGMA synchronous = OFF` on the connection it runs
                 // on. That pragma is per connection, so run it on a throw-away one: the
                 // queue's pool keeps `crate::db::SQLITE_SYNCHRONOUS` on every connection.

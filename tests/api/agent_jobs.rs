@@ -19,31 +19,31 @@ const PW: &str = "SenhaForte123!";
 const PFX_PASSWORD: &str = "1234";
 
 /// A UUID as an SQL literal: SQLite keeps UUIDs as 16-byte blobs, PostgreSQL as `uuid`.
-fn uuid_sql(db: &TestDb, id: &str) -> String {
+pub(crate) fn uuid_sql(db: &TestDb, id: &str) -> String {
     match db.backend {
         Backend::Sqlite => format!("X'{}'", id.replace('-', "")),
         Backend::Postgres => format!("'{id}'"),
     }
 }
 
-struct Device {
-    id: String,
-    key: DeviceSecretKey,
-    jwt: String,
+pub(crate) struct Device {
+    pub(crate) id: String,
+    pub(crate) key: DeviceSecretKey,
+    pub(crate) jwt: String,
 }
 
-struct Office {
-    app: TestApp,
-    admin: Session,
-    view: Session,
-    view_id: String,
-    cert: String,
+pub(crate) struct Office {
+    pub(crate) app: TestApp,
+    pub(crate) admin: Session,
+    pub(crate) view: Session,
+    pub(crate) view_id: String,
+    pub(crate) cert: String,
     /// Every response body the test saw, to look for leaked secrets.
     bodies: Mutex<Vec<String>>,
 }
 
 impl Office {
-    async fn call(
+    pub(crate) async fn call(
         &self,
         method: &str,
         path: &str,
@@ -59,7 +59,7 @@ impl Office {
 
     /// Provisions a device through the admin API and authenticates it, registering a real
     /// X25519 key unless `with_key` is false.
-    async fn device(&self, hostname: &str, with_key: bool) -> Device {
+    pub(crate) async fn device(&self, hostname: &str, with_key: bool) -> Device {
         let (status, d) = self
             .call(
                 "POST",
@@ -89,7 +89,11 @@ impl Office {
     }
 
     /// A VIEW asks for the certificate on `device`: `REQUESTED`.
-    async fn requested_job(&self, device: &Device, duration_minutes: Option<i64>) -> String {
+    pub(crate) async fn requested_job(
+        &self,
+        device: &Device,
+        duration_minutes: Option<i64>,
+    ) -> String {
         let mut body = json!({"device_id": device.id, "reason": "SPED"});
         if let Some(m) = duration_minutes {
             body["duration_minutes"] = json!(m);
@@ -104,7 +108,7 @@ impl Office {
     }
 
     /// An ADMIN approves `id`: `PENDING`.
-    async fn approve(&self, id: &str) {
+    pub(crate) async fn approve(&self, id: &str) {
         let path = format!("/api/v1/install-jobs/{id}/approve");
         let (status, job) = self
             .call("POST", &path, Some(json!({})), &self.admin.access)
@@ -114,13 +118,17 @@ impl Office {
     }
 
     /// A VIEW asks for the certificate on `device`, an ADMIN approves: `PENDING`.
-    async fn pending_job(&self, device: &Device, duration_minutes: Option<i64>) -> String {
+    pub(crate) async fn pending_job(
+        &self,
+        device: &Device,
+        duration_minutes: Option<i64>,
+    ) -> String {
         let id = self.requested_job(device, duration_minutes).await;
         self.approve(&id).await;
         id
     }
 
-    async fn claim(&self, device: &Device, job: &str) -> (u16, Value) {
+    pub(crate) async fn claim(&self, device: &Device, job: &str) -> (u16, Value) {
         self.call(
             "POST",
             &format!("/api/v1/agent/jobs/{job}/claim"),
@@ -130,12 +138,12 @@ impl Office {
         .await
     }
 
-    async fn payload(&self, device: &Device, job: &str, token: &str) -> (u16, Value) {
+    pub(crate) async fn payload(&self, device: &Device, job: &str, token: &str) -> (u16, Value) {
         let path = format!("/api/v1/agent/jobs/{job}/payload?token={token}");
         self.call("GET", &path, None, &device.jwt).await
     }
 
-    async fn result(&self, device: &Device, job: &str, body: Value) -> (u16, Value) {
+    pub(crate) async fn result(&self, device: &Device, job: &str, body: Value) -> (u16, Value) {
         self.call(
             "POST",
             &format!("/api/v1/agent/jobs/{job}/result"),
@@ -149,7 +157,7 @@ impl Office {
 impl Office {
     /// A certificate installed on `device` for the VIEW: claim, payload, DONE. Returns the
     /// installation's id and thumbprint.
-    async fn installed(&self, device: &Device) -> (String, String) {
+    pub(crate) async fn installed(&self, device: &Device) -> (String, String) {
         let job = self.pending_job(device, None).await;
         let (status, claim) = self.claim(device, &job).await;
         assert_eq!(status, 200, "{claim}");
@@ -200,7 +208,7 @@ impl Office {
     }
 }
 
-async fn office(db: &TestDb) -> Office {
+pub(crate) async fn office(db: &TestDb) -> Office {
     let root = db.dir().join("certificados");
     std::fs::create_dir_all(&root).unwrap();
     std::fs::write(
@@ -233,14 +241,14 @@ async fn office(db: &TestDb) -> Office {
     }
 }
 
-async fn audits(db: &TestDb, action: &str) -> i64 {
+pub(crate) async fn audits(db: &TestDb, action: &str) -> i64 {
     db.scalar(&format!(
         "SELECT COUNT(*) FROM audit_log WHERE action = '{action}'"
     ))
     .await
 }
 
-fn token_of(claim: &Value) -> String {
+pub(crate) fn token_of(claim: &Value) -> String {
     claim["payload_token"].as_str().unwrap().to_owned()
 }
 

@@ -18,6 +18,7 @@ mod limits;
 mod master_key;
 mod openapi;
 mod portal;
+mod security;
 mod shutdown;
 mod tls;
 mod vault;
