@@ -726,12 +726,18 @@ mod tests {
                 .unwrap()
                 .is_none()
         );
+        assert_eq!(wine_orphan_key_containers(), Vec::<String>::new());
     }
 
     #[test]
-    fn legacy_and_non_ascii_password_pfx_import() {
+    fn pfx_variants_offices_have_import() {
         let _store = lock_store();
-        let mut cases = vec![(ECNPJ_LEGACY, ECNPJ_LEGACY_PASSWORD, ECNPJ_LEGACY_THUMBPRINT)];
+        let mut cases = vec![
+            (ECNPJ_LEGACY, ECNPJ_LEGACY_PASSWORD, ECNPJ_LEGACY_THUMBPRINT),
+            (ECNPJ_EMPTY_PASSWORD, "", ECNPJ_AES_THUMBPRINT),
+            (KEYTOOL_AES, KEYTOOL_AES_PASSWORD, ECNPJ_AES_THUMBPRINT),
+            (ECPF_NOMAC, ECPF_NOMAC_PASSWORD, ECPF_THUMBPRINT),
+        ];
         // why: Wine (GnuTLS) fails to decrypt a PFX whose password is not ASCII; Windows can.
         if !is_wine() {
             cases.push((ECPF_UTF8, ECPF_UTF8_PASSWORD, ECPF_THUMBPRINT));
@@ -745,6 +751,19 @@ mod tests {
                 outcome.certificate_removed && outcome.key_deleted,
                 "{outcome:?}"
             );
+        }
+    }
+
+    #[test]
+    fn a_pfx_with_two_keys_is_refused() {
+        let _store = lock_store();
+        let result = import_non_exportable(TWO_KEYS, TWO_KEYS_PASSWORD, "CertHub - two");
+        if is_wine() {
+            // why: Wine imports only the first key of a PFX, so it never sees two.
+            remove_with_key(&result.unwrap().thumbprint).unwrap();
+        } else {
+            let err = result.unwrap_err();
+            assert!(matches!(err, StoreError::ImportRefused { .. }), "{err:?}");
         }
     }
 
@@ -769,6 +788,7 @@ mod tests {
         assert!(!err.to_string().contains("wrong-password"));
         assert!(find_by_thumbprint(ECNPJ_AES_THUMBPRINT).unwrap().is_none());
         assert_eq!(list_my_certificates().unwrap().len(), before);
+        assert_eq!(wine_orphan_key_containers(), Vec::<String>::new());
     }
 
     #[test]
@@ -803,9 +823,13 @@ mod tests {
         if is_wine() {
             let container = format!(r"Software\Wine\Crypto\RSA\{}", imported.key.container);
             assert!(hkcu_key_exists(&container), "{container} is missing");
+            assert!(wine_key_containers().contains(&imported.key.container));
         }
 
-        let outcome = remove_with_key(ECNPJ_AES_THUMBPRINT).unwrap();
+        // Any case, with the separators certmgr.msc and OpenSSL print.
+        let outcome =
+            remove_with_key(" 7b:3c:17:8d:ec:16:a2:43:f7:40:32:d9:5d:4d:54:29:55:c5:a8:d3 ")
+                .unwrap();
         assert_eq!(
             outcome,
             RemovalOutcome {
@@ -816,6 +840,7 @@ mod tests {
         );
         assert!(find_by_thumbprint(ECNPJ_AES_THUMBPRINT).unwrap().is_none());
         assert!(!hkcu_key_exists(&registry_path(ECNPJ_AES_THUMBPRINT)));
+        assert_eq!(wine_orphan_key_containers(), Vec::<String>::new());
         assert!(
             !key_exists(&imported.key),
             "the key container can still be opened"

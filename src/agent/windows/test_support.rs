@@ -28,6 +28,20 @@ pub const ECPF_UTF8_PASSWORD: &str = "sénha-ção";
 pub const ECPF_THUMBPRINT: &str = "8E83D2C56C984A846059FE1CB44FF67873B9D005";
 /// A certificate without its private key; password `1234`.
 pub const ECNPJ_NOKEY: &[u8] = include_bytes!("../../../tests/fixtures/pfx/ecnpj-nokey.pfx");
+/// The e-CNPJ of `ECNPJ_AES` with an empty password.
+pub const ECNPJ_EMPTY_PASSWORD: &[u8] =
+    include_bytes!("../../../tests/fixtures/pfx/ecnpj-empty-password.pfx");
+/// The e-CNPJ of `ECNPJ_AES` re-exported by Java keytool (AES-256, PBKDF2-SHA256).
+pub const KEYTOOL_AES: &[u8] = include_bytes!("../../../tests/fixtures/pfx/keytool-aes.p12");
+pub const KEYTOOL_AES_PASSWORD: &str = "chave-java";
+/// The e-CPF without a MAC.
+pub const ECPF_NOMAC: &[u8] = include_bytes!("../../../tests/fixtures/pfx/ecpf-nomac.pfx");
+pub const ECPF_NOMAC_PASSWORD: &str = "nomac123";
+/// Two private keys in one keystore (keytool).
+pub const TWO_KEYS: &[u8] = include_bytes!("../../../tests/fixtures/pfx/two-keys.p12");
+pub const TWO_KEYS_PASSWORD: &str = "senha123";
+/// The first certificate of `TWO_KEYS`, the one Wine imports.
+const TWO_KEYS_FIRST_THUMBPRINT: &str = "F6BC0D9518795A08070D006A6A1EFB2EF4349008";
 
 static STORE: Mutex<()> = Mutex::new(());
 
@@ -42,6 +56,7 @@ pub fn lock_store() -> MutexGuard<'static, ()> {
         ECNPJ_AES_THUMBPRINT,
         ECNPJ_LEGACY_THUMBPRINT,
         ECPF_THUMBPRINT,
+        TWO_KEYS_FIRST_THUMBPRINT,
     ] {
         remove_with_key(thumbprint).expect("clean the store before the test");
     }
@@ -101,4 +116,58 @@ pub fn install_like_a_user(pfx: &[u8], password: &str) {
         }
         CertCloseStore(imported, 0);
     }
+}
+
+/// Under Wine, the CryptoAPI key containers that no certificate in `MY` points to: keys a
+/// failed import or a removal left behind. Always empty on Windows.
+pub fn wine_orphan_key_containers() -> Vec<String> {
+    let used: Vec<String> = super::store::list_my_certificates()
+        .unwrap()
+        .into_iter()
+        .filter_map(|c| c.key.map(|k| k.container))
+        .collect();
+    wine_key_containers()
+        .into_iter()
+        .filter(|c| !used.iter().any(|u| u.eq_ignore_ascii_case(c)))
+        .collect()
+}
+
+/// Under Wine, the CryptoAPI key containers (`HKCU\Software\Wine\Crypto\RSA\<name>`), read
+/// from the registry rather than through CryptoAPI. Always empty on Windows, where containers
+/// are files.
+pub fn wine_key_containers() -> Vec<String> {
+    use windows_sys::Win32::System::Registry::{
+        HKEY_CURRENT_USER, KEY_READ, RegCloseKey, RegEnumKeyExW, RegOpenKeyExW,
+    };
+    let path = wide(r"Software\Wine\Crypto\RSA");
+    let mut key = ptr::null_mut();
+    // SAFETY: a NUL-terminated path and an out-pointer to a local.
+    if unsafe { RegOpenKeyExW(HKEY_CURRENT_USER, path.as_ptr(), 0, KEY_READ, &mut key) } != 0 {
+        return Vec::new();
+    }
+    let mut containers = Vec::new();
+    for index in 0.. {
+        let mut name = [0u16; 256];
+        let mut len = name.len() as u32;
+        // SAFETY: an open key and a buffer of `len` UTF-16 units.
+        let status = unsafe {
+            RegEnumKeyExW(
+                key,
+                index,
+                name.as_mut_ptr(),
+                &mut len,
+                ptr::null(),
+                ptr::null_mut(),
+                ptr::null_mut(),
+                ptr::null_mut(),
+            )
+        };
+        if status != 0 {
+            break;
+        }
+        containers.push(String::from_utf16_lossy(&name[..len as usize]));
+    }
+    // SAFETY: opened above.
+    unsafe { RegCloseKey(key) };
+    containers
 }
