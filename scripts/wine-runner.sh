@@ -22,9 +22,13 @@ ready="$WINEPREFIX/.certhub-ready"
 set_up_prefix() {
   if [ ! -f "$WINEPREFIX/system.reg" ]; then
     echo "wine-runner: creating the Wine prefix $WINEPREFIX (once)" >&2
-    wine wineboot --init >/dev/null 2>&1
+    wine wineboot --init >"$WINEPREFIX.boot.log" 2>&1 || true
     # First-boot services (RpcSs, needed by the Task Scheduler) must finish before any test.
     wineserver -w
+    if [ ! -f "$WINEPREFIX/system.reg" ]; then
+      echo "wine-runner: wineboot did not create the prefix; see $WINEPREFIX.boot.log" >&2
+      exit 1
+    fi
   fi
   local system32="$WINEPREFIX/drive_c/windows/system32"
   local build

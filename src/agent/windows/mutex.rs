@@ -1,6 +1,6 @@
 //! One agent per user session: a named mutex.
 
-use windows_sys::Win32::Foundation::{CloseHandle, ERROR_ALREADY_EXISTS, HANDLE};
+use windows_sys::Win32::Foundation::{CloseHandle, ERROR_ALREADY_EXISTS, HANDLE, SetLastError};
 use windows_sys::Win32::System::Threading::CreateMutexW;
 
 use super::{last_error, wide};
@@ -23,6 +23,8 @@ impl Drop for InstanceGuard {
 /// holder of the name exists (in this or another process).
 pub fn single_instance(name: &str) -> std::io::Result<Option<InstanceGuard>> {
     let name = wide(name);
+    // SAFETY: only clears the thread's last error, so a stale ERROR_ALREADY_EXISTS cannot leak in.
+    unsafe { SetLastError(0) };
     // SAFETY: default security, not initially owned, a NUL-terminated name.
     let handle = unsafe { CreateMutexW(std::ptr::null(), 0, name.as_ptr()) };
     if handle.is_null() {
