@@ -146,6 +146,8 @@ pub struct Settings {
     pub job_timeout_minutes: i64,
     /// Device authentication and the policy every agent receives with its heartbeat.
     pub agent: AgentSettings,
+    /// The agent `.exe` served at `/agent/certhub-agent.exe` for the one-line install.
+    pub agent_exe_file: Option<PathBuf>,
 }
 
 /// Everything about agents in one place: their tokens, their rate limit and the policy the
@@ -221,6 +223,7 @@ const KEYS: &[(&str, Kind)] = &[
     ("agent_poll_interval_seconds", Kind::Int),
     ("agent_long_poll_seconds", Kind::Int),
     ("agent_heartbeat_interval_seconds", Kind::Int),
+    ("agent_exe_file", Kind::Str),
 ];
 
 /// The names of every configuration key.
@@ -270,6 +273,7 @@ struct RawSettings {
     agent_poll_interval_seconds: Option<u64>,
     agent_long_poll_seconds: Option<u64>,
     agent_heartbeat_interval_seconds: Option<u64>,
+    agent_exe_file: Option<PathBuf>,
 }
 
 impl Settings {
@@ -563,6 +567,7 @@ impl Settings {
             request_ttl_hours,
             job_timeout_minutes,
             agent,
+            agent_exe_file: raw.agent_exe_file,
         })
     }
 }

@@ -114,15 +114,25 @@ struct CredentialsResponse {
     device_token: String,
     enrollment_code: String,
     enrollment_expires_at: DateTime<Utc>,
+    /// The PowerShell line that installs the agent on the PC and pairs it with the code.
+    install_command: String,
     device: DeviceView,
 }
 
-fn credentials_response(creds: &FreshCredentials, device: DeviceView) -> CredentialsResponse {
+fn credentials_response(
+    state: &AppState,
+    creds: &FreshCredentials,
+    device: DeviceView,
+) -> CredentialsResponse {
     CredentialsResponse {
         id: device.id,
         device_token: creds.token.expose().to_owned(),
         enrollment_code: creds.code.grouped(),
         enrollment_expires_at: creds.code_expires_at,
+        install_command: super::distribution::install_command(
+            &state.settings.public_url,
+            &creds.code,
+        ),
         device,
     }
 }
@@ -224,7 +234,7 @@ pub async fn create(
     .await?;
     let device = view(&txn, device).await?;
     txn.commit().await?;
-    Ok(HttpResponse::Created().json(credentials_response(&creds, device)))
+    Ok(HttpResponse::Created().json(credentials_response(&state, &creds, device)))
 }
 
 /// `GET /api/v1/admin/devices`
@@ -296,7 +306,7 @@ pub async fn rotate_token(
     .await?;
     let device = view(&txn, device).await?;
     txn.commit().await?;
-    Ok(HttpResponse::Ok().json(credentials_response(&creds, device)))
+    Ok(HttpResponse::Ok().json(credentials_response(&state, &creds, device)))
 }
 
 /// A field that may be sent as `null` to clear it: absent is `None`, `null` is `Some(None)`.

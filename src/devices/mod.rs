@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod agent;
+pub mod distribution;
 mod enrollment;
 mod installed;
 pub mod policy;

@@ -47,6 +47,8 @@ api_routes! {
     post "/api/v1/admin/devices/{id}/rotate-token" => crate::devices::admin::rotate_token, "devices", "New token and enrollment code; the old token and the registered key stop working (ADMIN/DEV)";
     post "/api/v1/admin/devices/{id}/block" => crate::devices::admin::block, "devices", "Block a device (ADMIN/DEV)";
     post "/api/v1/admin/devices/{id}/unblock" => crate::devices::admin::unblock, "devices", "Unblock a device (ADMIN/DEV)";
+    get "/agent/install.ps1" => crate::devices::distribution::script, "agent", "PowerShell script that downloads, installs and pairs the agent (?code=enrollment code); paste `irm <server>/agent/install.ps1?code=... | iex`";
+    get "/agent/certhub-agent.exe" => crate::devices::distribution::executable, "agent", "The agent executable this server was released with (agent_exe_file), 404 when none is configured";
     post "/api/v1/agent/enroll" => crate::devices::agent::enroll, "agent", "Exchange a one-time enrollment code and the device's public key for its id and token";
     post "/api/v1/agent/auth" => crate::devices::agent::auth, "agent", "Device id + token (+ public key on first use) -> DEVICE access token";
     post "/api/v1/agent/heartbeat" => crate::devices::agent::heartbeat, "agent", "The agent is alive: server time and agent policy (DEVICE)";

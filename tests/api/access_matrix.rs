@@ -198,6 +198,14 @@ const MATRIX: &[Row] = &[
         None,
         [401, 403, 200, 200, 403],
     ),
+    // The one-line install: public (the enrollment code in the link is the credential).
+    ("get", "/agent/install.ps1", None, [200, 200, 200, 200, 200]),
+    (
+        "get",
+        "/agent/certhub-agent.exe",
+        None,
+        [404, 404, 404, 404, 404],
+    ),
     // Agent pairing is public: the body is the credential.
     (
         "post",

@@ -16,6 +16,7 @@ struct Provisioned {
     id: String,
     token: String,
     code: String,
+    install_command: String,
 }
 
 async fn provision(app: &TestApp, admin: &str, body: Value) -> Provisioned {
@@ -34,6 +35,7 @@ async fn provision(app: &TestApp, admin: &str, body: Value) -> Provisioned {
         id: body["id"].as_str().unwrap().to_owned(),
         token: body["device_token"].as_str().unwrap().to_owned(),
         code: body["enrollment_code"].as_str().unwrap().to_owned(),
+        install_command: body["install_command"].as_str().unwrap().to_owned(),
     }
 }
 
@@ -386,4 +388,51 @@ on_both_databases! {
         assert_eq!(res.status(), 404);
         assert!(db.run(&["audit", "verify"]).status.success());
     }
+}
+
+#[tokio::test]
+async fn the_one_line_install_serves_its_script_and_the_configured_agent() {
+    let db = TestDb::new(Backend::Sqlite).await.unwrap();
+    let exe = db.dir().join("certhub-agent.exe");
+    std::fs::write(&exe, b"MZ fake agent").unwrap();
+    let app = spawn_app_with(
+        &db,
+        &[
+            ("CERTHUB_AGENT_EXE_FILE", exe.to_str().unwrap()),
+            ("CERTHUB_PUBLIC_URL", "http://certhub.escritorio:8010"),
+        ],
+    )
+    .await;
+    let admin = app
+        .onboard(&db, "admin@escritorio.com.br", "ADMIN", PW)
+        .await;
+    let p = provision(&app, &admin.access, pc()).await;
+    let code = p.code.as_str();
+    assert_eq!(
+        p.install_command,
+        format!("irm \"http://certhub.escritorio:8010/agent/install.ps1?code={code}\" | iex")
+    );
+    let res = app
+        .get(&format!("/agent/install.ps1?code={}", code.to_lowercase()))
+        .await;
+    assert_eq!(res.status(), 200);
+    assert!(
+        res.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    let script = res.text().await.unwrap();
+    assert!(
+        script.contains("$server = 'http://certhub.escritorio:8010'"),
+        "{script}"
+    );
+    assert!(script.contains(&format!("$code = '{code}'")), "{script}");
+    assert!(script.contains("pair --server $server --code $code"));
+    // Anything but a code is refused, so nothing can be injected into the script.
+    let res = app.get("/agent/install.ps1?code=x';Remove-Item").await;
+    assert_eq!(res.status(), 422);
+    let res = app.get("/agent/certhub-agent.exe").await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.bytes().await.unwrap().as_ref(), b"MZ fake agent");
 }

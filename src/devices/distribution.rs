@@ -1,0 +1,98 @@
+//! Getting the agent onto a PC: the PowerShell line an admin pastes once
+//! (`irm <server>/agent/install.ps1?code=... | iex`), the script it runs, and the agent `.exe`
+//! the server was released with (`agent_exe_file`).
+
+use actix_web::http::header;
+use actix_web::{HttpResponse, web};
+use serde::Deserialize;
+
+use super::EnrollmentCode;
+use crate::http::AppError;
+use crate::startup::AppState;
+
+const SCRIPT: &str = include_str!("../../templates/install-agent.ps1");
+
+/// The script for `server`, pairing with `code` when one is given.
+pub fn install_script(server: &str, code: Option<&EnrollmentCode>) -> String {
+    // The server URL comes from the configuration and the code from a fixed alphabet, so
+    // neither can close the single-quoted PowerShell strings they are put in.
+    SCRIPT
+        .replace("{{SERVER}}", &server.replace('\'', "''"))
+        .replace(
+            "{{CODE}}",
+            &code.map(EnrollmentCode::grouped).unwrap_or_default(),
+        )
+}
+
+/// The one line an admin pastes into PowerShell on the PC.
+pub fn install_command(server: &str, code: &EnrollmentCode) -> String {
+    format!(
+        "irm \"{server}/agent/install.ps1?code={}\" | iex",
+        code.grouped()
+    )
+}
+
+#[derive(Deserialize)]
+pub struct ScriptQuery {
+    code: Option<String>,
+}
+
+/// `GET /agent/install.ps1?code=ABCD-EFGH-JK`: the script that downloads, installs and pairs.
+pub async fn script(
+    state: web::Data<AppState>,
+    query: web::Query<ScriptQuery>,
+) -> Result<HttpResponse, AppError> {
+    let code = match query.into_inner().code.filter(|c| !c.trim().is_empty()) {
+        None => None,
+        Some(raw) => Some(EnrollmentCode::parse(&raw).ok_or_else(|| {
+            AppError::Validation("code: an enrollment code such as ABCD-EFGH-JK".into())
+        })?),
+    };
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CONTENT_TYPE, "text/plain; charset=utf-8"))
+        .body(install_script(&state.settings.public_url, code.as_ref())))
+}
+
+/// `GET /agent/certhub-agent.exe`: the agent this server was released with.
+pub async fn executable(state: web::Data<AppState>) -> Result<HttpResponse, AppError> {
+    let Some(path) = &state.settings.agent_exe_file else {
+        return Err(AppError::NotFound(
+            "no agent executable is configured on this server (agent_exe_file)".into(),
+        ));
+    };
+    let bytes = tokio::fs::read(path).await.map_err(|e| {
+        tracing::error!(path = %path.display(), error = %e, "cannot read agent_exe_file");
+        AppError::NotFound("the configured agent executable cannot be read".into())
+    })?;
+    Ok(HttpResponse::Ok()
+        .insert_header((
+            header::CONTENT_TYPE,
+            "application/vnd.microsoft.portable-executable",
+        ))
+        .insert_header((
+            header::CONTENT_DISPOSITION,
+            "attachment; filename=\"Certhub.Agent.exe\"",
+        ))
+        .body(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_script_pairs_with_the_code_and_quotes_the_server() {
+        let code = EnrollmentCode::parse("abcd efgh jk").unwrap();
+        let s = install_script("http://certhub:8010", Some(&code));
+        assert!(s.contains("$server = 'http://certhub:8010'"));
+        assert!(s.contains("$code = 'ABCD-EFGH-JK'"));
+        assert!(!s.contains("{{"));
+        let s = install_script("http://o'brien", None);
+        assert!(s.contains("$server = 'http://o''brien'"));
+        assert!(s.contains("$code = ''"));
+        assert_eq!(
+            install_command("http://certhub:8010", &code),
+            "irm \"http://certhub:8010/agent/install.ps1?code=ABCD-EFGH-JK\" | iex"
+        );
+    }
+}
