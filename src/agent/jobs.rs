@@ -135,8 +135,18 @@ impl Agent {
         self
     }
 
+    /// The ledger and outbox, read again from disk: a `cleanup` run by the scheduled task (another
+    /// process) may have changed them since.
     fn local(&self) -> MutexGuard<'_, Local> {
-        self.local.lock().unwrap_or_else(|e| e.into_inner())
+        let mut local = self.local.lock().unwrap_or_else(|e| e.into_inner());
+        match (
+            Ledger::load(&self.dir.ledger()),
+            Outbox::load(self.dir.outbox()),
+        ) {
+            (Ok(ledger), Ok(outbox)) => *local = Local { ledger, outbox },
+            (Err(e), _) | (_, Err(e)) => log::error(format!("Keeping the last good record: {e}")),
+        }
+        local
     }
 
     fn state(&self) -> MutexGuard<'_, AgentState> {
@@ -206,8 +216,14 @@ impl Agent {
         let open = self.client.installations()?;
         let now = self.clock.now();
         let mut local = self.local();
+        // A removal whose report is still on its way is not brought back.
+        let open: Vec<_> = open
+            .installations
+            .into_iter()
+            .filter(|o| !local.outbox.holds(&o.thumbprint))
+            .collect();
         let before = local.ledger.clone();
-        let added = local.ledger.reconcile(&open.installations, now);
+        let added = local.ledger.reconcile(&open, now);
         if local.ledger != before
             && let Err(e) = local.ledger.save(&self.dir.ledger())
         {
@@ -235,6 +251,7 @@ impl Agent {
                 Err(e) => log::error(format!("Outbox: {e}")),
             }
         }
+        self.flush();
         if let Err(e) = self.reconcile() {
             log::warn(format!("Start-up reconciliation skipped: {e}"));
         }

@@ -178,9 +178,9 @@ mod directory {
     use std::fs;
     use std::path::PathBuf;
 
-    use agent_pkcs12::{KeyStore, KeyStoreEntry, Pkcs12ImportPolicy};
-    use agent_sha1::{Digest, Sha1};
+    use p12_keystore::{KeyStore, KeyStoreEntry, Pkcs12ImportPolicy};
     use serde::{Deserialize, Serialize};
+    use sha1::{Digest, Sha1};
 
     use super::{CertStore, Installed, Removal, StoreError};
     use crate::agent::config::write_json;
@@ -246,8 +246,8 @@ mod directory {
         fn leaf(pfx: &[u8], password: &SecretString) -> Result<(String, String), StoreError> {
             let store = KeyStore::from_pkcs12(pfx, password.expose(), Pkcs12ImportPolicy::Strict)
                 .map_err(|e| match e {
-                agent_pkcs12::error::Error::MacError(_)
-                | agent_pkcs12::error::Error::UnpadError => StoreError::WrongPassword,
+                p12_keystore::error::Error::MacError(_)
+                | p12_keystore::error::Error::UnpadError => StoreError::WrongPassword,
                 other => StoreError::ImportRefused(other.to_string()),
             })?;
             let chain = store
