@@ -73,6 +73,9 @@ struct Local {
     outbox: Outbox,
 }
 
+/// Shows the user a notification: title, message.
+pub type Notifier = dyn Fn(&str, &str) + Send + Sync;
+
 /// A running agent's pieces.
 pub struct Agent {
     pub dir: DataDir,
@@ -84,7 +87,7 @@ pub struct Agent {
     local: Mutex<Local>,
     state: Mutex<AgentState>,
     wake: (Mutex<bool>, Condvar),
-    notify: Box<dyn Fn(&str, &str) + Send + Sync>,
+    notify: Box<Notifier>,
 }
 
 /// What a cleanup did.

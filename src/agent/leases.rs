@@ -3,7 +3,7 @@
 //! installations, and a certificate either lists is removed when due. Due-ness comes from a
 //! [`Clock`], never from a sleep: a laptop that slept through 18:00 is past due on waking.
 
-use std::path::PathBuf;
+use std::path::Path;
 
 use chrono::{DateTime, Duration, NaiveTime, TimeZone, Utc};
 use chrono_tz::Tz;
@@ -169,11 +169,11 @@ pub struct Ledger {
 }
 
 impl Ledger {
-    pub fn load(path: &PathBuf) -> Result<Self, ConfigError> {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
         Ok(read_json(path)?.unwrap_or_default())
     }
 
-    pub fn save(&self, path: &PathBuf) -> Result<(), ConfigError> {
+    pub fn save(&self, path: &Path) -> Result<(), ConfigError> {
         write_json(path, self)
     }
 

@@ -7,7 +7,7 @@
 //! (3) certificate and key out of the store, (4) outcome in the outbox, (5) report sent, item
 //! dropped. [`Outbox::recover`] finishes steps 2-4 of any item a crash interrupted.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -117,7 +117,7 @@ impl Outbox {
         &mut self,
         id: uuid::Uuid,
         ledger: &mut Ledger,
-        ledger_path: &PathBuf,
+        ledger_path: &Path,
         store: &dyn CertStore,
     ) -> Result<Result<bool, StoreError>, ConfigError> {
         let Some(item) = self.file.items.iter().find(|i| i.id == id).cloned() else {
@@ -145,7 +145,7 @@ impl Outbox {
     pub fn recover(
         &mut self,
         ledger: &mut Ledger,
-        ledger_path: &PathBuf,
+        ledger_path: &Path,
         store: &dyn CertStore,
     ) -> Result<Vec<(String, StoreError)>, ConfigError> {
         let mut failed = Vec::new();
