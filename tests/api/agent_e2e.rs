@@ -512,3 +512,103 @@ async fn the_agent_explains_what_is_wrong() {
         "{out:?}"
     );
 }
+
+/// A certificate the user already had is left alone (`ALREADY_INSTALLED`, survives cleanup);
+/// a rotated token, a blocked device and a wrong clock each get a message a person can act on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn foreign_certificates_rotated_tokens_blocked_devices_and_skewed_clocks() {
+    let db = TestDb::new(Backend::Sqlite).await.unwrap();
+    let o = office(&db, &[]).await;
+    let (_, cert) = o
+        .call(
+            "GET",
+            &format!("/api/v1/certificados/{}", o.cert),
+            None,
+            &o.view.access,
+        )
+        .await;
+    let thumbprint = cert["sha1"].as_str().unwrap().to_uppercase();
+    let device = o.provision("PC-04").await;
+    let id = device["id"].as_str().unwrap();
+    let mut pc = Pc::new();
+    pc.pair(&[
+        "--server",
+        &o.app.address,
+        "--code",
+        device["enrollment_code"].as_str().unwrap(),
+    ]);
+    // The user imported the same certificate by hand.
+    let store = pc.home.path().join("store");
+    std::fs::create_dir_all(&store).unwrap();
+    let by_hand = store.join(format!("{thumbprint}.json"));
+    std::fs::write(&by_hand, format!(r#"{{"thumbprint":"{thumbprint}","friendly_name":"mine","subject":"","key_name":"","installed_at":"2026-01-01T00:00:00Z"}}"#)).unwrap();
+    pc.start(0).await;
+    let job = o.approved(id, 30).await;
+    o.wait_job(&job, "FAILED", Duration::from_secs(5)).await;
+    assert_eq!(o.job(&job).await["error_code"], "ALREADY_INSTALLED");
+    pc.kill();
+    let out = pc.once(&["cleanup", "--mode", "manual"], 0);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        by_hand.exists(),
+        "a certificate the agent did not install was removed"
+    );
+
+    // Clock skew over 2 minutes is shown.
+    let out = pc.once(&["status"], 300);
+    assert!(out.status.success(), "{out:?}");
+    assert!(out.stdout.contains("relógio desajustado"), "{}", out.stdout);
+    assert!(pc.log().contains("Clock skew"), "{}", pc.log());
+
+    // Rotated token: re-authentication fails with the seed's message.
+    let (status, _) = o
+        .call(
+            "POST",
+            &format!("/api/v1/admin/devices/{id}/rotate-token"),
+            None,
+            &o.admin.access,
+        )
+        .await;
+    assert_eq!(status, 200);
+    let out = pc.once(&["status"], 0);
+    assert_eq!(out.status.code(), Some(4), "{out:?}");
+    assert!(
+        out.stdout
+            .contains("Falha de autenticação: token rotacionado ou inválido"),
+        "{}",
+        out.stdout
+    );
+
+    // Paired again with the new code; then blocked.
+    let fresh = o.provision("PC-05").await;
+    pc.pair(&[
+        "--server",
+        &o.app.address,
+        "--code",
+        fresh["enrollment_code"].as_str().unwrap(),
+    ]);
+    let out = pc.once(&["status"], 0);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        out.stdout.contains(fresh["id"].as_str().unwrap()),
+        "re-pairing replaced the identity: {}",
+        out.stdout
+    );
+    let fresh_id = fresh["id"].as_str().unwrap();
+    let (status, _) = o
+        .call(
+            "POST",
+            &format!("/api/v1/admin/devices/{fresh_id}/block"),
+            None,
+            &o.admin.access,
+        )
+        .await;
+    assert_eq!(status, 200);
+    let out = pc.once(&["status"], 0);
+    assert_eq!(out.status.code(), Some(4), "{out:?}");
+    assert!(
+        out.stdout.contains("Dispositivo bloqueado"),
+        "{}",
+        out.stdout
+    );
+}
