@@ -87,6 +87,7 @@ pub struct Agent {
     local: Mutex<Local>,
     state: Mutex<AgentState>,
     wake: (Mutex<bool>, Condvar),
+    flush_backoff: Mutex<Backoff>,
     notify: Box<Notifier>,
 }
 
@@ -128,6 +129,7 @@ impl Agent {
             clock,
             local: Mutex::new(local),
             wake: (Mutex::new(false), Condvar::new()),
+            flush_backoff: Mutex::new(Backoff::default()),
             notify: Box::new(|_, _| {}),
         })
     }
@@ -358,8 +360,12 @@ impl Agent {
 
     /// The timer: removes what is due, at least every 30 s, and retries waiting reports.
     pub fn timer_tick(&self) -> StdDuration {
-        let due = self.due_entries();
+        let mut due = self.due_entries();
         if !due.is_empty() {
+            // Every cleanup looks at the server's list too (best effort: it may be away).
+            if self.reconcile().is_ok() {
+                due = self.due_entries();
+            }
             let daily = self.daily();
             // At the daily time it is the scheduled cleanup; earlier, a lease's end.
             let scheduled = due
@@ -377,11 +383,23 @@ impl Agent {
         }
         let now = self.clock.now();
         let daily = self.daily();
-        let next = self.local().ledger.next_deadline(&daily);
-        let until = next
+        let local = self.local();
+        let until = local
+            .ledger
+            .next_deadline(&daily)
             .map(|d| (d - now).to_std().unwrap_or_default())
             .unwrap_or(TIMER_PERIOD);
-        until.clamp(StdDuration::from_millis(200), TIMER_PERIOD)
+        let mut backoff = self.flush_backoff.lock().unwrap_or_else(|e| e.into_inner());
+        let retry = if local.outbox.is_empty() {
+            backoff.reset();
+            TIMER_PERIOD
+        } else {
+            // Reports wait for the server: try again soon, then less and less often.
+            backoff.next_delay()
+        };
+        until
+            .min(retry)
+            .clamp(StdDuration::from_millis(200), TIMER_PERIOD)
     }
 
     /// Runs the timer until the process ends.

@@ -612,3 +612,39 @@ async fn foreign_certificates_rotated_tokens_blocked_devices_and_skewed_clocks()
         out.stdout
     );
 }
+
+/// The server stops while the running agent removes a certificate at its lease's end: the
+/// report waits in the outbox and reaches the server once it is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removal_made_while_the_server_is_down_is_reported_when_it_returns() {
+    let db = TestDb::new(Backend::Sqlite).await.unwrap();
+    let mut o = office(&db, &[]).await;
+    let port = o.app.address.rsplit(':').next().unwrap().to_owned();
+    let device = o.provision("PC-06").await;
+    let mut pc = Pc::new();
+    pc.pair(&[
+        "--server",
+        &o.app.address,
+        "--code",
+        device["enrollment_code"].as_str().unwrap(),
+    ]);
+    // 55 s ahead: the 1-minute lease ends about 5 s after the install.
+    pc.start(55).await;
+    let job = o.approved(device["id"].as_str().unwrap(), 1).await;
+    o.wait_job(&job, "DONE", Duration::from_secs(5)).await;
+    let installation = o.job(&job).await["installation_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    o.app.child.kill().unwrap();
+    o.app.child.wait().unwrap();
+    pc.wait_store(0).await;
+    let outbox = std::fs::read_to_string(pc.home.path().join("outbox.json")).unwrap();
+    assert!(outbox.contains("\"lease\""), "{outbox}");
+    let listen = format!("127.0.0.1:{port}");
+    o.app = spawn_app_with(&db, &[("CERTHUB_LISTEN", listen.as_str())]).await;
+    let removed = o.wait_removed(&installation, Duration::from_secs(30)).await;
+    assert_eq!(removed["removal_mode"], "lease", "{removed}");
+    let outbox = std::fs::read_to_string(pc.home.path().join("outbox.json")).unwrap();
+    assert!(!outbox.contains("\"lease\""), "{outbox}");
+}
