@@ -265,3 +265,26 @@ pub struct CleanupResponse {
 redacted_debug! {
     ClaimResponse { job_id, status, payload_token_expires_at, expires_in };
 }
+
+/// One open installation of `GET /api/v1/agent/installations`: a certificate the server
+/// believes is on this device, and until when it may stay.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OpenInstallation {
+    pub installation_id: uuid::Uuid,
+    /// The install job that opened it.
+    pub job_id: uuid::Uuid,
+    /// SHA-1 of the certificate (upper-case hex).
+    pub thumbprint: String,
+    pub cert_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub installed_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// The lease's end: remove the certificate and its key then at the latest.
+    pub expires_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// Response of `GET /api/v1/agent/installations` (DEVICE): this device's open installations,
+/// which the agent reconciles with its own record at start-up and at every cleanup.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OpenInstallations {
+    pub installations: Vec<OpenInstallation>,
+}

@@ -1,3 +1,3 @@
-fn main() {
-    println!("certhub-agent {}", certhub::agent::version());
+fn main() -> std::process::ExitCode {
+    certhub::agent::main()
 }

@@ -8,6 +8,7 @@ pub mod api;
 pub mod hub;
 pub mod installations;
 pub mod lease;
+pub mod open_installations;
 pub mod permission;
 pub mod removal;
 mod state;

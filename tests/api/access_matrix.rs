@@ -248,6 +248,12 @@ const MATRIX: &[Row] = &[
         [401, 403, 403, 403, 404],
     ),
     (
+        "get",
+        "/api/v1/agent/installations",
+        None,
+        [401, 403, 403, 403, 200],
+    ),
+    (
         "post",
         "/api/v1/agent/cleanup",
         Some(r#"{"mode":"manual","removed":[]}"#),

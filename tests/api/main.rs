@@ -4,6 +4,7 @@ mod helpers;
 
 mod access_matrix;
 mod accounts;
+mod agent_e2e;
 mod agent_jobs;
 mod audit;
 mod browser;

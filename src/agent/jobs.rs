@@ -1,0 +1,806 @@
+//! The agent at work: heartbeat at the policy's interval, long-poll for jobs, install
+//! (claim, payload, open, import, record, result) and remove (`REMOVE` jobs, lease ends, the
+//! daily cleanup), with exponential backoff and jitter while the server is away. A timer
+//! thread compares the wall clock with every deadline at least every 30 s.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration as StdDuration, Instant};
+
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::client::{Client, ClientError};
+use super::config::{Config, ConfigError, DataDir, Secrets, read_json, write_json};
+use super::leases::{Clock, DailyCleanup, Ledger, LedgerEntry};
+use super::log;
+use super::outbox::{Outbox, Report};
+use super::store::{CertStore, Installed};
+use crate::crypto::{DeviceSecretKey, PayloadContext, SecretString};
+use crate::protocol::{AgentJob, AgentPolicy, CleanupMode, ResultRequest, ResultStatus};
+
+/// Longest the timer sleeps between looks at the wall clock.
+pub const TIMER_PERIOD: StdDuration = StdDuration::from_secs(30);
+/// Clock skew against the server's worth a warning.
+pub const MAX_SKEW_SECS: i64 = 120;
+
+/// What `status` shows between runs: the last contact and the policy (so a cleanup without
+/// the server still knows the office's `cleanup_time`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentState {
+    pub policy: Option<AgentPolicy>,
+    pub last_heartbeat_at: Option<DateTime<Utc>>,
+    pub clock_skew_seconds: Option<i64>,
+    pub last_error: Option<String>,
+}
+
+impl AgentState {
+    pub fn load(dir: &DataDir) -> Self {
+        read_json(&dir.state()).ok().flatten().unwrap_or_default()
+    }
+
+    pub fn daily(&self) -> DailyCleanup {
+        self.policy
+            .as_ref()
+            .and_then(DailyCleanup::from_policy)
+            .unwrap_or_default()
+    }
+}
+
+/// Exponential backoff with jitter: 1 s, 2 s, 4 s ... up to 30 s, each scaled by 0.5-1.0.
+#[derive(Debug, Default)]
+pub struct Backoff {
+    failures: u32,
+}
+
+impl Backoff {
+    pub fn reset(&mut self) {
+        self.failures = 0;
+    }
+
+    pub fn next_delay(&mut self) -> StdDuration {
+        let base =
+            StdDuration::from_secs(1 << self.failures.min(5)).min(StdDuration::from_secs(30));
+        self.failures = self.failures.saturating_add(1);
+        let r = (uuid::Uuid::new_v4().as_u128() % 1000) as f64 / 1000.0;
+        base.mul_f64(0.5 + r / 2.0)
+    }
+}
+
+/// The ledger and the outbox change together, under one lock.
+struct Local {
+    ledger: Ledger,
+    outbox: Outbox,
+}
+
+/// Shows the user a notification: title, message.
+pub type Notifier = dyn Fn(&str, &str) + Send + Sync;
+
+/// A running agent's pieces.
+pub struct Agent {
+    pub dir: DataDir,
+    pub config: Config,
+    pub client: Client,
+    key: DeviceSecretKey,
+    store: Box<dyn CertStore>,
+    clock: Arc<dyn Clock>,
+    local: Mutex<Local>,
+    state: Mutex<AgentState>,
+    wake: (Mutex<bool>, Condvar),
+    flush_backoff: Mutex<Backoff>,
+    notify: Box<Notifier>,
+}
+
+/// What a cleanup did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct CleanupOutcome {
+    pub removed: Vec<String>,
+    pub failed: Vec<(String, String)>,
+    /// Reports still waiting for the server.
+    pub unreported: usize,
+}
+
+impl Agent {
+    pub fn open(
+        dir: DataDir,
+        secrets: &dyn Secrets,
+        store: Box<dyn CertStore>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, ConfigError> {
+        let config = Config::load(&dir)?;
+        let device = secrets.load()?.ok_or(ConfigError::NotPaired)?;
+        let client = Client::new(
+            config.server_url.clone(),
+            config.device_id,
+            device.device_token.clone(),
+            device.key.public_key().to_base64(),
+        );
+        let local = Local {
+            ledger: Ledger::load(&dir.ledger())?,
+            outbox: Outbox::load(dir.outbox())?,
+        };
+        Ok(Self {
+            state: Mutex::new(AgentState::load(&dir)),
+            dir,
+            config,
+            client,
+            key: device.key.clone(),
+            store,
+            clock,
+            local: Mutex::new(local),
+            wake: (Mutex::new(false), Condvar::new()),
+            flush_backoff: Mutex::new(Backoff::default()),
+            notify: Box::new(|_, _| {}),
+        })
+    }
+
+    /// Where notifications go (the tray's balloon on Windows).
+    pub fn with_notifier(mut self, notify: impl Fn(&str, &str) + Send + Sync + 'static) -> Self {
+        self.notify = Box::new(notify);
+        self
+    }
+
+    /// The ledger and outbox, read again from disk: a `cleanup` run by the scheduled task (another
+    /// process) may have changed them since.
+    fn local(&self) -> MutexGuard<'_, Local> {
+        let mut local = self.local.lock().unwrap_or_else(|e| e.into_inner());
+        match (
+            Ledger::load(&self.dir.ledger()),
+            Outbox::load(self.dir.outbox()),
+        ) {
+            (Ok(ledger), Ok(outbox)) => *local = Local { ledger, outbox },
+            (Err(e), _) | (_, Err(e)) => log::error(format!("Keeping the last good record: {e}")),
+        }
+        local
+    }
+
+    fn state(&self) -> MutexGuard<'_, AgentState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn daily(&self) -> DailyCleanup {
+        self.state().daily()
+    }
+
+    fn save_state(&self) {
+        let state = self.state().clone();
+        if let Err(e) = write_json(&self.dir.state(), &state) {
+            log::warn(format!("Could not save state.json: {e}"));
+        }
+    }
+
+    fn note_error(&self, e: &ClientError) {
+        self.state().last_error = Some(e.to_string());
+        self.save_state();
+    }
+
+    /// Wakes the timer (a new deadline, or a report to send).
+    fn poke_timer(&self) {
+        let (flag, cv) = &self.wake;
+        *flag.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        cv.notify_all();
+    }
+
+    /// `POST /agent/heartbeat`: keeps the policy and checks the clock against the server's.
+    pub fn heartbeat(&self) -> Result<AgentPolicy, ClientError> {
+        let sent = self.clock.now();
+        let beat = self.client.heartbeat();
+        let beat = match beat {
+            Ok(b) => b,
+            Err(e) => {
+                self.note_error(&e);
+                return Err(e);
+            }
+        };
+        let skew = (sent - beat.server_time).num_seconds();
+        if skew.abs() > MAX_SKEW_SECS {
+            log::warn(format!(
+                "Clock skew: this PC's clock is {skew} s off the server's ({}); certificates are removed by the server's lease times, fix the PC's clock",
+                beat.server_time.to_rfc3339()
+            ));
+        }
+        if DailyCleanup::from_policy(&beat.policy).is_none() {
+            log::warn(format!(
+                "Unreadable policy cleanup_time {:?} / timezone {:?}: using 18:00 America/Sao_Paulo",
+                beat.policy.cleanup_time, beat.policy.timezone
+            ));
+        }
+        {
+            let mut state = self.state();
+            state.policy = Some(beat.policy.clone());
+            state.last_heartbeat_at = Some(sent);
+            state.clock_skew_seconds = Some(skew);
+            state.last_error = None;
+        }
+        self.save_state();
+        Ok(beat.policy)
+    }
+
+    /// Merges the server's open installations into the ledger (start-up and every cleanup).
+    pub fn reconcile(&self) -> Result<usize, ClientError> {
+        let open = self.client.installations()?;
+        let now = self.clock.now();
+        let mut local = self.local();
+        // A removal whose report is still on its way is not brought back.
+        let open: Vec<_> = open
+            .installations
+            .into_iter()
+            .filter(|o| !local.outbox.holds(&o.thumbprint))
+            .collect();
+        let before = local.ledger.clone();
+        let added = local.ledger.reconcile(&open, now);
+        if local.ledger != before
+            && let Err(e) = local.ledger.save(&self.dir.ledger())
+        {
+            log::error(format!("Could not save installed_thumbprints.json: {e}"));
+        }
+        if added > 0 {
+            log::warn(format!(
+                "{added} installation(s) the server lists were missing from installed_thumbprints.json: restored, they will be removed when due"
+            ));
+        }
+        Ok(added)
+    }
+
+    /// Finishes removals a crash interrupted, then removes what is due and reports.
+    pub fn startup(&self) -> CleanupOutcome {
+        {
+            let mut local = self.local();
+            let Local { ledger, outbox } = &mut *local;
+            match outbox.recover(ledger, &self.dir.ledger(), self.store.as_ref()) {
+                Ok(failed) => {
+                    for (t, e) in failed {
+                        log::error(format!("Removal of {t} still fails: {e}"));
+                    }
+                }
+                Err(e) => log::error(format!("Outbox: {e}")),
+            }
+        }
+        self.flush();
+        if let Err(e) = self.reconcile() {
+            log::warn(format!("Start-up reconciliation skipped: {e}"));
+        }
+        let due = self.due_entries();
+        if due.is_empty() {
+            self.flush();
+            return CleanupOutcome {
+                unreported: self.local().outbox.items().len(),
+                ..Default::default()
+            };
+        }
+        self.cleanup_entries(CleanupMode::Startup, due)
+    }
+
+    fn due_entries(&self) -> Vec<LedgerEntry> {
+        let now = self.clock.now();
+        let daily = self.daily();
+        self.local().ledger.due(now, &daily)
+    }
+
+    /// `cleanup --mode ...` and the timer: removes (scheduled/manual: everything the agent
+    /// installed; startup/lease: what is due), then reports.
+    pub fn cleanup(&self, mode: CleanupMode) -> CleanupOutcome {
+        log::info(format!("Starting cleanup ({mode:?})"));
+        if let Err(e) = self.reconcile() {
+            log::warn(format!("Reconciliation with the server skipped: {e}"));
+        }
+        let entries = match mode {
+            CleanupMode::Scheduled | CleanupMode::Manual => self.local().ledger.installed.clone(),
+            CleanupMode::Startup | CleanupMode::Lease => self.due_entries(),
+        };
+        self.cleanup_entries(mode, entries)
+    }
+
+    fn cleanup_entries(&self, mode: CleanupMode, entries: Vec<LedgerEntry>) -> CleanupOutcome {
+        let mut outcome = CleanupOutcome::default();
+        for entry in entries {
+            let thumbprint = entry.installed.thumbprint.clone();
+            match self.remove(Report::Cleanup { mode }, entry) {
+                Ok(key_deleted) => {
+                    log::info(format!(
+                        "Removed {thumbprint} ({mode:?}), key deleted: {key_deleted}"
+                    ));
+                    (self.notify)("Certificado removido", &thumbprint);
+                    outcome.removed.push(thumbprint);
+                }
+                Err(e) => {
+                    log::error(format!("Could not remove {thumbprint}: {e}"));
+                    outcome.failed.push((thumbprint, e));
+                }
+            }
+        }
+        self.flush();
+        outcome.unreported = self.local().outbox.items().len();
+        log::info(format!(
+            "Cleanup ({mode:?}) done: {} removed, {} failed, {} report(s) waiting for the server",
+            outcome.removed.len(),
+            outcome.failed.len(),
+            outcome.unreported
+        ));
+        outcome
+    }
+
+    /// One removal through the outbox (durable intent, ledger, store, outcome).
+    fn remove(&self, report: Report, entry: LedgerEntry) -> Result<bool, String> {
+        let mut local = self.local();
+        let Local { ledger, outbox } = &mut *local;
+        if outbox.holds(&entry.installed.thumbprint) {
+            // Already under way (a crash, or the timer and a job at once): finish that one.
+            let failed = outbox
+                .recover(ledger, &self.dir.ledger(), self.store.as_ref())
+                .map_err(|e| e.to_string())?;
+            return match failed.into_iter().next() {
+                Some((_, e)) => Err(e.to_string()),
+                None => Ok(true),
+            };
+        }
+        let id = outbox
+            .begin(report, entry, self.clock.now())
+            .map_err(|e| e.to_string())?;
+        match outbox.finish_removal(id, ledger, &self.dir.ledger(), self.store.as_ref()) {
+            Ok(Ok(key_deleted)) => Ok(key_deleted),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// Sends waiting reports; true when none is left.
+    pub fn flush(&self) -> bool {
+        let mut local = self.local();
+        if local.outbox.is_empty() {
+            return true;
+        }
+        match local.outbox.flush(&self.client) {
+            Ok(n) if n > 0 => log::info(format!("Sent {n} removal report(s)")),
+            Ok(_) => {}
+            Err(e) => log::error(format!("Outbox: {e}")),
+        }
+        local.outbox.is_empty()
+    }
+
+    /// The timer: removes what is due, at least every 30 s, and retries waiting reports.
+    pub fn timer_tick(&self) -> StdDuration {
+        let mut due = self.due_entries();
+        if !due.is_empty() {
+            // Every cleanup looks at the server's list too (best effort: it may be away).
+            if self.reconcile().is_ok() {
+                due = self.due_entries();
+            }
+            let daily = self.daily();
+            // At the daily time it is the scheduled cleanup; earlier, a lease's end.
+            let scheduled = due
+                .iter()
+                .any(|e| e.deadline(&daily) == daily.next_after(e.installed_at));
+            let mode = if scheduled {
+                CleanupMode::Scheduled
+            } else {
+                CleanupMode::Lease
+            };
+            log::info(format!("Starting cleanup ({mode:?})"));
+            self.cleanup_entries(mode, due);
+        } else if !self.local().outbox.is_empty() {
+            self.flush();
+        }
+        let now = self.clock.now();
+        let daily = self.daily();
+        let local = self.local();
+        let until = local
+            .ledger
+            .next_deadline(&daily)
+            .map(|d| (d - now).to_std().unwrap_or_default())
+            .unwrap_or(TIMER_PERIOD);
+        let mut backoff = self.flush_backoff.lock().unwrap_or_else(|e| e.into_inner());
+        let retry = if local.outbox.is_empty() {
+            backoff.reset();
+            TIMER_PERIOD
+        } else {
+            // Reports wait for the server: try again soon, then less and less often.
+            backoff.next_delay()
+        };
+        until
+            .min(retry)
+            .clamp(StdDuration::from_millis(200), TIMER_PERIOD)
+    }
+
+    /// Runs the timer until the process ends.
+    pub fn run_timer(self: &Arc<Self>) -> std::thread::JoinHandle<()> {
+        let agent = Arc::clone(self);
+        std::thread::spawn(move || {
+            loop {
+                let sleep = agent.timer_tick();
+                let (flag, cv) = &agent.wake;
+                let guard = flag.lock().unwrap_or_else(|e| e.into_inner());
+                let (mut guard, _) = cv
+                    .wait_timeout_while(guard, sleep, |woken| !*woken)
+                    .unwrap_or_else(|e| e.into_inner());
+                *guard = false;
+            }
+        })
+    }
+
+    /// The job loop: never returns; errors are logged and retried with backoff.
+    pub fn run_jobs(&self) {
+        let mut backoff = Backoff::default();
+        let mut next_heartbeat = Instant::now();
+        let mut reconciled = false;
+        let mut retry_at: HashMap<uuid::Uuid, Instant> = HashMap::new();
+        let mut long_poll = 25;
+        loop {
+            if Instant::now() >= next_heartbeat {
+                match self.heartbeat() {
+                    Ok(policy) => {
+                        long_poll = policy.long_poll_seconds.clamp(1, 30);
+                        next_heartbeat = Instant::now()
+                            + StdDuration::from_secs(policy.heartbeat_interval_seconds.max(5));
+                        if !reconciled {
+                            reconciled = self.reconcile().is_ok();
+                            self.poke_timer();
+                        }
+                        self.flush();
+                    }
+                    Err(e) => {
+                        self.wait_after(&e, &mut backoff);
+                        continue;
+                    }
+                }
+            }
+            let jobs = match self.client.jobs(long_poll) {
+                Ok(list) => {
+                    backoff.reset();
+                    list.jobs
+                }
+                Err(e) => {
+                    self.wait_after(&e, &mut backoff);
+                    continue;
+                }
+            };
+            if !self.local().outbox.is_empty() {
+                self.flush();
+            }
+            let now = Instant::now();
+            retry_at.retain(|id, _| jobs.iter().any(|j| j.id == *id));
+            let mut acted = false;
+            for job in &jobs {
+                if retry_at.get(&job.id).is_some_and(|t| *t > now) {
+                    continue;
+                }
+                acted = true;
+                if let Err(delay) = self.handle(job) {
+                    retry_at.insert(job.id, Instant::now() + delay);
+                }
+            }
+            if !acted && !jobs.is_empty() {
+                // Only jobs waiting for a retry: the long-poll answers at once, so wait here.
+                let soonest = retry_at.values().min().copied().unwrap_or(now);
+                std::thread::sleep(
+                    soonest
+                        .saturating_duration_since(Instant::now())
+                        .clamp(StdDuration::from_millis(200), StdDuration::from_secs(5)),
+                );
+            }
+        }
+    }
+
+    fn wait_after(&self, e: &ClientError, backoff: &mut Backoff) {
+        let delay = match e {
+            ClientError::AuthFailed | ClientError::Blocked | ClientError::WrongBaseUrl { .. } => {
+                StdDuration::from_secs(60)
+            }
+            _ => backoff.next_delay(),
+        };
+        log::warn(format!("{e} (retrying in {} s)", delay.as_secs().max(1)));
+        self.note_error(e);
+        std::thread::sleep(delay);
+    }
+
+    /// Acts on one job; `Err(delay)` asks to look at it again after `delay`.
+    pub fn handle(&self, job: &AgentJob) -> Result<(), StdDuration> {
+        match job.job_type.as_str() {
+            "INSTALL" => self.install(job),
+            "REMOVE" => self.remove_job(job),
+            other => {
+                log::warn(format!("Job {} of unknown type {other}: ignored", job.id));
+                Err(StdDuration::from_secs(300))
+            }
+        }
+    }
+
+    fn install(&self, job: &AgentJob) -> Result<(), StdDuration> {
+        // Installed before a crash, result not sent: send it again.
+        let done = self
+            .local()
+            .ledger
+            .installed
+            .iter()
+            .find(|e| e.job_id == Some(job.id))
+            .cloned();
+        if let Some(entry) = done {
+            return self.report_installed(job, &entry);
+        }
+        let claim = match self.client.claim(job.id) {
+            Ok(c) => c,
+            Err(e) => return Err(self.job_error(job, "claim", &e)),
+        };
+        let Some(token) = claim.payload_token.map(SecretString::new) else {
+            log::warn(format!(
+                "Job {}: the claim carried no payload token",
+                job.id
+            ));
+            return Err(StdDuration::from_secs(10));
+        };
+        let payload = match self.client.payload(job.id, &token) {
+            Ok(p) => p,
+            Err(e) => return Err(self.job_error(job, "payload", &e)),
+        };
+        let expected = payload
+            .thumbprint
+            .clone()
+            .or_else(|| job.thumbprint.clone())
+            .unwrap_or_default()
+            .to_ascii_uppercase();
+        let now = self.clock.now();
+        let daily = self.daily();
+        let mut until = daily.next_after(now);
+        if let Some(m) = job.duration_minutes {
+            until = until.min(now + Duration::minutes(i64::from(m)));
+        }
+        let outcome = self.import(job, &payload.sealed, &expected, until, &daily);
+        let installed = match outcome {
+            Ok(i) => i,
+            Err((code, message)) => {
+                log::warn(format!("Job {} FAILED: {code}: {message}", job.id));
+                let result = ResultRequest {
+                    status: ResultStatus::Failed,
+                    thumbprint: None,
+                    error_code: Some(code.to_owned()),
+                    error_message: Some(message),
+                    key_storage: None,
+                    key_deleted: None,
+                };
+                return match self.client.result(job.id, &result) {
+                    Ok(_) => Ok(()),
+                    Err(e) => Err(self.job_error(job, "result", &e)),
+                };
+            }
+        };
+        let entry = LedgerEntry {
+            installed,
+            job_id: Some(job.id),
+            installation_id: None,
+            cert_name: job.cert_name.clone(),
+            installed_at: now,
+            expires_at: Some(until),
+            server_expires_at: None,
+        };
+        // Recorded before the result is sent: a crash now still removes it when due.
+        {
+            let mut local = self.local();
+            local.ledger.upsert(entry.clone());
+            if let Err(e) = local.ledger.save(&self.dir.ledger()) {
+                drop(local);
+                log::error(format!(
+                    "Could not record the installation: {e}; undoing it"
+                ));
+                let _ = self.store.remove_with_key(&entry.installed);
+                return Err(StdDuration::from_secs(30));
+            }
+        }
+        let name = job.cert_name.clone().unwrap_or_default();
+        let local_until = until.with_timezone(&daily.tz).format("%H:%M");
+        log::info(format!(
+            "Installed {name} ({}) until {local_until}, key in {}",
+            entry.installed.thumbprint, entry.installed.key_storage
+        ));
+        (self.notify)(
+            "Certificado instalado",
+            &format!("{name} instalado até {local_until}"),
+        );
+        self.poke_timer();
+        self.report_installed(job, &entry)
+    }
+
+    /// Opens the envelope and imports; every failure as `(error_code, message)` with no
+    /// secret in it. A failure leaves nothing in the store.
+    fn import(
+        &self,
+        job: &AgentJob,
+        sealed: &crate::protocol::SealedPayload,
+        expected: &str,
+        until: DateTime<Utc>,
+        daily: &DailyCleanup,
+    ) -> Result<Installed, (&'static str, String)> {
+        let context = PayloadContext::new(job.id, self.config.device_id);
+        let secret = crate::crypto::open(&self.key, &context, sealed)
+            .map_err(|e| ("ENVELOPE_INVALID", e.to_string()))?;
+        let thumbprint = self
+            .store
+            .thumbprint_of(secret.pfx(), secret.password())
+            .map_err(|e| (e.code(), e.to_string()))?;
+        if thumbprint != expected {
+            return Err((
+                "THUMBPRINT_MISMATCH",
+                format!("the PFX holds {thumbprint}, the job names {expected}"),
+            ));
+        }
+        let ours = self.local().ledger.get(&thumbprint).cloned();
+        if let Some(mut existing) = ours
+            && self.store.contains(&thumbprint).unwrap_or(false)
+        {
+            // Installed by this agent for an earlier job: it stays, under this job's lease too.
+            existing.job_id = Some(job.id);
+            return Ok(existing.installed);
+        }
+        let friendly = format!(
+            "CertHub · {} · até {}",
+            job.cert_name.as_deref().unwrap_or("certificado"),
+            until.with_timezone(&daily.tz).format("%H:%M")
+        );
+        let installed = self
+            .store
+            .install(secret.pfx(), secret.password(), &friendly)
+            .map_err(|e| (e.code(), e.to_string()))?;
+        if installed.thumbprint != expected {
+            let _ = self.store.remove_with_key(&installed);
+            return Err((
+                "THUMBPRINT_MISMATCH",
+                format!(
+                    "the store holds {}, the job names {expected}",
+                    installed.thumbprint
+                ),
+            ));
+        }
+        Ok(installed)
+    }
+
+    fn report_installed(&self, job: &AgentJob, entry: &LedgerEntry) -> Result<(), StdDuration> {
+        let result = ResultRequest {
+            status: ResultStatus::Done,
+            thumbprint: Some(entry.installed.thumbprint.clone()),
+            error_code: None,
+            error_message: None,
+            key_storage: Some(entry.installed.key_storage.clone()),
+            key_deleted: None,
+        };
+        match self.client.result(job.id, &result) {
+            Ok(answer) => {
+                if let Some(end) = answer.lease_expires_at {
+                    let mut local = self.local();
+                    if let Some(e) = local.ledger.get_mut(&entry.installed.thumbprint) {
+                        e.expires_at = Some(e.expires_at.map_or(end, |t| t.min(end)));
+                        e.server_expires_at = Some(end);
+                    }
+                    if let Err(e) = local.ledger.save(&self.dir.ledger()) {
+                        log::error(format!("Could not save installed_thumbprints.json: {e}"));
+                    }
+                }
+                self.poke_timer();
+                log::info(format!("Job {} DONE", job.id));
+                Ok(())
+            }
+            Err(e) => Err(self.job_error(job, "result", &e)),
+        }
+    }
+
+    fn remove_job(&self, job: &AgentJob) -> Result<(), StdDuration> {
+        let Some(thumbprint) = job.thumbprint.clone().map(|t| t.to_ascii_uppercase()) else {
+            log::warn(format!("REMOVE job {} names no certificate", job.id));
+            return Err(StdDuration::from_secs(300));
+        };
+        let pending = self
+            .local()
+            .outbox
+            .items()
+            .iter()
+            .any(|i| i.report == Report::JobResult { job_id: job.id });
+        if !pending {
+            match self.client.claim(job.id) {
+                Ok(_) => {}
+                // This device holds it already (a lost answer): go on.
+                Err(e) if e.status() == Some(409) && job.status == "IN_PROGRESS" => {}
+                Err(e) => return Err(self.job_error(job, "claim", &e)),
+            }
+            let entry = self
+                .local()
+                .ledger
+                .get(&thumbprint)
+                .cloned()
+                .unwrap_or(LedgerEntry {
+                    // Not in the (editable) file: the server says this agent installed it.
+                    installed: Installed {
+                        thumbprint: thumbprint.clone(),
+                        key_storage: String::new(),
+                        key_name: String::new(),
+                    },
+                    job_id: None,
+                    installation_id: job.installation_id,
+                    cert_name: job.cert_name.clone(),
+                    installed_at: self.clock.now(),
+                    expires_at: None,
+                    server_expires_at: None,
+                });
+            match self.remove(Report::JobResult { job_id: job.id }, entry) {
+                Ok(key_deleted) => {
+                    log::info(format!(
+                        "Removed {thumbprint} (REMOVE job {}), key deleted: {key_deleted}",
+                        job.id
+                    ));
+                    (self.notify)("Certificado removido", &thumbprint);
+                }
+                Err(e) => {
+                    log::error(format!("REMOVE job {}: {e}", job.id));
+                    let result = ResultRequest {
+                        status: ResultStatus::Failed,
+                        thumbprint: Some(thumbprint),
+                        error_code: Some("STORE_REFUSED".into()),
+                        error_message: Some(e),
+                        key_storage: None,
+                        key_deleted: None,
+                    };
+                    let _ = self.client.result(job.id, &result);
+                    return Ok(());
+                }
+            }
+        }
+        if self.flush() {
+            Ok(())
+        } else {
+            Err(StdDuration::from_secs(5))
+        }
+    }
+
+    fn job_error(&self, job: &AgentJob, step: &str, e: &ClientError) -> StdDuration {
+        log::warn(format!("Job {} ({step}): {e}", job.id));
+        match e.status() {
+            Some(409) => StdDuration::from_secs(3),
+            Some(429) => StdDuration::from_secs(20),
+            _ if e.is_transient() => StdDuration::from_secs(5),
+            _ => StdDuration::from_secs(30),
+        }
+    }
+}
+
+/// Parses a `StoreError` code back (for tests of the documented list).
+pub fn documented_error_codes() -> &'static [&'static str] {
+    &[
+        "ENVELOPE_INVALID",
+        "WRONG_PASSWORD",
+        "IMPORT_REFUSED",
+        "STORE_REFUSED",
+        "KEY_EXPORTABLE",
+        "THUMBPRINT_MISMATCH",
+        "ALREADY_INSTALLED",
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::agent::store::StoreError;
+
+    #[test]
+    fn backoff_grows_to_thirty_seconds_with_jitter() {
+        let mut b = Backoff::default();
+        let delays: Vec<_> = (0..8).map(|_| b.next_delay()).collect();
+        assert!(
+            delays[0] >= StdDuration::from_millis(500) && delays[0] <= StdDuration::from_secs(1)
+        );
+        assert!(delays[3] >= StdDuration::from_secs(4) && delays[3] <= StdDuration::from_secs(8));
+        assert!(delays.iter().all(|d| *d <= StdDuration::from_secs(30)));
+        assert!(delays[7] >= StdDuration::from_secs(15));
+        b.reset();
+        assert!(b.next_delay() <= StdDuration::from_secs(1));
+    }
+
+    #[test]
+    fn every_store_error_has_a_documented_code() {
+        for e in [
+            StoreError::WrongPassword,
+            StoreError::ImportRefused(String::new()),
+            StoreError::StoreRefused(String::new()),
+            StoreError::KeyExportable,
+            StoreError::AlreadyInstalled,
+        ] {
+            assert!(documented_error_codes().contains(&e.code()), "{e:?}");
+        }
+    }
+}

@@ -1,0 +1,86 @@
+//! What differs between Windows and the rest: where secrets live, which certificate store,
+//! start with the session, the daily cleanup task, one instance per session, notifications.
+//! The Windows edge (`agent/windows/`) implements [`Platform`]; every other system gets
+//! [`Portable`]: a 0600 secrets file, the directory store, and no-ops for the rest.
+
+use std::path::{Path, PathBuf};
+
+use super::config::{DataDir, FileSecrets, Secrets};
+use super::store::CertStore;
+
+/// Held while this process is the session's one agent; dropping it lets another start.
+pub trait InstanceGuard: Send {}
+
+impl InstanceGuard for () {}
+
+pub trait Platform: Send + Sync {
+    /// The session's only `run` (a named mutex on Windows); `None` when one already runs.
+    fn single_instance(&self) -> Result<Option<Box<dyn InstanceGuard>>, String>;
+    fn secrets(&self, dir: &DataDir) -> Box<dyn Secrets>;
+    fn store(&self, dir: &DataDir) -> Box<dyn CertStore>;
+    /// A balloon or toast ("… instalado até 18:00", "… removido").
+    fn notify(&self, title: &str, message: &str);
+    /// Start with the user's session (HKCU Run).
+    fn set_autostart(&self, enabled: bool) -> Result<(), String>;
+    /// Copies the running exe where the runbook expects it; returns its new path.
+    fn install_exe(&self) -> Result<PathBuf, String>;
+    fn remove_exe(&self) -> Result<(), String>;
+    /// The "CertHub Cleanup 18h" task: daily at `cleanup_time` (`HH:MM`), run `exe cleanup
+    /// --mode scheduled` as soon as possible after a missed start.
+    fn install_cleanup_task(&self, exe: &Path, cleanup_time: &str) -> Result<(), String>;
+    fn remove_cleanup_task(&self) -> Result<(), String>;
+}
+
+/// Systems other than Windows: enough for the agent's logic to run for real in tests.
+pub struct Portable;
+
+impl Platform for Portable {
+    fn single_instance(&self) -> Result<Option<Box<dyn InstanceGuard>>, String> {
+        Ok(Some(Box::new(())))
+    }
+
+    fn secrets(&self, dir: &DataDir) -> Box<dyn Secrets> {
+        Box::new(FileSecrets::new(dir))
+    }
+
+    fn store(&self, dir: &DataDir) -> Box<dyn CertStore> {
+        #[cfg(not(windows))]
+        {
+            Box::new(super::store::DirectoryStore::new(dir.store()))
+        }
+        #[cfg(windows)]
+        {
+            let _ = dir;
+            Box::new(super::store::MemoryStore::default())
+        }
+    }
+
+    fn notify(&self, title: &str, message: &str) {
+        super::log::info(format!("{title}: {message}"));
+    }
+
+    fn set_autostart(&self, _enabled: bool) -> Result<(), String> {
+        Ok(())
+    }
+
+    fn install_exe(&self) -> Result<PathBuf, String> {
+        std::env::current_exe().map_err(|e| e.to_string())
+    }
+
+    fn remove_exe(&self) -> Result<(), String> {
+        Ok(())
+    }
+
+    fn install_cleanup_task(&self, _exe: &Path, _cleanup_time: &str) -> Result<(), String> {
+        Ok(())
+    }
+
+    fn remove_cleanup_task(&self) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+/// The platform this build runs on. The Windows edge replaces [`Portable`] here.
+pub fn current() -> Box<dyn Platform> {
+    Box::new(Portable)
+}

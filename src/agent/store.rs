@@ -1,0 +1,384 @@
+//! The certificate store the agent installs into: Windows' CurrentUser `MY` in production
+//! (`agent/windows/store.rs`), a folder of JSON records on other systems (the real
+//! `certhub-agent` runs end to end on Linux in tests), and memory in unit tests.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+
+use crate::crypto::SecretString;
+
+/// Why an import or a removal failed; each maps to an `error_code` of the job's result.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// The password does not open the PFX.
+    #[error("the PFX password is wrong")]
+    WrongPassword,
+    /// The PFX could not be imported (corrupt, unsupported, no private key).
+    #[error("the PFX could not be imported: {0}")]
+    ImportRefused(String),
+    /// The store refused to take the certificate, or to let it go.
+    #[error("the certificate store refused: {0}")]
+    StoreRefused(String),
+    /// The key was imported exportable: the import was undone.
+    #[error("the private key is exportable; the import was undone")]
+    KeyExportable,
+    /// The user already has this certificate and the agent did not put it there.
+    #[error("the certificate is already in the store and was not installed by CertHub")]
+    AlreadyInstalled,
+}
+
+impl StoreError {
+    /// The documented `error_code` of a `FAILED` result (`docs/protocol.md`).
+    pub fn code(&self) -> &'static str {
+        match self {
+            StoreError::WrongPassword => "WRONG_PASSWORD",
+            StoreError::ImportRefused(_) => "IMPORT_REFUSED",
+            StoreError::StoreRefused(_) => "STORE_REFUSED",
+            StoreError::KeyExportable => "KEY_EXPORTABLE",
+            StoreError::AlreadyInstalled => "ALREADY_INSTALLED",
+        }
+    }
+}
+
+/// What an import left in the store: enough to find and delete both halves later.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Installed {
+    /// SHA-1 of the certificate, upper-case hex.
+    pub thumbprint: String,
+    /// Where the private key went: `CNG`, `CAPI` (Windows) or `DIRECTORY`/`MEMORY`.
+    pub key_storage: String,
+    /// The CNG key name or CryptoAPI container, to delete the key with the certificate.
+    pub key_name: String,
+}
+
+/// The outcome of a removal: the certificate is gone; was its key deleted too?
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Removal {
+    /// The certificate was in the store before this call.
+    pub was_present: bool,
+    pub key_deleted: bool,
+}
+
+/// A certificate store. Implementations remove only what they are asked to, by thumbprint,
+/// and treat "already absent" as removed.
+pub trait CertStore: Send + Sync {
+    /// Imports the PFX with a non-exportable key and a friendly name; verifies the store holds
+    /// it with its key. A failure leaves nothing behind.
+    fn install(
+        &self,
+        pfx: &[u8],
+        password: &SecretString,
+        friendly_name: &str,
+    ) -> Result<Installed, StoreError>;
+
+    /// Whether the certificate with `thumbprint` is in the store.
+    fn contains(&self, thumbprint: &str) -> Result<bool, StoreError>;
+
+    /// Removes the certificate and deletes its private key (`record` names the key), commits
+    /// the store and checks both are gone. Absent counts as removed.
+    fn remove_with_key(&self, record: &Installed) -> Result<Removal, StoreError>;
+
+    /// The SHA-1 of the certificate a PFX holds, without installing it (the leaf, upper hex).
+    fn thumbprint_of(&self, pfx: &[u8], password: &SecretString) -> Result<String, StoreError>;
+}
+
+/// A store in memory for unit tests: the "PFX" is `thumbprint:password`.
+#[derive(Default)]
+pub struct MemoryStore {
+    certs: Mutex<BTreeMap<String, Installed>>,
+    /// Certificates the user installed by hand.
+    foreign: Mutex<Vec<String>>,
+    removals: Mutex<u32>,
+}
+
+impl MemoryStore {
+    /// A fake PFX for [`MemoryStore`].
+    pub fn pfx(thumbprint: &str, password: &str) -> Vec<u8> {
+        format!("{thumbprint}:{password}").into_bytes()
+    }
+
+    pub fn add_foreign(&self, thumbprint: &str) {
+        self.foreign.lock().unwrap().push(thumbprint.to_owned());
+    }
+
+    pub fn thumbprints(&self) -> Vec<String> {
+        self.certs.lock().unwrap().keys().cloned().collect()
+    }
+
+    /// How many removals found something to remove.
+    pub fn removals(&self) -> u32 {
+        *self.removals.lock().unwrap()
+    }
+}
+
+impl CertStore for MemoryStore {
+    fn install(
+        &self,
+        pfx: &[u8],
+        password: &SecretString,
+        _friendly_name: &str,
+    ) -> Result<Installed, StoreError> {
+        let thumbprint = self.thumbprint_of(pfx, password)?;
+        if self.foreign.lock().unwrap().contains(&thumbprint) {
+            return Err(StoreError::AlreadyInstalled);
+        }
+        let installed = Installed {
+            key_name: format!("memory-{}", uuid::Uuid::new_v4().simple()),
+            thumbprint: thumbprint.clone(),
+            key_storage: "MEMORY".into(),
+        };
+        self.certs
+            .lock()
+            .unwrap()
+            .insert(thumbprint, installed.clone());
+        Ok(installed)
+    }
+
+    fn contains(&self, thumbprint: &str) -> Result<bool, StoreError> {
+        Ok(self.certs.lock().unwrap().contains_key(thumbprint)
+            || self.foreign.lock().unwrap().iter().any(|t| t == thumbprint))
+    }
+
+    fn remove_with_key(&self, record: &Installed) -> Result<Removal, StoreError> {
+        let was_present = self
+            .certs
+            .lock()
+            .unwrap()
+            .remove(&record.thumbprint)
+            .is_some();
+        if was_present {
+            *self.removals.lock().unwrap() += 1;
+        }
+        Ok(Removal {
+            was_present,
+            key_deleted: true,
+        })
+    }
+
+    fn thumbprint_of(&self, pfx: &[u8], password: &SecretString) -> Result<String, StoreError> {
+        let text =
+            std::str::from_utf8(pfx).map_err(|_| StoreError::ImportRefused("not a PFX".into()))?;
+        let (thumbprint, expected) = text
+            .split_once(':')
+            .ok_or_else(|| StoreError::ImportRefused("not a PFX".into()))?;
+        if expected != password.expose() {
+            return Err(StoreError::WrongPassword);
+        }
+        Ok(thumbprint.to_ascii_uppercase())
+    }
+}
+
+#[cfg(not(windows))]
+pub use directory::DirectoryStore;
+
+#[cfg(not(windows))]
+mod directory {
+    use std::fs;
+    use std::path::PathBuf;
+
+    use p12_keystore::{KeyStore, KeyStoreEntry, Pkcs12ImportPolicy};
+    use serde::{Deserialize, Serialize};
+    use sha1::{Digest, Sha1};
+
+    use super::{CertStore, Installed, Removal, StoreError};
+    use crate::agent::config::write_json;
+    use crate::crypto::SecretString;
+
+    /// A store for systems without Windows' one: a folder with one JSON record per
+    /// certificate (thumbprint, friendly name, subject, a stand-in key name). It never holds
+    /// the PFX or its password.
+    pub struct DirectoryStore {
+        dir: PathBuf,
+    }
+
+    #[derive(Serialize, Deserialize)]
+    struct Record {
+        thumbprint: String,
+        friendly_name: String,
+        subject: String,
+        key_name: String,
+        installed_at: chrono::DateTime<chrono::Utc>,
+    }
+
+    impl DirectoryStore {
+        pub fn new(dir: impl Into<PathBuf>) -> Self {
+            Self { dir: dir.into() }
+        }
+
+        fn path(&self, thumbprint: &str) -> PathBuf {
+            self.dir
+                .join(format!("{}.json", thumbprint.to_ascii_uppercase()))
+        }
+
+        fn key_path(&self, key_name: &str) -> PathBuf {
+            self.dir.join("keys").join(key_name)
+        }
+
+        /// Thumbprints in the store, sorted.
+        pub fn list(&self) -> Vec<String> {
+            let mut out: Vec<String> = fs::read_dir(&self.dir)
+                .into_iter()
+                .flatten()
+                .filter_map(|e| {
+                    let name = e.ok()?.file_name().into_string().ok()?;
+                    name.strip_suffix(".json").map(str::to_owned)
+                })
+                .collect();
+            out.sort();
+            out
+        }
+
+        /// Puts a certificate in as the user would by hand (tests of `ALREADY_INSTALLED`).
+        pub fn add_foreign(&self, thumbprint: &str) -> Result<(), StoreError> {
+            let record = Record {
+                thumbprint: thumbprint.to_ascii_uppercase(),
+                friendly_name: "installed by hand".into(),
+                subject: String::new(),
+                key_name: String::new(),
+                installed_at: chrono::Utc::now(),
+            };
+            write_json(&self.path(thumbprint), &record)
+                .map_err(|e| StoreError::StoreRefused(e.to_string()))
+        }
+
+        fn leaf(pfx: &[u8], password: &SecretString) -> Result<(String, String), StoreError> {
+            let store = KeyStore::from_pkcs12(pfx, password.expose(), Pkcs12ImportPolicy::Strict)
+                .map_err(|e| match e {
+                p12_keystore::error::Error::MacError(_)
+                | p12_keystore::error::Error::UnpadError => StoreError::WrongPassword,
+                other => StoreError::ImportRefused(other.to_string()),
+            })?;
+            let chain = store
+                .entries()
+                .find_map(|(_, e)| match e {
+                    KeyStoreEntry::PrivateKeyChain(chain) => Some(chain),
+                    _ => None,
+                })
+                .ok_or_else(|| StoreError::ImportRefused("no private key in the PFX".into()))?;
+            let leaf = chain
+                .certs()
+                .first()
+                .ok_or_else(|| StoreError::ImportRefused("no certificate in the PFX".into()))?;
+            Ok((
+                hex::encode_upper(Sha1::digest(leaf.as_der())),
+                leaf.subject().to_owned(),
+            ))
+        }
+    }
+
+    impl CertStore for DirectoryStore {
+        fn install(
+            &self,
+            pfx: &[u8],
+            password: &SecretString,
+            friendly_name: &str,
+        ) -> Result<Installed, StoreError> {
+            let (thumbprint, subject) = Self::leaf(pfx, password)?;
+            if self.path(&thumbprint).exists() {
+                return Err(StoreError::AlreadyInstalled);
+            }
+            let key_name = format!("certhub-{}", uuid::Uuid::new_v4().simple());
+            let record = Record {
+                thumbprint: thumbprint.clone(),
+                friendly_name: friendly_name.to_owned(),
+                subject,
+                key_name: key_name.clone(),
+                installed_at: chrono::Utc::now(),
+            };
+            // The "key" is a marker, so removal can show it deleted the key too.
+            let key = self.key_path(&key_name);
+            crate::agent::config::write_atomic(&key, b"non-exportable stand-in")
+                .map_err(|e| StoreError::StoreRefused(e.to_string()))?;
+            if let Err(e) = write_json(&self.path(&thumbprint), &record) {
+                let _ = fs::remove_file(&key);
+                return Err(StoreError::StoreRefused(e.to_string()));
+            }
+            Ok(Installed {
+                thumbprint,
+                key_storage: "DIRECTORY".into(),
+                key_name,
+            })
+        }
+
+        fn contains(&self, thumbprint: &str) -> Result<bool, StoreError> {
+            Ok(self.path(thumbprint).exists())
+        }
+
+        fn remove_with_key(&self, record: &Installed) -> Result<Removal, StoreError> {
+            let path = self.path(&record.thumbprint);
+            let was_present = path.exists();
+            if was_present {
+                fs::remove_file(&path).map_err(|e| StoreError::StoreRefused(e.to_string()))?;
+            }
+            let key_deleted = if record.key_name.is_empty() {
+                false
+            } else {
+                let key = self.key_path(&record.key_name);
+                let _ = fs::remove_file(&key);
+                !key.exists()
+            };
+            Ok(Removal {
+                was_present,
+                key_deleted,
+            })
+        }
+
+        fn thumbprint_of(&self, pfx: &[u8], password: &SecretString) -> Result<String, StoreError> {
+            Self::leaf(pfx, password).map(|(t, _)| t)
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        const PFX: &[u8] = include_bytes!("../../tests/fixtures/pfx/ecnpj-aes.pfx");
+
+        #[test]
+        fn installs_records_and_removes_with_the_key() {
+            let dir = tempfile::tempdir().unwrap();
+            let store = DirectoryStore::new(dir.path());
+            let pw = SecretString::new("1234".into());
+            assert_eq!(
+                store.install(PFX, &SecretString::new("nope".into()), "x"),
+                Err(StoreError::WrongPassword)
+            );
+            let installed = store
+                .install(PFX, &pw, "CertHub · EMPRESA X LTDA · até 18:00")
+                .unwrap();
+            assert_eq!(installed.thumbprint.len(), 40);
+            assert_eq!(store.thumbprint_of(PFX, &pw).unwrap(), installed.thumbprint);
+            assert_eq!(store.list(), vec![installed.thumbprint.clone()]);
+            assert_eq!(
+                store.install(PFX, &pw, "x"),
+                Err(StoreError::AlreadyInstalled)
+            );
+            let text =
+                std::fs::read_to_string(dir.path().join(format!("{}.json", installed.thumbprint)))
+                    .unwrap();
+            assert!(
+                !text.contains("1234") && text.contains("até 18:00"),
+                "{text}"
+            );
+            let removal = store.remove_with_key(&installed).unwrap();
+            assert_eq!(
+                removal,
+                Removal {
+                    was_present: true,
+                    key_deleted: true
+                }
+            );
+            assert!(!store.contains(&installed.thumbprint).unwrap());
+            let again = store.remove_with_key(&installed).unwrap();
+            assert_eq!(
+                again,
+                Removal {
+                    was_present: false,
+                    key_deleted: true
+                }
+            );
+        }
+    }
+}
