@@ -2,6 +2,7 @@
 //! for now the feature builds a binary that reports its version.
 
 pub mod task_xml;
+pub mod tray_model;
 #[cfg(windows)]
 pub mod windows;
 
