@@ -26,7 +26,7 @@ use windows_sys::Win32::UI::WindowsAndMessaging::{
     PostQuitMessage, RegisterClassExW, SM_CXSCREEN, SM_CYSCREEN, SPI_GETNONCLIENTMETRICS,
     SW_SHOWNORMAL, SendMessageW, SetForegroundWindow, SetWindowLongPtrW, SetWindowTextW,
     ShowWindow, SystemParametersInfoW, TranslateMessage, WM_CLOSE, WM_COMMAND, WM_DESTROY,
-    WM_SETFONT, WM_SIZE, WNDCLASSEXW, WNDPROC, WS_BORDER, WS_CAPTION, WS_CHILD, WS_EX_CLIENTEDGE,
+    WM_SETFONT, WM_SIZE, WNDCLASSEXW, WNDPROC, WS_CAPTION, WS_CHILD, WS_EX_CLIENTEDGE,
     WS_EX_CONTROLPARENT, WS_OVERLAPPED, WS_OVERLAPPEDWINDOW, WS_SYSMENU, WS_TABSTOP, WS_VISIBLE,
     WS_VSCROLL,
 };
@@ -479,7 +479,7 @@ impl PairDialog {
                 hwnd,
                 "EDIT",
                 text,
-                WS_TABSTOP | WS_BORDER | ES_AUTOHSCROLL as u32,
+                WS_TABSTOP | ES_AUTOHSCROLL as u32,
                 WS_EX_CLIENTEDGE,
                 id,
                 (field_x, y, field_w, row_h),
