@@ -25,14 +25,13 @@ use windows_sys::Win32::UI::WindowsAndMessaging::{
     GetWindowTextW, IDCANCEL, IDOK, IsDialogMessageW, IsWindow, MSG, MoveWindow, NONCLIENTMETRICSW,
     PostQuitMessage, RegisterClassExW, SM_CXSCREEN, SM_CYSCREEN, SPI_GETNONCLIENTMETRICS,
     SW_SHOWNORMAL, SendMessageW, SetForegroundWindow, SetWindowLongPtrW, SetWindowTextW,
-    ShowWindow, SystemParametersInfoW, TranslateMessage, WM_CLOSE, WM_COMMAND, WM_DESTROY,
-    WM_SETFONT, WM_SIZE, WNDCLASSEXW, WNDPROC, WS_CAPTION, WS_CHILD, WS_EX_CLIENTEDGE,
-    WS_EX_CONTROLPARENT, WS_OVERLAPPED, WS_OVERLAPPEDWINDOW, WS_SYSMENU, WS_TABSTOP, WS_VISIBLE,
-    WS_VSCROLL,
+    ShowWindow, SystemParametersInfoW, TranslateMessage, WM_CLOSE, WM_COMMAND, WM_SETFONT, WM_SIZE,
+    WNDCLASSEXW, WNDPROC, WS_CAPTION, WS_CHILD, WS_EX_CLIENTEDGE, WS_EX_CONTROLPARENT,
+    WS_OVERLAPPED, WS_OVERLAPPEDWINDOW, WS_SYSMENU, WS_TABSTOP, WS_VISIBLE, WS_VSCROLL,
 };
 
 use super::{last_error, wide};
-use crate::agent::tray_model::{PairRequest, StatusView, crlf};
+use crate::agent::tray_model::{PairError, PairRequest, StatusView, crlf};
 
 /// `SS_NOPREFIX`: a static control shows "&" as is (labels hold user data such as names).
 const SS_NOPREFIX: u32 = 0x80;
@@ -433,7 +432,17 @@ impl PairState {
                 // SAFETY: our own live window.
                 unsafe { DestroyWindow(hwnd) };
             }
-            Err(error) => set_window_text(self.error.get(), &error.to_string()),
+            Err(error) => {
+                set_window_text(self.error.get(), &error.to_string());
+                let field = match error {
+                    PairError::MissingServer | PairError::BadServerUrl => &self.server,
+                    PairError::MissingCredentials | PairError::CodeAndToken => &self.code,
+                    PairError::IdWithoutToken => &self.token,
+                    PairError::TokenWithoutId => &self.device_id,
+                };
+                // SAFETY: a live edit control of ours.
+                unsafe { SetFocus(field.get()) };
+            }
         }
     }
 }
@@ -641,7 +650,6 @@ unsafe extern "system" fn pair_proc(hwnd: HWND, msg: u32, wp: WPARAM, lp: LPARAM
             unsafe { DestroyWindow(hwnd) };
             0
         }
-        (WM_DESTROY, _) => 0,
         // SAFETY: the default handling (WM_CLOSE destroys the window).
         _ => unsafe { DefWindowProcW(hwnd, msg, wp, lp) },
     }
@@ -678,7 +686,7 @@ pub fn open_in_browser(url: &str) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::agent::tray_model::{PairError, TrayState};
+    use crate::agent::tray_model::TrayState;
 
     /// Windows need a desktop: under Wine without `DISPLAY`, skip (see `tray::tests`).
     fn display() -> bool {
@@ -730,6 +738,13 @@ mod tests {
         dialog.fill("certhub.exemplo.com.br", "ABC-123", "", "");
         dialog.press_ok();
         assert_eq!(dialog.error_text(), PairError::BadServerUrl.to_string());
+        // SAFETY: no arguments.
+        let focus = unsafe { windows_sys::Win32::UI::Input::KeyboardAndMouse::GetFocus() };
+        assert_eq!(
+            focus,
+            dialog.state.server.get(),
+            "the field in error has the focus"
+        );
         dialog.fill("https://certhub.exemplo.com.br", "", "dev-1", "tok-ção");
         dialog.press_ok();
         assert!(!dialog.is_open());
