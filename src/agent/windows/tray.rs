@@ -436,6 +436,24 @@ impl Tray {
         Ok(tray)
     }
 
+    /// [`Tray::new`], tried `attempts` times `pause` apart: at logon the agent (Run key) may
+    /// start before the taskbar accepts icons. Returns the last error.
+    pub fn new_retrying(
+        state: TrayState,
+        attempts: u32,
+        pause: std::time::Duration,
+    ) -> io::Result<Tray> {
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            match Tray::new(state.clone()) {
+                Ok(tray) => return Ok(tray),
+                Err(error) if tries >= attempts.max(1) => return Err(error),
+                Err(_) => std::thread::sleep(pause),
+            }
+        }
+    }
+
     /// A handle for other threads.
     pub fn handle(&self) -> TrayHandle {
         TrayHandle {
@@ -619,6 +637,18 @@ mod tests {
         let mut seen = Vec::new();
         tray.run(|c| seen.push(c)).unwrap();
         assert_eq!(seen, [MenuCommand::Status]);
+    }
+
+    #[test]
+    fn retrying_gives_up_with_the_last_error_or_returns_the_tray() {
+        let started = std::time::Instant::now();
+        let result = Tray::new_retrying(TrayState::Online, 2, std::time::Duration::from_millis(50));
+        if std::env::var_os("DISPLAY").is_none() && super::super::test_support::is_wine() {
+            assert!(result.is_err(), "no desktop: no icon");
+            assert!(started.elapsed() >= std::time::Duration::from_millis(50));
+        } else {
+            assert!(result.is_ok());
+        }
     }
 
     #[test]
