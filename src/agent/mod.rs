@@ -28,6 +28,7 @@ use crate::crypto::{DeviceSecretKey, SecretString};
 use crate::protocol::{CleanupMode, EnrollRequest};
 
 pub mod task_xml;
+pub mod tray_model;
 #[cfg(windows)]
 pub mod windows;
 

@@ -9,6 +9,8 @@ pub mod paths;
 pub mod registry;
 pub mod store;
 pub mod task;
+pub mod tray;
+pub mod ui;
 
 #[cfg(test)]
 mod test_support;
