@@ -80,7 +80,14 @@ impl Platform for Portable {
     }
 }
 
-/// The platform this build runs on. The Windows edge replaces [`Portable`] here.
+/// The platform this build runs on: the Windows edge on Windows, [`Portable`] elsewhere.
 pub fn current() -> Box<dyn Platform> {
-    Box::new(Portable)
+    #[cfg(windows)]
+    {
+        Box::new(super::windows::platform::Windows)
+    }
+    #[cfg(not(windows))]
+    {
+        Box::new(Portable)
+    }
 }

@@ -2,10 +2,12 @@
 //! Everything here is tested for real under Wine (`scripts/wine-runner.sh`); where Wine behaves
 //! differently from Windows the code says why in a line, and follows Windows.
 
+pub mod app;
 pub mod dpapi;
 pub mod keys;
 pub mod mutex;
 pub mod paths;
+pub mod platform;
 pub mod registry;
 pub mod store;
 pub mod task;

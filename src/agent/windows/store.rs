@@ -14,7 +14,8 @@ use windows_sys::Win32::Security::Cryptography::{
     CertDeleteCertificateFromStore, CertDuplicateCertificateContext, CertEnumCertificatesInStore,
     CertFindCertificateInStore, CertFreeCertificateContext, CertGetCertificateContextProperty,
     CertOpenStore, CertSetCertificateContextProperty, HCERTSTORE, PFXImportCertStore, PFXIsPFXBlob,
-    PKCS_7_ASN_ENCODING, PKCS12_PREFER_CNG_KSP, X509_ASN_ENCODING,
+    CERT_KEY_CONTEXT_PROP_ID, PKCS_7_ASN_ENCODING, PKCS12_NO_PERSIST_KEY, PKCS12_PREFER_CNG_KSP,
+    X509_ASN_ENCODING,
 };
 use zeroize::Zeroizing;
 
@@ -361,6 +362,68 @@ fn discard_key_unless_used(my: &Store, key: &KeyLocation) {
     }
 }
 
+/// The SHA-1 thumbprint (upper-case hex) of the PFX's certificate with a private key, without
+/// installing anything: the PFX is opened in memory and its key is not persisted. Lets the
+/// agent refuse a payload whose certificate is not the job's before touching the store.
+pub fn pfx_thumbprint(pfx: &[u8], password: &str) -> Result<String, StoreError> {
+    let password = Zeroizing::new(wide(password));
+    let opened = import_pfx(pfx, &password, PKCS12_NO_PERSIST_KEY)
+        .map_err(|code| import_failure(pfx, code))?;
+    let certs = certificates_in(&opened);
+    let with_key: Vec<&Cert> = certs
+        .iter()
+        .filter(|c| {
+            property(c, CERT_KEY_PROV_INFO_PROP_ID).is_some()
+                || property(c, CERT_KEY_CONTEXT_PROP_ID).is_some()
+        })
+        .collect();
+    let chosen = match with_key.as_slice() {
+        [one] => Some(*one),
+        _ => leaf_of(&certs),
+    }
+    .ok_or(StoreError::ImportRefused {
+        reason: "the PFX holds no certificate",
+        code: 0,
+    })?;
+    sha1_hash(chosen).map(hex::encode_upper)
+}
+
+/// The certificate that issued none of the others (the end entity of a chain).
+fn leaf_of(certs: &[Cert]) -> Option<&Cert> {
+    let name = |cert: &Cert, subject: bool| -> Vec<u8> {
+        // SAFETY: a valid context always has its CERT_INFO, whose name blobs it owns.
+        unsafe {
+            let Some(info) = (*cert.as_ptr()).pCertInfo.as_ref() else {
+                return Vec::new();
+            };
+            let blob = if subject { info.Subject } else { info.Issuer };
+            if blob.pbData.is_null() {
+                return Vec::new();
+            }
+            std::slice::from_raw_parts(blob.pbData, blob.cbData as usize).to_vec()
+        }
+    };
+    certs.iter().find(|cert| {
+        let subject = name(cert, true);
+        !certs
+            .iter()
+            .any(|other| !ptr::eq(other.as_ptr(), cert.as_ptr()) && name(other, false) == subject)
+    })
+}
+
+/// Deletes a key whose certificate is already gone from `MY` (a removal interrupted between
+/// the two), unless a certificate in `MY` still uses it. `Ok(true)` when the key is gone.
+pub fn delete_orphan_key(key: &KeyLocation) -> Result<bool, StoreError> {
+    let my = open_my_store()?;
+    if key_in_use(&my, key, None) {
+        return Ok(false);
+    }
+    if keys::key_exists(key) {
+        keys::delete_key(key)?;
+    }
+    Ok(!keys::key_exists(key))
+}
+
 /// Finds a certificate in CurrentUser `MY` by its SHA-1 thumbprint (hex, any case).
 pub fn find_by_thumbprint(thumbprint: &str) -> Result<Option<FoundCertificate>, StoreError> {
     let hash = parse_thumbprint(thumbprint)?;
@@ -655,6 +718,24 @@ mod tests {
 
     fn registry_path(thumbprint: &str) -> String {
         format!(r"Software\Microsoft\SystemCertificates\MY\Certificates\{thumbprint}")
+    }
+
+    #[test]
+    fn a_pfx_thumbprint_is_read_without_installing_anything() {
+        let _store = lock_store();
+        let before = list_my_certificates().unwrap().len();
+        assert_eq!(
+            pfx_thumbprint(ECNPJ_AES, ECNPJ_AES_PASSWORD).unwrap(),
+            ECNPJ_AES_THUMBPRINT,
+            "the leaf, not the CA that came with it"
+        );
+        assert_eq!(
+            pfx_thumbprint(ECNPJ_LEGACY, ECNPJ_LEGACY_PASSWORD).unwrap(),
+            ECNPJ_LEGACY_THUMBPRINT
+        );
+        assert!(pfx_thumbprint(b"not a pfx", "x").is_err());
+        assert_eq!(list_my_certificates().unwrap().len(), before);
+        assert!(find_by_thumbprint(ECNPJ_AES_THUMBPRINT).unwrap().is_none());
     }
 
     #[test]

@@ -1,0 +1,163 @@
+//! `certhub-agent run` with its tray: the job loop and the lease timer run on their own
+//! threads; this thread owns the tray icon and its menu, refreshes the icon from the agent's
+//! state file, and turns menu choices into the agent's own commands.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{Local, TimeDelta, Utc};
+
+use super::platform::attach_tray;
+use super::tray::{Tray, TrayHandle};
+use super::{registry, ui};
+use crate::agent::cli::Command;
+use crate::agent::config::{Config, DataDir};
+use crate::agent::jobs::{Agent, AgentState};
+use crate::agent::leases::{Clock, SystemClock};
+use crate::agent::platform::Platform;
+use crate::agent::tray_model::{MenuCommand, StatusView, TrayState};
+use crate::protocol::CleanupMode;
+
+/// How often the icon follows the agent's state.
+const REFRESH: Duration = Duration::from_secs(5);
+/// A heartbeat older than this means the server is not answering.
+const STALE_AFTER_SECS: i64 = 180;
+
+/// The tray state the agent's files describe.
+pub fn tray_state(dir: &DataDir) -> TrayState {
+    if Config::load(dir).is_err() {
+        return TrayState::NotPaired;
+    }
+    let state = AgentState::load(dir);
+    if let Some(error) = state
+        .last_error
+        .as_deref()
+        .filter(|e| e.contains("Falha de autenticação") || e.contains("bloqueado"))
+    {
+        return TrayState::Error(error.to_owned());
+    }
+    match state.last_heartbeat_at {
+        Some(at) if (Utc::now() - at).num_seconds() <= STALE_AFTER_SECS => TrayState::Online,
+        _ => TrayState::ServerUnreachable,
+    }
+}
+
+/// What the Status window shows.
+pub fn status_view(dir: &DataDir) -> StatusView {
+    let now = SystemClock::from_env().now();
+    let status = crate::agent::status::Status::gather(dir, now);
+    let daily = status.state.daily();
+    StatusView {
+        state: tray_state(dir),
+        server: status
+            .config
+            .as_ref()
+            .map(|c| c.server_url.to_string())
+            .unwrap_or_default(),
+        device: status.config.as_ref().map(|c| c.device_id.to_string()),
+        last_heartbeat: status.state.last_heartbeat_at.map(|t| t.with_timezone(&Local)),
+        clock_skew: status.state.clock_skew_seconds.map(TimeDelta::seconds),
+        certificates: status
+            .ledger
+            .installed
+            .iter()
+            .map(|e| {
+                let name = e
+                    .cert_name
+                    .clone()
+                    .unwrap_or_else(|| e.installed.thumbprint.clone());
+                (name, e.deadline(&daily) - now)
+            })
+            .collect(),
+        log_tail: status.log_tail,
+    }
+}
+
+fn refresh_forever(dir: DataDir, tray: TrayHandle) {
+    let mut shown: Option<TrayState> = None;
+    loop {
+        let state = tray_state(&dir);
+        if shown.as_ref() != Some(&state) {
+            if tray.set_state(state.clone()).is_err() {
+                return;
+            }
+            shown = Some(state);
+        }
+        std::thread::sleep(REFRESH);
+    }
+}
+
+/// Runs the agent with its tray until "Sair". `agent` is `None` when the PC is not paired yet:
+/// the tray then offers pairing only.
+pub fn run(dir: &DataDir, platform: &dyn Platform, agent: Option<Arc<Agent>>) -> Result<(), String> {
+    let tray = Tray::new_retrying(tray_state(dir), 30, Duration::from_secs(2))
+        .map_err(|e| format!("cannot show the tray icon: {e}"))?;
+    tray.set_start_with_windows(registry::run_at_logon().ok().flatten().is_some());
+    attach_tray(Some(tray.handle()));
+    {
+        let (dir, handle) = (dir.clone(), tray.handle());
+        std::thread::spawn(move || refresh_forever(dir, handle));
+    }
+    if let Some(agent) = &agent {
+        let _timer = agent.run_timer();
+        let jobs = agent.clone();
+        std::thread::spawn(move || jobs.run_jobs());
+    }
+    let mut restart = false;
+    let outcome = tray.run(|command| match command {
+        MenuCommand::Status => {
+            let _ = ui::show_status_window(&status_view(dir));
+        }
+        MenuCommand::OpenPortal => {
+            if let Ok(config) = Config::load(dir) {
+                let _ = ui::open_in_browser(&config.portal_url);
+            }
+        }
+        MenuCommand::RemoveNow => {
+            if let Some(agent) = agent.clone() {
+                std::thread::spawn(move || {
+                    agent.cleanup(CleanupMode::Manual);
+                });
+            }
+        }
+        MenuCommand::Pair => {
+            let server = Config::load(dir)
+                .map(|c| c.server_url.to_string())
+                .unwrap_or_default();
+            if let Ok(Some(request)) = ui::show_pair_dialog(&server) {
+                let command = Command::Pair {
+                    server: request.server_url,
+                    code: request.code,
+                    device_id: request.device_id.and_then(|id| id.parse().ok()),
+                    device_token: request.device_token,
+                };
+                match crate::agent::execute(command, dir, platform) {
+                    Ok(()) => {
+                        // The new identity takes effect in a fresh agent.
+                        restart = true;
+                        let _ = tray.handle().quit();
+                    }
+                    Err(_) => {
+                        let _ = tray.balloon(
+                            "Pareamento falhou",
+                            "Veja o código ou o token e tente de novo (detalhes no log).",
+                        );
+                    }
+                }
+            }
+        }
+        MenuCommand::ToggleStartWithWindows => {
+            let enable = !tray.start_with_windows();
+            if platform.set_autostart(enable).is_ok() {
+                tray.set_start_with_windows(enable);
+            }
+        }
+        MenuCommand::Quit => {}
+    });
+    attach_tray(None);
+    drop(tray);
+    if restart && let Ok(exe) = std::env::current_exe() {
+        let _ = std::process::Command::new(exe).arg("run").spawn();
+    }
+    outcome.map_err(|e| format!("tray: {e}"))
+}
