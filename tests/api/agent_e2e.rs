@@ -18,15 +18,15 @@ const AGENT: &str = env!("CARGO_BIN_EXE_certhub-agent");
 const PW: &str = "SenhaForte123!";
 const PFX_PASSWORD: &str = "1234";
 
-struct Office {
-    app: TestApp,
-    admin: Session,
-    view: Session,
-    cert: String,
+pub(crate) struct Office {
+    pub(crate) app: TestApp,
+    pub(crate) admin: Session,
+    pub(crate) view: Session,
+    pub(crate) cert: String,
 }
 
 impl Office {
-    async fn call(
+    pub(crate) async fn call(
         &self,
         method: &str,
         path: &str,
@@ -40,7 +40,7 @@ impl Office {
     }
 
     /// A device provisioned by the admin: `{id, device_token, enrollment_code}`.
-    async fn provision(&self, hostname: &str) -> Value {
+    pub(crate) async fn provision(&self, hostname: &str) -> Value {
         let (status, d) = self
             .call(
                 "POST",
@@ -54,7 +54,7 @@ impl Office {
     }
 
     /// VIEW asks, ADMIN approves: the job's id.
-    async fn approved(&self, device_id: &str, minutes: i64) -> String {
+    pub(crate) async fn approved(&self, device_id: &str, minutes: i64) -> String {
         let path = format!("/api/v1/certificados/{}/install", self.cert);
         let body = json!({"device_id": device_id, "reason": "SPED", "duration_minutes": minutes});
         let (status, job) = self
@@ -74,7 +74,7 @@ impl Office {
         id
     }
 
-    async fn job(&self, id: &str) -> Value {
+    pub(crate) async fn job(&self, id: &str) -> Value {
         self.call(
             "GET",
             &format!("/api/v1/install-jobs/{id}"),
@@ -85,7 +85,7 @@ impl Office {
         .1
     }
 
-    async fn installation(&self, id: &str) -> Value {
+    pub(crate) async fn installation(&self, id: &str) -> Value {
         self.call(
             "GET",
             &format!("/api/v1/installations/{id}"),
@@ -97,14 +97,14 @@ impl Office {
     }
 
     /// Waits for the job to reach `status`; how long it took.
-    async fn wait_job(&self, id: &str, status: &str, timeout: Duration) -> Duration {
+    pub(crate) async fn wait_job(&self, id: &str, status: &str, timeout: Duration) -> Duration {
         let start = Instant::now();
         let ok = eventually(timeout, || async { self.job(id).await["status"] == status }).await;
         assert!(ok, "job {id} not {status}: {}", self.job(id).await);
         start.elapsed()
     }
 
-    async fn wait_removed(&self, installation: &str, timeout: Duration) -> Value {
+    pub(crate) async fn wait_removed(&self, installation: &str, timeout: Duration) -> Value {
         let ok = eventually(timeout, || async {
             self.installation(installation).await["removed_at"].is_string()
         })
@@ -115,7 +115,7 @@ impl Office {
     }
 }
 
-async fn office(db: &TestDb, env: &[(&str, &str)]) -> Office {
+pub(crate) async fn office(db: &TestDb, env: &[(&str, &str)]) -> Office {
     let root = db.dir().join("certificados");
     std::fs::create_dir_all(&root).unwrap();
     std::fs::write(
@@ -286,7 +286,7 @@ impl Drop for Pc {
     }
 }
 
-fn pfx_probes() -> Vec<String> {
+pub(crate) fn pfx_probes() -> Vec<String> {
     use base64::Engine;
     let b64 = base64::engine::general_purpose::STANDARD.encode(fixture("ecnpj-aes.pfx"));
     vec![

@@ -6,6 +6,7 @@ mod access_matrix;
 mod accounts;
 mod agent_e2e;
 mod agent_jobs;
+mod agent_wine;
 mod audit;
 mod browser;
 mod catalogue;

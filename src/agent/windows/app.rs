@@ -55,7 +55,10 @@ pub fn status_view(dir: &DataDir) -> StatusView {
             .map(|c| c.server_url.to_string())
             .unwrap_or_default(),
         device: status.config.as_ref().map(|c| c.device_id.to_string()),
-        last_heartbeat: status.state.last_heartbeat_at.map(|t| t.with_timezone(&Local)),
+        last_heartbeat: status
+            .state
+            .last_heartbeat_at
+            .map(|t| t.with_timezone(&Local)),
         clock_skew: status.state.clock_skew_seconds.map(TimeDelta::seconds),
         certificates: status
             .ledger
@@ -89,7 +92,11 @@ fn refresh_forever(dir: DataDir, tray: TrayHandle) {
 
 /// Runs the agent with its tray until "Sair". `agent` is `None` when the PC is not paired yet:
 /// the tray then offers pairing only.
-pub fn run(dir: &DataDir, platform: &dyn Platform, agent: Option<Arc<Agent>>) -> Result<(), String> {
+pub fn run(
+    dir: &DataDir,
+    platform: &dyn Platform,
+    agent: Option<Arc<Agent>>,
+) -> Result<(), String> {
     let tray = Tray::new_retrying(tray_state(dir), 30, Duration::from_secs(2))
         .map_err(|e| format!("cannot show the tray icon: {e}"))?;
     tray.set_start_with_windows(registry::run_at_logon().ok().flatten().is_some());

@@ -116,8 +116,11 @@ impl Platform for Windows {
     fn install_cleanup_task(&self, exe: &Path, cleanup_time: &str) -> Result<(), String> {
         let at = NaiveTime::parse_from_str(cleanup_time, "%H:%M")
             .map_err(|_| format!("cleanup_time {cleanup_time:?} is not HH:MM"))?;
-        task::create_task_from_xml(CLEANUP_TASK_NAME, &render_cleanup_task(&exe.display().to_string(), at))
-            .map_err(|e| format!("scheduled task {CLEANUP_TASK_NAME:?}: {e}"))
+        task::create_task_from_xml(
+            CLEANUP_TASK_NAME,
+            &render_cleanup_task(&exe.display().to_string(), at),
+        )
+        .map_err(|e| format!("scheduled task {CLEANUP_TASK_NAME:?}: {e}"))
     }
 
     fn remove_cleanup_task(&self) -> Result<(), String> {
@@ -175,12 +178,11 @@ impl Secrets for DpapiSecrets {
     }
 
     fn save(&self, secrets: &DeviceSecrets) -> Result<(), ConfigError> {
-        let blob = dpapi::protect(&secrets.encode(), SECRETS_ENTROPY).map_err(|e| {
-            ConfigError::Io {
+        let blob =
+            dpapi::protect(&secrets.encode(), SECRETS_ENTROPY).map_err(|e| ConfigError::Io {
                 path: self.path.clone(),
                 source: std::io::Error::other(format!("DPAPI: {e}")),
-            }
-        })?;
+            })?;
         write_atomic(&self.path, &blob)
     }
 
@@ -322,7 +324,11 @@ mod tests {
         assert_eq!(back.device_token.expose(), "token-de-teste-123");
         assert_eq!(back.key.public_key().to_base64(), public);
         // A blob DPAPI did not make for this entropy is refused with a clear error.
-        std::fs::write(dir.join("secrets.dat"), dpapi::protect(b"x", b"other").unwrap()).unwrap();
+        std::fs::write(
+            dir.join("secrets.dat"),
+            dpapi::protect(b"x", b"other").unwrap(),
+        )
+        .unwrap();
         assert!(matches!(secrets.load(), Err(ConfigError::Damaged { .. })));
         secrets.clear().unwrap();
         assert!(secrets.load().unwrap().is_none());

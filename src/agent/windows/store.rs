@@ -7,15 +7,15 @@ use std::ptr;
 use chrono::{DateTime, Utc};
 use windows_sys::Win32::Foundation::{ERROR_INVALID_PASSWORD, FILETIME, NTE_BAD_DATA};
 use windows_sys::Win32::Security::Cryptography::{
-    CERT_CONTEXT, CERT_FIND_SHA1_HASH, CERT_FRIENDLY_NAME_PROP_ID, CERT_KEY_PROV_INFO_PROP_ID,
-    CERT_SHA1_HASH_PROP_ID, CERT_STORE_ADD_NEW, CERT_STORE_CTRL_COMMIT, CERT_STORE_PROV_SYSTEM_W,
-    CERT_SYSTEM_STORE_CURRENT_USER, CRYPT_INTEGER_BLOB, CRYPT_KEY_PROV_INFO, CRYPT_USER_KEYSET,
-    CertAddCertificateContextToStore, CertCloseStore, CertControlStore,
-    CertDeleteCertificateFromStore, CertDuplicateCertificateContext, CertEnumCertificatesInStore,
-    CertFindCertificateInStore, CertFreeCertificateContext, CertGetCertificateContextProperty,
-    CertOpenStore, CertSetCertificateContextProperty, HCERTSTORE, PFXImportCertStore, PFXIsPFXBlob,
-    CERT_KEY_CONTEXT_PROP_ID, PKCS_7_ASN_ENCODING, PKCS12_NO_PERSIST_KEY, PKCS12_PREFER_CNG_KSP,
-    X509_ASN_ENCODING,
+    CERT_CONTEXT, CERT_FIND_SHA1_HASH, CERT_FRIENDLY_NAME_PROP_ID, CERT_KEY_CONTEXT_PROP_ID,
+    CERT_KEY_PROV_INFO_PROP_ID, CERT_SHA1_HASH_PROP_ID, CERT_STORE_ADD_NEW, CERT_STORE_CTRL_COMMIT,
+    CERT_STORE_PROV_SYSTEM_W, CERT_SYSTEM_STORE_CURRENT_USER, CRYPT_INTEGER_BLOB,
+    CRYPT_KEY_PROV_INFO, CRYPT_USER_KEYSET, CertAddCertificateContextToStore, CertCloseStore,
+    CertControlStore, CertDeleteCertificateFromStore, CertDuplicateCertificateContext,
+    CertEnumCertificatesInStore, CertFindCertificateInStore, CertFreeCertificateContext,
+    CertGetCertificateContextProperty, CertOpenStore, CertSetCertificateContextProperty,
+    HCERTSTORE, PFXImportCertStore, PFXIsPFXBlob, PKCS_7_ASN_ENCODING, PKCS12_NO_PERSIST_KEY,
+    PKCS12_PREFER_CNG_KSP, X509_ASN_ENCODING,
 };
 use zeroize::Zeroizing;
 

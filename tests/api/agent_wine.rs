@@ -1,0 +1,377 @@
+//! End to end on Windows APIs: the real `certhub serve` on 127.0.0.1 and the real
+//! `certhub-agent.exe` under Wine (`scripts/wine-runner.sh`, the prefix in `target/`). The
+//! certificate must land in Wine's CurrentUser `MY` (its registry key), with its key, and both
+//! must be gone after the lease, a `REMOVE` job, a cleanup while the server is away and a
+//! start-up past the deadline.
+//!
+//! The exe is built by `.ci/run` (`cargo build --no-default-features --features agent
+//! --target x86_64-pc-windows-gnu --bin certhub-agent`); without it or without Wine these tests
+//! say SKIPPED, and fail in CI.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::agent_e2e::{Office, office, pfx_probes};
+use crate::helpers::*;
+
+/// SHA-1 of `tests/fixtures/pfx/ecnpj-aes.pfx`'s certificate.
+const THUMBPRINT: &str = "7B3C178DEC16A243F74032D95D4D542955C5A8D3";
+const MY: &str = r"HKCU\Software\Microsoft\SystemCertificates\MY\Certificates";
+/// Where Wine's CryptoAPI keeps key containers (one per Unix user: see the Wine notes).
+const KEYS: &str = r"HKCU\Software\Wine\Crypto\RSA";
+
+/// One Wine prefix, one CurrentUser store: these tests take turns.
+static PREFIX: Mutex<()> = Mutex::new(());
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join("target"))
+}
+
+/// The agent exe and the runner, or `None` (SKIPPED) outside CI when either is missing.
+fn wine_agent() -> Option<PathBuf> {
+    let exe = std::env::var_os("CERTHUB_TEST_AGENT_EXE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| target_dir().join("x86_64-pc-windows-gnu/debug/certhub-agent.exe"));
+    let wine = Command::new("wine")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    let why = if !wine {
+        "wine is not installed"
+    } else if !exe.is_file() {
+        "certhub-agent.exe is not built (cargo build --no-default-features --features agent --target x86_64-pc-windows-gnu --bin certhub-agent)"
+    } else {
+        return Some(exe);
+    };
+    if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
+        panic!("CI requires the Windows agent under Wine: {why}");
+    }
+    eprintln!("SKIPPED: the Windows agent under Wine ({why})");
+    None
+}
+
+/// A Windows path for a Unix one: Wine maps `/` to drive `Z:`.
+fn windows_path(p: &Path) -> String {
+    format!("Z:{}", p.display()).replace('/', "\\")
+}
+
+fn wine_reg(args: &[&str]) -> String {
+    let out = Command::new(repo().join("scripts/wine-runner.sh"))
+        .arg("reg")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("wine reg");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `wine reg query KEY`: the names of its subkeys (empty when the key does not exist). `reg`
+/// prints them under the root's long name (`HKEY_CURRENT_USER\...`).
+fn reg_subkeys(key: &str) -> Vec<String> {
+    let path = key.split_once('\\').map_or(key, |(_, rest)| rest);
+    let marker = format!("{path}\\");
+    wine_reg(&["query", key])
+        .lines()
+        .filter_map(|l| Some(l.trim().split_once(&marker)?.1.to_owned()))
+        .filter(|k| !k.is_empty() && !k.contains('\\'))
+        .collect()
+}
+
+/// Starts from a store without the fixture and without key containers (a failed test may have
+/// left them: its agent was killed before it could clean up).
+fn reset_store() {
+    wine_reg(&["delete", &format!("{MY}\\{THUMBPRINT}"), "/f"]);
+    wine_reg(&["delete", KEYS, "/f"]);
+}
+
+fn in_my(thumbprint: &str) -> bool {
+    reg_subkeys(MY)
+        .iter()
+        .any(|k| k.eq_ignore_ascii_case(thumbprint))
+}
+
+/// A PC with the Windows agent: its own data folder, the shared Wine prefix.
+struct WinePc {
+    exe: PathBuf,
+    home: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl WinePc {
+    fn new(exe: PathBuf) -> Self {
+        Self {
+            exe,
+            home: tempfile::tempdir().unwrap(),
+            child: None,
+        }
+    }
+
+    fn command(&self, clock_offset_secs: i64) -> Command {
+        let mut cmd = Command::new(repo().join("scripts/wine-runner.sh"));
+        cmd.arg(&self.exe)
+            .env("CERTHUB_AGENT_HOME", windows_path(self.home.path()))
+            .env(
+                "CERTHUB_AGENT_CLOCK_OFFSET_SECS",
+                clock_offset_secs.to_string(),
+            )
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    fn once(&self, args: &[&str], clock_offset_secs: i64) -> Output {
+        let out = self.command(clock_offset_secs).args(args).output().unwrap();
+        Output {
+            status: out.status,
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// `run --headless`; returns once it has sent a heartbeat.
+    async fn start(&mut self, clock_offset_secs: i64) {
+        let state = self.home.path().join("state.json");
+        let before = std::fs::metadata(&state).and_then(|m| m.modified()).ok();
+        let child = self
+            .command(clock_offset_secs)
+            .args(["run", "--headless"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let beat = eventually(Duration::from_secs(30), || async {
+            std::fs::metadata(&state).and_then(|m| m.modified()).ok() != before
+        })
+        .await;
+        assert!(beat, "no heartbeat; log:\n{}", self.log());
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.home.path().join("logs/agent.log")).unwrap_or_default()
+    }
+
+    async fn wait_absent(&self, thumbprint: &str) {
+        let gone = eventually(Duration::from_secs(30), || async { !in_my(thumbprint) }).await;
+        assert!(gone, "still in MY; log:\n{}", self.log());
+    }
+
+    /// No file of the agent (but DPAPI's `secrets.dat`) holds any of `probes`.
+    fn assert_nothing_leaked(&self, probes: &[String]) {
+        let mut stack = vec![self.home.path().to_owned()];
+        let mut seen_log = false;
+        while let Some(dir) = stack.pop() {
+            for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    stack.push(p);
+                    continue;
+                }
+                seen_log |= p.ends_with("agent.log");
+                if p.ends_with("secrets.dat") {
+                    continue;
+                }
+                let text = String::from_utf8_lossy(&std::fs::read(&p).unwrap()).into_owned();
+                for probe in probes {
+                    assert!(
+                        !text.contains(probe.as_str()),
+                        "{} holds {probe}",
+                        p.display()
+                    );
+                }
+            }
+        }
+        assert!(seen_log);
+    }
+}
+
+impl Drop for WinePc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+async fn paired(o: &Office, exe: PathBuf, hostname: &str) -> (WinePc, Value) {
+    let device = o.provision(hostname).await;
+    let pc = WinePc::new(exe);
+    // The seed's spelling of the URL, with /api/v1.
+    let server = format!("{}/api/v1", o.app.address);
+    let out = pc.once(
+        &[
+            "pair",
+            "--server",
+            &server,
+            "--code",
+            device["enrollment_code"].as_str().unwrap(),
+        ],
+        0,
+    );
+    assert!(out.status.success(), "{out:?}");
+    let secrets = std::fs::read(pc.home.path().join("secrets.dat")).unwrap();
+    let token = device["device_token"].as_str().unwrap();
+    assert!(
+        !String::from_utf8_lossy(&secrets).contains(token),
+        "secrets.dat is DPAPI-protected"
+    );
+    (pc, device)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_wine_an_approval_is_installed_non_exportable_and_removed_with_its_key() {
+    let Some(exe) = wine_agent() else { return };
+    let _prefix = PREFIX.lock().unwrap_or_else(|p| p.into_inner());
+    let db = TestDb::new(Backend::Sqlite).await.unwrap();
+    let o = office(&db, &[]).await;
+    reset_store();
+    assert!(!in_my(THUMBPRINT));
+    let (mut pc, device) = paired(&o, exe, "PC-WINE-01").await;
+    let id = device["id"].as_str().unwrap();
+
+    // The agent's clock runs 50 s ahead: a 1-minute lease ends 10 s after the install.
+    pc.start(50).await;
+    let approved_at = Instant::now();
+    let job = o.approved(id, 1).await;
+    let took = o.wait_job(&job, "DONE", Duration::from_secs(10)).await;
+    eprintln!(
+        "wine: approval -> DONE in {took:?} (from the approval call: {:?})",
+        approved_at.elapsed()
+    );
+    assert!(took < Duration::from_secs(2), "{took:?}");
+    assert!(in_my(THUMBPRINT), "the certificate is in CurrentUser MY");
+    assert!(!reg_subkeys(KEYS).is_empty(), "its key container exists");
+    let view = o.job(&job).await;
+    let installation = view["installation_id"].as_str().unwrap().to_owned();
+    let ledger =
+        std::fs::read_to_string(pc.home.path().join("installed_thumbprints.json")).unwrap();
+    assert!(ledger.contains(THUMBPRINT), "{ledger}");
+
+    // The lease ends: certificate and key gone, the installation closed and audited.
+    pc.wait_absent(THUMBPRINT).await;
+    assert!(
+        reg_subkeys(KEYS).is_empty(),
+        "key container left behind: {:?}",
+        reg_subkeys(KEYS)
+    );
+    let removed = o.wait_removed(&installation, Duration::from_secs(15)).await;
+    assert_eq!(removed["removal_mode"], "lease", "{removed}");
+    assert_eq!(removed["key_deleted"], true);
+    let audited = db
+        .scalar("SELECT COUNT(*) FROM audit_log WHERE action = 'CERT_REMOVED_18H'")
+        .await;
+    assert_eq!(audited, 1);
+    assert!(
+        pc.log().contains("Starting cleanup (Lease)"),
+        "{}",
+        pc.log()
+    );
+
+    // Early removal: a REMOVE job through the long-poll.
+    let job = o.approved(id, 60).await;
+    o.wait_job(&job, "DONE", Duration::from_secs(10)).await;
+    assert!(in_my(THUMBPRINT));
+    let installation = o.job(&job).await["installation_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (code, remove) = o
+        .call(
+            "POST",
+            &format!("/api/v1/installations/{installation}/remove"),
+            Some(json!({})),
+            &o.view.access,
+        )
+        .await;
+    assert_eq!(code, 201, "{remove}");
+    o.wait_job(
+        remove["id"].as_str().unwrap(),
+        "DONE",
+        Duration::from_secs(15),
+    )
+    .await;
+    pc.wait_absent(THUMBPRINT).await;
+    assert!(reg_subkeys(KEYS).is_empty());
+    let removed = o.wait_removed(&installation, Duration::from_secs(5)).await;
+    assert_eq!(removed["removal_mode"], "remove_job", "{removed}");
+
+    let mut probes = pfx_probes();
+    probes.push(device["device_token"].as_str().unwrap().to_owned());
+    pc.assert_nothing_leaked(&probes);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_wine_removals_survive_a_stopped_server_and_a_restart_past_the_deadline() {
+    let Some(exe) = wine_agent() else { return };
+    let _prefix = PREFIX.lock().unwrap_or_else(|p| p.into_inner());
+    let db = TestDb::new(Backend::Sqlite).await.unwrap();
+    let mut o = office(&db, &[]).await;
+    reset_store();
+    let port = o.app.address.rsplit(':').next().unwrap().to_owned();
+    let (mut pc, device) = paired(&o, exe, "PC-WINE-02").await;
+    let id = device["id"].as_str().unwrap().to_owned();
+    pc.start(0).await;
+    let first = o.approved(&id, 60).await;
+    o.wait_job(&first, "DONE", Duration::from_secs(10)).await;
+    let first_installation = o.job(&first).await["installation_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(in_my(THUMBPRINT));
+
+    // Agent and server stop; the seed's manual cleanup removes it and keeps the report.
+    pc.kill();
+    o.app.child.kill().unwrap();
+    o.app.child.wait().unwrap();
+    let out = pc.once(&["--cleanup", "--mode", "manual"], 0);
+    assert_eq!(out.status.code(), Some(4), "{out:?}");
+    assert!(!in_my(THUMBPRINT));
+    assert!(reg_subkeys(KEYS).is_empty());
+    assert!(
+        pc.log().contains("Starting cleanup (Manual)"),
+        "{}",
+        pc.log()
+    );
+
+    // The server is back at the same address: the agent sends the report.
+    let listen = format!("127.0.0.1:{port}");
+    o.app = spawn_app_with(&db, &[("CERTHUB_LISTEN", listen.as_str())]).await;
+    pc.start(0).await;
+    let removed = o
+        .wait_removed(&first_installation, Duration::from_secs(15))
+        .await;
+    assert_eq!(removed["removal_mode"], "manual", "{removed}");
+
+    // A 1-minute lease; the agent is killed and comes back two minutes later.
+    let second = o.approved(&id, 1).await;
+    o.wait_job(&second, "DONE", Duration::from_secs(10)).await;
+    let second_installation = o.job(&second).await["installation_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    pc.kill();
+    assert!(in_my(THUMBPRINT));
+    pc.start(120).await;
+    pc.wait_absent(THUMBPRINT).await;
+    assert!(reg_subkeys(KEYS).is_empty());
+    let removed = o
+        .wait_removed(&second_installation, Duration::from_secs(15))
+        .await;
+    assert_eq!(removed["removal_mode"], "startup", "{removed}");
+    pc.assert_nothing_leaked(&pfx_probes());
+}
