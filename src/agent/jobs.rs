@@ -662,6 +662,27 @@ impl Agent {
             key_deleted: None,
         };
         match self.client.result(job.id, &result) {
+            Ok(answer) if answer.status == "FAILED" => {
+                // The server did not accept it (e.g. another thumbprint): it must not stay.
+                log::warn(format!(
+                    "Job {} recorded as FAILED by the server ({}): removing the certificate",
+                    job.id,
+                    answer.error_code.as_deref().unwrap_or("-")
+                ));
+                if let Err(e) = self.remove(
+                    Report::Cleanup {
+                        mode: CleanupMode::Manual,
+                    },
+                    entry.clone(),
+                ) {
+                    log::error(format!(
+                        "Could not remove {}: {e}",
+                        entry.installed.thumbprint
+                    ));
+                }
+                self.flush();
+                Ok(())
+            }
             Ok(answer) => {
                 if let Some(end) = answer.lease_expires_at {
                     let mut local = self.local();

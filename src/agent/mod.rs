@@ -61,7 +61,7 @@ pub fn main() -> ExitCode {
         console || std::env::var_os("CERTHUB_AGENT_ECHO").is_some(),
     );
     let platform = platform::current();
-    match execute(command, &dir, platform.as_ref()) {
+    match execute(command, &dir, &platform) {
         Ok(()) => ExitCode::SUCCESS,
         Err(code) => ExitCode::from(code),
     }
@@ -89,7 +89,9 @@ fn open_agent(dir: &DataDir, platform: &dyn Platform) -> Result<Agent, u8> {
 }
 
 /// Runs one command; `Err` carries the exit code.
-pub fn execute(command: Command, dir: &DataDir, platform: &dyn Platform) -> Result<(), u8> {
+pub fn execute(command: Command, dir: &DataDir, platform: &Arc<dyn Platform>) -> Result<(), u8> {
+    let shared = Arc::clone(platform);
+    let platform = platform.as_ref();
     match command {
         Command::Pair {
             server,
@@ -97,7 +99,7 @@ pub fn execute(command: Command, dir: &DataDir, platform: &dyn Platform) -> Resu
             device_id,
             device_token,
         } => pair(dir, platform, &server, code, device_id, device_token),
-        Command::Run { headless: _ } => run(dir, platform),
+        Command::Run { headless: _ } => run(dir, shared),
         Command::Cleanup { mode } => cleanup(dir, platform, mode.into()),
         Command::Status => status(dir, platform),
         Command::Install => install(dir, platform),
@@ -171,7 +173,8 @@ fn pair(
     Ok(())
 }
 
-fn run(dir: &DataDir, platform: &dyn Platform) -> Result<(), u8> {
+fn run(dir: &DataDir, shared: Arc<dyn Platform>) -> Result<(), u8> {
+    let platform = shared.as_ref();
     let Some(_guard) = platform.single_instance().map_err(|e| {
         log::error(&e);
         exit::FAILED
@@ -180,7 +183,11 @@ fn run(dir: &DataDir, platform: &dyn Platform) -> Result<(), u8> {
         log::info("Another agent already runs in this session");
         return Ok(());
     };
-    let agent = Arc::new(open_agent(dir, platform)?);
+    let notifier = Arc::clone(&shared);
+    let agent = Arc::new(
+        open_agent(dir, platform)?
+            .with_notifier(move |title, message| notifier.notify(title, message)),
+    );
     log::info(format!(
         "Agent {} started for device {} on {}",
         version(),

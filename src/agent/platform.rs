@@ -4,6 +4,7 @@
 //! [`Portable`]: a 0600 secrets file, the directory store, and no-ops for the rest.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use super::config::{DataDir, FileSecrets, Secrets};
 use super::store::CertStore;
@@ -80,7 +81,8 @@ impl Platform for Portable {
     }
 }
 
-/// The platform this build runs on. The Windows edge replaces [`Portable`] here.
-pub fn current() -> Box<dyn Platform> {
-    Box::new(Portable)
+/// The platform this build runs on. The Windows edge returns its own here under
+/// `#[cfg(windows)]` (DPAPI secrets, the CurrentUser `MY` store, HKCU Run, the task, the mutex).
+pub fn current() -> Arc<dyn Platform> {
+    Arc::new(Portable)
 }
