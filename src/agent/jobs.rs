@@ -806,6 +806,7 @@ mod tests {
     use serde_json::{Value, json};
 
     type Handler = dyn Fn(&str, &str, &str) -> (u16, String) + Send + Sync;
+    type MakePayload<'a> = dyn Fn(uuid::Uuid) -> (crate::protocol::SealedPayload, String) + 'a;
 
     /// A tiny HTTP server answering each request with `handler(method, path, body)`.
     fn fake_server(handler: Arc<Handler>) -> String {
@@ -1013,10 +1014,7 @@ mod tests {
             "DONE"
         );
 
-        let failures: [(
-            &str,
-            Box<dyn Fn(uuid::Uuid) -> (crate::protocol::SealedPayload, String)>,
-        ); 3] = [
+        let failures: [(&str, Box<MakePayload>); 3] = [
             (
                 "ENVELOPE_INVALID",
                 Box::new(|id| {
