@@ -76,6 +76,44 @@ struct Local {
 /// Shows the user a notification: title, message.
 pub type Notifier = dyn Fn(&str, &str) + Send + Sync;
 
+/// [`Local`] held under both locks; the file lock goes when this is dropped.
+struct LocalGuard<'a> {
+    guard: MutexGuard<'a, Local>,
+    _file: Option<std::fs::File>,
+}
+
+impl std::ops::Deref for LocalGuard<'_> {
+    type Target = Local;
+    fn deref(&self) -> &Local {
+        &self.guard
+    }
+}
+
+impl std::ops::DerefMut for LocalGuard<'_> {
+    fn deref_mut(&mut self) -> &mut Local {
+        &mut self.guard
+    }
+}
+
+/// An exclusive lock on `records.lock` (flock / LockFileEx); `None` if the file cannot be
+/// opened (logged), in which case only the in-process lock applies.
+fn lock_file(dir: &DataDir) -> Option<std::fs::File> {
+    let path = dir.path().join("records.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .and_then(|f| f.lock().map(|()| f));
+    match file {
+        Ok(f) => Some(f),
+        Err(e) => {
+            log::warn(format!("{}: {e}", path.display()));
+            None
+        }
+    }
+}
+
 /// A running agent's pieces.
 pub struct Agent {
     pub dir: DataDir,
@@ -140,15 +178,18 @@ impl Agent {
         self
     }
 
-    /// The ledger and outbox, read again from disk: a `cleanup` run by the scheduled task (another
-    /// process) may have changed them since.
-    fn local(&self) -> MutexGuard<'_, Local> {
-        let mut local = self.local.lock().unwrap_or_else(|e| e.into_inner());
+    /// The ledger and outbox, locked against this process's other thread and against other
+    /// processes (the scheduled task's `cleanup` while `run` is up: a lock file), and read
+    /// again from disk since that process may have changed them.
+    fn local(&self) -> LocalGuard<'_> {
+        let guard = self.local.lock().unwrap_or_else(|e| e.into_inner());
+        let file = lock_file(&self.dir);
+        let mut local = LocalGuard { guard, _file: file };
         match (
             Ledger::load(&self.dir.ledger()),
             Outbox::load(self.dir.outbox()),
         ) {
-            (Ok(ledger), Ok(outbox)) => *local = Local { ledger, outbox },
+            (Ok(ledger), Ok(outbox)) => *local.guard = Local { ledger, outbox },
             (Err(e), _) | (_, Err(e)) => log::error(format!("Keeping the last good record: {e}")),
         }
         local

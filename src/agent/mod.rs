@@ -156,7 +156,13 @@ fn pair(
     };
     let (device_id, device_token) = credentials;
     let client = client::Client::new(server.clone(), device_id, device_token.clone(), public_key);
-    client.authenticate().map_err(|e| fail(e.to_string()))?;
+    client.authenticate().map_err(|e| match e.status() {
+        // The device already registered another key (paired elsewhere, or before).
+        Some(409) => fail(format!(
+            "{e}. Este dispositivo já tem outra chave: peça ao administrador para girar o token (rotate-token) e pareie com o novo código."
+        )),
+        _ => fail(e.to_string()),
+    })?;
     let config = Config {
         portal_url: server.portal(),
         server_url: server.clone(),
