@@ -163,6 +163,20 @@ fn pair(
         )),
         _ => fail(e.to_string()),
     })?;
+    // The old identity's certificates go first, reported under it: nothing it installed
+    // outlives it.
+    if Config::load(dir).is_ok()
+        && let Ok(old) = open_agent(dir, platform)
+    {
+        log::info("Pairing again: removing what the previous pairing installed");
+        let outcome = old.cleanup(CleanupMode::Manual);
+        if !outcome.failed.is_empty() {
+            return Err(fail(format!(
+                "{} certificate(s) of the previous pairing could not be removed; see the log",
+                outcome.failed.len()
+            )));
+        }
+    }
     let config = Config {
         portal_url: server.portal(),
         server_url: server.clone(),
