@@ -98,8 +98,8 @@ pub fn execute(command: Command, dir: &DataDir, platform: &Arc<dyn Platform>) ->
             code,
             device_id,
             device_token,
-        } => pair(dir, platform, &server, code, device_id, device_token),
-        Command::Run { headless: _ } => run(dir, shared),
+        } => pair_command(dir, platform, &server, code, device_id, device_token),
+        Command::Run { headless } => run(dir, shared, headless),
         Command::Cleanup { mode } => cleanup(dir, platform, mode.into()),
         Command::Status => status(dir, platform),
         Command::Install => install(dir, platform),
@@ -119,7 +119,8 @@ fn hostname() -> Option<String> {
         .filter(|h| !h.is_empty())
 }
 
-fn pair(
+/// `pair` on the command line: prints the outcome.
+fn pair_command(
     dir: &DataDir,
     platform: &dyn Platform,
     server: &str,
@@ -127,10 +128,33 @@ fn pair(
     device_id: Option<uuid::Uuid>,
     device_token: Option<String>,
 ) -> Result<(), u8> {
+    match pair(dir, platform, server, code, device_id, device_token) {
+        Ok(message) => {
+            println!("{message}");
+            Ok(())
+        }
+        Err(message) => {
+            eprintln!("{message}");
+            Err(exit::FAILED)
+        }
+    }
+}
+
+/// Pairs this PC (the command, and the tray's "Parear dispositivo" dialog): a new key,
+/// enrollment by `code` or the provisioned `device_id` + `device_token`, the key registered,
+/// the previous pairing's certificates removed, then the new identity saved. `Ok` and `Err`
+/// carry a message for the person pairing (logged too).
+pub fn pair(
+    dir: &DataDir,
+    platform: &dyn Platform,
+    server: &str,
+    code: Option<String>,
+    device_id: Option<uuid::Uuid>,
+    device_token: Option<String>,
+) -> Result<String, String> {
     let fail = |message: String| {
-        eprintln!("{message}");
         log::error(&message);
-        exit::FAILED
+        message
     };
     let server = ServerUrl::parse(server).map_err(|e| fail(e.to_string()))?;
     let key = DeviceSecretKey::generate();
@@ -189,11 +213,10 @@ fn pair(
         .map_err(|e| fail(e.to_string()))?;
     let message = format!("Paired with {server} as device {device_id}");
     log::info(&message);
-    println!("{message}");
-    Ok(())
+    Ok(message)
 }
 
-fn run(dir: &DataDir, shared: Arc<dyn Platform>) -> Result<(), u8> {
+fn run(dir: &DataDir, shared: Arc<dyn Platform>, headless: bool) -> Result<(), u8> {
     let platform = shared.as_ref();
     let Some(_guard) = platform.single_instance().map_err(|e| {
         log::error(&e);
@@ -223,6 +246,14 @@ fn run(dir: &DataDir, shared: Arc<dyn Platform>) -> Result<(), u8> {
         ));
     }
     let _timer = agent.run_timer();
+    if !headless && platform.has_tray() {
+        // The tray's message loop needs the main thread; jobs run beside it until "Sair".
+        let jobs = Arc::clone(&agent);
+        std::thread::spawn(move || jobs.run_jobs());
+        platform.run_tray(agent);
+        log::info("Agent stopped from the tray");
+        return Ok(());
+    }
     agent.run_jobs();
     Ok(())
 }

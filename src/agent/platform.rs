@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::config::{DataDir, FileSecrets, Secrets};
+use super::jobs::Agent;
 use super::store::CertStore;
 
 /// Held while this process is the session's one agent; dropping it lets another start.
@@ -30,6 +31,19 @@ pub trait Platform: Send + Sync {
     /// --mode scheduled` as soon as possible after a missed start.
     fn install_cleanup_task(&self, exe: &Path, cleanup_time: &str) -> Result<(), String>;
     fn remove_cleanup_task(&self) -> Result<(), String>;
+
+    /// Whether `run` without `--headless` shows a tray icon here.
+    fn has_tray(&self) -> bool {
+        false
+    }
+
+    /// The tray (icon: paired / reachable / error; menu: Status, Abrir portal, Remover
+    /// certificados agora, Parear dispositivo, Iniciar com o Windows, Sair) on the main thread
+    /// until the user picks Sair. Its items call [`super::status::Status::gather`],
+    /// [`Agent::cleanup`] and [`super::pair`]; the job loop runs on another thread meanwhile.
+    fn run_tray(&self, agent: Arc<Agent>) {
+        let _ = agent;
+    }
 }
 
 /// Systems other than Windows: enough for the agent's logic to run for real in tests.
