@@ -76,6 +76,44 @@ struct Local {
 /// Shows the user a notification: title, message.
 pub type Notifier = dyn Fn(&str, &str) + Send + Sync;
 
+/// [`Local`] held under both locks; the file lock goes when this is dropped.
+struct LocalGuard<'a> {
+    guard: MutexGuard<'a, Local>,
+    _file: Option<std::fs::File>,
+}
+
+impl std::ops::Deref for LocalGuard<'_> {
+    type Target = Local;
+    fn deref(&self) -> &Local {
+        &self.guard
+    }
+}
+
+impl std::ops::DerefMut for LocalGuard<'_> {
+    fn deref_mut(&mut self) -> &mut Local {
+        &mut self.guard
+    }
+}
+
+/// An exclusive lock on `records.lock` (flock / LockFileEx); `None` if the file cannot be
+/// opened (logged), in which case only the in-process lock applies.
+fn lock_file(dir: &DataDir) -> Option<std::fs::File> {
+    let path = dir.path().join("records.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .and_then(|f| f.lock().map(|()| f));
+    match file {
+        Ok(f) => Some(f),
+        Err(e) => {
+            log::warn(format!("{}: {e}", path.display()));
+            None
+        }
+    }
+}
+
 /// A running agent's pieces.
 pub struct Agent {
     pub dir: DataDir,
@@ -140,15 +178,18 @@ impl Agent {
         self
     }
 
-    /// The ledger and outbox, read again from disk: a `cleanup` run by the scheduled task (another
-    /// process) may have changed them since.
-    fn local(&self) -> MutexGuard<'_, Local> {
-        let mut local = self.local.lock().unwrap_or_else(|e| e.into_inner());
+    /// The ledger and outbox, locked against this process's other thread and against other
+    /// processes (the scheduled task's `cleanup` while `run` is up: a lock file), and read
+    /// again from disk since that process may have changed them.
+    fn local(&self) -> LocalGuard<'_> {
+        let guard = self.local.lock().unwrap_or_else(|e| e.into_inner());
+        let file = lock_file(&self.dir);
+        let mut local = LocalGuard { guard, _file: file };
         match (
             Ledger::load(&self.dir.ledger()),
             Outbox::load(self.dir.outbox()),
         ) {
-            (Ok(ledger), Ok(outbox)) => *local = Local { ledger, outbox },
+            (Ok(ledger), Ok(outbox)) => *local.guard = Local { ledger, outbox },
             (Err(e), _) | (_, Err(e)) => log::error(format!("Keeping the last good record: {e}")),
         }
         local
@@ -662,6 +703,27 @@ impl Agent {
             key_deleted: None,
         };
         match self.client.result(job.id, &result) {
+            Ok(answer) if answer.status == "FAILED" => {
+                // The server did not accept it (e.g. another thumbprint): it must not stay.
+                log::warn(format!(
+                    "Job {} recorded as FAILED by the server ({}): removing the certificate",
+                    job.id,
+                    answer.error_code.as_deref().unwrap_or("-")
+                ));
+                if let Err(e) = self.remove(
+                    Report::Cleanup {
+                        mode: CleanupMode::Manual,
+                    },
+                    entry.clone(),
+                ) {
+                    log::error(format!(
+                        "Could not remove {}: {e}",
+                        entry.installed.thumbprint
+                    ));
+                }
+                self.flush();
+                Ok(())
+            }
             Ok(answer) => {
                 if let Some(end) = answer.lease_expires_at {
                     let mut local = self.local();
@@ -774,8 +836,336 @@ pub fn documented_error_codes() -> &'static [&'static str] {
 
 #[cfg(test)]
 mod tests {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::net::TcpListener;
+
     use super::*;
-    use crate::agent::store::StoreError;
+    use crate::agent::config::{DeviceSecrets, FileSecrets, ServerUrl};
+    use crate::agent::leases::FixedClock;
+    use crate::agent::store::{MemoryStore, StoreError};
+    use crate::crypto::{InstallSecret, seal};
+    use serde_json::{Value, json};
+
+    type Handler = dyn Fn(&str, &str, &str) -> (u16, String) + Send + Sync;
+    type MakePayload<'a> = dyn Fn(uuid::Uuid) -> (crate::protocol::SealedPayload, String) + 'a;
+
+    /// A tiny HTTP server answering each request with `handler(method, path, body)`.
+    fn fake_server(handler: Arc<Handler>) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = format!("http://{}", listener.local_addr().unwrap());
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let handler = Arc::clone(&handler);
+                std::thread::spawn(move || {
+                    let mut reader = BufReader::new(stream.try_clone().unwrap());
+                    let mut line = String::new();
+                    reader.read_line(&mut line).unwrap();
+                    let mut parts = line.split_whitespace();
+                    let (method, path) = (
+                        parts.next().unwrap_or("").to_owned(),
+                        parts.next().unwrap_or("").to_owned(),
+                    );
+                    let mut length = 0;
+                    loop {
+                        let mut h = String::new();
+                        reader.read_line(&mut h).unwrap();
+                        if h.trim().is_empty() {
+                            break;
+                        }
+                        if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
+                            length = v.trim().parse().unwrap();
+                        }
+                    }
+                    let mut body = vec![0; length];
+                    reader.read_exact(&mut body).unwrap();
+                    let (status, text) = handler(&method, &path, &String::from_utf8_lossy(&body));
+                    let _ = write!(
+                        stream,
+                        "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
+                        text.len()
+                    );
+                });
+            }
+        });
+        addr
+    }
+
+    struct Rig {
+        _home: tempfile::TempDir,
+        agent: Agent,
+        store: Arc<MemoryStore>,
+        key: DeviceSecretKey,
+        device: uuid::Uuid,
+    }
+
+    fn rig(server: &str) -> Rig {
+        let home = tempfile::tempdir().unwrap();
+        let dir = DataDir::new(home.path());
+        let key = DeviceSecretKey::generate();
+        let device = uuid::Uuid::new_v4();
+        let secrets = FileSecrets::new(&dir);
+        let config = Config {
+            server_url: ServerUrl::parse(server).unwrap(),
+            device_id: device,
+            portal_url: String::new(),
+            paired_at: Utc::now(),
+        };
+        let identity = DeviceSecrets {
+            device_token: SecretString::new("device-token".into()),
+            key: key.clone(),
+        };
+        crate::agent::config::save_identity(&dir, &secrets, &config, &identity).unwrap();
+        let store = Arc::new(MemoryStore::default());
+        let clock = Arc::new(FixedClock::at(Utc::now()));
+        let agent = Agent::open(dir, &secrets, Box::new(Arc::clone(&store)), clock).unwrap();
+        Rig {
+            _home: home,
+            agent,
+            store,
+            key,
+            device,
+        }
+    }
+
+    fn job(id: uuid::Uuid, thumbprint: &str) -> AgentJob {
+        AgentJob {
+            id,
+            job_type: "INSTALL".into(),
+            status: "PENDING".into(),
+            cert_id: uuid::Uuid::new_v4(),
+            cert_name: Some("EMPRESA X LTDA".into()),
+            thumbprint: Some(thumbprint.into()),
+            installation_id: None,
+            duration_minutes: Some(30),
+            created_at: Utc::now(),
+            claimed_at: None,
+        }
+    }
+
+    /// What the fake server saw and answers with.
+    #[derive(Default)]
+    struct Seen {
+        results: Vec<Value>,
+        claims: usize,
+        auths: usize,
+        /// The ledger held the thumbprint when the DONE arrived.
+        ledger_first: Vec<bool>,
+    }
+
+    /// A server for one install job whose payload `sealed` returns.
+    fn install_server(
+        seen: Arc<Mutex<Seen>>,
+        sealed: Arc<Mutex<Option<(crate::protocol::SealedPayload, String)>>>,
+        ledger: Arc<Mutex<Option<std::path::PathBuf>>>,
+    ) -> String {
+        fake_server(Arc::new(move |method, path, body| {
+            let mut seen = seen.lock().unwrap();
+            let id = path.split('/').nth(5).unwrap_or("").to_owned();
+            match (method, path) {
+                ("POST", "/api/v1/agent/auth") => {
+                    seen.auths += 1;
+                    (
+                        200,
+                        json!({"access_token": "jwt", "token_type": "bearer", "expires_in": 900})
+                            .to_string(),
+                    )
+                }
+                ("POST", p) if p.ends_with("/claim") => {
+                    seen.claims += 1;
+                    (200, json!({"job_id": id, "status": "IN_PROGRESS", "job_type": "INSTALL", "payload_token": "pt", "expires_in": 120}).to_string())
+                }
+                ("GET", p) if p.ends_with("/payload") => {
+                    let (sealed, thumbprint) = sealed.lock().unwrap().clone().unwrap();
+                    (200, json!({"job_id": id, "thumbprint": thumbprint, "enc": sealed.enc, "ciphertext": sealed.ciphertext}).to_string())
+                }
+                ("POST", p) if p.ends_with("/result") => {
+                    let result: Value = serde_json::from_str(body).unwrap();
+                    if result["status"] == "DONE" {
+                        let path = ledger.lock().unwrap().clone().unwrap();
+                        let text = std::fs::read_to_string(path).unwrap_or_default();
+                        seen.ledger_first
+                            .push(text.contains(result["thumbprint"].as_str().unwrap()));
+                    }
+                    seen.results.push(result.clone());
+                    (200, json!({"job_id": id, "status": result["status"], "error_code": result["error_code"], "lease_expires_at": "2030-01-01T00:00:00Z"}).to_string())
+                }
+                _ => (
+                    404,
+                    json!({"error": "not_found", "message": path}).to_string(),
+                ),
+            }
+        }))
+    }
+
+    fn sealed_for(
+        key: &DeviceSecretKey,
+        job: uuid::Uuid,
+        device: uuid::Uuid,
+        pfx: Vec<u8>,
+        password: &str,
+    ) -> crate::protocol::SealedPayload {
+        let secret = InstallSecret::new(pfx, SecretString::new(password.into()));
+        seal(
+            &key.public_key(),
+            &PayloadContext::new(job, device),
+            &secret,
+        )
+    }
+
+    #[test]
+    fn an_install_is_recorded_before_its_result_and_failures_carry_documented_codes() {
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let sealed = Arc::new(Mutex::new(None));
+        let ledger = Arc::new(Mutex::new(None));
+        let server = install_server(Arc::clone(&seen), Arc::clone(&sealed), Arc::clone(&ledger));
+        let r = rig(&server);
+        *ledger.lock().unwrap() = Some(r.agent.dir.ledger());
+        let thumb = "AB".repeat(20);
+
+        // DONE: in the store, in the ledger before the result, with the server's lease end.
+        let id = uuid::Uuid::new_v4();
+        *sealed.lock().unwrap() = Some((
+            sealed_for(&r.key, id, r.device, MemoryStore::pfx(&thumb, "pw"), "pw"),
+            thumb.clone(),
+        ));
+        r.agent.handle(&job(id, &thumb)).unwrap();
+        assert_eq!(r.store.thumbprints(), vec![thumb.clone()]);
+        assert_eq!(seen.lock().unwrap().ledger_first, vec![true]);
+        let done = seen.lock().unwrap().results.pop().unwrap();
+        assert_eq!(done["status"], "DONE");
+        assert_eq!(done["key_storage"], "MEMORY");
+        let entry = Ledger::load(&r.agent.dir.ledger())
+            .unwrap()
+            .get(&thumb)
+            .cloned()
+            .unwrap();
+        assert_eq!(entry.job_id, Some(id));
+        assert_eq!(
+            entry.server_expires_at,
+            Some("2030-01-01T00:00:00Z".parse().unwrap())
+        );
+
+        // The result was lost and the job comes back: DONE again, no second claim.
+        let claims = seen.lock().unwrap().claims;
+        r.agent.handle(&job(id, &thumb)).unwrap();
+        assert_eq!(seen.lock().unwrap().claims, claims);
+        assert_eq!(
+            seen.lock().unwrap().results.pop().unwrap()["status"],
+            "DONE"
+        );
+
+        let failures: [(&str, Box<MakePayload>); 3] = [
+            (
+                "ENVELOPE_INVALID",
+                Box::new(|id| {
+                    let other = DeviceSecretKey::generate();
+                    (
+                        sealed_for(&other, id, r.device, MemoryStore::pfx("CD", "pw"), "pw"),
+                        "CD".into(),
+                    )
+                }),
+            ),
+            (
+                "WRONG_PASSWORD",
+                Box::new(|id| {
+                    (
+                        sealed_for(&r.key, id, r.device, MemoryStore::pfx("CD", "pw"), "other"),
+                        "CD".into(),
+                    )
+                }),
+            ),
+            (
+                "THUMBPRINT_MISMATCH",
+                Box::new(|id| {
+                    (
+                        sealed_for(&r.key, id, r.device, MemoryStore::pfx("CD", "pw"), "pw"),
+                        "EF".into(),
+                    )
+                }),
+            ),
+        ];
+        for (code, make) in failures {
+            let id = uuid::Uuid::new_v4();
+            *sealed.lock().unwrap() = Some(make(id));
+            r.agent.handle(&job(id, "CD")).unwrap();
+            let failed = seen.lock().unwrap().results.pop().unwrap();
+            assert_eq!(failed["status"], "FAILED", "{code}");
+            assert_eq!(failed["error_code"], code);
+            assert!(
+                !failed["error_message"].as_str().unwrap().contains("pw"),
+                "{failed}"
+            );
+        }
+        assert_eq!(
+            r.store.thumbprints(),
+            vec![thumb.clone()],
+            "failures leave nothing behind"
+        );
+
+        // A certificate the user installed by hand is not taken over.
+        r.store.add_foreign("CD");
+        let id = uuid::Uuid::new_v4();
+        *sealed.lock().unwrap() = Some((
+            sealed_for(&r.key, id, r.device, MemoryStore::pfx("CD", "pw"), "pw"),
+            "CD".into(),
+        ));
+        r.agent.handle(&job(id, "CD")).unwrap();
+        assert_eq!(
+            seen.lock().unwrap().results.pop().unwrap()["error_code"],
+            "ALREADY_INSTALLED"
+        );
+        assert_eq!(
+            seen.lock().unwrap().auths,
+            1,
+            "one access token for all of it"
+        );
+    }
+
+    #[test]
+    fn a_401_re_authenticates_once_then_reports_the_rotated_token() {
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let counter = Arc::clone(&seen);
+        let server = fake_server(Arc::new(move |method, path, _| {
+            let mut seen = counter.lock().unwrap();
+            match (method, path) {
+                ("POST", "/api/v1/agent/auth") => {
+                    seen.auths += 1;
+                    // The first authentication works; the token is rotated right after.
+                    if seen.auths == 1 {
+                        (200, json!({"access_token": "jwt", "token_type": "bearer", "expires_in": 900}).to_string())
+                    } else {
+                        (
+                            401,
+                            json!({"error": "unauthorized", "message": "x"}).to_string(),
+                        )
+                    }
+                }
+                _ => (
+                    401,
+                    json!({"error": "unauthorized", "message": "x"}).to_string(),
+                ),
+            }
+        }));
+        let r = rig(&server);
+        let err = r.agent.heartbeat().unwrap_err();
+        assert_eq!(err, ClientError::AuthFailed);
+        assert!(
+            err.to_string()
+                .contains("Falha de autenticação: token rotacionado ou inválido")
+        );
+        assert_eq!(
+            seen.lock().unwrap().auths,
+            2,
+            "re-authenticated exactly once"
+        );
+        assert!(
+            AgentState::load(&r.agent.dir)
+                .last_error
+                .unwrap()
+                .contains("token rotacionado")
+        );
+    }
 
     #[test]
     fn backoff_grows_to_thirty_seconds_with_jitter() {

@@ -66,7 +66,7 @@ pub fn main() -> ExitCode {
         console || std::env::var_os("CERTHUB_AGENT_ECHO").is_some(),
     );
     let platform = platform::current();
-    match execute(command, &dir, platform.as_ref()) {
+    match execute(command, &dir, &platform) {
         Ok(()) => ExitCode::SUCCESS,
         Err(code) => ExitCode::from(code),
     }
@@ -94,15 +94,17 @@ fn open_agent(dir: &DataDir, platform: &dyn Platform) -> Result<Agent, u8> {
 }
 
 /// Runs one command; `Err` carries the exit code.
-pub fn execute(command: Command, dir: &DataDir, platform: &dyn Platform) -> Result<(), u8> {
+pub fn execute(command: Command, dir: &DataDir, platform: &Arc<dyn Platform>) -> Result<(), u8> {
+    let shared = Arc::clone(platform);
+    let platform = platform.as_ref();
     match command {
         Command::Pair {
             server,
             code,
             device_id,
             device_token,
-        } => pair(dir, platform, &server, code, device_id, device_token),
-        Command::Run { headless: _ } => run(dir, platform),
+        } => pair_command(dir, platform, &server, code, device_id, device_token),
+        Command::Run { headless } => run(dir, shared, headless),
         Command::Cleanup { mode } => cleanup(dir, platform, mode.into()),
         Command::Status => status(dir, platform),
         Command::Install => install(dir, platform),
@@ -122,7 +124,8 @@ fn hostname() -> Option<String> {
         .filter(|h| !h.is_empty())
 }
 
-fn pair(
+/// `pair` on the command line: prints the outcome.
+fn pair_command(
     dir: &DataDir,
     platform: &dyn Platform,
     server: &str,
@@ -130,10 +133,33 @@ fn pair(
     device_id: Option<uuid::Uuid>,
     device_token: Option<String>,
 ) -> Result<(), u8> {
+    match pair(dir, platform, server, code, device_id, device_token) {
+        Ok(message) => {
+            println!("{message}");
+            Ok(())
+        }
+        Err(message) => {
+            eprintln!("{message}");
+            Err(exit::FAILED)
+        }
+    }
+}
+
+/// Pairs this PC (the command, and the tray's "Parear dispositivo" dialog): a new key,
+/// enrollment by `code` or the provisioned `device_id` + `device_token`, the key registered,
+/// the previous pairing's certificates removed, then the new identity saved. `Ok` and `Err`
+/// carry a message for the person pairing (logged too).
+pub fn pair(
+    dir: &DataDir,
+    platform: &dyn Platform,
+    server: &str,
+    code: Option<String>,
+    device_id: Option<uuid::Uuid>,
+    device_token: Option<String>,
+) -> Result<String, String> {
     let fail = |message: String| {
-        eprintln!("{message}");
         log::error(&message);
-        exit::FAILED
+        message
     };
     let server = ServerUrl::parse(server).map_err(|e| fail(e.to_string()))?;
     let key = DeviceSecretKey::generate();
@@ -159,7 +185,27 @@ fn pair(
     };
     let (device_id, device_token) = credentials;
     let client = client::Client::new(server.clone(), device_id, device_token.clone(), public_key);
-    client.authenticate().map_err(|e| fail(e.to_string()))?;
+    client.authenticate().map_err(|e| match e.status() {
+        // The device already registered another key (paired elsewhere, or before).
+        Some(409) => fail(format!(
+            "{e}. Este dispositivo já tem outra chave: peça ao administrador para girar o token (rotate-token) e pareie com o novo código."
+        )),
+        _ => fail(e.to_string()),
+    })?;
+    // The old identity's certificates go first, reported under it: nothing it installed
+    // outlives it.
+    if Config::load(dir).is_ok()
+        && let Ok(old) = open_agent(dir, platform)
+    {
+        log::info("Pairing again: removing what the previous pairing installed");
+        let outcome = old.cleanup(CleanupMode::Manual);
+        if !outcome.failed.is_empty() {
+            return Err(fail(format!(
+                "{} certificate(s) of the previous pairing could not be removed; see the log",
+                outcome.failed.len()
+            )));
+        }
+    }
     let config = Config {
         portal_url: server.portal(),
         server_url: server.clone(),
@@ -172,20 +218,33 @@ fn pair(
         .map_err(|e| fail(e.to_string()))?;
     let message = format!("Paired with {server} as device {device_id}");
     log::info(&message);
-    println!("{message}");
-    Ok(())
+    Ok(message)
 }
 
-fn run(dir: &DataDir, platform: &dyn Platform) -> Result<(), u8> {
-    let Some(_guard) = platform.single_instance().map_err(|e| {
-        log::error(&e);
-        exit::FAILED
-    })?
-    else {
+fn run(dir: &DataDir, shared: Arc<dyn Platform>, headless: bool) -> Result<(), u8> {
+    let platform = shared.as_ref();
+    // A few tries: an agent that restarts itself (after pairing again from the tray) starts the
+    // new one just before the old one lets go.
+    let mut guard = None;
+    for attempt in 0..10 {
+        guard = platform.single_instance().map_err(|e| {
+            log::error(&e);
+            exit::FAILED
+        })?;
+        if guard.is_some() || attempt == 9 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    let Some(_guard) = guard else {
         log::info("Another agent already runs in this session");
         return Ok(());
     };
-    let agent = Arc::new(open_agent(dir, platform)?);
+    let notifier = Arc::clone(&shared);
+    let agent = Arc::new(
+        open_agent(dir, platform)?
+            .with_notifier(move |title, message| notifier.notify(title, message)),
+    );
     log::info(format!(
         "Agent {} started for device {} on {}",
         version(),
@@ -201,6 +260,14 @@ fn run(dir: &DataDir, platform: &dyn Platform) -> Result<(), u8> {
         ));
     }
     let _timer = agent.run_timer();
+    if !headless && platform.has_tray() {
+        // The tray's message loop needs the main thread; jobs run beside it until "Sair".
+        let jobs = Arc::clone(&agent);
+        std::thread::spawn(move || jobs.run_jobs());
+        platform.run_tray(agent);
+        log::info("Agent stopped from the tray");
+        return Ok(());
+    }
     agent.run_jobs();
     Ok(())
 }

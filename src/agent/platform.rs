@@ -4,8 +4,10 @@
 //! [`Portable`]: a 0600 secrets file, the directory store, and no-ops for the rest.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use super::config::{DataDir, FileSecrets, Secrets};
+use super::jobs::Agent;
 use super::store::CertStore;
 
 /// Held while this process is the session's one agent; dropping it lets another start.
@@ -29,6 +31,19 @@ pub trait Platform: Send + Sync {
     /// --mode scheduled` as soon as possible after a missed start.
     fn install_cleanup_task(&self, exe: &Path, cleanup_time: &str) -> Result<(), String>;
     fn remove_cleanup_task(&self) -> Result<(), String>;
+
+    /// Whether `run` without `--headless` shows a tray icon here.
+    fn has_tray(&self) -> bool {
+        false
+    }
+
+    /// The tray (icon: paired / reachable / error; menu: Status, Abrir portal, Remover
+    /// certificados agora, Parear dispositivo, Iniciar com o Windows, Sair) on the main thread
+    /// until the user picks Sair. Its items call [`super::status::Status::gather`],
+    /// [`Agent::cleanup`] and [`super::pair`]; the job loop runs on another thread meanwhile.
+    fn run_tray(&self, agent: Arc<Agent>) {
+        let _ = agent;
+    }
 }
 
 /// Systems other than Windows: enough for the agent's logic to run for real in tests.
@@ -80,14 +95,15 @@ impl Platform for Portable {
     }
 }
 
-/// The platform this build runs on: the Windows edge on Windows, [`Portable`] elsewhere.
-pub fn current() -> Box<dyn Platform> {
+/// The platform this build runs on: the Windows edge on Windows (DPAPI secrets, the
+/// CurrentUser `MY` store, HKCU Run, the task, the mutex, the tray), [`Portable`] elsewhere.
+pub fn current() -> Arc<dyn Platform> {
     #[cfg(windows)]
     {
-        Box::new(super::windows::platform::Windows)
+        Arc::new(super::windows::platform::Windows)
     }
     #[cfg(not(windows))]
     {
-        Box::new(Portable)
+        Arc::new(Portable)
     }
 }

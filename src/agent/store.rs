@@ -382,3 +382,24 @@ mod directory {
         }
     }
 }
+
+/// A shared store is a store (tests keep a handle on the one the agent uses).
+impl<S: CertStore + ?Sized> CertStore for std::sync::Arc<S> {
+    fn install(
+        &self,
+        pfx: &[u8],
+        password: &SecretString,
+        friendly_name: &str,
+    ) -> Result<Installed, StoreError> {
+        (**self).install(pfx, password, friendly_name)
+    }
+    fn contains(&self, thumbprint: &str) -> Result<bool, StoreError> {
+        (**self).contains(thumbprint)
+    }
+    fn remove_with_key(&self, record: &Installed) -> Result<Removal, StoreError> {
+        (**self).remove_with_key(record)
+    }
+    fn thumbprint_of(&self, pfx: &[u8], password: &SecretString) -> Result<String, StoreError> {
+        (**self).thumbprint_of(pfx, password)
+    }
+}

@@ -359,6 +359,17 @@ on_both_databases! {
         let removed = o.wait_removed(&installation, Duration::from_secs(5)).await;
         assert_eq!(removed["removal_mode"], "remove_job", "{removed}");
         assert_eq!(removed["key_deleted"], true);
+
+        // Pairing again (here as another device) first removes what this pairing installed.
+        let again = o.approved(id, 60).await;
+        o.wait_job(&again, "DONE", Duration::from_secs(5)).await;
+        let again_installation = o.job(&again).await["installation_id"].as_str().unwrap().to_owned();
+        pc.kill();
+        let other = o.provision("PC-02b").await;
+        pc.pair(&["--server", &o.app.address, "--code", other["enrollment_code"].as_str().unwrap()]);
+        assert!(pc.store().is_empty());
+        let removed = o.wait_removed(&again_installation, Duration::from_secs(5)).await;
+        assert_eq!(removed["removal_mode"], "manual", "{removed}");
         let mut probes = pfx_probes();
         probes.push(token.to_owned());
         pc.assert_nothing_leaked(&probes);

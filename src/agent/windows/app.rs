@@ -10,7 +10,6 @@ use chrono::{Local, TimeDelta, Utc};
 use super::platform::attach_tray;
 use super::tray::{Tray, TrayHandle};
 use super::{registry, ui};
-use crate::agent::cli::Command;
 use crate::agent::config::{Config, DataDir};
 use crate::agent::jobs::{Agent, AgentState};
 use crate::agent::leases::{Clock, SystemClock};
@@ -90,13 +89,9 @@ fn refresh_forever(dir: DataDir, tray: TrayHandle) {
     }
 }
 
-/// Runs the agent with its tray until "Sair". `agent` is `None` when the PC is not paired yet:
-/// the tray then offers pairing only.
-pub fn run(
-    dir: &DataDir,
-    platform: &dyn Platform,
-    agent: Option<Arc<Agent>>,
-) -> Result<(), String> {
+/// Shows the tray until "Sair" while the job loop and the lease timer (started by the caller)
+/// run on their own threads.
+pub fn run(dir: &DataDir, platform: &dyn Platform, agent: Arc<Agent>) -> Result<(), String> {
     let tray = Tray::new_retrying(tray_state(dir), 30, Duration::from_secs(2))
         .map_err(|e| format!("cannot show the tray icon: {e}"))?;
     tray.set_start_with_windows(registry::run_at_logon().ok().flatten().is_some());
@@ -104,11 +99,6 @@ pub fn run(
     {
         let (dir, handle) = (dir.clone(), tray.handle());
         std::thread::spawn(move || refresh_forever(dir, handle));
-    }
-    if let Some(agent) = &agent {
-        let _timer = agent.run_timer();
-        let jobs = agent.clone();
-        std::thread::spawn(move || jobs.run_jobs());
     }
     let mut restart = false;
     let outcome = tray.run(|command| match command {
@@ -121,34 +111,32 @@ pub fn run(
             }
         }
         MenuCommand::RemoveNow => {
-            if let Some(agent) = agent.clone() {
-                std::thread::spawn(move || {
-                    agent.cleanup(CleanupMode::Manual);
-                });
-            }
+            let agent = Arc::clone(&agent);
+            std::thread::spawn(move || {
+                agent.cleanup(CleanupMode::Manual);
+            });
         }
         MenuCommand::Pair => {
             let server = Config::load(dir)
                 .map(|c| c.server_url.to_string())
                 .unwrap_or_default();
             if let Ok(Some(request)) = ui::show_pair_dialog(&server) {
-                let command = Command::Pair {
-                    server: request.server_url,
-                    code: request.code,
-                    device_id: request.device_id.and_then(|id| id.parse().ok()),
-                    device_token: request.device_token,
-                };
-                match crate::agent::execute(command, dir, platform) {
-                    Ok(()) => {
+                let paired = crate::agent::pair(
+                    dir,
+                    platform,
+                    &request.server_url,
+                    request.code,
+                    request.device_id.and_then(|id| id.parse().ok()),
+                    request.device_token,
+                );
+                match paired {
+                    Ok(_) => {
                         // The new identity takes effect in a fresh agent.
                         restart = true;
                         let _ = tray.handle().quit();
                     }
-                    Err(_) => {
-                        let _ = tray.balloon(
-                            "Pareamento falhou",
-                            "Veja o código ou o token e tente de novo (detalhes no log).",
-                        );
+                    Err(message) => {
+                        let _ = tray.balloon("Pareamento falhou", &message);
                     }
                 }
             }

@@ -3,7 +3,7 @@
 //! tray's balloons. Each method is a thin adapter over one function of this module's siblings.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use chrono::NaiveTime;
 
@@ -11,6 +11,7 @@ use super::store::{KeyLocation, KeyStorage};
 use super::tray::TrayHandle;
 use super::{dpapi, mutex, paths, registry, store, task};
 use crate::agent::config::{ConfigError, DataDir, DeviceSecrets, Secrets, write_atomic};
+use crate::agent::jobs::Agent;
 use crate::agent::platform::{InstanceGuard, Platform};
 use crate::agent::store::{CertStore, Installed, Removal, StoreError};
 use crate::agent::task_xml::{CLEANUP_TASK_NAME, render_cleanup_task};
@@ -126,6 +127,17 @@ impl Platform for Windows {
     fn remove_cleanup_task(&self) -> Result<(), String> {
         task::delete_task(CLEANUP_TASK_NAME)
             .map_err(|e| format!("scheduled task {CLEANUP_TASK_NAME:?}: {e}"))
+    }
+
+    fn has_tray(&self) -> bool {
+        true
+    }
+
+    fn run_tray(&self, agent: Arc<Agent>) {
+        let dir = agent.dir.clone();
+        if let Err(e) = super::app::run(&dir, self, agent) {
+            crate::agent::log::error(e);
+        }
     }
 }
 
