@@ -295,18 +295,29 @@ pub async fn rotate_token(
     )
     .await?;
     // Installs asked for the old identity do not go to whoever pairs next.
-    crate::jobs::permission::cancel_open_installs(
-        &txn,
-        admin.org,
-        crate::jobs::permission::Whose::Device(device.id),
-        Actor::User(admin.user.id),
-        admin.ip.clone(),
-        "device_rotated",
-    )
-    .await?;
+    cancel_installs_for(&txn, &admin, device.id, "device_rotated").await?;
     let device = view(&txn, device).await?;
     txn.commit().await?;
     Ok(HttpResponse::Ok().json(credentials_response(&state, &creds, device)))
+}
+
+/// Cancels the installs still waiting for a device that was rotated or blocked.
+async fn cancel_installs_for<C: ConnectionTrait>(
+    conn: &C,
+    admin: &crate::http::auth::AuthUser,
+    device: Uuid,
+    reason: &str,
+) -> Result<(), AppError> {
+    crate::jobs::permission::cancel_open_installs(
+        conn,
+        admin.org,
+        crate::jobs::permission::Whose::Device(device),
+        Actor::User(admin.user.id),
+        admin.ip.clone(),
+        reason,
+    )
+    .await
+    .map(|_| ())
 }
 
 /// A field that may be sent as `null` to clear it: absent is `None`, `null` is `Some(None)`.
@@ -424,15 +435,7 @@ async fn set_allowed(
     )
     .await?;
     if !allowed {
-        crate::jobs::permission::cancel_open_installs(
-            &txn,
-            admin.org,
-            crate::jobs::permission::Whose::Device(device.id),
-            Actor::User(admin.user.id),
-            admin.ip.clone(),
-            "device_blocked",
-        )
-        .await?;
+        cancel_installs_for(&txn, &admin, device.id, "device_blocked").await?;
     }
     let device = view(&txn, device).await?;
     txn.commit().await?;

@@ -13,7 +13,7 @@ fn browser() -> reqwest::Client {
 }
 
 /// The CSRF value embedded in a page's form.
-fn csrf_of(html: &str) -> String {
+pub(crate) fn csrf_of(html: &str) -> String {
     let at =
         html.find("name=\"csrf\" value=\"").expect("csrf field") + "name=\"csrf\" value=\"".len();
     html[at..].split('"').next().unwrap().to_owned()

@@ -5,6 +5,7 @@ use std::net::IpAddr;
 use serde_json::{Value, json};
 
 use crate::agent_jobs::{Office, audits, office, token_of};
+use crate::portal::csrf_of;
 use crate::helpers::*;
 use crate::on_both_databases;
 
@@ -314,20 +315,17 @@ on_both_databases! {
     }
 }
 
+async fn device_action(o: &Office, device: &str, action: &str) -> u16 {
+    let path = format!("/api/v1/admin/devices/{device}/{action}");
+    o.call("POST", &path, None, &o.admin.access).await.0
+}
+
 on_both_databases! {
     async fn rotating_or_blocking_a_device_cancels_what_was_asked_for_it(db: TestDb) {
         let o = office(&db).await;
         let device = o.device("PC-01", true).await;
         let job = o.pending_job(&device, None).await;
-        let (status, _) = o
-            .call(
-                "POST",
-                &format!("/api/v1/admin/devices/{}/rotate-token", device.id),
-                None,
-                &o.admin.access,
-            )
-            .await;
-        assert_eq!(status, 200);
+        assert_eq!(device_action(&o, &device.id, "rotate-token").await, 200);
         assert_eq!(job_status(&o, &job).await["status"], "CANCELLED");
         // The DEVICE token minted before the rotation is dead too.
         let (status, _) = o.call("GET", "/api/v1/agent/jobs", None, &device.jwt).await;
@@ -335,15 +333,7 @@ on_both_databases! {
 
         let second = o.device("PC-02", true).await;
         let job = o.requested_job(&second, None).await;
-        let (status, _) = o
-            .call(
-                "POST",
-                &format!("/api/v1/admin/devices/{}/block", second.id),
-                None,
-                &o.admin.access,
-            )
-            .await;
-        assert_eq!(status, 200);
+        assert_eq!(device_action(&o, &second.id, "block").await, 200);
         assert_eq!(job_status(&o, &job).await["status"], "CANCELLED");
     }
 }
@@ -526,8 +516,7 @@ async fn a_planted_csrf_cookie_does_not_pass() {
         .text()
         .await
         .unwrap();
-    let start = html.find("name=\"csrf\" value=\"").unwrap() + "name=\"csrf\" value=\"".len();
-    let csrf = html[start..start + html[start..].find('"').unwrap()].to_owned();
+    let csrf = csrf_of(&html);
     let res = b
         .post(app.url("/entrar"))
         .form(&[
@@ -571,8 +560,7 @@ async fn a_planted_csrf_cookie_does_not_pass() {
         .text()
         .await
         .unwrap();
-    let start = home.find("name=\"csrf\" value=\"").unwrap() + "name=\"csrf\" value=\"".len();
-    let mine = home[start..start + home[start..].find('"').unwrap()].to_owned();
+    let mine = csrf_of(&home);
     let res = b
         .post(app.url("/sair"))
         .form(&[("csrf", mine.as_str())])
