@@ -153,8 +153,18 @@ impl Agent {
             device.device_token.clone(),
             device.key.public_key().to_base64(),
         );
+        // A ledger edited into nonsense must not stop the agent: it starts empty and the
+        // server's list of open installations brings back what is really installed.
+        let ledger = Ledger::load(&dir.ledger()).unwrap_or_else(|e| {
+            log::error(format!("{e}: set aside, rebuilt from the server's list"));
+            let aside = dir
+                .ledger()
+                .with_extension(format!("json.damaged-{}", Utc::now().timestamp()));
+            let _ = std::fs::rename(dir.ledger(), aside);
+            Ledger::default()
+        });
         let local = Local {
-            ledger: Ledger::load(&dir.ledger())?,
+            ledger,
             outbox: Outbox::load(dir.outbox())?,
         };
         Ok(Self {
@@ -185,12 +195,19 @@ impl Agent {
         let guard = self.local.lock().unwrap_or_else(|e| e.into_inner());
         let file = lock_file(&self.dir);
         let mut local = LocalGuard { guard, _file: file };
-        match (
-            Ledger::load(&self.dir.ledger()),
-            Outbox::load(self.dir.outbox()),
-        ) {
-            (Ok(ledger), Ok(outbox)) => *local.guard = Local { ledger, outbox },
-            (Err(e), _) | (_, Err(e)) => log::error(format!("Keeping the last good record: {e}")),
+        match Ledger::load(&self.dir.ledger()) {
+            Ok(ledger) => local.ledger = ledger,
+            Err(e) => {
+                // Edited into nonsense: the last good record is written back over it.
+                log::error(format!("{e}: keeping the last good record"));
+                if let Err(e) = local.ledger.save(&self.dir.ledger()) {
+                    log::error(e.to_string());
+                }
+            }
+        }
+        match Outbox::load(self.dir.outbox()) {
+            Ok(outbox) => local.outbox = outbox,
+            Err(e) => log::error(format!("{e}: keeping the last good outbox")),
         }
         local
     }
@@ -1323,5 +1340,40 @@ mod tests {
         job.status = "PENDING".into();
         assert!(r.agent.handle(&job).is_err());
         assert_eq!(r.store.thumbprints(), vec!["AA".to_owned()]);
+    }
+
+    #[test]
+    fn a_ledger_edited_into_nonsense_neither_stops_the_agent_nor_keeps_a_certificate() {
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let r = rig(&recording_server(Arc::clone(&requests), 200));
+        installed(&r, "AA", "2026-07-15T14:00:00Z");
+        // While running: the damaged file is replaced by the last good record.
+        r.agent.timer_tick();
+        std::fs::write(r.agent.dir.ledger(), b"{ not json").unwrap();
+        r.clock.set("2026-07-15T14:00:01Z".parse().unwrap());
+        r.agent.timer_tick();
+        assert!(r.store.thumbprints().is_empty());
+        assert!(
+            Ledger::load(&r.agent.dir.ledger())
+                .unwrap()
+                .installed
+                .is_empty()
+        );
+        // At start-up: set aside, and the agent starts.
+        std::fs::write(r.agent.dir.ledger(), b"{ not json").unwrap();
+        let secrets = FileSecrets::new(&r.agent.dir);
+        let again = Agent::open(
+            r.agent.dir.clone(),
+            &secrets,
+            Box::new(MemoryStore::default()),
+            Arc::clone(&r.clock) as Arc<dyn Clock>,
+        );
+        assert!(again.is_ok());
+        assert!(
+            Ledger::load(&r.agent.dir.ledger())
+                .unwrap()
+                .installed
+                .is_empty()
+        );
     }
 }
