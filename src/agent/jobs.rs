@@ -670,19 +670,20 @@ impl Agent {
         let context = PayloadContext::new(job.id, self.config.device_id);
         let secret = crate::crypto::open(&self.key, &context, sealed)
             .map_err(|e| ("ENVELOPE_INVALID", e.to_string()))?;
-        let thumbprint = self
+        if let Some(thumbprint) = self
             .store
             .thumbprint_of(secret.pfx(), secret.password())
-            .map_err(|e| (e.code(), e.to_string()))?;
-        if thumbprint != expected {
+            .map_err(|e| (e.code(), e.to_string()))?
+            && thumbprint != expected
+        {
             return Err((
                 "THUMBPRINT_MISMATCH",
                 format!("the PFX holds {thumbprint}, the job names {expected}"),
             ));
         }
-        let ours = self.local().ledger.get(&thumbprint).cloned();
+        let ours = self.local().ledger.get(expected).cloned();
         if let Some(mut existing) = ours
-            && self.store.contains(&thumbprint).unwrap_or(false)
+            && self.store.contains(expected).unwrap_or(false)
         {
             // Installed by this agent for an earlier job: it stays, under this job's lease too.
             existing.job_id = Some(job.id);
