@@ -153,8 +153,18 @@ impl Agent {
             device.device_token.clone(),
             device.key.public_key().to_base64(),
         );
+        // A ledger edited into nonsense must not stop the agent: it starts empty and the
+        // server's list of open installations brings back what is really installed.
+        let ledger = Ledger::load(&dir.ledger()).unwrap_or_else(|e| {
+            log::error(format!("{e}: set aside, rebuilt from the server's list"));
+            let aside = dir
+                .ledger()
+                .with_extension(format!("json.damaged-{}", Utc::now().timestamp()));
+            let _ = std::fs::rename(dir.ledger(), aside);
+            Ledger::default()
+        });
         let local = Local {
-            ledger: Ledger::load(&dir.ledger())?,
+            ledger,
             outbox: Outbox::load(dir.outbox())?,
         };
         Ok(Self {
@@ -185,12 +195,19 @@ impl Agent {
         let guard = self.local.lock().unwrap_or_else(|e| e.into_inner());
         let file = lock_file(&self.dir);
         let mut local = LocalGuard { guard, _file: file };
-        match (
-            Ledger::load(&self.dir.ledger()),
-            Outbox::load(self.dir.outbox()),
-        ) {
-            (Ok(ledger), Ok(outbox)) => *local.guard = Local { ledger, outbox },
-            (Err(e), _) | (_, Err(e)) => log::error(format!("Keeping the last good record: {e}")),
+        match Ledger::load(&self.dir.ledger()) {
+            Ok(ledger) => local.ledger = ledger,
+            Err(e) => {
+                // Edited into nonsense: the last good record is written back over it.
+                log::error(format!("{e}: keeping the last good record"));
+                if let Err(e) = local.ledger.save(&self.dir.ledger()) {
+                    log::error(e.to_string());
+                }
+            }
+        }
+        match Outbox::load(self.dir.outbox()) {
+            Ok(outbox) => local.outbox = outbox,
+            Err(e) => log::error(format!("{e}: keeping the last good outbox")),
         }
         local
     }
@@ -653,19 +670,20 @@ impl Agent {
         let context = PayloadContext::new(job.id, self.config.device_id);
         let secret = crate::crypto::open(&self.key, &context, sealed)
             .map_err(|e| ("ENVELOPE_INVALID", e.to_string()))?;
-        let thumbprint = self
+        if let Some(thumbprint) = self
             .store
             .thumbprint_of(secret.pfx(), secret.password())
-            .map_err(|e| (e.code(), e.to_string()))?;
-        if thumbprint != expected {
+            .map_err(|e| (e.code(), e.to_string()))?
+            && thumbprint != expected
+        {
             return Err((
                 "THUMBPRINT_MISMATCH",
                 format!("the PFX holds {thumbprint}, the job names {expected}"),
             ));
         }
-        let ours = self.local().ledger.get(&thumbprint).cloned();
+        let ours = self.local().ledger.get(expected).cloned();
         if let Some(mut existing) = ours
-            && self.store.contains(&thumbprint).unwrap_or(false)
+            && self.store.contains(expected).unwrap_or(false)
         {
             // Installed by this agent for an earlier job: it stays, under this job's lease too.
             existing.job_id = Some(job.id);
@@ -894,6 +912,7 @@ mod tests {
     struct Rig {
         _home: tempfile::TempDir,
         agent: Agent,
+        clock: Arc<FixedClock>,
         store: Arc<MemoryStore>,
         key: DeviceSecretKey,
         device: uuid::Uuid,
@@ -917,11 +936,19 @@ mod tests {
         };
         crate::agent::config::save_identity(&dir, &secrets, &config, &identity).unwrap();
         let store = Arc::new(MemoryStore::default());
-        let clock = Arc::new(FixedClock::at(Utc::now()));
-        let agent = Agent::open(dir, &secrets, Box::new(Arc::clone(&store)), clock).unwrap();
+        // 10:00 in São Paulo.
+        let clock = Arc::new(FixedClock::at("2026-07-15T13:00:00Z".parse().unwrap()));
+        let agent = Agent::open(
+            dir,
+            &secrets,
+            Box::new(Arc::clone(&store)),
+            Arc::clone(&clock) as Arc<dyn Clock>,
+        )
+        .unwrap();
         Rig {
             _home: home,
             agent,
+            clock,
             store,
             key,
             device,
@@ -1192,5 +1219,162 @@ mod tests {
         ] {
             assert!(documented_error_codes().contains(&e.code()), "{e:?}");
         }
+    }
+
+    /// A server that records every request and answers what an agent expects.
+    fn recording_server(
+        requests: Arc<Mutex<Vec<(String, String, Value)>>>,
+        claim_status: u16,
+    ) -> String {
+        fake_server(Arc::new(move |method, path, body| {
+            let body: Value = serde_json::from_str(body).unwrap_or(Value::Null);
+            requests
+                .lock()
+                .unwrap()
+                .push((method.to_owned(), path.to_owned(), body.clone()));
+            let id = path.split('/').nth(5).unwrap_or("").to_owned();
+            match (method, path) {
+                ("POST", "/api/v1/agent/auth") => {
+                    (200, json!({"access_token": "jwt", "token_type": "bearer", "expires_in": 900}).to_string())
+                }
+                ("GET", "/api/v1/agent/installations") => (200, json!({"installations": []}).to_string()),
+                ("POST", "/api/v1/agent/cleanup") => (200, json!({"closed": 1}).to_string()),
+                ("POST", p) if p.ends_with("/claim") => (
+                    claim_status,
+                    if claim_status == 200 {
+                        json!({"job_id": id, "status": "IN_PROGRESS", "job_type": "REMOVE"}).to_string()
+                    } else {
+                        json!({"error": "conflict", "message": "not claimable"}).to_string()
+                    },
+                ),
+                ("POST", p) if p.ends_with("/result") => (
+                    200,
+                    json!({"job_id": id, "status": "DONE", "error_code": null, "lease_expires_at": null}).to_string(),
+                ),
+                _ => (404, json!({"error": "not_found", "message": path}).to_string()),
+            }
+        }))
+    }
+
+    fn installed(r: &Rig, thumbprint: &str, expires_at: &str) {
+        let pw = SecretString::new("pw".into());
+        let installed = r
+            .store
+            .install(&MemoryStore::pfx(thumbprint, "pw"), &pw, "x")
+            .unwrap();
+        let mut ledger = Ledger::load(&r.agent.dir.ledger()).unwrap();
+        ledger.upsert(LedgerEntry {
+            installed,
+            job_id: None,
+            installation_id: None,
+            cert_name: None,
+            installed_at: r.clock.now(),
+            expires_at: Some(expires_at.parse().unwrap()),
+            server_expires_at: None,
+        });
+        ledger.save(&r.agent.dir.ledger()).unwrap();
+    }
+
+    #[test]
+    fn the_timer_removes_at_the_lease_end_and_at_18h_even_after_sleeping_through_it() {
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let r = rig(&recording_server(Arc::clone(&requests), 200));
+        installed(&r, "AA", "2026-07-15T14:00:00Z");
+        installed(&r, "BB", "2026-07-16T13:00:00Z");
+        // Nothing due yet: the timer sleeps until the first deadline, 30 s at most.
+        assert_eq!(r.agent.timer_tick(), TIMER_PERIOD);
+        assert_eq!(r.store.thumbprints().len(), 2);
+        // 11:00 local: AA's lease ends.
+        r.clock.set("2026-07-15T14:00:00Z".parse().unwrap());
+        r.agent.timer_tick();
+        assert_eq!(r.store.thumbprints(), vec!["BB".to_owned()]);
+        // The lid closed at 17:00 and opens at 08:00 the next day: 18:00 passed, BB goes.
+        r.clock.set("2026-07-16T11:00:00Z".parse().unwrap());
+        r.agent.timer_tick();
+        assert!(r.store.thumbprints().is_empty());
+        let cleanups: Vec<Value> = requests
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, p, _)| p == "/api/v1/agent/cleanup")
+            .map(|(_, _, b)| b.clone())
+            .collect();
+        assert_eq!(cleanups.len(), 2, "{cleanups:?}");
+        assert_eq!(cleanups[0]["mode"], "lease");
+        assert_eq!(cleanups[0]["removed"][0]["thumbprint"], "AA");
+        assert_eq!(cleanups[1]["mode"], "scheduled");
+        assert_eq!(cleanups[1]["removed"][0]["thumbprint"], "BB");
+        assert!(Outbox::load(r.agent.dir.outbox()).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_remove_job_held_in_progress_is_finished_and_its_result_sent() {
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        // The claim's answer was lost earlier: claiming again is a 409 for a job we hold.
+        let r = rig(&recording_server(Arc::clone(&requests), 409));
+        installed(&r, "AA", "2026-07-15T20:00:00Z");
+        let mut job = job(uuid::Uuid::new_v4(), "aa");
+        job.job_type = "REMOVE".into();
+        job.status = "IN_PROGRESS".into();
+        r.agent.handle(&job).unwrap();
+        assert!(r.store.thumbprints().is_empty());
+        let results: Vec<Value> = requests
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, p, _)| p.ends_with("/result"))
+            .map(|(_, _, b)| b.clone())
+            .collect();
+        assert_eq!(
+            results,
+            vec![json!({"status": "DONE", "thumbprint": "AA", "key_deleted": true})]
+        );
+        assert!(
+            Ledger::load(&r.agent.dir.ledger())
+                .unwrap()
+                .installed
+                .is_empty()
+        );
+        // A PENDING job another claim won is left alone.
+        let r = rig(&recording_server(Arc::new(Mutex::new(Vec::new())), 409));
+        installed(&r, "AA", "2026-07-15T20:00:00Z");
+        job.status = "PENDING".into();
+        assert!(r.agent.handle(&job).is_err());
+        assert_eq!(r.store.thumbprints(), vec!["AA".to_owned()]);
+    }
+
+    #[test]
+    fn a_ledger_edited_into_nonsense_neither_stops_the_agent_nor_keeps_a_certificate() {
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let r = rig(&recording_server(Arc::clone(&requests), 200));
+        installed(&r, "AA", "2026-07-15T14:00:00Z");
+        // While running: the damaged file is replaced by the last good record.
+        r.agent.timer_tick();
+        std::fs::write(r.agent.dir.ledger(), b"{ not json").unwrap();
+        r.clock.set("2026-07-15T14:00:01Z".parse().unwrap());
+        r.agent.timer_tick();
+        assert!(r.store.thumbprints().is_empty());
+        assert!(
+            Ledger::load(&r.agent.dir.ledger())
+                .unwrap()
+                .installed
+                .is_empty()
+        );
+        // At start-up: set aside, and the agent starts.
+        std::fs::write(r.agent.dir.ledger(), b"{ not json").unwrap();
+        let secrets = FileSecrets::new(&r.agent.dir);
+        let again = Agent::open(
+            r.agent.dir.clone(),
+            &secrets,
+            Box::new(MemoryStore::default()),
+            Arc::clone(&r.clock) as Arc<dyn Clock>,
+        );
+        assert!(again.is_ok());
+        assert!(
+            Ledger::load(&r.agent.dir.ledger())
+                .unwrap()
+                .installed
+                .is_empty()
+        );
     }
 }

@@ -80,8 +80,17 @@ pub trait CertStore: Send + Sync {
     /// the store and checks both are gone. Absent counts as removed.
     fn remove_with_key(&self, record: &Installed) -> Result<Removal, StoreError>;
 
-    /// The SHA-1 of the certificate a PFX holds, without installing it (the leaf, upper hex).
-    fn thumbprint_of(&self, pfx: &[u8], password: &SecretString) -> Result<String, StoreError>;
+    /// The SHA-1 of the certificate a PFX holds, without installing it (the leaf, upper hex);
+    /// `None` when the store only knows once it has imported (the agent then checks the
+    /// imported thumbprint and undoes a mismatch).
+    fn thumbprint_of(
+        &self,
+        pfx: &[u8],
+        password: &SecretString,
+    ) -> Result<Option<String>, StoreError> {
+        let _ = (pfx, password);
+        Ok(None)
+    }
 }
 
 /// A store in memory for unit tests: the "PFX" is `thumbprint:password`.
@@ -120,7 +129,7 @@ impl CertStore for MemoryStore {
         password: &SecretString,
         _friendly_name: &str,
     ) -> Result<Installed, StoreError> {
-        let thumbprint = self.thumbprint_of(pfx, password)?;
+        let thumbprint = self.leaf(pfx, password)?;
         if self.foreign.lock().unwrap().contains(&thumbprint) {
             return Err(StoreError::AlreadyInstalled);
         }
@@ -157,7 +166,17 @@ impl CertStore for MemoryStore {
         })
     }
 
-    fn thumbprint_of(&self, pfx: &[u8], password: &SecretString) -> Result<String, StoreError> {
+    fn thumbprint_of(
+        &self,
+        pfx: &[u8],
+        password: &SecretString,
+    ) -> Result<Option<String>, StoreError> {
+        self.leaf(pfx, password).map(Some)
+    }
+}
+
+impl MemoryStore {
+    fn leaf(&self, pfx: &[u8], password: &SecretString) -> Result<String, StoreError> {
         let text =
             std::str::from_utf8(pfx).map_err(|_| StoreError::ImportRefused("not a PFX".into()))?;
         let (thumbprint, expected) = text
@@ -325,8 +344,12 @@ mod directory {
             })
         }
 
-        fn thumbprint_of(&self, pfx: &[u8], password: &SecretString) -> Result<String, StoreError> {
-            Self::leaf(pfx, password).map(|(t, _)| t)
+        fn thumbprint_of(
+            &self,
+            pfx: &[u8],
+            password: &SecretString,
+        ) -> Result<Option<String>, StoreError> {
+            Self::leaf(pfx, password).map(|(t, _)| Some(t))
         }
     }
 
@@ -349,7 +372,10 @@ mod directory {
                 .install(PFX, &pw, "CertHub · EMPRESA X LTDA · até 18:00")
                 .unwrap();
             assert_eq!(installed.thumbprint.len(), 40);
-            assert_eq!(store.thumbprint_of(PFX, &pw).unwrap(), installed.thumbprint);
+            assert_eq!(
+                store.thumbprint_of(PFX, &pw).unwrap(),
+                Some(installed.thumbprint.clone())
+            );
             assert_eq!(store.list(), vec![installed.thumbprint.clone()]);
             assert_eq!(
                 store.install(PFX, &pw, "x"),
@@ -399,7 +425,11 @@ impl<S: CertStore + ?Sized> CertStore for std::sync::Arc<S> {
     fn remove_with_key(&self, record: &Installed) -> Result<Removal, StoreError> {
         (**self).remove_with_key(record)
     }
-    fn thumbprint_of(&self, pfx: &[u8], password: &SecretString) -> Result<String, StoreError> {
+    fn thumbprint_of(
+        &self,
+        pfx: &[u8],
+        password: &SecretString,
+    ) -> Result<Option<String>, StoreError> {
         (**self).thumbprint_of(pfx, password)
     }
 }
