@@ -148,9 +148,13 @@ pub(crate) async fn office(db: &TestDb, env: &[(&str, &str)]) -> Office {
 }
 
 /// A PC with the agent: its own data folder and, while running, its process.
-struct Pc {
-    home: tempfile::TempDir,
+/// A PC with the agent: its own data folder and, while running, its process. The Linux
+/// `certhub-agent`, or `certhub-agent.exe` under Wine (`tests/api/agent_wine.rs`).
+pub(crate) struct Pc {
+    pub(crate) home: tempfile::TempDir,
     child: Option<Child>,
+    /// The Windows exe, run through `scripts/wine-runner.sh`.
+    wine: Option<PathBuf>,
 }
 
 impl Pc {
@@ -158,22 +162,44 @@ impl Pc {
         Self {
             home: tempfile::tempdir().unwrap(),
             child: None,
+            wine: None,
         }
     }
 
+    pub(crate) fn under_wine(exe: PathBuf) -> Self {
+        let mut pc = Self::new();
+        pc.wine = Some(exe);
+        pc
+    }
+
     fn command(&self, clock_offset_secs: i64) -> Command {
-        let mut cmd = Command::new(AGENT);
-        cmd.env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("CERTHUB_AGENT_HOME", self.home.path())
-            .env(
-                "CERTHUB_AGENT_CLOCK_OFFSET_SECS",
-                clock_offset_secs.to_string(),
-            );
+        let mut cmd = match &self.wine {
+            None => {
+                let mut cmd = Command::new(AGENT);
+                cmd.env_clear()
+                    .env("PATH", std::env::var("PATH").unwrap_or_default())
+                    .env("CERTHUB_AGENT_HOME", self.home.path());
+                cmd
+            }
+            Some(exe) => {
+                let mut cmd = Command::new(
+                    Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/wine-runner.sh"),
+                );
+                // Wine maps `/` to drive Z:.
+                let home = format!("Z:{}", self.home.path().display()).replace('/', "\\");
+                cmd.arg(exe).env("CERTHUB_AGENT_HOME", home);
+                cmd
+            }
+        };
+        cmd.env(
+            "CERTHUB_AGENT_CLOCK_OFFSET_SECS",
+            clock_offset_secs.to_string(),
+        )
+        .stdin(Stdio::null());
         cmd
     }
 
-    fn once(&self, args: &[&str], clock_offset_secs: i64) -> Output {
+    pub(crate) fn once(&self, args: &[&str], clock_offset_secs: i64) -> Output {
         let out = self.command(clock_offset_secs).args(args).output().unwrap();
         Output {
             status: out.status,
@@ -182,7 +208,7 @@ impl Pc {
         }
     }
 
-    fn pair(&self, args: &[&str]) {
+    pub(crate) fn pair(&self, args: &[&str]) {
         let mut all = vec!["pair"];
         all.extend_from_slice(args);
         let out = self.once(&all, 0);
@@ -190,7 +216,7 @@ impl Pc {
     }
 
     /// `certhub-agent run --headless`; returns once it has sent a heartbeat (long-polling).
-    async fn start(&mut self, clock_offset_secs: i64) {
+    pub(crate) async fn start(&mut self, clock_offset_secs: i64) {
         let state = self.home.path().join("state.json");
         let before = std::fs::metadata(&state).and_then(|m| m.modified()).ok();
         let child = self
@@ -201,7 +227,7 @@ impl Pc {
             .spawn()
             .unwrap();
         self.child = Some(child);
-        let beat = eventually(Duration::from_secs(10), || async {
+        let beat = eventually(Duration::from_secs(30), || async {
             std::fs::metadata(&state).and_then(|m| m.modified()).ok() != before
         })
         .await;
@@ -210,7 +236,7 @@ impl Pc {
     }
 
     /// SIGKILL: no chance to tidy up.
-    fn kill(&mut self) {
+    pub(crate) fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
@@ -248,12 +274,12 @@ impl Pc {
         self.store()
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(self.home.path().join("logs/agent.log")).unwrap_or_default()
     }
 
     /// No file of the agent (but the secrets file, whose job it is) holds any of `probes`.
-    fn assert_nothing_leaked(&self, probes: &[String]) {
+    pub(crate) fn assert_nothing_leaked(&self, probes: &[String]) {
         fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
             for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
                 let p = e.path();

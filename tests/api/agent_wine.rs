@@ -8,14 +8,14 @@
 //! --target x86_64-pc-windows-gnu --bin certhub-agent`); without it or without Wine these tests
 //! say SKIPPED, and fail in CI.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::agent_e2e::{Office, office, pfx_probes};
+use crate::agent_e2e::{Office, Pc, office, pfx_probes};
 use crate::helpers::*;
 
 /// SHA-1 of `tests/fixtures/pfx/ecnpj-aes.pfx`'s certificate.
@@ -60,11 +60,6 @@ fn wine_agent() -> Option<PathBuf> {
     None
 }
 
-/// A Windows path for a Unix one: Wine maps `/` to drive `Z:`.
-fn windows_path(p: &Path) -> String {
-    format!("Z:{}", p.display()).replace('/', "\\")
-}
-
 fn wine_reg(args: &[&str]) -> String {
     let out = Command::new(repo().join("scripts/wine-runner.sh"))
         .arg("reg")
@@ -100,130 +95,22 @@ fn in_my(thumbprint: &str) -> bool {
         .any(|k| k.eq_ignore_ascii_case(thumbprint))
 }
 
-/// A PC with the Windows agent: its own data folder, the shared Wine prefix.
-struct WinePc {
-    exe: PathBuf,
-    home: tempfile::TempDir,
-    child: Option<Child>,
+async fn wait_absent(pc: &Pc, thumbprint: &str) {
+    let gone = eventually(Duration::from_secs(30), || async { !in_my(thumbprint) }).await;
+    assert!(gone, "still in MY; log:\n{}", pc.log());
 }
 
-impl WinePc {
-    fn new(exe: PathBuf) -> Self {
-        Self {
-            exe,
-            home: tempfile::tempdir().unwrap(),
-            child: None,
-        }
-    }
-
-    fn command(&self, clock_offset_secs: i64) -> Command {
-        let mut cmd = Command::new(repo().join("scripts/wine-runner.sh"));
-        cmd.arg(&self.exe)
-            .env("CERTHUB_AGENT_HOME", windows_path(self.home.path()))
-            .env(
-                "CERTHUB_AGENT_CLOCK_OFFSET_SECS",
-                clock_offset_secs.to_string(),
-            )
-            .stdin(Stdio::null());
-        cmd
-    }
-
-    fn once(&self, args: &[&str], clock_offset_secs: i64) -> Output {
-        let out = self.command(clock_offset_secs).args(args).output().unwrap();
-        Output {
-            status: out.status,
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
-    }
-
-    /// `run --headless`; returns once it has sent a heartbeat.
-    async fn start(&mut self, clock_offset_secs: i64) {
-        let state = self.home.path().join("state.json");
-        let before = std::fs::metadata(&state).and_then(|m| m.modified()).ok();
-        let child = self
-            .command(clock_offset_secs)
-            .args(["run", "--headless"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        self.child = Some(child);
-        let beat = eventually(Duration::from_secs(30), || async {
-            std::fs::metadata(&state).and_then(|m| m.modified()).ok() != before
-        })
-        .await;
-        assert!(beat, "no heartbeat; log:\n{}", self.log());
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.home.path().join("logs/agent.log")).unwrap_or_default()
-    }
-
-    async fn wait_absent(&self, thumbprint: &str) {
-        let gone = eventually(Duration::from_secs(30), || async { !in_my(thumbprint) }).await;
-        assert!(gone, "still in MY; log:\n{}", self.log());
-    }
-
-    /// No file of the agent (but DPAPI's `secrets.dat`) holds any of `probes`.
-    fn assert_nothing_leaked(&self, probes: &[String]) {
-        let mut stack = vec![self.home.path().to_owned()];
-        let mut seen_log = false;
-        while let Some(dir) = stack.pop() {
-            for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-                let p = e.path();
-                if p.is_dir() {
-                    stack.push(p);
-                    continue;
-                }
-                seen_log |= p.ends_with("agent.log");
-                if p.ends_with("secrets.dat") {
-                    continue;
-                }
-                let text = String::from_utf8_lossy(&std::fs::read(&p).unwrap()).into_owned();
-                for probe in probes {
-                    assert!(
-                        !text.contains(probe.as_str()),
-                        "{} holds {probe}",
-                        p.display()
-                    );
-                }
-            }
-        }
-        assert!(seen_log);
-    }
-}
-
-impl Drop for WinePc {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-async fn paired(o: &Office, exe: PathBuf, hostname: &str) -> (WinePc, Value) {
+async fn paired(o: &Office, exe: PathBuf, hostname: &str) -> (Pc, Value) {
     let device = o.provision(hostname).await;
-    let pc = WinePc::new(exe);
+    let pc = Pc::under_wine(exe);
     // The seed's spelling of the URL, with /api/v1.
     let server = format!("{}/api/v1", o.app.address);
-    let out = pc.once(
-        &[
-            "pair",
-            "--server",
-            &server,
-            "--code",
-            device["enrollment_code"].as_str().unwrap(),
-        ],
-        0,
-    );
-    assert!(out.status.success(), "{out:?}");
+    pc.pair(&[
+        "--server",
+        &server,
+        "--code",
+        device["enrollment_code"].as_str().unwrap(),
+    ]);
     let secrets = std::fs::read(pc.home.path().join("secrets.dat")).unwrap();
     let token = device["device_token"].as_str().unwrap();
     assert!(
@@ -263,7 +150,7 @@ async fn under_wine_an_approval_is_installed_non_exportable_and_removed_with_its
     assert!(ledger.contains(THUMBPRINT), "{ledger}");
 
     // The lease ends: certificate and key gone, the installation closed and audited.
-    pc.wait_absent(THUMBPRINT).await;
+    wait_absent(&pc, THUMBPRINT).await;
     assert!(
         reg_subkeys(KEYS).is_empty(),
         "key container left behind: {:?}",
@@ -305,7 +192,7 @@ async fn under_wine_an_approval_is_installed_non_exportable_and_removed_with_its
         Duration::from_secs(15),
     )
     .await;
-    pc.wait_absent(THUMBPRINT).await;
+    wait_absent(&pc, THUMBPRINT).await;
     assert!(reg_subkeys(KEYS).is_empty());
     let removed = o.wait_removed(&installation, Duration::from_secs(5)).await;
     assert_eq!(removed["removal_mode"], "remove_job", "{removed}");
@@ -367,7 +254,7 @@ async fn under_wine_removals_survive_a_stopped_server_and_a_restart_past_the_dea
     pc.kill();
     assert!(in_my(THUMBPRINT));
     pc.start(120).await;
-    pc.wait_absent(THUMBPRINT).await;
+    wait_absent(&pc, THUMBPRINT).await;
     assert!(reg_subkeys(KEYS).is_empty());
     let removed = o
         .wait_removed(&second_installation, Duration::from_secs(15))

@@ -5,9 +5,9 @@ use std::net::IpAddr;
 use serde_json::{Value, json};
 
 use crate::agent_jobs::{Office, audits, office, token_of};
-use crate::portal::csrf_of;
 use crate::helpers::*;
 use crate::on_both_databases;
+use crate::portal::csrf_of;
 
 const PW: &str = "SenhaForte123!";
 

@@ -303,8 +303,14 @@ impl CertStore for CurrentUserMy {
         })
     }
 
-    fn thumbprint_of(&self, pfx: &[u8], password: &SecretString) -> Result<String, StoreError> {
-        store::pfx_thumbprint(pfx, password.expose()).map_err(to_agent_error)
+    fn thumbprint_of(
+        &self,
+        pfx: &[u8],
+        password: &SecretString,
+    ) -> Result<Option<String>, StoreError> {
+        store::pfx_thumbprint(pfx, password.expose())
+            .map(Some)
+            .map_err(to_agent_error)
     }
 }
 
@@ -353,8 +359,8 @@ mod tests {
         let my = CurrentUserMy;
         let password = SecretString::new(ECNPJ_AES_PASSWORD.into());
         assert_eq!(
-            my.thumbprint_of(ECNPJ_AES, &password).unwrap(),
-            ECNPJ_AES_THUMBPRINT
+            my.thumbprint_of(ECNPJ_AES, &password).unwrap().as_deref(),
+            Some(ECNPJ_AES_THUMBPRINT)
         );
         let installed = my
             .install(ECNPJ_AES, &password, "CertHub · EMPRESA X LTDA · até 18:00")
