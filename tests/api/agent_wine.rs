@@ -10,7 +10,6 @@
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -25,7 +24,7 @@ const MY: &str = r"HKCU\Software\Microsoft\SystemCertificates\MY\Certificates";
 const KEYS: &str = r"HKCU\Software\Wine\Crypto\RSA";
 
 /// One Wine prefix, one CurrentUser store: these tests take turns.
-static PREFIX: Mutex<()> = Mutex::new(());
+static PREFIX: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -123,7 +122,7 @@ async fn paired(o: &Office, exe: PathBuf, hostname: &str) -> (Pc, Value) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn under_wine_an_approval_is_installed_non_exportable_and_removed_with_its_key() {
     let Some(exe) = wine_agent() else { return };
-    let _prefix = PREFIX.lock().unwrap_or_else(|p| p.into_inner());
+    let _prefix = PREFIX.lock().await;
     let db = TestDb::new(Backend::Sqlite).await.unwrap();
     let o = office(&db, &[]).await;
     reset_store();
@@ -205,7 +204,7 @@ async fn under_wine_an_approval_is_installed_non_exportable_and_removed_with_its
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn under_wine_removals_survive_a_stopped_server_and_a_restart_past_the_deadline() {
     let Some(exe) = wine_agent() else { return };
-    let _prefix = PREFIX.lock().unwrap_or_else(|p| p.into_inner());
+    let _prefix = PREFIX.lock().await;
     let db = TestDb::new(Backend::Sqlite).await.unwrap();
     let mut o = office(&db, &[]).await;
     reset_store();
