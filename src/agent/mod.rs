@@ -241,10 +241,15 @@ fn run(dir: &DataDir, shared: Arc<dyn Platform>, headless: bool) -> Result<(), u
         return Ok(());
     };
     let notifier = Arc::clone(&shared);
-    let agent = Arc::new(
-        open_agent(dir, platform)?
-            .with_notifier(move |title, message| notifier.notify(title, message)),
-    );
+    let opened = match open_agent(dir, platform) {
+        // Started by hand on a PC not paired yet: offer the pairing dialog instead of leaving.
+        Err(exit::NOT_PAIRED) if !headless && platform.offer_pairing(dir) => {
+            open_agent(dir, platform)
+        }
+        other => other,
+    };
+    let agent =
+        Arc::new(opened?.with_notifier(move |title, message| notifier.notify(title, message)));
     log::info(format!(
         "Agent {} started for device {} on {}",
         version(),

@@ -32,6 +32,13 @@ pub trait Platform: Send + Sync {
     fn install_cleanup_task(&self, exe: &Path, cleanup_time: &str) -> Result<(), String>;
     fn remove_cleanup_task(&self) -> Result<(), String>;
 
+    /// `run` on a PC that is not paired: asks the person for the server and a code (or an id
+    /// and token) and pairs; `true` once paired.
+    fn offer_pairing(&self, dir: &DataDir) -> bool {
+        let _ = dir;
+        false
+    }
+
     /// Whether `run` without `--headless` shows a tray icon here.
     fn has_tray(&self) -> bool {
         false

@@ -133,6 +133,27 @@ impl Platform for Windows {
         true
     }
 
+    fn offer_pairing(&self, dir: &DataDir) -> bool {
+        loop {
+            let Ok(Some(request)) = super::ui::show_pair_dialog("") else {
+                return false;
+            };
+            let paired = crate::agent::pair(
+                dir,
+                self,
+                &request.server_url,
+                request.code,
+                request.device_id.and_then(|id| id.parse().ok()),
+                request.device_token,
+            );
+            match paired {
+                Ok(_) => return true,
+                // The dialog comes back for another try; the reason is in the log.
+                Err(message) => crate::agent::log::warn(format!("Pairing failed: {message}")),
+            }
+        }
+    }
+
     fn run_tray(&self, agent: Arc<Agent>) {
         let dir = agent.dir.clone();
         if let Err(e) = super::app::run(&dir, self, agent) {
