@@ -33,10 +33,8 @@ impl Office {
         body: Option<Value>,
         token: &str,
     ) -> (u16, Value) {
-        let res = self.app.send(method, path, body, Some(token), None).await;
-        let status = res.status().as_u16();
-        let text = res.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+        let (status, json, _) = self.app.call_json(method, path, body, token).await;
+        (status, json)
     }
 
     /// A device provisioned by the admin: `{id, device_token, enrollment_code}`.

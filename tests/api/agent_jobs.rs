@@ -50,11 +50,9 @@ impl Office {
         body: Option<Value>,
         token: &str,
     ) -> (u16, Value) {
-        let res = self.app.send(method, path, body, Some(token), None).await;
-        let status = res.status().as_u16();
-        let text = res.text().await.unwrap();
-        self.bodies.lock().unwrap().push(text.clone());
-        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+        let (status, json, text) = self.app.call_json(method, path, body, token).await;
+        self.bodies.lock().unwrap().push(text);
+        (status, json)
     }
 
     /// Provisions a device through the admin API and authenticates it, registering a real

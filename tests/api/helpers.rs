@@ -409,6 +409,22 @@ impl TestApp {
         req.send().await.expect("request")
     }
 
+    /// A JSON call with a bearer token: the status and the body (`Null` when not JSON), and the
+    /// body's text for tests that scan answers for leaks.
+    pub async fn call_json(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<serde_json::Value>,
+        token: &str,
+    ) -> (u16, serde_json::Value, String) {
+        let res = self.send(method, path, body, Some(token), None).await;
+        let status = res.status().as_u16();
+        let text = res.text().await.unwrap();
+        let json = serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
+        (status, json, text)
+    }
+
     pub async fn login(&self, email: &str, password: &str) -> reqwest::Response {
         self.send(
             "POST",

@@ -16,9 +16,8 @@ async fn call(
     body: Option<Value>,
     token: &str,
 ) -> (u16, Value) {
-    let res = app.send(method, path, body, Some(token), None).await;
-    let status = res.status().as_u16();
-    (status, res.json().await.unwrap_or(Value::Null))
+    let (status, json, _) = app.call_json(method, path, body, token).await;
+    (status, json)
 }
 
 /// A UUID as an SQL literal: SQLite keeps UUIDs as 16-byte blobs, PostgreSQL as `uuid`.

@@ -497,6 +497,11 @@ async fn behind_a_trusted_tls_proxy_cookies_are_secure_and_clients_are_told_apar
     }
 }
 
+async fn page_text(browser: &reqwest::Client, url: &str) -> String {
+    let res = browser.get(url).send().await.unwrap();
+    res.text().await.unwrap()
+}
+
 #[tokio::test]
 async fn a_planted_csrf_cookie_does_not_pass() {
     let db = TestDb::new(Backend::Sqlite).await.unwrap();
@@ -508,15 +513,7 @@ async fn a_planted_csrf_cookie_does_not_pass() {
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();
-    let html = b
-        .get(app.url("/entrar"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let csrf = csrf_of(&html);
+    let csrf = csrf_of(&page_text(&b, &app.url("/entrar")).await);
     let res = b
         .post(app.url("/entrar"))
         .form(&[
@@ -552,15 +549,7 @@ async fn a_planted_csrf_cookie_does_not_pass() {
         .unwrap();
     assert_eq!(res.status(), 403);
     // The token of this session passes.
-    let home = b
-        .get(app.url("/"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let mine = csrf_of(&home);
+    let mine = csrf_of(&page_text(&b, &app.url("/")).await);
     let res = b
         .post(app.url("/sair"))
         .form(&[("csrf", mine.as_str())])
