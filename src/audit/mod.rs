@@ -4,6 +4,7 @@
 //! update serialises concurrent appends so the chain cannot fork.
 
 mod action;
+pub mod api;
 
 use chrono::{DateTime, SecondsFormat, Timelike, Utc};
 use sea_orm::entity::prelude::*;
@@ -290,74 +291,96 @@ const VERIFY_PAGE: u64 = 1000;
 
 /// Walks every organisation's chain and reports the first broken link, if any.
 pub async fn verify<C: ConnectionTrait>(conn: &C) -> Result<VerifyReport, DbErr> {
-    use entity::Column;
     let mut report = VerifyReport::default();
     let orgs = Organizations::find()
         .order_by_asc(crate::organizations::entity::Column::Id)
         .all(conn)
         .await?;
     for org in orgs {
-        report.organizations += 1;
-        let mut expected_prev = GENESIS.to_owned();
-        let mut expected_seq = 1i64;
-        loop {
-            let page = AuditLog::find()
-                .filter(Column::OrgId.eq(org.id))
-                .filter(Column::Seq.gte(expected_seq))
-                .order_by_asc(Column::Seq)
-                .limit(VERIFY_PAGE)
-                .all(conn)
-                .await?;
-            let last_page = (page.len() as u64) < VERIFY_PAGE;
-            for row in page {
-                let broken = |reason: String| Break {
-                    org_id: org.id,
-                    seq: expected_seq,
-                    row_id: Some(row.id),
-                    reason,
-                };
-                if row.seq != expected_seq {
-                    report.first_break = Some(broken(format!(
-                        "row missing: expected seq {expected_seq}, found seq {}",
-                        row.seq
-                    )));
-                } else if row.prev_hash != expected_prev {
-                    report.first_break = Some(broken(
-                        "prev_hash does not match the previous row's hash".into(),
-                    ));
-                } else if Canonical::of_row(&row).hash() != row.hash {
-                    report.first_break = Some(broken(
-                        "row content does not match its hash (modified)".into(),
-                    ));
-                }
-                if report.first_break.is_some() {
-                    return Ok(report);
-                }
-                report.rows += 1;
-                expected_prev = row.hash;
-                expected_seq += 1;
-            }
-            if last_page {
-                break;
-            }
+        if !verify_chain(conn, &org, &mut report).await? {
+            break;
         }
-        let last_seq = expected_seq - 1;
-        let head = org.audit_head.clone().unwrap_or_else(|| GENESIS.to_owned());
-        if org.audit_seq != last_seq || head != expected_prev {
-            report.first_break = Some(Break {
-                org_id: org.id,
-                seq: last_seq + 1,
-                row_id: None,
-                reason: format!(
-                    "chain ends at seq {last_seq} but the organisation's head says seq {}",
-                    org.audit_seq
-                ),
-            });
-            return Ok(report);
-        }
-        report.heads.push((org.id, last_seq, expected_prev));
     }
     Ok(report)
+}
+
+/// [`verify`] for one organisation's chain (an office's own view of its log). An unknown
+/// organisation has no chain: an empty, unbroken report.
+pub async fn verify_org<C: ConnectionTrait>(conn: &C, org: OrgId) -> Result<VerifyReport, DbErr> {
+    let mut report = VerifyReport::default();
+    if let Some(org) = Organizations::find_by_id(org.0).one(conn).await? {
+        verify_chain(conn, &org, &mut report).await?;
+    }
+    Ok(report)
+}
+
+/// Walks `org`'s chain into `report`; `false` when it is broken (`report.first_break`).
+async fn verify_chain<C: ConnectionTrait>(
+    conn: &C,
+    org: &crate::organizations::entity::Model,
+    report: &mut VerifyReport,
+) -> Result<bool, DbErr> {
+    use entity::Column;
+    report.organizations += 1;
+    let mut expected_prev = GENESIS.to_owned();
+    let mut expected_seq = 1i64;
+    loop {
+        let page = AuditLog::find()
+            .filter(Column::OrgId.eq(org.id))
+            .filter(Column::Seq.gte(expected_seq))
+            .order_by_asc(Column::Seq)
+            .limit(VERIFY_PAGE)
+            .all(conn)
+            .await?;
+        let last_page = (page.len() as u64) < VERIFY_PAGE;
+        for row in page {
+            let broken = |reason: String| Break {
+                org_id: org.id,
+                seq: expected_seq,
+                row_id: Some(row.id),
+                reason,
+            };
+            if row.seq != expected_seq {
+                report.first_break = Some(broken(format!(
+                    "row missing: expected seq {expected_seq}, found seq {}",
+                    row.seq
+                )));
+            } else if row.prev_hash != expected_prev {
+                report.first_break = Some(broken(
+                    "prev_hash does not match the previous row's hash".into(),
+                ));
+            } else if Canonical::of_row(&row).hash() != row.hash {
+                report.first_break = Some(broken(
+                    "row content does not match its hash (modified)".into(),
+                ));
+            }
+            if report.first_break.is_some() {
+                return Ok(false);
+            }
+            report.rows += 1;
+            expected_prev = row.hash;
+            expected_seq += 1;
+        }
+        if last_page {
+            break;
+        }
+    }
+    let last_seq = expected_seq - 1;
+    let head = org.audit_head.clone().unwrap_or_else(|| GENESIS.to_owned());
+    if org.audit_seq != last_seq || head != expected_prev {
+        report.first_break = Some(Break {
+            org_id: org.id,
+            seq: last_seq + 1,
+            row_id: None,
+            reason: format!(
+                "chain ends at seq {last_seq} but the organisation's head says seq {}",
+                org.audit_seq
+            ),
+        });
+        return Ok(false);
+    }
+    report.heads.push((org.id, last_seq, expected_prev));
+    Ok(true)
 }
 
 #[cfg(test)]

@@ -72,6 +72,9 @@ api_routes! {
     get "/api/v1/installations" => crate::jobs::installations::list, "installations", "Installations (leases) of the office (a VIEW: their own), newest first: state (open|overdue|removed|all), device_id, user_id, page, page_size";
     get "/api/v1/installations/{id}" => crate::jobs::installations::get, "installations", "One installation";
     post "/api/v1/installations/{id}/remove" => crate::jobs::installations::remove, "installations", "End an installation now {reason?}: a PENDING REMOVE job for the device, delivered through its long-poll (its requester, or ADMIN/DEV)";
+    get "/api/v1/audit" => crate::audit::api::list, "audit", "The office's audit log, newest first: action, user_id (actor or entity), device_id (actor or entity), entity_id, from/to (RFC 3339 or YYYY-MM-DD, a `to` day included), page, page_size (ADMIN/DEV)";
+    get "/api/v1/audit/export.csv" => crate::audit::api::export_csv, "audit", "The same filters as a streamed CSV (UTF-8 with BOM, attachment auditoria.csv) (ADMIN/DEV)";
+    get "/api/v1/audit/verify" => crate::audit::api::verify, "audit", "Verify the office's audit hash chain now: {ok, rows, first_break?: {seq, reason}} (ADMIN/DEV)";
     post "/api/v1/admin/certificates/ingest-from-fs" => crate::certificates::ingest_from_fs, "admin", "Ingest the certificates folder now; dry_run reports without writing (ADMIN/DEV)";
 }
 

@@ -198,6 +198,19 @@ const MATRIX: &[Row] = &[
         None,
         [401, 403, 200, 200, 403],
     ),
+    ("get", "/api/v1/audit", None, [401, 403, 200, 200, 403]),
+    (
+        "get",
+        "/api/v1/audit/export.csv",
+        None,
+        [401, 403, 200, 200, 403],
+    ),
+    (
+        "get",
+        "/api/v1/audit/verify",
+        None,
+        [401, 403, 200, 200, 403],
+    ),
     // The one-line install: public (the enrollment code in the link is the credential).
     ("get", "/agent/install.ps1", None, [200, 200, 200, 200, 200]),
     (

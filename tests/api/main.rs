@@ -8,6 +8,7 @@ mod agent_e2e;
 mod agent_jobs;
 mod agent_wine;
 mod audit;
+mod audit_api;
 mod browser;
 mod catalogue;
 mod cli;
