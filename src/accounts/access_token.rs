@@ -26,10 +26,6 @@ pub struct Claims {
     pub role: String,
     pub kind: Subject,
     pub iat: i64,
-    /// `iat` in microseconds: a device token issued before its device was rotated is refused,
-    /// even within the same second.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub iat_micros: Option<i64>,
     pub exp: i64,
     /// A user token's login (refresh-session family): logout and a password change end it at
     /// once, not when the token expires.
@@ -44,13 +40,6 @@ pub struct Claims {
 /// The binding of a DEVICE access token to the stored hash of the device token.
 pub fn device_binding(stored_hash: &str) -> &str {
     &stored_hash[..stored_hash.len().min(16)]
-}
-
-impl Claims {
-    pub fn issued_at_micros(&self) -> i64 {
-        self.iat_micros
-            .unwrap_or(self.iat.saturating_mul(1_000_000))
-    }
 }
 
 pub struct AccessTokens {
@@ -101,7 +90,6 @@ impl AccessTokens {
             role: role.to_owned(),
             kind,
             iat: now.timestamp(),
-            iat_micros: Some(now.timestamp_micros()),
             exp: now.timestamp() + ttl,
             sid,
             bind,

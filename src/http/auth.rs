@@ -167,12 +167,6 @@ async fn authenticate_device(
     if !bound {
         return Err(AppError::Unauthorized);
     }
-    let rotated = device
-        .token_rotated_at
-        .is_some_and(|at| at.timestamp_micros() > claims.issued_at_micros());
-    if rotated {
-        return Err(AppError::Unauthorized);
-    }
     if !device.is_allowed {
         return Err(AppError::Forbidden("this device is blocked".into()));
     }
