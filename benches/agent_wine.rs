@@ -14,6 +14,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+mod support;
+use support::{proc_status, process_ticks};
+
 const BIN: &str = env!("CARGO_BIN_EXE_certhub");
 const LINUX_AGENT: &str = env!("CARGO_BIN_EXE_certhub-agent");
 const PW: &str = "SenhaForte123!";
@@ -46,34 +49,14 @@ fn certhub(dir: &Path) -> Command {
     c
 }
 
-fn proc_kib(pid: u32, field: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
-}
-
-fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map_or("", |(_, rest)| rest)
-        .split_whitespace()
-        .collect();
-    let field = |i: usize| fields.get(i - 3).and_then(|v| v.parse::<u64>().ok());
-    field(14).unwrap_or(0) + field(15).unwrap_or(0)
-}
-
 /// Resident memory and CPU share of `pid` over `secs` of idling.
 fn idle(pid: u32, secs: u64) -> (u64, f64) {
-    let ticks = cpu_ticks(pid);
+    let ticks = process_ticks(&pid.to_string());
     std::thread::sleep(Duration::from_secs(secs));
-    let used = cpu_ticks(pid) - ticks;
+    let used = process_ticks(&pid.to_string()) - ticks;
     // 100 clock ticks a second on Linux.
     (
-        proc_kib(pid, "VmRSS:"),
+        proc_status(pid, "VmRSS:"),
         used as f64 / (secs as f64 * 100.0) * 100.0,
     )
 }

@@ -29,6 +29,9 @@ use serde_json::{Value, json};
 use tokio::sync::watch;
 use uuid::Uuid;
 
+mod support;
+use support::{proc_status, process_ticks};
+
 const BIN: &str = env!("CARGO_BIN_EXE_certhub");
 const PW: &str = "SenhaForte123!";
 const PFX_PASSWORD: &str = "1234";
@@ -141,16 +144,6 @@ fn raise_nofile() -> u64 {
     }
 }
 
-/// A `VmRSS:`/`VmHWM:`-style field of `/proc/<pid>/status`, in KiB.
-fn proc_status(pid: u32, field: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
-}
-
 fn mib(kib: u64) -> String {
     format!("{:.1} MiB", kib as f64 / 1024.0)
 }
@@ -166,18 +159,6 @@ struct Cpu {
     bench: u64,
     busy: u64,
     total: u64,
-}
-
-fn process_ticks(pid: &str) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // After the command name in parentheses: state is field 3, utime 14, stime 15.
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map_or("", |(_, rest)| rest)
-        .split_whitespace()
-        .collect();
-    let field = |i: usize| fields.get(i - 3).and_then(|v| v.parse::<u64>().ok());
-    field(14).unwrap_or(0) + field(15).unwrap_or(0)
 }
 
 fn cpu(server: u32) -> Cpu {

@@ -596,15 +596,12 @@ async fn foreign_certificates_rotated_tokens_blocked_devices_and_skewed_clocks()
     assert!(pc.log().contains("Clock skew"), "{}", pc.log());
 
     // Rotated token: re-authentication fails with the seed's message.
-    let (status, _) = o
-        .call(
-            "POST",
-            &format!("/api/v1/admin/devices/{id}/rotate-token"),
-            None,
-            &o.admin.access,
-        )
-        .await;
-    assert_eq!(status, 200);
+    assert_eq!(
+        o.app
+            .device_action(&o.admin.access, id, "rotate-token")
+            .await,
+        200
+    );
     let out = pc.once(&["status"], 0);
     assert_eq!(out.status.code(), Some(4), "{out:?}");
     assert!(
@@ -630,15 +627,12 @@ async fn foreign_certificates_rotated_tokens_blocked_devices_and_skewed_clocks()
         out.stdout
     );
     let fresh_id = fresh["id"].as_str().unwrap();
-    let (status, _) = o
-        .call(
-            "POST",
-            &format!("/api/v1/admin/devices/{fresh_id}/block"),
-            None,
-            &o.admin.access,
-        )
-        .await;
-    assert_eq!(status, 200);
+    assert_eq!(
+        o.app
+            .device_action(&o.admin.access, fresh_id, "block")
+            .await,
+        200
+    );
     let out = pc.once(&["status"], 0);
     assert_eq!(out.status.code(), Some(4), "{out:?}");
     assert!(

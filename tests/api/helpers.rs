@@ -425,6 +425,13 @@ impl TestApp {
         (status, json, text)
     }
 
+    /// `POST /api/v1/admin/devices/{device}/{action}` (`rotate-token`, `block`, `unblock`) as
+    /// the admin `token`: the status.
+    pub async fn device_action(&self, token: &str, device: &str, action: &str) -> u16 {
+        let path = format!("/api/v1/admin/devices/{device}/{action}");
+        self.call_json("POST", &path, None, token).await.0
+    }
+
     pub async fn login(&self, email: &str, password: &str) -> reqwest::Response {
         self.send(
             "POST",

@@ -4,11 +4,28 @@ use crate::helpers::*;
 
 const PW: &str = "SenhaForte123!";
 
-fn browser() -> reqwest::Client {
+/// A client with a cookie jar that does not follow redirects, like a browser whose answers are
+/// looked at one by one.
+pub(crate) fn browser() -> reqwest::Client {
     reqwest::Client::builder()
         .cookie_store(true)
         .redirect(reqwest::redirect::Policy::none())
         .build()
+        .unwrap()
+}
+
+/// Submits the login form (`/entrar`) with `csrf`.
+pub(crate) async fn post_login(
+    b: &reqwest::Client,
+    app: &TestApp,
+    csrf: &str,
+    email: &str,
+    password: &str,
+) -> reqwest::Response {
+    b.post(app.url("/entrar"))
+        .form(&[("csrf", csrf), ("email", email), ("password", password)])
+        .send()
+        .await
         .unwrap()
 }
 
@@ -128,28 +145,10 @@ async fn portal_login_uses_a_cookie_session_and_every_form_checks_csrf() {
     assert!(res.text().await.unwrap().contains("Senha definida"));
 
     // A form without the CSRF value, or from another browser, is refused.
-    let res = b
-        .post(app.url("/entrar"))
-        .form(&[
-            ("csrf", "forged"),
-            ("email", "maria@escritorio.com.br"),
-            ("password", PW),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let res = post_login(&b, &app, "forged", "maria@escritorio.com.br", PW).await;
     assert_eq!(res.status(), 403);
     let other = browser();
-    let res = other
-        .post(app.url("/entrar"))
-        .form(&[
-            ("csrf", csrf.as_str()),
-            ("email", "maria@escritorio.com.br"),
-            ("password", PW),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let res = post_login(&other, &app, &csrf, "maria@escritorio.com.br", PW).await;
     assert_eq!(
         res.status(),
         403,
@@ -165,16 +164,14 @@ async fn portal_login_uses_a_cookie_session_and_every_form_checks_csrf() {
         .await
         .unwrap();
     let csrf = csrf_of(&html);
-    let res = b
-        .post(app.url("/entrar"))
-        .form(&[
-            ("csrf", csrf.as_str()),
-            ("email", "maria@escritorio.com.br"),
-            ("password", "senha-errada-123"),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let res = post_login(
+        &b,
+        &app,
+        &csrf,
+        "maria@escritorio.com.br",
+        "senha-errada-123",
+    )
+    .await;
     assert_eq!(res.status(), 401);
     assert!(
         res.text()
@@ -182,16 +179,7 @@ async fn portal_login_uses_a_cookie_session_and_every_form_checks_csrf() {
             .unwrap()
             .contains("E-mail ou senha inválidos.")
     );
-    let res = b
-        .post(app.url("/entrar"))
-        .form(&[
-            ("csrf", csrf.as_str()),
-            ("email", "maria@escritorio.com.br"),
-            ("password", PW),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let res = post_login(&b, &app, &csrf, "maria@escritorio.com.br", PW).await;
     assert_eq!(res.status(), 303);
     let cookie = res
         .headers()

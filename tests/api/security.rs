@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use crate::agent_jobs::{Office, audits, office, token_of};
 use crate::helpers::*;
 use crate::on_both_databases;
-use crate::portal::csrf_of;
+use crate::portal::{browser, csrf_of, post_login};
 
 const PW: &str = "SenhaForte123!";
 
@@ -315,17 +315,12 @@ on_both_databases! {
     }
 }
 
-async fn device_action(o: &Office, device: &str, action: &str) -> u16 {
-    let path = format!("/api/v1/admin/devices/{device}/{action}");
-    o.call("POST", &path, None, &o.admin.access).await.0
-}
-
 on_both_databases! {
     async fn rotating_or_blocking_a_device_cancels_what_was_asked_for_it(db: TestDb) {
         let o = office(&db).await;
         let device = o.device("PC-01", true).await;
         let job = o.pending_job(&device, None).await;
-        assert_eq!(device_action(&o, &device.id, "rotate-token").await, 200);
+        assert_eq!(o.app.device_action(&o.admin.access, &device.id, "rotate-token").await, 200);
         assert_eq!(job_status(&o, &job).await["status"], "CANCELLED");
         // The DEVICE token minted before the rotation is dead too.
         let (status, _) = o.call("GET", "/api/v1/agent/jobs", None, &device.jwt).await;
@@ -333,7 +328,7 @@ on_both_databases! {
 
         let second = o.device("PC-02", true).await;
         let job = o.requested_job(&second, None).await;
-        assert_eq!(device_action(&o, &second.id, "block").await, 200);
+        assert_eq!(o.app.device_action(&o.admin.access, &second.id, "block").await, 200);
         assert_eq!(job_status(&o, &job).await["status"], "CANCELLED");
     }
 }
@@ -508,22 +503,9 @@ async fn a_planted_csrf_cookie_does_not_pass() {
     let app = spawn_app(&db).await;
     let token = create_user(&db, "maria@escritorio.com.br", "VIEW");
     assert_eq!(set_password(&app, &token, PW).await, 200);
-    let b = reqwest::Client::builder()
-        .cookie_store(true)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
+    let b = browser();
     let csrf = csrf_of(&page_text(&b, &app.url("/entrar")).await);
-    let res = b
-        .post(app.url("/entrar"))
-        .form(&[
-            ("csrf", csrf.as_str()),
-            ("email", "maria@escritorio.com.br"),
-            ("password", PW),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let res = post_login(&b, &app, &csrf, "maria@escritorio.com.br", PW).await;
     assert_eq!(res.status(), 303);
     let session = res
         .headers()

@@ -171,3 +171,14 @@ pub fn wine_key_containers() -> Vec<String> {
     unsafe { RegCloseKey(key) };
     containers
 }
+
+/// Windows need a desktop: under Wine without `DISPLAY` (os error 1400) the tray and window
+/// tests print SKIPPED instead. The screenshot script (scripts/agent-screenshots.sh) is the
+/// real UI check; `xvfb-run cargo test ...` runs these.
+pub fn has_display(what: &str) -> bool {
+    if std::env::var_os("DISPLAY").is_some() || !is_wine() {
+        return true;
+    }
+    println!("SKIPPED: no DISPLAY (run under xvfb-run for the {what} tests)");
+    false
+}

@@ -576,15 +576,8 @@ mod tests {
     use super::*;
     use crate::agent::tray_model::installed_balloon;
 
-    /// `Shell_NotifyIconW` needs a desktop: under Wine without `DISPLAY` it fails (os error
-    /// 1400). The screenshot script (scripts/agent-screenshots.sh) is the real UI check; these
-    /// run when a display is there (`xvfb-run cargo test ...`).
     fn display() -> bool {
-        if std::env::var_os("DISPLAY").is_some() || !super::super::test_support::is_wine() {
-            return true;
-        }
-        println!("SKIPPED: no DISPLAY (run under xvfb-run for the tray tests)");
-        false
+        super::super::test_support::has_display("tray")
     }
 
     #[test]

@@ -688,13 +688,8 @@ mod tests {
     use super::*;
     use crate::agent::tray_model::TrayState;
 
-    /// Windows need a desktop: under Wine without `DISPLAY`, skip (see `tray::tests`).
     fn display() -> bool {
-        if std::env::var_os("DISPLAY").is_some() || !super::super::test_support::is_wine() {
-            return true;
-        }
-        println!("SKIPPED: no DISPLAY (run under xvfb-run for the window tests)");
-        false
+        super::super::test_support::has_display("window")
     }
 
     fn sample() -> StatusView {
