@@ -13,29 +13,43 @@ use super::{NewUser, password_set, session};
 use crate::audit::{self, Actor, AuditAction, Entry};
 use crate::domain::{Email, Role};
 use crate::http::AppError;
-use crate::http::auth::AdminUser;
+use crate::http::auth::{AdminUser, AuthUser};
 use crate::startup::AppState;
+
+/// The users of `org` by e-mail.
+pub async fn list_users<C: ConnectionTrait>(
+    db: &C,
+    org: crate::domain::OrgId,
+) -> Result<Vec<UserView>, AppError> {
+    let users = Users::find()
+        .filter(user::entity::Column::OrgId.eq(org.0))
+        .order_by_asc(user::entity::Column::Email)
+        .all(db)
+        .await?;
+    Ok(users.iter().map(UserView::from).collect())
+}
 
 /// `GET /api/v1/admin/users`
 pub async fn list(state: web::Data<AppState>, admin: AdminUser) -> Result<HttpResponse, AppError> {
-    let users = Users::find()
-        .filter(user::entity::Column::OrgId.eq(admin.0.org.0))
-        .order_by_asc(user::entity::Column::Email)
-        .all(&state.db)
-        .await?;
-    Ok(HttpResponse::Ok().json(users.iter().map(UserView::from).collect::<Vec<_>>()))
+    Ok(HttpResponse::Ok().json(list_users(&state.db, admin.0.org).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct CreateBody {
-    email: String,
-    nome: String,
-    role_global: String,
+    pub email: String,
+    pub nome: String,
+    pub role_global: String,
     #[serde(default)]
-    auto_approve_install_jobs: bool,
+    pub auto_approve_install_jobs: bool,
     #[serde(default)]
-    ad_username: Option<String>,
+    pub ad_username: Option<String>,
+}
+
+/// A new user and their one-time password-set link (shown once).
+pub struct Created {
+    pub user: UserView,
+    pub link: super::password_set::PasswordSetLink,
 }
 
 fn parse_role(raw: &str) -> Result<Role, AppError> {
@@ -43,8 +57,8 @@ fn parse_role(raw: &str) -> Result<Role, AppError> {
         .map_err(|e| AppError::Validation(format!("role_global: {e}")))
 }
 
-fn may_grant(admin: &AdminUser, role: Role) -> Result<(), AppError> {
-    if role == Role::Dev && admin.0.role != Role::Dev {
+fn may_grant(admin: &AuthUser, role: Role) -> Result<(), AppError> {
+    if role == Role::Dev && admin.role != Role::Dev {
         return Err(AppError::Forbidden(
             "only a DEV can grant the DEV role".into(),
         ));
@@ -58,16 +72,30 @@ pub async fn create(
     admin: AdminUser,
     body: web::Json<CreateBody>,
 ) -> Result<HttpResponse, AppError> {
-    let body = body.into_inner();
+    let created = create_user(&state, &admin.0, body.into_inner()).await?;
+    Ok(HttpResponse::Created().json(json!({
+        "user": created.user,
+        "password_set_link": created.link.url.expose(),
+        "expires_at": created.link.expires_at,
+    })))
+}
+
+/// Creates a user of the admin's office and issues their password-set link.
+pub async fn create_user(
+    state: &AppState,
+    admin: &AuthUser,
+    body: CreateBody,
+) -> Result<Created, AppError> {
+    admin.require_admin()?;
     let email =
         Email::parse(&body.email).map_err(|e| AppError::Validation(format!("email: {e}")))?;
     let role = parse_role(&body.role_global)?;
-    may_grant(&admin, role)?;
-    let actor = Actor::User(admin.0.user.id);
+    may_grant(admin, role)?;
+    let actor = Actor::User(admin.user.id);
     let txn = crate::db::begin_write(&state.db).await?;
     let created = user::create(
         &txn,
-        admin.0.org,
+        admin.org,
         &NewUser {
             email,
             nome: body.nome,
@@ -98,22 +126,21 @@ pub async fn create(
     )
     .await?;
     txn.commit().await?;
-    Ok(HttpResponse::Created().json(json!({
-        "user": UserView::from(&created),
-        "password_set_link": link.url.expose(),
-        "expires_at": link.expires_at,
-    })))
+    Ok(Created {
+        user: UserView::from(&created),
+        link,
+    })
 }
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct PatchBody {
-    auto_approve_install_jobs: Option<bool>,
-    role_global: Option<String>,
-    is_active: Option<bool>,
-    ad_username: Option<String>,
-    email: Option<String>,
-    nome: Option<String>,
+    pub auto_approve_install_jobs: Option<bool>,
+    pub role_global: Option<String>,
+    pub is_active: Option<bool>,
+    pub ad_username: Option<String>,
+    pub email: Option<String>,
+    pub nome: Option<String>,
 }
 
 /// `PATCH /api/v1/admin/users/{id}`
@@ -123,16 +150,27 @@ pub async fn patch(
     path: web::Path<Uuid>,
     body: web::Json<PatchBody>,
 ) -> Result<HttpResponse, AppError> {
-    let body = body.into_inner();
-    let id = path.into_inner();
+    let view = update_user(&state, &admin.0, path.into_inner(), body.into_inner()).await?;
+    Ok(HttpResponse::Ok().json(view))
+}
+
+/// Changes user `id` of the admin's office: role, auto-approve, activation, names. Deactivation
+/// ends their sessions, cancels their waiting requests and removes what is installed for them.
+pub async fn update_user(
+    state: &AppState,
+    admin: &AuthUser,
+    id: Uuid,
+    body: PatchBody,
+) -> Result<UserView, AppError> {
+    admin.require_admin()?;
     let txn = crate::db::begin_write(&state.db).await?;
     let target = Users::find_by_id(id)
-        .filter(user::entity::Column::OrgId.eq(admin.0.org.0))
+        .filter(user::entity::Column::OrgId.eq(admin.org.0))
         .one(&txn)
         .await?
         .ok_or_else(|| AppError::NotFound("no such user in this office".into()))?;
     let target_role = target.role()?;
-    if !admin.0.role.may_administer(target_role) {
+    if !admin.role.may_administer(target_role) {
         return Err(AppError::Forbidden("only a DEV can change a DEV".into()));
     }
 
@@ -152,7 +190,7 @@ pub async fn patch(
     let new_role = match &body.role_global {
         Some(raw) => {
             let role = parse_role(raw)?;
-            may_grant(&admin, role)?;
+            may_grant(admin, role)?;
             role
         }
         None => target_role,
@@ -228,7 +266,7 @@ pub async fn patch(
     }
     if after.is_empty() {
         txn.rollback().await?;
-        return Ok(HttpResponse::Ok().json(UserView::from(&target)));
+        return Ok(UserView::from(&target));
     }
     active.updated_at = Set(Utc::now());
     let updated = Users::update(active).exec(&txn).await?;
@@ -237,22 +275,22 @@ pub async fn patch(
         session::revoke_all_for_user(&txn, updated.id).await?;
         // Access ends with the account: waiting requests are cancelled and what is installed
         // for this user is removed from the PCs.
-        let actor = Actor::User(admin.0.user.id);
+        let actor = Actor::User(admin.user.id);
         crate::jobs::permission::cancel_open_installs(
             &txn,
-            admin.0.org,
+            admin.org,
             crate::jobs::permission::Whose::Requester(updated.id),
             actor,
-            admin.0.ip.clone(),
+            admin.ip.clone(),
             "user_deactivated",
         )
         .await?;
         wake = crate::jobs::permission::remove_installations_of(
             &txn,
-            admin.0.org,
+            admin.org,
             updated.id,
             actor,
-            admin.0.ip.clone(),
+            admin.ip.clone(),
             "user_deactivated",
         )
         .await?;
@@ -260,18 +298,19 @@ pub async fn patch(
     audit::append(
         &txn,
         Entry::new(
-            admin.0.org,
+            admin.org,
             AuditAction::UserUpdated,
-            Actor::User(admin.0.user.id),
+            Actor::User(admin.user.id),
         )
         .entity("user", updated.id)
         .meta(json!({"before": before, "after": after}))
-        .ip(admin.0.ip.clone()),
+        .ip(admin.ip.clone()),
     )
     .await?;
     txn.commit().await?;
+    state.job_hub.changed();
     for device in wake {
         state.job_hub.notify(device);
     }
-    Ok(HttpResponse::Ok().json(UserView::from(&updated)))
+    Ok(UserView::from(&updated))
 }

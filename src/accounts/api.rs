@@ -342,6 +342,25 @@ pub async fn password_set_init(
         .one(&state.db)
         .await?
         .ok_or_else(|| AppError::NotFound("no user with that e-mail in this office".into()))?;
+    let link = issue_password_link(&state, &admin, &target).await?;
+    let mut body = json!({"ok": true, "link": link.url.expose(), "expires_at": link.expires_at});
+    if state.settings.dev_mode {
+        body["token"] = json!(link.token.expose());
+    }
+    Ok(HttpResponse::Ok().json(body))
+}
+
+/// A one-time password-set link for `target` (a user of the admin's office), issued by an
+/// ADMIN/DEV who may administer them; a refusal is audited `PASSWORD_SET_DENIED`.
+pub async fn issue_password_link(
+    state: &AppState,
+    admin: &AuthUser,
+    target: &super::User,
+) -> Result<password_set::PasswordSetLink, AppError> {
+    admin.require_admin()?;
+    if target.org_id != admin.org.0 {
+        return Err(AppError::NotFound("no such user in this office".into()));
+    }
     if !admin.role.may_administer(target.role()?) {
         // Setting a DEV's password would let an ADMIN log in as the DEV and grant itself DEV.
         audit::record(
@@ -365,16 +384,12 @@ pub async fn password_set_init(
         &txn,
         &state.settings.public_url,
         state.settings.password_set_ttl_hours,
-        &target,
+        target,
         Actor::User(admin.user.id),
     )
     .await?;
     txn.commit().await?;
-    let mut body = json!({"ok": true, "link": link.url.expose(), "expires_at": link.expires_at});
-    if state.settings.dev_mode {
-        body["token"] = json!(link.token.expose());
-    }
-    Ok(HttpResponse::Ok().json(body))
+    Ok(link)
 }
 
 #[derive(Deserialize)]

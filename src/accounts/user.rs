@@ -52,6 +52,18 @@ pub struct NewUser {
 }
 
 /// Total users across every office; zero means a fresh install.
+/// User `id` of office `org`, if there is one.
+pub async fn find_in_org<C: ConnectionTrait>(
+    db: &C,
+    org: OrgId,
+    id: Uuid,
+) -> Result<Option<User>, DbErr> {
+    Users::find_by_id(id)
+        .filter(entity::Column::OrgId.eq(org.0))
+        .one(db)
+        .await
+}
+
 pub async fn count_all(db: &DatabaseConnection) -> Result<u64, DbErr> {
     Users::find().count(db).await
 }

@@ -4,7 +4,8 @@
 use actix_web::HttpResponse;
 use actix_web::http::header;
 use actix_web::web::{self, Bytes};
-use chrono::{DateTime, Days, NaiveDate, SecondsFormat, Utc};
+use chrono::{DateTime, Days, NaiveDate, SecondsFormat, TimeZone, Utc};
+use chrono_tz::Tz;
 use sea_orm::entity::prelude::*;
 use sea_orm::{Condition, DatabaseConnection, QueryOrder, QuerySelect};
 use serde::{Deserialize, Serialize};
@@ -13,27 +14,29 @@ use super::entity::Column;
 use super::{AuditAction, AuditLog, AuditRow};
 use crate::domain::OrgId;
 use crate::http::AppError;
-use crate::http::auth::AdminUser;
+use crate::http::auth::{AdminUser, AuthUser};
 use crate::http::paging::Paging;
 use crate::startup::AppState;
 
 /// Rows read per query while streaming the CSV.
 const EXPORT_CHUNK: u64 = 500;
 
-#[derive(Debug, Clone, Deserialize)]
+/// The filters of the audit listing and its CSV export (the portal's form uses the same names).
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuditQuery {
-    action: Option<String>,
-    user_id: Option<Uuid>,
-    device_id: Option<Uuid>,
-    entity_id: Option<String>,
-    from: Option<String>,
-    to: Option<String>,
-    page: Option<i64>,
-    page_size: Option<i64>,
+    pub action: Option<String>,
+    pub user_id: Option<Uuid>,
+    pub device_id: Option<Uuid>,
+    pub entity_id: Option<String>,
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub page: Option<i64>,
+    pub page_size: Option<i64>,
 }
 
-/// An RFC 3339 instant, or a `YYYY-MM-DD` day (UTC). `Ok(Err(day))` for a day.
+/// An RFC 3339 instant, or a `YYYY-MM-DD` day (in the office's time zone). `Ok(Err(day))` for
+/// a day.
 fn parse_when(name: &str, value: &str) -> Result<Result<DateTime<Utc>, NaiveDate>, AppError> {
     let value = value.trim();
     if let Ok(t) = DateTime::parse_from_rfc3339(value) {
@@ -44,13 +47,23 @@ fn parse_when(name: &str, value: &str) -> Result<Result<DateTime<Utc>, NaiveDate
         .map_err(|_| AppError::Validation(format!("{name}: an RFC 3339 time or YYYY-MM-DD")))
 }
 
-fn midnight(day: NaiveDate) -> DateTime<Utc> {
-    day.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc()
+/// The instant a day of the office begins (the first valid local time across a DST gap).
+fn midnight(day: NaiveDate, tz: Tz) -> DateTime<Utc> {
+    let local = day.and_hms_opt(0, 0, 0).unwrap_or_default();
+    tz.from_local_datetime(&local)
+        .earliest()
+        .or_else(|| {
+            tz.from_local_datetime(&(local + chrono::Duration::hours(1)))
+                .earliest()
+        })
+        .map(|t| t.with_timezone(&Utc))
+        .unwrap_or_else(|| local.and_utc())
 }
 
 impl AuditQuery {
-    /// The rows of `org` these filters select; 422 on an unknown action or a bad date.
-    fn condition(&self, org: OrgId) -> Result<Condition, AppError> {
+    /// The rows of `org` these filters select (days in the office's time zone `tz`); 422 on an
+    /// unknown action or a bad date.
+    pub fn condition(&self, org: OrgId, tz: Tz) -> Result<Condition, AppError> {
         let mut cond = Condition::all().add(Column::OrgId.eq(org.0));
         if let Some(a) = self.action.as_deref().filter(|a| !a.is_empty()) {
             let action: AuditAction = a.parse().map_err(AppError::Validation)?;
@@ -78,7 +91,7 @@ impl AuditQuery {
             cond = cond.add(Column::EntityId.eq(e));
         }
         if let Some(from) = self.from.as_deref().filter(|v| !v.is_empty()) {
-            let from = parse_when("from", from)?.unwrap_or_else(midnight);
+            let from = parse_when("from", from)?.unwrap_or_else(|d| midnight(d, tz));
             cond = cond.add(Column::Timestamp.gte(from));
         }
         if let Some(to) = self.to.as_deref().filter(|v| !v.is_empty()) {
@@ -89,7 +102,7 @@ impl AuditQuery {
                     let next = day
                         .checked_add_days(Days::new(1))
                         .ok_or_else(|| AppError::Validation("to: out of range".into()))?;
-                    cond.add(Column::Timestamp.lt(midnight(next)))
+                    cond.add(Column::Timestamp.lt(midnight(next, tz)))
                 }
             };
         }
@@ -146,14 +159,24 @@ pub async fn list(
     admin: AdminUser,
     query: web::Query<AuditQuery>,
 ) -> Result<HttpResponse, AppError> {
-    let q = query.into_inner();
+    let page = find_page(&state, &admin.0, &query.into_inner()).await?;
+    Ok(HttpResponse::Ok().json(page))
+}
+
+/// One page of the office's audit rows these filters select, newest first (ADMIN/DEV).
+pub async fn find_page(
+    state: &AppState,
+    admin: &AuthUser,
+    q: &AuditQuery,
+) -> Result<crate::http::paging::Page<AuditItem>, AppError> {
+    admin.require_admin()?;
     let paging = Paging::parse(q.page, q.page_size)?;
     let select = AuditLog::find()
-        .filter(q.condition(admin.0.org)?)
+        .filter(q.condition(admin.org, state.settings.timezone)?)
         .order_by_desc(Column::Seq);
     let (total, rows) = paging.fetch(&state.db, select).await?;
     let items = rows.into_iter().map(AuditItem::from).collect();
-    Ok(HttpResponse::Ok().json(paging.page(total, items)))
+    Ok(paging.page(total, items))
 }
 
 /// One CSV field: quoted (quotes doubled) when it holds a comma, a quote or a line break.
@@ -238,7 +261,17 @@ pub async fn export_csv(
     admin: AdminUser,
     query: web::Query<AuditQuery>,
 ) -> Result<HttpResponse, AppError> {
-    let cond = query.into_inner().condition(admin.0.org)?;
+    csv_export(&state, &admin.0, &query.into_inner())
+}
+
+/// The CSV of every row these filters select, as a streamed response (ADMIN/DEV).
+pub fn csv_export(
+    state: &AppState,
+    admin: &AuthUser,
+    q: &AuditQuery,
+) -> Result<HttpResponse, AppError> {
+    admin.require_admin()?;
+    let cond = q.condition(admin.org, state.settings.timezone)?;
     let db = state.db.clone();
     let body = futures_util::stream::unfold(
         (db, cond, Some(Export::Start)),
@@ -284,15 +317,21 @@ pub async fn verify(
     state: web::Data<AppState>,
     admin: AdminUser,
 ) -> Result<HttpResponse, AppError> {
-    let report = super::verify_org(&state.db, admin.0.org).await?;
-    Ok(HttpResponse::Ok().json(VerifyView {
+    Ok(HttpResponse::Ok().json(verify_chain(&state, &admin.0).await?))
+}
+
+/// The office's hash chain, checked now (ADMIN/DEV).
+pub async fn verify_chain(state: &AppState, admin: &AuthUser) -> Result<VerifyView, AppError> {
+    admin.require_admin()?;
+    let report = super::verify_org(&state.db, admin.org).await?;
+    Ok(VerifyView {
         ok: report.first_break.is_none(),
         rows: report.rows,
         first_break: report.first_break.map(|b| BreakView {
             seq: b.seq,
             reason: b.reason,
         }),
-    }))
+    })
 }
 
 #[cfg(test)]

@@ -132,9 +132,20 @@ pub async fn source_path(
     admin: AdminUser,
     path: web::Path<Uuid>,
 ) -> Result<HttpResponse, AppError> {
-    let admin = admin.0;
-    let id = path.into_inner();
-    let row = find(&state, admin.org, id).await?;
+    let raw = reveal_source_path(&state, &admin.0, path.into_inner()).await?;
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(json!({"source_path": raw})))
+}
+
+/// The raw source path of certificate `id` (ADMIN/DEV), audited `CERT_PATH_REVEALED`.
+pub async fn reveal_source_path(
+    state: &AppState,
+    admin: &crate::http::auth::AuthUser,
+    id: Uuid,
+) -> Result<String, AppError> {
+    admin.require_admin()?;
+    let row = find(state, admin.org, id).await?;
     let sealed = row.source_path_sealed.as_ref().ok_or_else(|| {
         AppError::Conflict("no source path is stored for this certificate".into())
     })?;
@@ -154,7 +165,5 @@ pub async fn source_path(
         .ip(admin.ip.clone()),
     )
     .await?;
-    Ok(HttpResponse::Ok()
-        .insert_header((header::CACHE_CONTROL, "no-store"))
-        .json(json!({"source_path": String::from_utf8_lossy(&raw)})))
+    Ok(String::from_utf8_lossy(&raw).into_owned())
 }

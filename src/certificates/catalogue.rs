@@ -68,6 +68,8 @@ pub enum StatusFilter {
     Expired,
     /// Available, not expired, expiring within `within_days`.
     Expiring,
+    /// Available, but its file could not be opened (wrong or missing password, corrupt file).
+    Unreadable,
     All,
 }
 
@@ -75,12 +77,12 @@ pub enum StatusFilter {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
-    q: Option<String>,
+    pub q: Option<String>,
     #[serde(default)]
-    status: StatusFilter,
-    within_days: Option<i64>,
-    page: Option<i64>,
-    page_size: Option<i64>,
+    pub status: StatusFilter,
+    pub within_days: Option<i64>,
+    pub page: Option<i64>,
+    pub page_size: Option<i64>,
 }
 
 pub const DEFAULT_WITHIN_DAYS: i64 = 30;
@@ -185,6 +187,9 @@ impl Listing {
                 .add(Column::IsAvailable.eq(true))
                 .add(Column::NotAfter.gte(now))
                 .add(Column::NotAfter.lte(now + self.within)),
+            StatusFilter::Unreadable => c
+                .add(Column::IsAvailable.eq(true))
+                .add(Column::ParseError.is_not_null()),
             StatusFilter::All => c,
         };
         if !self.search.is_empty() {

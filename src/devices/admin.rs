@@ -109,14 +109,14 @@ async fn view<C: ConnectionTrait>(conn: &C, device: Device) -> Result<DeviceView
 
 /// The secrets shown once, on provisioning and on rotation.
 #[derive(Serialize)]
-struct CredentialsResponse {
-    id: Uuid,
-    device_token: String,
-    enrollment_code: String,
-    enrollment_expires_at: DateTime<Utc>,
+pub struct CredentialsResponse {
+    pub id: Uuid,
+    pub device_token: String,
+    pub enrollment_code: String,
+    pub enrollment_expires_at: DateTime<Utc>,
     /// The PowerShell line that installs the agent on the PC and pairs it with the code.
-    install_command: String,
-    device: DeviceView,
+    pub install_command: String,
+    pub device: DeviceView,
 }
 
 fn credentials_response(
@@ -161,19 +161,19 @@ async fn check_owner<C: ConnectionTrait>(
         .ok_or_else(|| AppError::Validation("owner_user_id: no such user in this office".into()))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct CreateBody {
-    hostname: String,
+    pub hostname: String,
     #[serde(default)]
-    domain: Option<String>,
+    pub domain: Option<String>,
     #[serde(default)]
-    os_version: Option<String>,
+    pub os_version: Option<String>,
     #[serde(default)]
-    agent_version: Option<String>,
+    pub agent_version: Option<String>,
     /// A user of the same office; then only they (and ADMIN/DEV) may target the device.
     #[serde(default)]
-    owner_user_id: Option<Uuid>,
+    pub owner_user_id: Option<Uuid>,
 }
 
 /// `POST /api/v1/admin/devices`: the device, its token and an enrollment code, shown once.
@@ -182,8 +182,17 @@ pub async fn create(
     admin: AdminUser,
     body: web::Json<CreateBody>,
 ) -> Result<HttpResponse, AppError> {
-    let admin = admin.0;
-    let body = body.into_inner();
+    let creds = provision(&state, &admin.0, body.into_inner()).await?;
+    Ok(HttpResponse::Created().json(creds))
+}
+
+/// Provisions a device: its token and enrollment code, returned once and stored hashed.
+pub async fn provision(
+    state: &AppState,
+    admin: &crate::http::auth::AuthUser,
+    body: CreateBody,
+) -> Result<CredentialsResponse, AppError> {
+    admin.require_admin()?;
     let hostname = optional_text("hostname", Some(body.hostname))?
         .ok_or_else(|| AppError::Validation("hostname: required".into()))?;
     let domain = optional_text("domain", body.domain)?;
@@ -234,18 +243,35 @@ pub async fn create(
     .await?;
     let device = view(&txn, device).await?;
     txn.commit().await?;
-    Ok(HttpResponse::Created().json(credentials_response(&state, &creds, device)))
+    Ok(credentials_response(state, &creds, device))
+}
+
+/// The office's devices by host name, with owner and what is installed on each.
+pub async fn list_views<C: ConnectionTrait>(
+    db: &C,
+    org: OrgId,
+) -> Result<Vec<DeviceView>, AppError> {
+    let devices = Devices::find()
+        .filter(Column::OrgId.eq(org.0))
+        .order_by_asc(Column::Hostname)
+        .order_by_asc(Column::Id)
+        .all(db)
+        .await?;
+    views(db, org, devices).await
+}
+
+/// One device of the office.
+pub async fn find_view<C: ConnectionTrait>(
+    db: &C,
+    org: OrgId,
+    id: Uuid,
+) -> Result<DeviceView, AppError> {
+    view(db, find_in_org(db, org, id).await?).await
 }
 
 /// `GET /api/v1/admin/devices`
 pub async fn list(state: web::Data<AppState>, admin: AdminUser) -> Result<HttpResponse, AppError> {
-    let devices = Devices::find()
-        .filter(Column::OrgId.eq(admin.0.org.0))
-        .order_by_asc(Column::Hostname)
-        .order_by_asc(Column::Id)
-        .all(&state.db)
-        .await?;
-    Ok(HttpResponse::Ok().json(views(&state.db, admin.0.org, devices).await?))
+    Ok(HttpResponse::Ok().json(list_views(&state.db, admin.0.org).await?))
 }
 
 /// `GET /api/v1/admin/devices/{id}`
@@ -254,8 +280,7 @@ pub async fn get(
     admin: AdminUser,
     path: web::Path<Uuid>,
 ) -> Result<HttpResponse, AppError> {
-    let device = find_in_org(&state.db, admin.0.org, path.into_inner()).await?;
-    Ok(HttpResponse::Ok().json(view(&state.db, device).await?))
+    Ok(HttpResponse::Ok().json(find_view(&state.db, admin.0.org, path.into_inner()).await?))
 }
 
 /// `POST /api/v1/admin/devices/{id}/rotate-token`: a new token and enrollment code; the old
@@ -265,9 +290,19 @@ pub async fn rotate_token(
     admin: AdminUser,
     path: web::Path<Uuid>,
 ) -> Result<HttpResponse, AppError> {
-    let admin = admin.0;
+    Ok(HttpResponse::Ok().json(rotate(&state, &admin.0, path.into_inner()).await?))
+}
+
+/// A new token and enrollment code for device `id`, returned once; the old token and the
+/// registered key stop working and its waiting installs are cancelled.
+pub async fn rotate(
+    state: &AppState,
+    admin: &crate::http::auth::AuthUser,
+    id: Uuid,
+) -> Result<CredentialsResponse, AppError> {
+    admin.require_admin()?;
     let txn = crate::db::begin_write(&state.db).await?;
-    let device = find_in_org(&txn, admin.org, path.into_inner()).await?;
+    let device = find_in_org(&txn, admin.org, id).await?;
     let now = Utc::now();
     let creds = FreshCredentials::generate(now);
     let had_key = device.public_key.is_some();
@@ -295,10 +330,11 @@ pub async fn rotate_token(
     )
     .await?;
     // Installs asked for the old identity do not go to whoever pairs next.
-    cancel_installs_for(&txn, &admin, device.id, "device_rotated").await?;
+    cancel_installs_for(&txn, admin, device.id, "device_rotated").await?;
     let device = view(&txn, device).await?;
     txn.commit().await?;
-    Ok(HttpResponse::Ok().json(credentials_response(&state, &creds, device)))
+    state.job_hub.changed();
+    Ok(credentials_response(state, &creds, device))
 }
 
 /// Cancels the installs still waiting for a device that was rotated or blocked.
@@ -329,14 +365,14 @@ where
     T::deserialize(d).map(Some)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct PatchBody {
     #[serde(default)]
-    hostname: Option<String>,
+    pub hostname: Option<String>,
     /// A user of the office, or `null` for a device any user of the office may target.
     #[serde(default, deserialize_with = "present")]
-    owner_user_id: Option<Option<Uuid>>,
+    pub owner_user_id: Option<Option<Uuid>>,
 }
 
 /// `PATCH /api/v1/admin/devices/{id} {hostname?, owner_user_id?}`: renames the device or
@@ -347,8 +383,18 @@ pub async fn patch(
     path: web::Path<Uuid>,
     body: web::Json<PatchBody>,
 ) -> Result<HttpResponse, AppError> {
-    let admin = admin.0;
-    let body = body.into_inner();
+    let view = update(&state, &admin.0, path.into_inner(), body.into_inner()).await?;
+    Ok(HttpResponse::Ok().json(view))
+}
+
+/// Renames device `id` or changes its owner; audited with the before and after.
+pub async fn update(
+    state: &AppState,
+    admin: &crate::http::auth::AuthUser,
+    id: Uuid,
+    body: PatchBody,
+) -> Result<DeviceView, AppError> {
+    admin.require_admin()?;
     let hostname = match body.hostname {
         Some(h) => Some(
             optional_text("hostname", Some(h))?
@@ -357,7 +403,7 @@ pub async fn patch(
         None => None,
     };
     let txn = crate::db::begin_write(&state.db).await?;
-    let device = find_in_org(&txn, admin.org, path.into_inner()).await?;
+    let device = find_in_org(&txn, admin.org, id).await?;
     if let Some(Some(owner)) = body.owner_user_id {
         check_owner(&txn, admin.org, owner).await?;
     }
@@ -380,7 +426,7 @@ pub async fn patch(
     if after.is_empty() {
         let device = view(&txn, device).await?;
         txn.rollback().await?;
-        return Ok(HttpResponse::Ok().json(device));
+        return Ok(device);
     }
     let device = Devices::update(active).exec(&txn).await?;
     audit::append(
@@ -397,22 +443,23 @@ pub async fn patch(
     .await?;
     let device = view(&txn, device).await?;
     txn.commit().await?;
-    Ok(HttpResponse::Ok().json(device))
+    Ok(device)
 }
 
-async fn set_allowed(
+/// Blocks (`allowed = false`: its waiting installs are cancelled) or unblocks device `id`.
+pub async fn set_allowed(
     state: &AppState,
-    admin: AdminUser,
+    admin: &crate::http::auth::AuthUser,
     id: Uuid,
     allowed: bool,
-) -> Result<HttpResponse, AppError> {
-    let admin = admin.0;
+) -> Result<DeviceView, AppError> {
+    admin.require_admin()?;
     let txn = crate::db::begin_write(&state.db).await?;
     let device = find_in_org(&txn, admin.org, id).await?;
     if device.is_allowed == allowed {
         let device = view(&txn, device).await?;
         txn.rollback().await?;
-        return Ok(HttpResponse::Ok().json(device));
+        return Ok(device);
     }
     let device = Devices::update(super::entity::ActiveModel {
         id: Set(device.id),
@@ -435,11 +482,12 @@ async fn set_allowed(
     )
     .await?;
     if !allowed {
-        cancel_installs_for(&txn, &admin, device.id, "device_blocked").await?;
+        cancel_installs_for(&txn, admin, device.id, "device_blocked").await?;
     }
     let device = view(&txn, device).await?;
     txn.commit().await?;
-    Ok(HttpResponse::Ok().json(device))
+    state.job_hub.changed();
+    Ok(device)
 }
 
 /// `POST /api/v1/admin/devices/{id}/block`: the device can no longer authenticate, and its
@@ -449,7 +497,8 @@ pub async fn block(
     admin: AdminUser,
     path: web::Path<Uuid>,
 ) -> Result<HttpResponse, AppError> {
-    set_allowed(&state, admin, path.into_inner(), false).await
+    let view = set_allowed(&state, &admin.0, path.into_inner(), false).await?;
+    Ok(HttpResponse::Ok().json(view))
 }
 
 /// `POST /api/v1/admin/devices/{id}/unblock`
@@ -458,5 +507,6 @@ pub async fn unblock(
     admin: AdminUser,
     path: web::Path<Uuid>,
 ) -> Result<HttpResponse, AppError> {
-    set_allowed(&state, admin, path.into_inner(), true).await
+    let view = set_allowed(&state, &admin.0, path.into_inner(), true).await?;
+    Ok(HttpResponse::Ok().json(view))
 }

@@ -86,6 +86,26 @@ pub async fn find_in_org<C: ConnectionTrait>(
         .ok_or_else(|| AppError::NotFound("no such device in this office".into()))
 }
 
+/// The allowed devices of the user's office `user` may send certificates to: their own first,
+/// then by host name.
+pub async fn targetable<C: ConnectionTrait>(
+    conn: &C,
+    user: &AuthUser,
+) -> Result<Vec<Device>, AppError> {
+    use sea_orm::QueryOrder;
+    let mut devices: Vec<Device> = Devices::find()
+        .filter(Column::OrgId.eq(user.org.0))
+        .filter(Column::IsAllowed.eq(true))
+        .order_by_asc(Column::Hostname)
+        .all(conn)
+        .await?
+        .into_iter()
+        .filter(|d| may_target(d, user))
+        .collect();
+    devices.sort_by_key(|d| d.owner_user_id != Some(user.user.id));
+    Ok(devices)
+}
+
 /// Whether `user` may send certificates to `device`: its owner and ADMIN/DEV may; a device
 /// without an owner can be targeted by any user of its office.
 pub fn may_target(device: &Device, user: &AuthUser) -> bool {

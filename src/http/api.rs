@@ -58,7 +58,7 @@ api_routes! {
     post "/api/v1/agent/jobs/{id}/result" => crate::jobs::agent::result, "agent", "Report {status: DONE|FAILED, thumbprint?, error_code?, error_message?, key_storage?, key_deleted?}; DONE opens the installation lease (INSTALL) or closes it (REMOVE) (DEVICE)";
     get "/api/v1/agent/installations" => crate::jobs::open_installations::list, "agent", "This device's open installations {installations: [{installation_id, job_id, thumbprint, cert_name, installed_at, expires_at}]}, for the agent to reconcile its record with (DEVICE)";
     post "/api/v1/agent/cleanup" => crate::jobs::agent::cleanup, "agent", "Report removed certificates {mode, removed: [{thumbprint, key_deleted}]}: closes their leases (DEVICE)";
-    get "/api/v1/certificados" => crate::certificates::catalogue::list, "certificates", "Search the office's catalogue: q (name, CNPJ/CPF), status (available|unavailable|expired|expiring|all), within_days, page, page_size";
+    get "/api/v1/certificados" => crate::certificates::catalogue::list, "certificates", "Search the office's catalogue: q (name, CNPJ/CPF), status (available|unavailable|expired|expiring|unreadable|all), within_days, page, page_size";
     get "/api/v1/certificados/{id}" => crate::certificates::catalogue::get, "certificates", "One certificate of the office";
     post "/api/v1/admin/certificates/{id}/password" => crate::certificates::admin::set_password, "admin", "Store the password of a certificate no file-name password opened, once it opens the file (ADMIN/DEV)";
     get "/api/v1/admin/certificates/{id}/source-path" => crate::certificates::admin::source_path, "admin", "Reveal the certificate's raw source path, audited (ADMIN/DEV)";

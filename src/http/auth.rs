@@ -32,6 +32,15 @@ impl AuthUser {
     pub fn is_admin(&self) -> bool {
         matches!(self.role, Role::Admin | Role::Dev)
     }
+
+    /// The ADMIN/DEV check every administrative domain function starts with.
+    pub fn require_admin(&self) -> Result<(), AppError> {
+        if self.is_admin() {
+            Ok(())
+        } else {
+            Err(AppError::Forbidden("requires the ADMIN or DEV role".into()))
+        }
+    }
 }
 
 /// An authenticated ADMIN or DEV.
@@ -121,11 +130,8 @@ impl FromRequest for AdminUser {
         let user = AuthUser::from_request(req, payload);
         Box::pin(async move {
             let user = user.await?;
-            if user.is_admin() {
-                Ok(AdminUser(user))
-            } else {
-                Err(AppError::Forbidden("requires the ADMIN or DEV role".into()))
-            }
+            user.require_admin()?;
+            Ok(AdminUser(user))
         })
     }
 }

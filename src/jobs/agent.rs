@@ -229,6 +229,7 @@ pub async fn claim(
         )
         .await?;
         txn.commit().await?;
+        state.job_hub.changed();
         return Ok(HttpResponse::Ok().json(ClaimResponse {
             job_id: job.id,
             status: job.status,
@@ -242,6 +243,7 @@ pub async fn claim(
         let refused =
             permission::end_revoked(&txn, &job, why, actor(&device), device.ip.clone()).await?;
         txn.commit().await?;
+        state.job_hub.changed();
         return Err(refused);
     }
     let token = Token::generate();
@@ -297,6 +299,7 @@ pub async fn claim(
     )
     .await?;
     txn.commit().await?;
+    state.job_hub.changed();
     Ok(HttpResponse::Ok().json(ClaimResponse {
         job_id: job.id,
         status: job.status,
@@ -480,6 +483,7 @@ pub async fn payload(
         let refused =
             permission::end_revoked(&txn, &job, why, actor(&device), device.ip.clone()).await?;
         txn.commit().await?;
+        state.job_hub.changed();
         return Err(refused);
     }
     let Some(key) = device.device.public_key.as_deref() else {
@@ -524,6 +528,7 @@ pub async fn payload(
     )
     .await?;
     txn.commit().await?;
+    state.job_hub.changed();
     Ok(HttpResponse::Ok().json(PayloadResponse {
         job_id: job.id,
         thumbprint,
@@ -732,6 +737,7 @@ pub async fn result(
         .await?;
     }
     txn.commit().await?;
+    state.job_hub.changed();
     Ok(HttpResponse::Ok().json(ResultResponse {
         job_id: job.id,
         status: job.status,
@@ -786,6 +792,7 @@ pub async fn cleanup(
         }
     }
     txn.commit().await?;
+    state.job_hub.changed();
     if closed > 0 {
         tracing::info!(device_id = %device.device.id, mode = mode.as_str(), closed, "installations removed");
     }

@@ -54,6 +54,8 @@ pub struct JobView {
     pub approved_at: Option<DateTime<Utc>>,
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
+    /// The last change of the job.
+    pub updated_at: DateTime<Utc>,
     pub thumbprint: Option<String>,
     pub error_code: Option<String>,
     pub error_message: Option<String>,
@@ -175,6 +177,7 @@ async fn views<C: ConnectionTrait>(
                 approved_at: j.approved_at,
                 started_at: j.started_at,
                 finished_at: j.finished_at,
+                updated_at: j.updated_at,
                 thumbprint: j.thumbprint,
                 error_code: j.error_code,
                 error_message: j.error_message,
@@ -217,9 +220,9 @@ struct Installable {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InstallBody {
-    device_id: Uuid,
-    reason: Option<String>,
-    duration_minutes: Option<i64>,
+    pub device_id: Uuid,
+    pub reason: Option<String>,
+    pub duration_minutes: Option<i64>,
 }
 
 /// `POST /api/v1/certificados/{id}/install {device_id, reason?, duration_minutes?}`
@@ -229,7 +232,18 @@ pub async fn request_install(
     path: web::Path<Uuid>,
     body: web::Json<InstallBody>,
 ) -> Result<HttpResponse, AppError> {
-    let body = body.into_inner();
+    let view = request(&state, &user, path.into_inner(), body.into_inner()).await?;
+    Ok(HttpResponse::Created().json(view))
+}
+
+/// Asks to install certificate `cert_id` on a device the user may target: `REQUESTED`, or
+/// `PENDING` (and the device woken) for an auto-approved user.
+pub async fn request(
+    state: &AppState,
+    user: &AuthUser,
+    cert_id: Uuid,
+    body: InstallBody,
+) -> Result<JobView, AppError> {
     let reason = reason_of(body.reason, "reason")?;
     // Auto-approved or not, a lease never outlives max_lease_hours.
     let max = state.settings.agent.max_lease_hours * 60;
@@ -243,7 +257,7 @@ pub async fn request_install(
         }
     };
     let txn = crate::db::begin_write(&state.db).await?;
-    let cert = Certificates::find_by_id(path.into_inner())
+    let cert = Certificates::find_by_id(cert_id)
         .filter(CertColumn::OrgId.eq(user.org.0))
         .into_partial_model::<Installable>()
         .one(&txn)
@@ -274,7 +288,7 @@ pub async fn request_install(
         }
     }
     let device = crate::devices::find_in_org(&txn, user.org, body.device_id).await?;
-    if !crate::devices::may_target(&device, &user) {
+    if !crate::devices::may_target(&device, user) {
         return Err(AppError::Forbidden(
             "this device belongs to another user".into(),
         ));
@@ -305,14 +319,25 @@ pub async fn request_install(
     .await?;
     let view = view(&txn, job).await?;
     txn.commit().await?;
-    wake_if_pending(&state, &view);
-    Ok(HttpResponse::Created().json(view))
+    wake_if_pending(state, &view);
+    Ok(view)
 }
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct DecisionBody {
     reason: Option<String>,
+}
+
+/// A decision on a job, by its requester or an ADMIN/DEV.
+#[derive(Debug, Clone)]
+pub enum Decision {
+    /// `REQUESTED` -> `PENDING` (ADMIN/DEV), with an optional note.
+    Approve(Option<String>),
+    /// `REQUESTED` -> `DENIED` (ADMIN/DEV); the reason is required.
+    Deny(Option<String>),
+    /// `REQUESTED`/`PENDING` -> `CANCELLED` (the requester, or ADMIN/DEV).
+    Cancel,
 }
 
 /// `POST /api/v1/install-jobs/{id}/approve {reason?}` (ADMIN/DEV): `REQUESTED` -> `PENDING`.
@@ -322,21 +347,9 @@ pub async fn approve(
     path: web::Path<Uuid>,
     body: web::Json<DecisionBody>,
 ) -> Result<HttpResponse, AppError> {
-    let reason = reason_of(body.into_inner().reason, "reason")?;
-    let me = admin.0.user.id;
-    let changes = vec![
-        (Column::ApprovedByUserId, Some(me).into()),
-        (Column::DecisionReason, reason.clone().into()),
-    ];
-    decide(
-        &state,
-        &admin.0,
-        path.into_inner(),
-        Event::Approve,
-        changes,
-        reason,
-    )
-    .await
+    let decision = Decision::Approve(body.into_inner().reason);
+    let view = decide(&state, &admin.0, path.into_inner(), decision).await?;
+    Ok(HttpResponse::Ok().json(view))
 }
 
 /// `POST /api/v1/install-jobs/{id}/deny {reason}` (ADMIN/DEV): `REQUESTED` -> `DENIED`.
@@ -346,18 +359,9 @@ pub async fn deny(
     path: web::Path<Uuid>,
     body: web::Json<DecisionBody>,
 ) -> Result<HttpResponse, AppError> {
-    let reason = reason_of(body.into_inner().reason, "reason")?
-        .ok_or_else(|| AppError::Validation("reason: required to deny".into()))?;
-    let changes = vec![(Column::DecisionReason, Some(reason.clone()).into())];
-    decide(
-        &state,
-        &admin.0,
-        path.into_inner(),
-        Event::Deny,
-        changes,
-        Some(reason),
-    )
-    .await
+    let decision = Decision::Deny(body.into_inner().reason);
+    let view = decide(&state, &admin.0, path.into_inner(), decision).await?;
+    Ok(HttpResponse::Ok().json(view))
 }
 
 /// `POST /api/v1/install-jobs/{id}/cancel`: the requester or an ADMIN/DEV, from `REQUESTED` or
@@ -367,25 +371,36 @@ pub async fn cancel(
     user: AuthUser,
     path: web::Path<Uuid>,
 ) -> Result<HttpResponse, AppError> {
-    decide(
-        &state,
-        &user,
-        path.into_inner(),
-        Event::Cancel,
-        Vec::new(),
-        None,
-    )
-    .await
+    let view = decide(&state, &user, path.into_inner(), Decision::Cancel).await?;
+    Ok(HttpResponse::Ok().json(view))
 }
 
-async fn decide(
+/// Applies `decision` to job `id` of the user's office (one rule for the API and the portal).
+pub async fn decide(
     state: &AppState,
     user: &AuthUser,
     id: Uuid,
-    event: Event,
-    changes: super::Changes,
-    reason: Option<String>,
-) -> Result<HttpResponse, AppError> {
+    decision: Decision,
+) -> Result<JobView, AppError> {
+    let (event, changes, reason) = match decision {
+        Decision::Approve(reason) => {
+            user.require_admin()?;
+            let reason = reason_of(reason, "reason")?;
+            let changes = vec![
+                (Column::ApprovedByUserId, Some(user.user.id).into()),
+                (Column::DecisionReason, reason.clone().into()),
+            ];
+            (Event::Approve, changes, reason)
+        }
+        Decision::Deny(reason) => {
+            user.require_admin()?;
+            let reason = reason_of(reason, "reason")?
+                .ok_or_else(|| AppError::Validation("reason: required to deny".into()))?;
+            let changes = vec![(Column::DecisionReason, Some(reason.clone()).into())];
+            (Event::Deny, changes, Some(reason))
+        }
+        Decision::Cancel => (Event::Cancel, Vec::new(), None),
+    };
     let txn = crate::db::begin_write(&state.db).await?;
     let job = visible(&txn, user, id).await?;
     let job = super::apply(
@@ -401,7 +416,7 @@ async fn decide(
     let view = view(&txn, job).await?;
     txn.commit().await?;
     wake_if_pending(state, &view);
-    Ok(HttpResponse::Ok().json(view))
+    Ok(view)
 }
 
 /// After the COMMIT (never before: the agent would wake and find nothing), wakes the device's
@@ -410,6 +425,7 @@ pub fn wake_if_pending(state: &AppState, view: &JobView) {
     if view.status == JobStatus::Pending {
         state.job_hub.notify(view.device.id);
     }
+    state.job_hub.changed();
 }
 
 /// A job of the user's office that the user may see: ADMIN/DEV every one, VIEW their own.
@@ -447,6 +463,70 @@ pub struct ListQuery {
     page_size: Option<i64>,
 }
 
+/// Which jobs a listing shows.
+#[derive(Debug, Clone, Default)]
+pub struct JobFilter {
+    pub statuses: Vec<JobStatus>,
+    pub job_type: Option<JobType>,
+    pub user_id: Option<Uuid>,
+    pub device_id: Option<Uuid>,
+}
+
+impl JobFilter {
+    /// The jobs of the user's office this filter selects; a VIEW only ever their own requests.
+    fn condition(&self, user: &AuthUser) -> Condition {
+        let mut cond = Condition::all().add(Column::OrgId.eq(user.org.0));
+        if !self.statuses.is_empty() {
+            cond = cond.add(Column::Status.is_in(self.statuses.iter().map(|s| s.as_str())));
+        }
+        if let Some(t) = self.job_type {
+            cond = cond.add(Column::JobType.eq(t.as_str()));
+        }
+        if let Some(u) = self.user_id {
+            cond = cond.add(Column::RequestedByUserId.eq(u));
+        }
+        if let Some(d) = self.device_id {
+            cond = cond.add(Column::DeviceId.eq(d));
+        }
+        if !user.is_admin() {
+            cond = cond.add(Column::RequestedByUserId.eq(user.user.id));
+        }
+        cond
+    }
+}
+
+/// One page of the jobs `user` may see, newest first.
+pub async fn find_page<C: ConnectionTrait>(
+    db: &C,
+    user: &AuthUser,
+    filter: &JobFilter,
+    paging: Paging,
+) -> Result<crate::http::paging::Page<JobView>, AppError> {
+    let select = InstallJobs::find()
+        .filter(filter.condition(user))
+        .order_by_desc(Column::CreatedAt)
+        .order_by_asc(Column::Id);
+    let (total, jobs) = paging.fetch(db, select).await?;
+    Ok(paging.page(total, views(db, jobs).await?))
+}
+
+/// The jobs `user` may see that changed after `since` (oldest change first, at most 200): what
+/// a live page needs to bring itself up to date.
+pub async fn changed_since<C: ConnectionTrait>(
+    db: &C,
+    user: &AuthUser,
+    since: DateTime<Utc>,
+) -> Result<Vec<JobView>, AppError> {
+    let jobs = InstallJobs::find()
+        .filter(JobFilter::default().condition(user))
+        .filter(Column::UpdatedAt.gt(since))
+        .order_by_asc(Column::UpdatedAt)
+        .limit(200)
+        .all(db)
+        .await?;
+    views(db, jobs).await
+}
+
 /// `GET /api/v1/install-jobs?status=&job_type=&user_id=&device_id=&page=&page_size=`: the
 /// office's jobs, newest first; a VIEW sees only their own requests.
 pub async fn list(
@@ -456,12 +536,16 @@ pub async fn list(
 ) -> Result<HttpResponse, AppError> {
     let q = query.into_inner();
     let paging = Paging::parse(q.page, q.page_size)?;
-    let mut cond = Condition::all().add(Column::OrgId.eq(user.org.0));
+    let mut filter = JobFilter {
+        user_id: q.user_id,
+        device_id: q.device_id,
+        ..Default::default()
+    };
     if let Some(raw) = q.status.as_deref().filter(|s| !s.trim().is_empty()) {
         let status: JobStatus = raw
             .parse()
             .map_err(|e| AppError::Validation(format!("status: {e}")))?;
-        cond = cond.add(Column::Status.eq(status.as_str()));
+        filter.statuses.push(status);
     }
     if let Some(raw) = q.job_type.as_deref().filter(|s| !s.trim().is_empty()) {
         let job_type: JobType = raw
@@ -469,23 +553,10 @@ pub async fn list(
             .to_ascii_uppercase()
             .parse()
             .map_err(|e| AppError::Validation(format!("job_type: {e}")))?;
-        cond = cond.add(Column::JobType.eq(job_type.as_str()));
+        filter.job_type = Some(job_type);
     }
-    if let Some(u) = q.user_id {
-        cond = cond.add(Column::RequestedByUserId.eq(u));
-    }
-    if let Some(d) = q.device_id {
-        cond = cond.add(Column::DeviceId.eq(d));
-    }
-    if !user.is_admin() {
-        cond = cond.add(Column::RequestedByUserId.eq(user.user.id));
-    }
-    let select = InstallJobs::find()
-        .filter(cond)
-        .order_by_desc(Column::CreatedAt)
-        .order_by_asc(Column::Id);
-    let (total, jobs) = paging.fetch(&state.db, select).await?;
-    Ok(HttpResponse::Ok().json(paging.page(total, views(&state.db, jobs).await?)))
+    let page = find_page(&state.db, &user, &filter, paging).await?;
+    Ok(HttpResponse::Ok().json(page))
 }
 
 #[derive(Debug, Deserialize)]

@@ -19,6 +19,19 @@ use uuid::Uuid;
 
 /// The PostgreSQL channel a job's device id is announced on when the job becomes `PENDING`.
 pub const CHANNEL: &str = "certhub_job_pending";
+/// The PostgreSQL channel any job change is announced on (for the live portal pages).
+pub const CHANGED_CHANNEL: &str = "certhub_job_changed";
+
+/// Inside the transaction that changes a job: on PostgreSQL a `NOTIFY` other server processes
+/// turn into [`JobHub::changed`] at COMMIT. Nothing on SQLite (one process).
+pub async fn announce_change<C: ConnectionTrait>(conn: &C) -> Result<(), DbErr> {
+    if conn.get_database_backend() != DbBackend::Postgres {
+        return Ok(());
+    }
+    conn.execute_unprepared(&format!("NOTIFY {CHANGED_CHANNEL}"))
+        .await
+        .map(|_| ())
+}
 
 /// Inside the transaction that makes a job for `device` `PENDING`: on PostgreSQL, a `NOTIFY`
 /// that every server process's [`listen`] receives once (and only if) the transaction commits.
@@ -45,7 +58,7 @@ pub async fn listen(url: String, hub: Arc<JobHub>, mut stop: tokio::sync::watch:
     loop {
         let connected = async {
             let mut listener = PgListener::connect(&url).await?;
-            listener.listen(CHANNEL).await?;
+            listener.listen_all([CHANNEL, CHANGED_CHANNEL]).await?;
             Ok::<_, sea_orm::sqlx::Error>(listener)
         };
         let mut listener = tokio::select! {
@@ -66,6 +79,7 @@ pub async fn listen(url: String, hub: Arc<JobHub>, mut stop: tokio::sync::watch:
         backoff = Duration::from_millis(500);
         // Anything announced before LISTEN took effect is in the database: look again.
         hub.notify_all();
+        hub.changed();
         tracing::debug!(channel = CHANNEL, "listening for job wake-ups");
         loop {
             let next = tokio::select! {
@@ -73,6 +87,7 @@ pub async fn listen(url: String, hub: Arc<JobHub>, mut stop: tokio::sync::watch:
                 _ = stop.changed() => return,
             };
             match next {
+                Ok(Some(n)) if n.channel() == CHANGED_CHANNEL => hub.changed(),
                 Ok(Some(n)) => match n.payload().parse::<Uuid>() {
                     Ok(device) => hub.notify(device),
                     Err(_) => {
@@ -83,6 +98,7 @@ pub async fn listen(url: String, hub: Arc<JobHub>, mut stop: tokio::sync::watch:
                 Ok(None) => {
                     tracing::warn!("job wake-up listener reconnected; waking every waiter");
                     hub.notify_all();
+                    hub.changed();
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "job wake-up listener failed; reconnecting");
@@ -93,14 +109,37 @@ pub async fn listen(url: String, hub: Arc<JobHub>, mut stop: tokio::sync::watch:
     }
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct JobHub {
     waiters: Mutex<HashMap<Uuid, Arc<Notify>>>,
+    /// Bumped after a commit that changed a job (any office): live portal pages re-read what
+    /// changed. A counter, so a slow reader skips to the newest value instead of lagging.
+    changes: tokio::sync::watch::Sender<u64>,
+}
+
+impl Default for JobHub {
+    fn default() -> Self {
+        Self {
+            waiters: Mutex::default(),
+            changes: tokio::sync::watch::Sender::new(0),
+        }
+    }
 }
 
 impl JobHub {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// After the COMMIT of any job change: wakes the live pages (Server-Sent Events), which
+    /// read what changed for their user. Also relayed from [`announce_change`] across processes.
+    pub fn changed(&self) {
+        self.changes.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// A receiver that sees every [`JobHub::changed`] after this call.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<Uuid, Arc<Notify>>> {

@@ -129,30 +129,46 @@ pub struct ListQuery {
     page_size: Option<i64>,
 }
 
-/// `GET /api/v1/installations?state=open|overdue|removed|all&device_id=&user_id=&page=&page_size=`:
-/// the office's installations (a VIEW: those of their own requests), newest first.
-pub async fn list(
-    state: web::Data<AppState>,
-    user: AuthUser,
-    query: web::Query<ListQuery>,
-) -> Result<HttpResponse, AppError> {
-    let q = query.into_inner();
-    let paging = Paging::parse(q.page, q.page_size)?;
+/// Which installations a listing shows (a VIEW: only those of their own requests).
+#[derive(Debug, Clone)]
+pub struct InstallationFilter {
+    pub state: StateFilter,
+    pub device_id: Option<Uuid>,
+    pub user_id: Option<Uuid>,
+}
+
+impl Default for InstallationFilter {
+    fn default() -> Self {
+        Self {
+            state: StateFilter::Open,
+            device_id: None,
+            user_id: None,
+        }
+    }
+}
+
+/// One page of the installations `user` may see, newest first.
+pub async fn find_page(
+    state: &AppState,
+    user: &AuthUser,
+    filter: &InstallationFilter,
+    paging: Paging,
+) -> Result<crate::http::paging::Page<InstallationView>, AppError> {
     let mut cond = Condition::all().add(Column::OrgId.eq(user.org.0));
-    match q.state.unwrap_or(StateFilter::Open) {
+    match filter.state {
         StateFilter::Open => cond = cond.add(Column::RemovedAt.is_null()),
         StateFilter::Overdue => {
             cond = cond
                 .add(Column::RemovedAt.is_null())
-                .add(Column::ExpiresAt.lte(Utc::now() - grace(&state)))
+                .add(Column::ExpiresAt.lte(Utc::now() - grace(state)))
         }
         StateFilter::Removed => cond = cond.add(Column::RemovedAt.is_not_null()),
         StateFilter::All => {}
     }
-    if let Some(d) = q.device_id {
+    if let Some(d) = filter.device_id {
         cond = cond.add(Column::DeviceId.eq(d));
     }
-    if let Some(u) = q.user_id {
+    if let Some(u) = filter.user_id {
         cond = cond.add(Column::UserId.eq(u));
     }
     if !user.is_admin() {
@@ -163,8 +179,25 @@ pub async fn list(
         .order_by_desc(Column::InstalledAt)
         .order_by_asc(Column::Id);
     let (total, leases) = paging.fetch(&state.db, select).await?;
-    let items = views(&state.db, leases, grace(&state)).await?;
-    Ok(HttpResponse::Ok().json(paging.page(total, items)))
+    let items = views(&state.db, leases, grace(state)).await?;
+    Ok(paging.page(total, items))
+}
+
+/// `GET /api/v1/installations?state=open|overdue|removed|all&device_id=&user_id=&page=&page_size=`:
+/// the office's installations (a VIEW: those of their own requests), newest first.
+pub async fn list(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    query: web::Query<ListQuery>,
+) -> Result<HttpResponse, AppError> {
+    let q = query.into_inner();
+    let paging = Paging::parse(q.page, q.page_size)?;
+    let filter = InstallationFilter {
+        state: q.state.unwrap_or(StateFilter::Open),
+        device_id: q.device_id,
+        user_id: q.user_id,
+    };
+    Ok(HttpResponse::Ok().json(find_page(&state, &user, &filter, paging).await?))
 }
 
 /// `GET /api/v1/installations/{id}`
@@ -196,9 +229,26 @@ pub async fn remove(
     path: web::Path<Uuid>,
     body: web::Json<RemoveBody>,
 ) -> Result<HttpResponse, AppError> {
-    let reason = super::api::reason_of(body.into_inner().reason, "reason")?;
+    let reason = body.into_inner().reason;
+    let (view, created) = request_removal(&state, &user, path.into_inner(), reason).await?;
+    if created {
+        Ok(HttpResponse::Created().json(view))
+    } else {
+        Ok(HttpResponse::Ok().json(view))
+    }
+}
+
+/// Ends installation `id` now ("Remover agora"): its `REMOVE` job, and whether this call
+/// created it (`false`: the one already open).
+pub async fn request_removal(
+    state: &AppState,
+    user: &AuthUser,
+    id: Uuid,
+    reason: Option<String>,
+) -> Result<(super::api::JobView, bool), AppError> {
+    let reason = super::api::reason_of(reason, "reason")?;
     let txn = crate::db::begin_write(&state.db).await?;
-    let lease = visible(&txn, &user, path.into_inner()).await?;
+    let lease = visible(&txn, user, id).await?;
     let (job, created) = super::removal::request(
         &txn,
         &lease,
@@ -211,9 +261,7 @@ pub async fn remove(
     let view = super::api::view(&txn, job).await?;
     txn.commit().await?;
     if created {
-        super::api::wake_if_pending(&state, &view);
-        Ok(HttpResponse::Created().json(view))
-    } else {
-        Ok(HttpResponse::Ok().json(view))
+        super::api::wake_if_pending(state, &view);
     }
+    Ok((view, created))
 }

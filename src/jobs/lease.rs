@@ -216,6 +216,7 @@ pub async fn sweep_overdue(
         )
         .await?;
         txn.commit().await?;
+        state.job_hub.changed();
         if created {
             state.job_hub.notify(job.device_id);
         }

@@ -175,6 +175,7 @@ pub async fn create<C: ConnectionTrait>(conn: &C, new: NewJob) -> Result<Install
     if approved {
         hub::announce(conn, job.device_id).await?;
     }
+    hub::announce_change(conn).await?;
     Ok(job)
 }
 
@@ -239,6 +240,7 @@ pub async fn apply<C: ConnectionTrait>(
     if to == JobStatus::Pending {
         hub::announce(conn, job.device_id).await?;
     }
+    hub::announce_change(conn).await?;
     audit::append(
         conn,
         Entry::new(
@@ -321,6 +323,7 @@ pub async fn sweep(
     }
     done.overdue = lease::sweep_overdue(state, org, actor, now).await?;
     if done != Sweep::default() {
+        state.job_hub.changed();
         tracing::info!(
             expired = done.expired,
             reaped = done.reaped,

@@ -137,3 +137,73 @@ impl FromRequest for PortalUser {
         })
     }
 }
+
+/// A logged-in, active user of the portal, as the domain functions take them, with the CSRF
+/// token for the page's forms. Without a live session the page redirects to the login.
+pub struct Staff {
+    pub user: crate::http::auth::AuthUser,
+    pub csrf: Csrf,
+}
+
+impl Staff {
+    pub fn is_admin(&self) -> bool {
+        self.user.is_admin()
+    }
+}
+
+impl Staff {
+    /// The staff member behind `user` (the login page when there is none).
+    pub fn from_parts(
+        req: &HttpRequest,
+        state: &AppState,
+        user: PortalUser,
+    ) -> Result<Self, super::error::PageError> {
+        let Some(user) = user.0 else {
+            return Err(AppError::Unauthorized.into());
+        };
+        let role = user.role()?;
+        Ok(Staff {
+            user: crate::http::auth::AuthUser {
+                org: crate::domain::OrgId(user.org_id),
+                role,
+                user,
+                ip: crate::http::auth::client_ip(req),
+            },
+            csrf: Csrf::for_request(req, state),
+        })
+    }
+}
+
+impl FromRequest for Staff {
+    type Error = super::error::PageError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let portal_user = PortalUser::from_request(req, payload);
+        let req = req.clone();
+        Box::pin(async move {
+            let user = portal_user.await?;
+            let state = req
+                .app_data::<web::Data<AppState>>()
+                .ok_or_else(|| AppError::Internal("application state missing".into()))?;
+            Staff::from_parts(&req, state, user)
+        })
+    }
+}
+
+/// A logged-in ADMIN or DEV; anyone else gets the "access denied" page.
+pub struct AdminStaff(pub Staff);
+
+impl FromRequest for AdminStaff {
+    type Error = super::error::PageError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let staff = Staff::from_request(req, payload);
+        Box::pin(async move {
+            let staff = staff.await?;
+            staff.user.require_admin()?;
+            Ok(AdminStaff(staff))
+        })
+    }
+}

@@ -272,31 +272,6 @@ const MATRIX: &[Row] = &[
         Some(r#"{"mode":"manual","removed":[]}"#),
         [401, 403, 403, 403, 200],
     ),
-    // Portal pages are public; their forms refuse a POST without the CSRF cookie and field.
-    ("get", "/", None, [200, 200, 200, 200, 200]),
-    ("get", "/entrar", None, [200, 200, 200, 200, 200]),
-    (
-        "post",
-        "/entrar",
-        Some("csrf=x&email=a%40b.com&password=y"),
-        [403, 403, 403, 403, 403],
-    ),
-    ("post", "/sair", Some("csrf=x"), [403, 403, 403, 403, 403]),
-    ("get", "/definir-senha", None, [200, 200, 200, 200, 200]),
-    (
-        "post",
-        "/definir-senha",
-        Some("csrf=x&token=t&new_password=p&confirm=p"),
-        [403, 403, 403, 403, 403],
-    ),
-    ("get", "/primeiro-acesso", None, [404, 404, 404, 404, 404]),
-    (
-        "post",
-        "/primeiro-acesso",
-        Some("csrf=x&token=t&nome=n&email=a%40b.com&new_password=p&confirm=p"),
-        [403, 403, 403, 403, 403],
-    ),
-    ("get", "/static/{path:.*}", None, [200, 200, 200, 200, 200]),
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -304,7 +279,7 @@ async fn every_route_with_every_role() {
     let api = certhub::http::api::docs()
         .into_iter()
         .map(|r| (r.method, r.path));
-    for (method, path) in api.chain(certhub::portal::routes()) {
+    for (method, path) in api {
         assert!(
             MATRIX.iter().any(|(m, p, _, _)| *m == method && *p == path),
             "{method} {path} has no row in the access matrix"
@@ -385,24 +360,12 @@ async fn every_route_with_every_role() {
             } else {
                 &view_id
             };
-            let path = path.replace("{id}", id).replace("{path:.*}", "app.css");
+            let path = path.replace("{id}", id);
             let res = match body {
-                // JSON for the API, a form for the portal's pages.
-                Some(b) if b.starts_with('{') => {
+                Some(b) => {
                     let json = serde_json::from_str(&b).unwrap();
                     app.send(&method.to_uppercase(), &path, Some(json), *caller, None)
                         .await
-                }
-                Some(form) => {
-                    let mut req = app
-                        .client
-                        .request(method.to_uppercase().parse().unwrap(), app.url(&path))
-                        .header("content-type", "application/x-www-form-urlencoded")
-                        .body(form);
-                    if let Some(t) = caller {
-                        req = req.bearer_auth(t);
-                    }
-                    req.send().await.unwrap()
                 }
                 None => {
                     app.send(&method.to_uppercase(), &path, None, *caller, None)
@@ -437,4 +400,256 @@ async fn provision(app: &TestApp, admin: &str) -> (String, String) {
         body["id"].as_str().unwrap().to_owned(),
         body["device_token"].as_str().unwrap().to_owned(),
     )
+}
+
+/// Expected status of a portal page for: anonymous, VIEW, ADMIN, DEV (cookie sessions). A 303
+/// for the anonymous caller must lead to `/entrar`; a 303 for a logged-in one must not.
+type PortalRow = (&'static str, &'static str, Option<&'static str>, [u16; 4]);
+
+/// Every portal route. `{csrf}` is the caller's own token (so the role is what is tested);
+/// `{id}` is the certificate, the device or the VIEW user of the page, and for requests and
+/// installations an id nothing has. The logout row runs last.
+const PORTAL: &[PortalRow] = &[
+    ("get", "/", None, [200, 200, 200, 200]),
+    ("get", "/entrar", None, [200, 303, 303, 303]),
+    ("get", "/definir-senha", None, [200, 200, 200, 200]),
+    (
+        "post",
+        "/definir-senha",
+        Some("csrf={csrf}&token=bogus&new_password=SenhaForte123!&confirm=SenhaForte123!"),
+        [422, 422, 422, 422],
+    ),
+    ("get", "/primeiro-acesso", None, [404, 404, 404, 404]),
+    (
+        "post",
+        "/primeiro-acesso",
+        Some(
+            "csrf={csrf}&token=t&nome=n&email=a%40b.com&new_password=SenhaForte123!&confirm=SenhaForte123!",
+        ),
+        [404, 404, 404, 404],
+    ),
+    ("get", "/certificados", None, [303, 200, 200, 200]),
+    ("get", "/certificados/{id}", None, [303, 200, 200, 200]),
+    (
+        "post",
+        "/certificados/{id}/instalar",
+        Some("csrf={csrf}&device_id={device}&duration_minutes=&reason=matriz"),
+        [303, 303, 303, 303],
+    ),
+    (
+        "post",
+        "/certificados/{id}/caminho",
+        Some("csrf={csrf}"),
+        [303, 403, 200, 200],
+    ),
+    ("get", "/solicitacoes", None, [303, 200, 200, 200]),
+    ("get", "/solicitacoes/eventos", None, [303, 200, 200, 200]),
+    (
+        "post",
+        "/solicitacoes/{id}/aprovar",
+        Some("csrf={csrf}"),
+        [303, 403, 404, 404],
+    ),
+    (
+        "post",
+        "/solicitacoes/{id}/negar",
+        Some("csrf={csrf}&reason=nao"),
+        [303, 403, 404, 404],
+    ),
+    (
+        "post",
+        "/solicitacoes/{id}/cancelar",
+        Some("csrf={csrf}"),
+        [303, 404, 404, 404],
+    ),
+    ("get", "/instalacoes", None, [303, 200, 200, 200]),
+    (
+        "post",
+        "/instalacoes/{id}/remover",
+        Some("csrf={csrf}"),
+        [303, 404, 404, 404],
+    ),
+    ("get", "/dispositivos", None, [303, 403, 200, 200]),
+    (
+        "post",
+        "/dispositivos",
+        Some("csrf={csrf}&hostname=PC-{n}&owner_user_id="),
+        [303, 403, 200, 200],
+    ),
+    ("get", "/dispositivos/{id}", None, [303, 403, 200, 200]),
+    (
+        "post",
+        "/dispositivos/{id}",
+        Some("csrf={csrf}&hostname=PC-ALVO&owner_user_id="),
+        [303, 403, 303, 303],
+    ),
+    (
+        "post",
+        "/dispositivos/{id}/token",
+        Some("csrf={csrf}"),
+        [303, 403, 200, 200],
+    ),
+    (
+        "post",
+        "/dispositivos/{id}/bloquear",
+        Some("csrf={csrf}"),
+        [303, 403, 303, 303],
+    ),
+    (
+        "post",
+        "/dispositivos/{id}/desbloquear",
+        Some("csrf={csrf}"),
+        [303, 403, 303, 303],
+    ),
+    ("get", "/usuarios", None, [303, 403, 200, 200]),
+    (
+        "post",
+        "/usuarios",
+        Some("csrf={csrf}&nome=Novo&email=novo-{n}%40escritorio.com.br&role_global=VIEW"),
+        [303, 403, 200, 200],
+    ),
+    (
+        "post",
+        "/usuarios/{id}",
+        Some("csrf={csrf}&role_global=VIEW&is_active=on"),
+        [303, 403, 303, 303],
+    ),
+    (
+        "post",
+        "/usuarios/{id}/link",
+        Some("csrf={csrf}"),
+        [303, 403, 200, 200],
+    ),
+    ("get", "/auditoria", None, [303, 403, 200, 200]),
+    ("get", "/auditoria/export.csv", None, [303, 403, 200, 200]),
+    ("get", "/static/{path:.*}", None, [200, 200, 200, 200]),
+    (
+        "post",
+        "/entrar",
+        Some("csrf={csrf}&email=ninguem%40escritorio.com.br&password=errada"),
+        [401, 401, 401, 401],
+    ),
+    ("post", "/sair", Some("csrf={csrf}"), [303, 303, 303, 303]),
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_portal_page_with_every_role() {
+    for (method, path) in certhub::portal::routes() {
+        assert!(
+            PORTAL.iter().any(|(m, p, _, _)| *m == method && *p == path),
+            "{method} {path} has no row in the portal access matrix"
+        );
+    }
+    let db = TestDb::new(Backend::Sqlite).await.unwrap();
+    let root = db.dir().join("certificados");
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::write(
+        root.join("EMPRESA X LTDA Senha 1234.pfx"),
+        fixture("ecnpj-aes.pfx"),
+    )
+    .unwrap();
+    ingest(&db, &root, &[]);
+    let app = spawn_app(&db).await;
+    let view = app.onboard(&db, "view@escritorio.com.br", "VIEW", PW).await;
+    let admin = app
+        .onboard(&db, "admin@escritorio.com.br", "ADMIN", PW)
+        .await;
+    app.onboard(&db, "dev@escritorio.com.br", "DEV", PW).await;
+    let (device_id, _) = provision(&app, &admin.access).await;
+    let (_, me, _) = app
+        .call_json("GET", "/api/v1/auth/me", None, &view.access)
+        .await;
+    let view_id = me["id"].as_str().unwrap().to_owned();
+    let (_, catalogue, _) = app
+        .call_json("GET", "/api/v1/certificados", None, &view.access)
+        .await;
+    let cert_id = catalogue["items"][0]["id"].as_str().unwrap().to_owned();
+    let job_id = uuid::Uuid::new_v4().to_string();
+
+    let mut callers = vec![crate::portal::anonymous(&app).await];
+    for email in [
+        "view@escritorio.com.br",
+        "admin@escritorio.com.br",
+        "dev@escritorio.com.br",
+    ] {
+        callers.push(crate::portal::session(&app, email, PW).await);
+    }
+    let mut n = 0;
+    let mut wrong = Vec::new();
+    let fill = |s: &str, csrf: &str, n: i32| {
+        let id = if s.starts_with("/certificados/") {
+            &cert_id
+        } else if s.starts_with("/dispositivos/") {
+            &device_id
+        } else if s.starts_with("/usuarios/") {
+            &view_id
+        } else {
+            &job_id
+        };
+        s.replace("{id}", id)
+            .replace("{csrf}", csrf)
+            .replace("{cert}", &cert_id)
+            .replace("{device}", &device_id)
+            .replace("{user}", &view_id)
+            .replace("{job}", &job_id)
+            .replace("{path:.*}", "app.css")
+            .replace("{n}", &n.to_string())
+    };
+    for (method, path, form, expected) in PORTAL {
+        for (i, (browser, csrf)) in callers.iter().enumerate() {
+            n += 1;
+            let who = ["anonymous", "VIEW", "ADMIN", "DEV"][i];
+            let url = app.url(&fill(path, csrf, n));
+            let res = match form {
+                Some(f) => browser
+                    .post(&url)
+                    .header("content-type", "application/x-www-form-urlencoded")
+                    .body(fill(f, csrf, n))
+                    .send()
+                    .await
+                    .unwrap(),
+                None => browser.get(&url).send().await.unwrap(),
+            };
+            let status = res.status().as_u16();
+            let location = res
+                .headers()
+                .get("location")
+                .map(|l| l.to_str().unwrap().to_owned());
+            let text = if path.ends_with("/eventos") {
+                String::new()
+            } else {
+                res.text().await.unwrap()
+            };
+            if status != expected[i] {
+                let excerpt: String = text.chars().take(300).collect();
+                wrong.push(format!(
+                    "{method} {path} as {who}: {status}, expected {} ({excerpt})",
+                    expected[i]
+                ));
+            } else if status == 303 && *path != "/sair" && *path != "/entrar" {
+                let to_login = location.as_deref() == Some("/entrar");
+                if to_login != (i == 0) {
+                    wrong.push(format!("{method} {path} as {who} -> {location:?}"));
+                }
+            }
+        }
+        // Without the caller's CSRF token every form is refused, whoever sends it.
+        if form.is_some() && *path != "/sair" {
+            let (admin_browser, _) = &callers[2];
+            let res = admin_browser
+                .post(app.url(&fill(path, "forjado", n)))
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(fill(form.unwrap(), "forjado", n))
+                .send()
+                .await
+                .unwrap();
+            if res.status() != 403 {
+                wrong.push(format!(
+                    "{method} {path} with a forged CSRF token: {}",
+                    res.status()
+                ));
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }

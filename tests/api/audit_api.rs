@@ -162,8 +162,8 @@ on_both_databases! {
         assert_eq!((p1["total"].as_i64(), p2["page"].as_i64()), (Some(ours), Some(2)));
         assert_eq!([seqs(&p1["items"]), seqs(&p2["items"])].concat(), s[..4].to_vec());
 
-        // Date range (UTC): `to` as a day includes that whole day.
-        let today = chrono::Utc::now().date_naive();
+        // Date range (days of the office, America/Sao_Paulo): `to` as a day includes that whole day.
+        let today = chrono::Utc::now().with_timezone(&chrono_tz::America::Sao_Paulo).date_naive();
         let day = |d: chrono::NaiveDate| d.format("%Y-%m-%d").to_string();
         let yesterday = today.pred_opt().unwrap();
         let tomorrow = today.succ_opt().unwrap();

@@ -36,6 +36,30 @@ pub(crate) fn csrf_of(html: &str) -> String {
     html[at..].split('"').next().unwrap().to_owned()
 }
 
+/// A browser that has opened the login page (so it holds the pre-login CSRF cookie), and its
+/// CSRF token.
+pub(crate) async fn anonymous(app: &TestApp) -> (reqwest::Client, String) {
+    let b = browser();
+    let page = b.get(app.url("/entrar")).send().await.unwrap();
+    let csrf = csrf_of(&page.text().await.unwrap());
+    (b, csrf)
+}
+
+/// A browser logged in to the portal as `email`, and the CSRF token of its session.
+pub(crate) async fn session(
+    app: &TestApp,
+    email: &str,
+    password: &str,
+) -> (reqwest::Client, String) {
+    let (b, csrf) = anonymous(app).await;
+    let res = post_login(&b, app, &csrf, email, password).await;
+    assert_eq!(res.status(), 303, "portal login as {email}");
+    let home = b.get(app.url("/")).send().await.unwrap();
+    assert_eq!(home.status(), 200);
+    let csrf = csrf_of(&home.text().await.unwrap());
+    (b, csrf)
+}
+
 async fn first_access_link(app: &TestApp) -> String {
     loop {
         let line = app

@@ -1,0 +1,180 @@
+//! Auditoria (ADMIN/DEV): the office's audit log filtered by action, user, device, certificate
+//! and days (of the office), paged, exported as CSV with the same filters, and the hash chain
+//! verified on every view.
+
+use actix_web::{HttpResponse, web};
+use maud::html;
+use serde::Deserialize;
+use uuid::Uuid;
+
+use super::components as c;
+use super::error::PageError;
+use super::session::AdminStaff;
+use super::{Section, staff_page};
+use crate::audit::AuditAction;
+use crate::audit::api::{self, AuditQuery};
+use crate::startup::AppState;
+
+/// The page's filters, as the form sends them (empty fields are "any").
+#[derive(Debug, Default, Deserialize)]
+pub struct Filters {
+    #[serde(default)]
+    action: String,
+    #[serde(default)]
+    user_id: String,
+    #[serde(default)]
+    device_id: String,
+    #[serde(default)]
+    entity_id: String,
+    #[serde(default)]
+    from: String,
+    #[serde(default)]
+    to: String,
+    page: Option<i64>,
+}
+
+fn uuid_of(name: &str, raw: &str) -> Result<Option<Uuid>, PageError> {
+    match raw.trim() {
+        "" => Ok(None),
+        v => v
+            .parse()
+            .map(Some)
+            .map_err(|_| crate::http::AppError::Validation(format!("{name}: not an id")).into()),
+    }
+}
+
+fn text(raw: &str) -> Option<String> {
+    Some(raw.trim().to_owned()).filter(|v| !v.is_empty())
+}
+
+impl Filters {
+    fn query(&self) -> Result<AuditQuery, PageError> {
+        Ok(AuditQuery {
+            action: text(&self.action),
+            user_id: uuid_of("user_id", &self.user_id)?,
+            device_id: uuid_of("device_id", &self.device_id)?,
+            entity_id: text(&self.entity_id),
+            from: text(&self.from),
+            to: text(&self.to),
+            page: self.page,
+            page_size: Some(50),
+        })
+    }
+
+    fn base(&self) -> String {
+        c::query(&[
+            ("action", &self.action),
+            ("user_id", &self.user_id),
+            ("device_id", &self.device_id),
+            ("entity_id", &self.entity_id),
+            ("from", &self.from),
+            ("to", &self.to),
+        ])
+    }
+}
+
+pub async fn page(
+    state: web::Data<AppState>,
+    admin: AdminStaff,
+    filters: web::Query<Filters>,
+) -> Result<HttpResponse, PageError> {
+    let staff = &admin.0;
+    let f = filters.into_inner();
+    let rows = api::find_page(&state, &staff.user, &f.query()?).await?;
+    let chain = api::verify_chain(&state, &staff.user).await?;
+    let users = crate::accounts::admin::list_users(&state.db, staff.user.org).await?;
+    let devices = crate::devices::admin::list_views(&state.db, staff.user.org).await?;
+    let user_name = |id: Uuid| users.iter().find(|u| u.id == id).map(|u| u.nome.clone());
+    let device_name = |id: Uuid| {
+        devices
+            .iter()
+            .find(|d| d.id == id)
+            .map(|d| d.hostname.clone())
+    };
+    let tz = state.settings.timezone;
+    let base = f.base();
+    let export = if base.is_empty() {
+        "/auditoria/export.csv".to_owned()
+    } else {
+        format!("/auditoria/export.csv?{base}")
+    };
+    let body = html! {
+        h1 { "Auditoria" }
+        @if chain.ok {
+            p.notice role="status" { "Cadeia de registros verificada: " (chain.rows) " registros íntegros." }
+        } @else {
+            p.error role="alert" {
+                "A cadeia de registros está quebrada"
+                @if let Some(b) = &chain.first_break { " no registro " (b.seq) " (" (b.reason) ")" }
+                ". Avise o suporte."
+            }
+        }
+        form.filters method="get" action="/auditoria" {
+            label { "Ação"
+                select name="action" {
+                    option value="" { "Todas" }
+                    @for a in AuditAction::ALL {
+                        option value=(a.as_str()) selected[a.as_str() == f.action] { (a.as_str()) }
+                    }
+                }
+            }
+            label { "Usuário"
+                select name="user_id" {
+                    option value="" { "Todos" }
+                    @for u in &users { option value=(u.id) selected[u.id.to_string() == f.user_id] { (u.nome) } }
+                }
+            }
+            label { "Dispositivo"
+                select name="device_id" {
+                    option value="" { "Todos" }
+                    @for d in &devices { option value=(d.id) selected[d.id.to_string() == f.device_id] { (d.hostname) } }
+                }
+            }
+            label { "Certificado ou registro (id)" input type="text" name="entity_id" value=(f.entity_id) maxlength="64"; }
+            label { "De" input type="date" name="from" value=(f.from); }
+            label { "Até" input type="date" name="to" value=(f.to); }
+            button type="submit" { "Filtrar" }
+            a.button.secondary href=(export) download { "Exportar CSV" }
+        }
+        @if rows.items.is_empty() {
+            (c::empty("Nenhum registro com esses filtros."))
+        } @else {
+            table {
+                caption.sr { "Registros de auditoria" }
+                thead { tr {
+                    th scope="col" { "#" } th scope="col" { "Quando" } th scope="col" { "Ação" }
+                    th scope="col" { "Quem" } th scope="col" { "Sobre" } th scope="col" { "IP" }
+                } }
+                tbody {
+                    @for r in &rows.items {
+                        tr {
+                            td { (r.seq) }
+                            td.nowrap { (c::when(tz, r.at)) }
+                            td.mono { (r.action) }
+                            td {
+                                @match (r.actor_type, r.actor_id) {
+                                    ("user", Some(id)) => { (user_name(id).unwrap_or_else(|| id.to_string())) }
+                                    ("device", Some(id)) => { "PC " (device_name(id).unwrap_or_else(|| id.to_string())) }
+                                    _ => { "sistema" }
+                                }
+                            }
+                            td.mono { (r.entity_type.as_deref().unwrap_or("")) " " (r.entity_id.as_deref().unwrap_or("")) }
+                            td { (r.ip.as_deref().unwrap_or("")) }
+                        }
+                    }
+                }
+            }
+            (c::pager(&rows, &base))
+        }
+    };
+    Ok(staff_page(staff, Section::Auditoria, "Auditoria", body))
+}
+
+pub async fn export(
+    state: web::Data<AppState>,
+    admin: AdminStaff,
+    filters: web::Query<Filters>,
+) -> Result<HttpResponse, PageError> {
+    let q = filters.into_inner().query()?;
+    Ok(api::csv_export(&state, &admin.0.user, &q)?)
+}

@@ -1,0 +1,330 @@
+//! Certificados: search the catalogue, one certificate with "Instalar no meu computador", and
+//! for ADMIN/DEV the files that failed to open, typing their password, and the audited path
+//! reveal.
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use chrono::Utc;
+use maud::{Markup, html};
+use serde::Deserialize;
+use uuid::Uuid;
+
+use super::components::{self as c, csrf_field};
+use super::error::{PageError, back_to};
+use super::session::{AdminStaff, Staff};
+use super::{Section, check_csrf, done, staff_page};
+use crate::certificates::catalogue::{self, CertificateView, ListQuery, Listing, StatusFilter};
+use crate::http::AppError;
+use crate::jobs::api::InstallBody;
+use crate::startup::AppState;
+
+#[derive(Debug, Deserialize)]
+pub struct ListParams {
+    #[serde(default)]
+    q: String,
+    #[serde(default)]
+    status: Option<String>,
+    dias: Option<i64>,
+    page: Option<i64>,
+    ok: Option<String>,
+}
+
+fn status_of(raw: Option<&str>) -> StatusFilter {
+    match raw.unwrap_or_default() {
+        "expiring" => StatusFilter::Expiring,
+        "expired" => StatusFilter::Expired,
+        "unavailable" => StatusFilter::Unavailable,
+        "unreadable" => StatusFilter::Unreadable,
+        "all" => StatusFilter::All,
+        _ => StatusFilter::Available,
+    }
+}
+
+const FILTERS: [(&str, &str); 6] = [
+    ("available", "Disponíveis"),
+    ("expiring", "A vencer"),
+    ("expired", "Vencidos"),
+    ("unavailable", "Indisponíveis"),
+    ("unreadable", "Com erro ao abrir"),
+    ("all", "Todos"),
+];
+
+fn kind_label(kind: Option<&str>) -> &'static str {
+    match kind {
+        Some("PJ") => "Empresa",
+        Some("PF") => "Pessoa",
+        _ => "—",
+    }
+}
+
+pub async fn list(
+    state: web::Data<AppState>,
+    staff: Staff,
+    params: web::Query<ListParams>,
+) -> Result<HttpResponse, PageError> {
+    let p = params.into_inner();
+    let status_key = p.status.as_deref().unwrap_or("available");
+    let status = status_of(Some(status_key));
+    let listing = Listing::try_from(ListQuery {
+        q: Some(p.q.clone()),
+        status,
+        within_days: p.dias,
+        page: p.page,
+        page_size: Some(25),
+    })?;
+    let now = Utc::now();
+    let found = catalogue::find_page(&state.db, staff.user.org, &listing, now).await?;
+    let tz = state.settings.timezone;
+    let dias = p.dias.map(|d| d.to_string()).unwrap_or_default();
+    let base = c::query(&[("q", &p.q), ("status", status_key), ("dias", &dias)]);
+    let body = html! {
+        h1 { "Certificados" }
+        (c::notice(p.ok.as_deref()))
+        form.filters method="get" action="/certificados" role="search" {
+            label { "Buscar por nome ou CNPJ/CPF"
+                input type="search" name="q" value=(p.q) placeholder="ex.: Padaria ou 11.222.333/0001-81" maxlength="200";
+            }
+            label { "Mostrar"
+                select name="status" {
+                    @for (key, label) in FILTERS {
+                        @if key != "unreadable" || staff.is_admin() {
+                            option value=(key) selected[key == status_key] { (label) }
+                        }
+                    }
+                }
+            }
+            @if status == StatusFilter::Expiring {
+                label { "Em até (dias)"
+                    input type="number" name="dias" min="1" max="365" value=(p.dias.unwrap_or(catalogue::DEFAULT_WITHIN_DAYS));
+                }
+            }
+            button type="submit" { "Buscar" }
+        }
+        @if found.items.is_empty() {
+            (c::empty(if p.q.trim().is_empty() {
+                "Nenhum certificado nesta lista. Os certificados chegam pela pasta do escritório."
+            } else {
+                "Nenhum certificado encontrado para essa busca. Confira o nome ou os números do CNPJ/CPF."
+            }))
+        } @else {
+            table {
+                caption.sr { "Certificados encontrados" }
+                thead { tr {
+                    th scope="col" { "Nome" } th scope="col" { "Tipo" } th scope="col" { "CNPJ/CPF" }
+                    th scope="col" { "Emissor" } th scope="col" { "Validade" }
+                } }
+                tbody {
+                    @for cert in &found.items { (row(tz, now, cert, staff.is_admin())) }
+                }
+            }
+            (c::pager(&found, &base))
+        }
+        @if staff.is_admin() {
+            p.muted { "Os certificados vêm da pasta do escritório; o envio pelo navegador fica em Certificados › Enviar." }
+        }
+    };
+    Ok(staff_page(
+        &staff,
+        Section::Certificados,
+        "Certificados",
+        body,
+    ))
+}
+
+fn row(
+    tz: chrono_tz::Tz,
+    now: chrono::DateTime<Utc>,
+    cert: &CertificateView,
+    admin: bool,
+) -> Markup {
+    html! {
+        tr {
+            td {
+                a href={ "/certificados/" (cert.id) } { (cert.name) }
+                @if !cert.is_available { " " span.badge.muted { "indisponível" } }
+                @if admin && cert.parse_error.is_some() { " " span.badge.bad { "não abriu" } }
+            }
+            td { (kind_label(cert.cert_kind.as_deref())) }
+            td.nowrap { (c::document(cert.cnpj.as_deref(), cert.cpf.as_deref())) }
+            td { (cert.issuer.as_deref().unwrap_or("—")) }
+            td.nowrap {
+                @if let Some(end) = cert.not_after { (c::day(tz, end)) " " }
+                (c::expiry_badge(now, cert.not_after))
+            }
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct DetailParams {
+    ok: Option<String>,
+}
+
+pub async fn detail(
+    state: web::Data<AppState>,
+    staff: Staff,
+    path: web::Path<Uuid>,
+    params: web::Query<DetailParams>,
+) -> Result<HttpResponse, PageError> {
+    let id = path.into_inner();
+    let cert = catalogue::find_view(&state.db, staff.user.org, id)
+        .await
+        .map_err(back_to("/certificados"))?;
+    let devices = crate::devices::targetable(&state.db, &staff.user).await?;
+    let tz = state.settings.timezone;
+    let now = Utc::now();
+    let installable = cert.is_available
+        && cert.parse_error.is_none()
+        && cert.not_after.is_some_and(|end| end > now);
+    let max_hours = state.settings.agent.max_lease_hours;
+    let body = html! {
+        p { a href="/certificados" { "‹ Certificados" } }
+        h1 { (cert.name) }
+        (c::notice(params.ok.as_deref()))
+        dl.facts {
+            dt { "Tipo" } dd { (kind_label(cert.cert_kind.as_deref())) }
+            dt { "CNPJ/CPF" } dd { (c::document(cert.cnpj.as_deref(), cert.cpf.as_deref())) }
+            @if let Some(r) = &cert.responsible_name { dt { "Responsável" } dd { (r) } }
+            dt { "Emissor" } dd { (cert.issuer.as_deref().unwrap_or("—")) }
+            dt { "Validade" } dd {
+                @if let (Some(a), Some(b)) = (cert.not_before, cert.not_after) { (c::day(tz, a)) " a " (c::day(tz, b)) " " }
+                (c::expiry_badge(now, cert.not_after))
+            }
+            dt { "Impressão digital" } dd.mono { (cert.sha1.as_deref().unwrap_or("—")) }
+            @if cert.superseded_by.is_some() { dt { "Situação" } dd { "Substituído por uma renovação" } }
+        }
+        section aria-labelledby="instalar" {
+            h2 id="instalar" { "Instalar no meu computador" }
+            @if !installable {
+                p.muted { "Este certificado não pode ser instalado agora (indisponível, vencido ou o arquivo não abriu)." }
+            } @else if devices.is_empty() {
+                p.empty { "Você ainda não tem um computador cadastrado. Peça a um administrador para cadastrar o seu em Dispositivos e instalar o agente CertHub nele." }
+            } @else {
+                form.card method="post" action={ "/certificados/" (cert.id) "/instalar" } {
+                    (csrf_field(&staff.csrf.value))
+                    label { "Computador"
+                        select name="device_id" required {
+                            @for d in &devices {
+                                option value=(d.id) {
+                                    (d.hostname)
+                                    @if d.owner_user_id == Some(staff.user.user.id) { " (meu)" }
+                                }
+                            }
+                        }
+                    }
+                    label { "Por quanto tempo"
+                        select name="duration_minutes" {
+                            option value="" { "Até as 18:00 de hoje" }
+                            @for h in [1_i64, 2, 4] {
+                                @if h <= max_hours { option value=(h * 60) { (h) " h" } }
+                            }
+                        }
+                    }
+                    label { "Motivo (opcional)"
+                        input type="text" name="reason" maxlength="500" placeholder="ex.: emitir notas fiscais";
+                    }
+                    button type="submit" { "Instalar no meu computador" }
+                }
+            }
+        }
+        @if staff.is_admin() { (admin_tools(&staff, &cert)) }
+    };
+    Ok(staff_page(&staff, Section::Certificados, &cert.name, body))
+}
+
+fn admin_tools(staff: &Staff, cert: &CertificateView) -> Markup {
+    html! {
+        section aria-labelledby="admin" {
+            h2 id="admin" { "Administração" }
+            @if let Some(err) = &cert.parse_error {
+                p.error { "O arquivo não abriu: " (err) }
+                form.card method="post" action={ "/certificados/" (cert.id) "/senha" } {
+                    (csrf_field(&staff.csrf.value))
+                    label { "Senha do certificado"
+                        input type="password" name="password" required autocomplete="off" maxlength="1024";
+                    }
+                    button type="submit" { "Guardar senha" }
+                }
+            }
+            form method="post" action={ "/certificados/" (cert.id) "/caminho" } {
+                (csrf_field(&staff.csrf.value))
+                button.secondary type="submit" { "Mostrar o caminho do arquivo (fica registrado na auditoria)" }
+            }
+        }
+    }
+}
+
+#[derive(Deserialize)]
+pub struct InstallForm {
+    csrf: String,
+    device_id: Uuid,
+    #[serde(default)]
+    duration_minutes: String,
+    #[serde(default)]
+    reason: String,
+}
+
+pub async fn request_install(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    staff: Staff,
+    path: web::Path<Uuid>,
+    form: web::Form<InstallForm>,
+) -> Result<HttpResponse, PageError> {
+    let form = form.into_inner();
+    check_csrf(&req, &form.csrf)?;
+    let id = path.into_inner();
+    let back = format!("/certificados/{id}");
+    let duration_minutes = match form.duration_minutes.trim() {
+        "" => None,
+        m => Some(
+            m.parse::<i64>()
+                .map_err(|_| AppError::Validation("duração inválida".into()))
+                .map_err(back_to(&back))?,
+        ),
+    };
+    crate::jobs::api::request(
+        &state,
+        &staff.user,
+        id,
+        InstallBody {
+            device_id: form.device_id,
+            reason: Some(form.reason),
+            duration_minutes,
+        },
+    )
+    .await
+    .map_err(back_to(&back))?;
+    Ok(done("/solicitacoes", "solicitado"))
+}
+
+#[derive(Deserialize)]
+pub struct CsrfOnly {
+    csrf: String,
+}
+
+pub async fn reveal_path(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    admin: AdminStaff,
+    path: web::Path<Uuid>,
+    form: web::Form<CsrfOnly>,
+) -> Result<HttpResponse, PageError> {
+    check_csrf(&req, &form.csrf)?;
+    let id = path.into_inner();
+    let back = format!("/certificados/{id}");
+    let raw = crate::certificates::admin::reveal_source_path(&state, &admin.0.user, id)
+        .await
+        .map_err(back_to(&back))?;
+    let body = html! {
+        p { a href=(back) { "‹ Voltar ao certificado" } }
+        h1 { "Caminho do arquivo" }
+        p { "Este acesso foi registrado na auditoria. O caminho pode conter a senha do certificado: não copie para e-mails ou conversas." }
+        p.mono.reveal { (raw) }
+    };
+    Ok(staff_page(
+        &admin.0,
+        Section::Certificados,
+        "Caminho do arquivo",
+        body,
+    ))
+}

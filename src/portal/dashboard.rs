@@ -1,0 +1,184 @@
+//! Painel (`/`): the user's installations now, and for ADMIN/DEV what needs attention — each a
+//! link to its list. Counts come from the same listings the pages and the API use.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, web};
+use chrono::{Duration, Utc};
+use maud::{Markup, html};
+
+use super::components::{self as c, csrf_field};
+use super::error::PageError;
+use super::session::{Csrf, PortalUser, Staff};
+use super::{Section, layout, page, staff_page};
+use crate::certificates::catalogue::{self, Listing, StatusFilter};
+use crate::http::paging::Paging;
+use crate::jobs::JobStatus;
+use crate::jobs::api::JobFilter;
+use crate::jobs::installations::{self, InstallationFilter, StateFilter};
+use crate::startup::AppState;
+
+/// A device that has not called in for this long is shown as offline.
+pub const OFFLINE_AFTER_MINUTES: i64 = 10;
+
+pub async fn home(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    user: PortalUser,
+) -> Result<HttpResponse, PageError> {
+    if user.0.is_none() {
+        let csrf = Csrf::for_request(&req, &state);
+        let body = html! {
+            h1 { "Cofre de certificados A1" }
+            p { "Os certificados digitais do escritório " strong { (state.org_name) } " ficam guardados aqui, criptografados." }
+            p { "Peça a instalação de um certificado no seu computador; um administrador aprova e o agente instala. Tudo o que for instalado é removido às 18:00." }
+            p { a.button href="/entrar" { "Entrar" } }
+        };
+        return Ok(page(
+            StatusCode::OK,
+            layout("Início", None, None, body),
+            &csrf,
+        ));
+    }
+    let staff = Staff::from_parts(&req, &state, user)?;
+    let mine = installations::find_page(
+        &state,
+        &staff.user,
+        &InstallationFilter {
+            user_id: Some(staff.user.user.id),
+            ..Default::default()
+        },
+        Paging::parse(None, Some(20))?,
+    )
+    .await?;
+    let tz = state.settings.timezone;
+    let now = Utc::now();
+    let attention = if staff.is_admin() {
+        Some(attention(&state, &staff).await?)
+    } else {
+        None
+    };
+    let body = html! {
+        h1 { "Painel" }
+        p { "Olá, " strong { (staff.user.user.nome) } "." }
+        @if let Some(a) = attention { (a) }
+        section aria-labelledby="minhas" {
+            h2 id="minhas" { "Meus certificados instalados agora" }
+            @if mine.items.is_empty() {
+                (c::empty("Nenhum certificado instalado para você agora. Para instalar, escolha um em Certificados."))
+                p { a href="/certificados" { "Ver certificados" } }
+            } @else {
+                table {
+                    caption.sr { "Certificados instalados para você" }
+                    thead { tr { th scope="col" { "Certificado" } th scope="col" { "Computador" } th scope="col" { "Até" } th scope="col" { "Tempo restante" } th scope="col" { span.sr { "Ações" } } } }
+                    tbody {
+                        @for i in &mine.items {
+                            tr {
+                                td { (i.cert.name) }
+                                td { (i.device.hostname) }
+                                td { (c::time(tz, Some(i.expires_at))) }
+                                td { (c::time_left(now, i.expires_at).unwrap_or_else(|| "removendo".into())) }
+                                td {
+                                    @if i.removal_job.is_none() {
+                                        form method="post" action={ "/instalacoes/" (i.id) "/remover" } {
+                                            (csrf_field(&staff.csrf.value))
+                                            input type="hidden" name="back" value="/";
+                                            button.small type="submit" { "Remover agora" }
+                                        }
+                                    } @else {
+                                        span.muted { "remoção pedida" }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    Ok(staff_page(&staff, Section::Painel, "Painel", body))
+}
+
+/// ADMIN/DEV: requests waiting, devices offline, overdue leases, certificates expiring,
+/// files that failed to open.
+async fn attention(state: &AppState, staff: &Staff) -> Result<Markup, PageError> {
+    let one = Paging::parse(None, Some(1))?;
+    let waiting = crate::jobs::api::find_page(
+        &state.db,
+        &staff.user,
+        &JobFilter {
+            statuses: vec![JobStatus::Requested],
+            ..Default::default()
+        },
+        one,
+    )
+    .await?
+    .total;
+    let overdue = installations::find_page(
+        state,
+        &staff.user,
+        &InstallationFilter {
+            state: StateFilter::Overdue,
+            ..Default::default()
+        },
+        one,
+    )
+    .await?
+    .total;
+    let now = Utc::now();
+    let count = |status: StatusFilter, days: i64| Listing {
+        search: Default::default(),
+        status,
+        within: Duration::days(days),
+        paging: one,
+    };
+    let mut expiring = Vec::new();
+    for days in [30, 15, 7] {
+        let n = catalogue::find_page(
+            &state.db,
+            staff.user.org,
+            &count(StatusFilter::Expiring, days),
+            now,
+        )
+        .await?
+        .total;
+        expiring.push((days, n));
+    }
+    let unreadable = catalogue::find_page(
+        &state.db,
+        staff.user.org,
+        &count(StatusFilter::Unreadable, 30),
+        now,
+    )
+    .await?
+    .total;
+    let devices = crate::devices::admin::list_views(&state.db, staff.user.org).await?;
+    let offline = devices
+        .iter()
+        .filter(|d| d.public_key.is_some() && d.is_allowed)
+        .filter(|d| {
+            d.last_seen_at
+                .is_none_or(|s| now - s > Duration::minutes(OFFLINE_AFTER_MINUTES))
+        })
+        .count();
+    let tile = |n: u64, text: &str, href: &str, warn: bool| {
+        html! {
+            a class=(if warn && n > 0 { "tile warn" } else { "tile" }) href=(href) {
+                strong { (n) } span { (text) }
+            }
+        }
+    };
+    Ok(html! {
+        section aria-labelledby="atencao" {
+            h2 id="atencao" { "Precisa de atenção" }
+            div.tiles {
+                (tile(waiting, "pedidos aguardando decisão", "/solicitacoes?status=REQUESTED", true))
+                (tile(offline as u64, "dispositivos sem contato há mais de 10 min", "/dispositivos?situacao=offline", true))
+                (tile(overdue, "instalações atrasadas (não removidas)", "/instalacoes?estado=overdue", true))
+                @for (days, n) in &expiring {
+                    (tile(*n, &format!("certificados vencem em até {days} dias"), &format!("/certificados?status=expiring&dias={days}"), *days <= 7))
+                }
+                (tile(unreadable, "arquivos que não abriram", "/certificados?status=unreadable", true))
+            }
+        }
+    })
+}

@@ -1,0 +1,346 @@
+//! Solicitações: a VIEW user's requests and their live status; for ADMIN/DEV the approval
+//! queue (approve / deny with a reason) and every request of the office. The page follows
+//! changes through Server-Sent Events fed by the job hub (woken after each commit), not by
+//! polling: `GET /solicitacoes/eventos` sends each changed row, rendered here.
+
+use std::time::Duration as StdDuration;
+
+use actix_web::http::header;
+use actix_web::web::Bytes;
+use actix_web::{HttpRequest, HttpResponse, web};
+use chrono::{DateTime, Utc};
+use maud::{Markup, html};
+use serde::Deserialize;
+use uuid::Uuid;
+
+use super::components::{self as c, csrf_field};
+use super::error::{PageError, back_to};
+use super::session::Staff;
+use super::{Section, check_csrf, done, staff_page};
+use crate::http::auth::AuthUser;
+use crate::http::paging::Paging;
+use crate::jobs::api::{Decision, JobFilter, JobView};
+use crate::jobs::{JobStatus, JobType};
+use crate::startup::AppState;
+
+/// A live page keeps its stream this long, then reconnects (and the session is checked again).
+const STREAM_LIFETIME: StdDuration = StdDuration::from_secs(15 * 60);
+/// A comment line this often keeps proxies from closing an idle stream.
+const KEEPALIVE: StdDuration = StdDuration::from_secs(20);
+
+#[derive(Debug, Deserialize)]
+pub struct ListParams {
+    status: Option<String>,
+    page: Option<i64>,
+    ok: Option<String>,
+}
+
+pub async fn list(
+    state: web::Data<AppState>,
+    staff: Staff,
+    params: web::Query<ListParams>,
+) -> Result<HttpResponse, PageError> {
+    let p = params.into_inner();
+    let status = p
+        .status
+        .as_deref()
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse::<JobStatus>())
+        .transpose()
+        .map_err(|e| crate::http::AppError::Validation(format!("status: {e}")))?;
+    let filter = JobFilter {
+        statuses: status.into_iter().collect(),
+        job_type: Some(JobType::Install),
+        ..Default::default()
+    };
+    // Rendered as of now: the stream sends what changes after this instant.
+    let since = Utc::now();
+    let found = crate::jobs::api::find_page(
+        &state.db,
+        &staff.user,
+        &filter,
+        Paging::parse(p.page, Some(25))?,
+    )
+    .await?;
+    let tz = state.settings.timezone;
+    let status_key = status.map(|s| s.as_str()).unwrap_or_default();
+    let base = c::query(&[("status", status_key)]);
+    let live = format!("/solicitacoes/eventos?desde={}", since.timestamp_micros());
+    let heading = if staff.is_admin() {
+        "Solicitações do escritório"
+    } else {
+        "Minhas solicitações"
+    };
+    let body = html! {
+        h1 { (heading) }
+        (c::notice(p.ok.as_deref()))
+        nav.tabs aria-label="Filtrar por situação" {
+            a href="/solicitacoes" aria-current=[status.is_none().then_some("page")] { "Todas" }
+            @for s in [JobStatus::Requested, JobStatus::Pending, JobStatus::InProgress, JobStatus::Done, JobStatus::Failed] {
+                a href={ "/solicitacoes?status=" (s.as_str()) } aria-current=[(status == Some(s)).then_some("page")] {
+                    (c::status_label(s))
+                }
+            }
+        }
+        @if found.items.is_empty() {
+            (c::empty(if staff.is_admin() {
+                "Nenhuma solicitação nesta lista."
+            } else {
+                "Você ainda não pediu nenhuma instalação. Escolha um certificado em Certificados e clique em \"Instalar no meu computador\"."
+            }))
+        }
+        table data-live=(live) data-insert=(if found.page == 1 { "yes" } else { "no" }) data-filter=(status_key) {
+            caption.sr { (heading) }
+            thead { tr {
+                th scope="col" { "Pedido em" } th scope="col" { "Certificado" } th scope="col" { "Computador" }
+                @if staff.is_admin() { th scope="col" { "Quem pediu" } }
+                th scope="col" { "Situação" } th scope="col" { span.sr { "Ações" } }
+            } }
+            tbody {
+                @for job in &found.items { (row(tz, &staff.user, &staff.csrf.value, job)) }
+            }
+        }
+        (c::pager(&found, &base))
+        p.live-note aria-live="polite" { span.dot {} "A situação se atualiza sozinha." }
+    };
+    Ok(staff_page(&staff, Section::Solicitacoes, heading, body))
+}
+
+/// One request as a table row: the page and the event stream render the same markup.
+fn row(tz: chrono_tz::Tz, user: &AuthUser, csrf: &str, job: &JobView) -> Markup {
+    let mine = job
+        .requested_by
+        .as_ref()
+        .is_some_and(|r| r.id == user.user.id);
+    html! {
+        tr data-job=(job.id) data-status=(job.status.as_str()) {
+            td.nowrap { (c::time(tz, Some(job.created_at))) }
+            td { a href={ "/certificados/" (job.cert.id) } { (job.cert.name) } }
+            td { (job.device.hostname) }
+            @if user.is_admin() {
+                td { (job.requested_by.as_ref().map(|u| u.name.as_str()).unwrap_or("—")) }
+            }
+            td {
+                (c::status_badge(job.status))
+                @if job.status == JobStatus::Failed || job.status == JobStatus::Timeout {
+                    @if let Some(m) = job.error_message.as_deref().or(job.error_code.as_deref()) {
+                        div.reason { "Motivo: " (m) }
+                    }
+                }
+                @if job.status == JobStatus::Denied {
+                    @if let Some(m) = &job.decision_reason { div.reason { "Motivo: " (m) } }
+                }
+            }
+            td.actions {
+                @if job.status == JobStatus::Requested && user.is_admin() {
+                    form method="post" action={ "/solicitacoes/" (job.id) "/aprovar" } {
+                        (csrf_field(csrf))
+                        button.small type="submit" { "Aprovar" }
+                    }
+                    form.deny method="post" action={ "/solicitacoes/" (job.id) "/negar" } {
+                        (csrf_field(csrf))
+                        label { span.sr { "Motivo para negar" }
+                            input type="text" name="reason" required maxlength="500" placeholder="Motivo para negar";
+                        }
+                        button.small.danger type="submit" { "Negar" }
+                    }
+                }
+                @if matches!(job.status, JobStatus::Requested | JobStatus::Pending) && (mine || user.is_admin()) {
+                    form method="post" action={ "/solicitacoes/" (job.id) "/cancelar" } {
+                        (csrf_field(csrf))
+                        button.small.secondary type="submit" { "Cancelar" }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[derive(Deserialize)]
+pub struct DecisionForm {
+    csrf: String,
+    #[serde(default)]
+    reason: String,
+}
+
+async fn decide(
+    state: &AppState,
+    req: &HttpRequest,
+    staff: &Staff,
+    id: Uuid,
+    form: DecisionForm,
+    decision: fn(Option<String>) -> Decision,
+    notice: &str,
+) -> Result<HttpResponse, PageError> {
+    check_csrf(req, &form.csrf)?;
+    crate::jobs::api::decide(state, &staff.user, id, decision(Some(form.reason)))
+        .await
+        .map_err(back_to("/solicitacoes"))?;
+    Ok(done("/solicitacoes", notice))
+}
+
+pub async fn approve(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    staff: Staff,
+    path: web::Path<Uuid>,
+    form: web::Form<DecisionForm>,
+) -> Result<HttpResponse, PageError> {
+    let id = path.into_inner();
+    decide(
+        &state,
+        &req,
+        &staff,
+        id,
+        form.into_inner(),
+        Decision::Approve,
+        "aprovado",
+    )
+    .await
+}
+
+pub async fn deny(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    staff: Staff,
+    path: web::Path<Uuid>,
+    form: web::Form<DecisionForm>,
+) -> Result<HttpResponse, PageError> {
+    let id = path.into_inner();
+    decide(
+        &state,
+        &req,
+        &staff,
+        id,
+        form.into_inner(),
+        Decision::Deny,
+        "negado",
+    )
+    .await
+}
+
+pub async fn cancel(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    staff: Staff,
+    path: web::Path<Uuid>,
+    form: web::Form<DecisionForm>,
+) -> Result<HttpResponse, PageError> {
+    let id = path.into_inner();
+    decide(
+        &state,
+        &req,
+        &staff,
+        id,
+        form.into_inner(),
+        |_| Decision::Cancel,
+        "cancelado",
+    )
+    .await
+}
+
+#[derive(Debug, Deserialize)]
+pub struct EventsParams {
+    /// Microseconds since the epoch: the instant the page was rendered.
+    desde: Option<i64>,
+}
+
+struct Live {
+    state: web::Data<AppState>,
+    user: AuthUser,
+    csrf: String,
+    changes: tokio::sync::watch::Receiver<u64>,
+    since: DateTime<Utc>,
+    /// Look at the database before waiting (the first round: what changed since the render).
+    look: bool,
+    until: tokio::time::Instant,
+}
+
+/// One Server-Sent Event per changed job: `event: job`, data `{id, status, row}`.
+fn event_of(tz: chrono_tz::Tz, live: &Live, job: &JobView) -> String {
+    let data = serde_json::json!({
+        "id": job.id,
+        "status": job.status,
+        "type": job.job_type,
+        "row": row(tz, &live.user, &live.csrf, job).into_string(),
+    });
+    format!("event: job\ndata: {data}\n\n")
+}
+
+/// The next chunk of the stream: changed rows, a keep-alive, or the end.
+async fn next(mut live: Live) -> Option<(Result<Bytes, PageError>, Live)> {
+    loop {
+        if tokio::time::Instant::now() >= live.until {
+            return None;
+        }
+        if live.look {
+            live.look = false;
+            let changed =
+                match crate::jobs::api::changed_since(&live.state.db, &live.user, live.since).await
+                {
+                    Ok(c) => c,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "live requests stream ended");
+                        return None;
+                    }
+                };
+            if let Some(newest) = changed.iter().map(|j| j.updated_at).max() {
+                live.since = live.since.max(newest);
+            }
+            let changed: Vec<JobView> = changed
+                .into_iter()
+                .filter(|j| j.job_type == JobType::Install)
+                .collect();
+            if changed.is_empty() {
+                continue;
+            }
+            let tz = live.state.settings.timezone;
+            let mut out = String::new();
+            for job in &changed {
+                out.push_str(&event_of(tz, &live, job));
+            }
+            return Some((Ok(Bytes::from(out)), live));
+        }
+        let wait = tokio::time::timeout(KEEPALIVE, live.changes.changed()).await;
+        match wait {
+            Ok(Ok(())) => live.look = true,
+            // The hub is gone: the server is stopping.
+            Ok(Err(_)) => return None,
+            Err(_) => return Some((Ok(Bytes::from_static(b": keep-alive\n\n")), live)),
+        }
+    }
+}
+
+pub async fn events(
+    state: web::Data<AppState>,
+    staff: Staff,
+    params: web::Query<EventsParams>,
+) -> Result<HttpResponse, PageError> {
+    let now = Utc::now();
+    // Never further back than a day: a stale page reloads instead of replaying history.
+    let since = params
+        .desde
+        .and_then(DateTime::<Utc>::from_timestamp_micros)
+        .filter(|t| *t <= now && now - *t < chrono::Duration::days(1))
+        .unwrap_or(now);
+    // Subscribed before the first look, so a change committed in between is not lost.
+    let changes = state.job_hub.subscribe();
+    let live = Live {
+        state: state.clone(),
+        user: staff.user,
+        csrf: staff.csrf.value,
+        changes,
+        since,
+        look: true,
+        until: tokio::time::Instant::now() + STREAM_LIFETIME,
+    };
+    let opening = futures_util::stream::once(async {
+        Ok::<_, PageError>(Bytes::from_static(b"retry: 2000\n\n"))
+    });
+    let body = futures_util::StreamExt::chain(opening, futures_util::stream::unfold(live, next));
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CONTENT_TYPE, "text/event-stream"))
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .insert_header(("X-Accel-Buffering", "no"))
+        .streaming(body))
+}

@@ -1,0 +1,235 @@
+//! Usuários (ADMIN/DEV): create a user, change their role, auto-approve and activation, and
+//! generate a password-set link, shown once.
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use maud::html;
+use serde::Deserialize;
+use uuid::Uuid;
+
+use super::components::{self as c, csrf_field};
+use super::error::{PageError, back_to};
+use super::session::AdminStaff;
+use super::{Section, check_csrf, done, staff_page};
+use crate::accounts::admin::{CreateBody, PatchBody};
+use crate::accounts::password_set::PasswordSetLink;
+use crate::domain::Role;
+use crate::http::AppError;
+use crate::startup::AppState;
+
+#[derive(Debug, Deserialize)]
+pub struct ListParams {
+    ok: Option<String>,
+}
+
+fn role_label(role: &str) -> &'static str {
+    match role {
+        "ADMIN" => "ADMIN — aprova pedidos e administra",
+        "DEV" => "DEV — suporte técnico",
+        _ => "VIEW — pede instalações",
+    }
+}
+
+/// The roles `admin` may grant: a DEV all, an ADMIN all but DEV.
+fn grantable(admin: &AdminStaff) -> Vec<Role> {
+    [Role::View, Role::Admin, Role::Dev]
+        .into_iter()
+        .filter(|r| *r != Role::Dev || admin.0.user.role == Role::Dev)
+        .collect()
+}
+
+pub async fn list(
+    state: web::Data<AppState>,
+    admin: AdminStaff,
+    params: web::Query<ListParams>,
+) -> Result<HttpResponse, PageError> {
+    let staff = &admin.0;
+    let users = crate::accounts::admin::list_users(&state.db, staff.user.org).await?;
+    let tz = state.settings.timezone;
+    let csrf = &staff.csrf.value;
+    let roles = grantable(&admin);
+    let body = html! {
+        h1 { "Usuários" }
+        (c::notice(params.ok.as_deref()))
+        table {
+            caption.sr { "Usuários do escritório" }
+            thead { tr {
+                th scope="col" { "Nome" } th scope="col" { "E-mail" } th scope="col" { "Perfil e situação" }
+                th scope="col" { "Senha" } th scope="col" { "Criado em" } th scope="col" { span.sr { "Ações" } }
+            } }
+            tbody {
+                @for u in &users {
+                    @let manageable = u.role_global != "DEV" || staff.user.role == Role::Dev;
+                    tr {
+                        td { (u.nome) @if !u.is_active { " " span.badge.muted { "inativo" } } }
+                        td { (u.email) }
+                        td {
+                            @if manageable {
+                                form.inline method="post" action={ "/usuarios/" (u.id) } {
+                                    (csrf_field(csrf))
+                                    label { span.sr { "Perfil de " (u.nome) }
+                                        select name="role_global" {
+                                            @for r in &roles {
+                                                option value=(r.as_str()) selected[r.as_str() == u.role_global] { (r.as_str()) }
+                                            }
+                                        }
+                                    }
+                                    label.check { input type="checkbox" name="auto_approve_install_jobs" value="on" checked[u.auto_approve_install_jobs]; "aprovação automática" }
+                                    label.check { input type="checkbox" name="is_active" value="on" checked[u.is_active]; "ativo" }
+                                    button.small type="submit" { "Salvar" }
+                                }
+                            } @else {
+                                (role_label(&u.role_global))
+                            }
+                        }
+                        td { (if u.has_password { "definida" } else { "pendente" }) }
+                        td.nowrap { (c::when(tz, u.created_at)) }
+                        td.actions {
+                            @if manageable && u.is_active {
+                                form method="post" action={ "/usuarios/" (u.id) "/link" } {
+                                    (csrf_field(csrf))
+                                    button.small.secondary type="submit" { "Gerar link de senha" }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        section aria-labelledby="novo" {
+            h2 id="novo" { "Novo usuário" }
+            form.card method="post" action="/usuarios" {
+                (csrf_field(csrf))
+                label { "Nome" input type="text" name="nome" required maxlength="200" autocomplete="off"; }
+                label { "E-mail" input type="email" name="email" required maxlength="254" autocomplete="off"; }
+                label { "Perfil"
+                    select name="role_global" {
+                        @for r in &roles { option value=(r.as_str()) { (role_label(r.as_str())) } }
+                    }
+                }
+                label.check { input type="checkbox" name="auto_approve_install_jobs" value="on"; "Aprovação automática dos pedidos" }
+                button type="submit" { "Criar usuário" }
+            }
+        }
+    };
+    Ok(staff_page(staff, Section::Usuarios, "Usuários", body))
+}
+
+/// The one showing of a password-set link.
+fn link_page(
+    admin: &AdminStaff,
+    whom: &str,
+    link: &PasswordSetLink,
+    tz: chrono_tz::Tz,
+) -> HttpResponse {
+    let body = html! {
+        p { a href="/usuarios" { "‹ Usuários" } }
+        h1 { "Link para definir a senha" }
+        p.warn role="alert" { "Este link aparece só agora. Envie a " strong { (whom) } " por um canal seguro." }
+        pre.command { code { (link.url.expose()) } }
+        p.muted { "Vale até " (c::when(tz, link.expires_at)) " e só pode ser usado uma vez." }
+        p { a.button href="/usuarios" { "Concluído" } }
+    };
+    staff_page(&admin.0, Section::Usuarios, "Link de senha", body)
+}
+
+#[derive(Deserialize)]
+pub struct CreateForm {
+    csrf: String,
+    nome: String,
+    email: String,
+    role_global: String,
+    #[serde(default)]
+    auto_approve_install_jobs: Option<String>,
+}
+
+pub async fn create(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    admin: AdminStaff,
+    form: web::Form<CreateForm>,
+) -> Result<HttpResponse, PageError> {
+    let form = form.into_inner();
+    check_csrf(&req, &form.csrf)?;
+    let created = crate::accounts::admin::create_user(
+        &state,
+        &admin.0.user,
+        CreateBody {
+            email: form.email,
+            nome: form.nome,
+            role_global: form.role_global,
+            auto_approve_install_jobs: form.auto_approve_install_jobs.is_some(),
+            ad_username: None,
+        },
+    )
+    .await
+    .map_err(back_to("/usuarios"))?;
+    Ok(link_page(
+        &admin,
+        &created.user.nome,
+        &created.link,
+        state.settings.timezone,
+    ))
+}
+
+#[derive(Deserialize)]
+pub struct UpdateForm {
+    csrf: String,
+    role_global: String,
+    #[serde(default)]
+    auto_approve_install_jobs: Option<String>,
+    #[serde(default)]
+    is_active: Option<String>,
+}
+
+pub async fn update(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    admin: AdminStaff,
+    path: web::Path<Uuid>,
+    form: web::Form<UpdateForm>,
+) -> Result<HttpResponse, PageError> {
+    let form = form.into_inner();
+    check_csrf(&req, &form.csrf)?;
+    crate::accounts::admin::update_user(
+        &state,
+        &admin.0.user,
+        path.into_inner(),
+        PatchBody {
+            role_global: Some(form.role_global),
+            auto_approve_install_jobs: Some(form.auto_approve_install_jobs.is_some()),
+            is_active: Some(form.is_active.is_some()),
+            ..Default::default()
+        },
+    )
+    .await
+    .map_err(back_to("/usuarios"))?;
+    Ok(done("/usuarios", "salvo"))
+}
+
+#[derive(Deserialize)]
+pub struct CsrfOnly {
+    csrf: String,
+}
+
+pub async fn password_link(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    admin: AdminStaff,
+    path: web::Path<Uuid>,
+    form: web::Form<CsrfOnly>,
+) -> Result<HttpResponse, PageError> {
+    check_csrf(&req, &form.csrf)?;
+    let target = crate::accounts::user::find_in_org(&state.db, admin.0.user.org, path.into_inner())
+        .await?
+        .ok_or_else(|| AppError::NotFound("no such user in this office".into()))
+        .map_err(back_to("/usuarios"))?;
+    let link = crate::accounts::api::issue_password_link(&state, &admin.0.user, &target)
+        .await
+        .map_err(back_to("/usuarios"))?;
+    Ok(link_page(
+        &admin,
+        &target.nome,
+        &link,
+        state.settings.timezone,
+    ))
+}
