@@ -37,6 +37,9 @@ pub struct AppState {
     /// Wakes a device's long-poll (`GET /api/v1/agent/jobs?wait=N`) once a job for it is
     /// committed `PENDING`.
     pub job_hub: Arc<crate::jobs::hub::JobHub>,
+    /// Where each office's audit chain was last found intact, so the audit page checks only
+    /// the rows written since (a full walk stays one click, the CLI and the API away).
+    pub audit_checkpoints: Arc<crate::audit::Checkpoints>,
 }
 
 /// Errors that stop the server from starting, each with a message for the operator.
@@ -111,6 +114,7 @@ pub async fn prepare(settings: Settings) -> Result<AppState, StartError> {
         login_limiter: Arc::new(Throttle::per_minute(per_minute.get())),
         setup_token: Arc::new(std::sync::Mutex::new(None)),
         job_hub: Arc::new(crate::jobs::hub::JobHub::new()),
+        audit_checkpoints: Arc::default(),
         settings: Arc::new(settings),
         master_key: Arc::new(master_key),
         queue,

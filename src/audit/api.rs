@@ -320,10 +320,29 @@ pub async fn verify(
     Ok(HttpResponse::Ok().json(verify_chain(&state, &admin.0).await?))
 }
 
-/// The office's hash chain, checked now (ADMIN/DEV).
+/// The office's hash chain, checked now from the first row (ADMIN/DEV).
 pub async fn verify_chain(state: &AppState, admin: &AuthUser) -> Result<VerifyView, AppError> {
+    verify_since(state, admin, super::Checkpoint::default()).await
+}
+
+/// The office's hash chain, checked from where it was last found intact: only the rows
+/// written since are read (ADMIN/DEV). A break forgets the checkpoint.
+pub async fn verify_new_rows(state: &AppState, admin: &AuthUser) -> Result<VerifyView, AppError> {
+    let from = state.audit_checkpoints.get(admin.org);
+    verify_since(state, admin, from).await
+}
+
+async fn verify_since(
+    state: &AppState,
+    admin: &AuthUser,
+    from: super::Checkpoint,
+) -> Result<VerifyView, AppError> {
     admin.require_admin()?;
-    let report = super::verify_org(&state.db, admin.org).await?;
+    let (report, reached) = super::verify_org_from(&state.db, admin.org, from).await?;
+    match reached {
+        Some(at) => state.audit_checkpoints.advance(admin.org, at),
+        None => state.audit_checkpoints.reset(admin.org),
+    }
     Ok(VerifyView {
         ok: report.first_break.is_none(),
         rows: report.rows,

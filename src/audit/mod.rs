@@ -314,6 +314,128 @@ pub async fn verify_org<C: ConnectionTrait>(conn: &C, org: OrgId) -> Result<Veri
     Ok(report)
 }
 
+/// Where an office's chain was last found intact: the next `seq` to check and the hash the
+/// row with that `seq` must name as its `prev_hash`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checkpoint {
+    pub next_seq: i64,
+    pub prev_hash: String,
+    /// Rows found intact up to there.
+    pub rows: u64,
+}
+
+impl Default for Checkpoint {
+    fn default() -> Self {
+        Self {
+            next_seq: 1,
+            prev_hash: GENESIS.to_owned(),
+            rows: 0,
+        }
+    }
+}
+
+/// The last intact checkpoint of each office's chain (in memory: a restart walks it again).
+#[derive(Debug, Default)]
+pub struct Checkpoints(std::sync::Mutex<std::collections::HashMap<i64, Checkpoint>>);
+
+impl Checkpoints {
+    pub fn get(&self, org: OrgId) -> Checkpoint {
+        let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(&org.0).cloned().unwrap_or_default()
+    }
+
+    /// Keeps `at` unless a later checkpoint is already known.
+    pub fn advance(&self, org: OrgId, at: Checkpoint) {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = map.entry(org.0).or_default();
+        if at.next_seq > entry.next_seq {
+            *entry = at;
+        }
+    }
+
+    /// Forgets an office's checkpoint (after a break: the next look starts over).
+    pub fn reset(&self, org: OrgId) {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        map.remove(&org.0);
+    }
+}
+
+/// Checks `org`'s chain from checkpoint `from` up to the office's head as read at the start
+/// (rows appended meanwhile wait for the next check): the report counts every intact row,
+/// those before `from` included, and the new checkpoint is returned when nothing is broken.
+pub async fn verify_org_from<C: ConnectionTrait>(
+    conn: &C,
+    org: OrgId,
+    from: Checkpoint,
+) -> Result<(VerifyReport, Option<Checkpoint>), DbErr> {
+    use entity::Column;
+    let mut report = VerifyReport::default();
+    let Some(org) = Organizations::find_by_id(org.0).one(conn).await? else {
+        return Ok((report, Some(Checkpoint::default())));
+    };
+    report.organizations = 1;
+    let head_seq = org.audit_seq;
+    let head = org.audit_head.clone().unwrap_or_else(|| GENESIS.to_owned());
+    let mut at = from;
+    report.rows = at.rows;
+    while at.next_seq <= head_seq {
+        let page = AuditLog::find()
+            .filter(Column::OrgId.eq(org.id))
+            .filter(Column::Seq.gte(at.next_seq))
+            .filter(Column::Seq.lte(head_seq))
+            .order_by_asc(Column::Seq)
+            .limit(VERIFY_PAGE)
+            .all(conn)
+            .await?;
+        if page.is_empty() {
+            break;
+        }
+        for row in page {
+            let reason = if row.seq != at.next_seq {
+                Some(format!(
+                    "row missing: expected seq {}, found seq {}",
+                    at.next_seq, row.seq
+                ))
+            } else if row.prev_hash != at.prev_hash {
+                Some("prev_hash does not match the previous row's hash".into())
+            } else if Canonical::of_row(&row).hash() != row.hash {
+                Some("row content does not match its hash (modified)".into())
+            } else {
+                None
+            };
+            if let Some(reason) = reason {
+                report.first_break = Some(Break {
+                    org_id: org.id,
+                    seq: at.next_seq,
+                    row_id: Some(row.id),
+                    reason,
+                });
+                return Ok((report, None));
+            }
+            report.rows += 1;
+            at = Checkpoint {
+                next_seq: at.next_seq + 1,
+                prev_hash: row.hash,
+                rows: at.rows + 1,
+            };
+        }
+    }
+    if at.next_seq != head_seq + 1 || at.prev_hash != head {
+        report.first_break = Some(Break {
+            org_id: org.id,
+            seq: at.next_seq,
+            row_id: None,
+            reason: format!(
+                "chain ends at seq {} but the organisation's head says seq {head_seq}",
+                at.next_seq - 1
+            ),
+        });
+        return Ok((report, None));
+    }
+    report.heads.push((org.id, head_seq, head));
+    Ok((report, Some(at)))
+}
+
 /// Walks `org`'s chain into `report`; `false` when it is broken (`report.first_break`).
 async fn verify_chain<C: ConnectionTrait>(
     conn: &C,

@@ -31,6 +31,9 @@ pub struct Filters {
     #[serde(default)]
     to: String,
     page: Option<i64>,
+    /// `tudo`: walk the whole chain now instead of the rows written since the last check.
+    #[serde(default)]
+    verificar: String,
 }
 
 fn uuid_of(name: &str, raw: &str) -> Result<Option<Uuid>, PageError> {
@@ -81,7 +84,11 @@ pub async fn page(
     let staff = &admin.0;
     let f = filters.into_inner();
     let rows = api::find_page(&state, &staff.user, &f.query()?).await?;
-    let chain = api::verify_chain(&state, &staff.user).await?;
+    let chain = if f.verificar == "tudo" {
+        api::verify_chain(&state, &staff.user).await?
+    } else {
+        api::verify_new_rows(&state, &staff.user).await?
+    };
     let users = crate::accounts::admin::list_users(&state.db, staff.user.org).await?;
     let devices = crate::devices::admin::list_views(&state.db, staff.user.org).await?;
     let user_name = |id: Uuid| users.iter().find(|u| u.id == id).map(|u| u.nome.clone());
@@ -101,7 +108,10 @@ pub async fn page(
     let body = html! {
         h1 { "Auditoria" }
         @if chain.ok {
-            p.notice role="status" { "Cadeia de registros verificada: " (chain.rows) " registros íntegros." }
+            p.notice role="status" {
+                "Cadeia de registros verificada: " (chain.rows) " registros íntegros. "
+                a href="/auditoria?verificar=tudo" { "Verificar tudo de novo" }
+            }
         } @else {
             p.error role="alert" {
                 "A cadeia de registros está quebrada"

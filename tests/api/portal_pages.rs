@@ -341,4 +341,22 @@ on_both_databases! {
         assert!(!seen.contains(&o.device_token));
         let _ = o.view_id;
     }
+
+    async fn the_audit_page_shows_the_chain_check(db: TestDb) {
+        let o = office(&db).await;
+        let app = &o.app;
+        let (admin, _) = session(app, "admin@escritorio.com.br", PW).await;
+        let (_, html) = page(&admin, app, "/auditoria").await;
+        assert!(html.contains("registros íntegros"), "{html}");
+        // An old row changed behind the server's back: the incremental check (rows written
+        // since) does not read it; the full walk finds it.
+        db.execute("UPDATE audit_log SET meta_json = '{\"forged\":true}' WHERE seq = 2").await;
+        let (_, html) = page(&admin, app, "/auditoria").await;
+        assert!(html.contains("registros íntegros"), "{html}");
+        let (_, html) = page(&admin, app, "/auditoria?verificar=tudo").await;
+        assert!(html.contains("A cadeia de registros está quebrada") && html.contains("no registro 2"), "{html}");
+        // Once found, the break stays on the page: the checkpoint was forgotten.
+        let (_, html) = page(&admin, app, "/auditoria").await;
+        assert!(html.contains("está quebrada"), "the checkpoint was forgotten: {html}");
+    }
 }
