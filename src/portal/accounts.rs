@@ -51,6 +51,7 @@ pub async fn login_page(
 
 #[derive(Deserialize)]
 pub struct LoginForm {
+    #[serde(default)]
     csrf: String,
     email: String,
     password: String,
@@ -99,6 +100,7 @@ pub async fn login_submit(
 
 #[derive(Deserialize)]
 pub struct CsrfForm {
+    #[serde(default)]
     csrf: String,
 }
 
@@ -173,6 +175,7 @@ pub async fn set_password_page(
 
 #[derive(Deserialize)]
 pub struct SetPasswordForm {
+    #[serde(default)]
     csrf: String,
     token: String,
     new_password: String,
@@ -303,6 +306,7 @@ pub async fn first_access_page(
 
 #[derive(Deserialize)]
 pub struct FirstAccessForm {
+    #[serde(default)]
     csrf: String,
     token: String,
     nome: String,

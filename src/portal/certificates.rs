@@ -255,6 +255,7 @@ fn admin_tools(staff: &Staff, cert: &CertificateView) -> Markup {
 
 #[derive(Deserialize)]
 pub struct InstallForm {
+    #[serde(default)]
     csrf: String,
     device_id: Uuid,
     #[serde(default)]
@@ -299,6 +300,7 @@ pub async fn request_install(
 
 #[derive(Deserialize)]
 pub struct CsrfOnly {
+    #[serde(default)]
     csrf: String,
 }
 

@@ -117,6 +117,7 @@ pub async fn list(
 
 #[derive(Deserialize)]
 pub struct ProvisionForm {
+    #[serde(default)]
     csrf: String,
     hostname: String,
     #[serde(default)]
@@ -262,6 +263,7 @@ pub async fn detail(
 
 #[derive(Deserialize)]
 pub struct UpdateForm {
+    #[serde(default)]
     csrf: String,
     hostname: String,
     #[serde(default)]
@@ -295,6 +297,7 @@ pub async fn update(
 
 #[derive(Deserialize)]
 pub struct CsrfOnly {
+    #[serde(default)]
     csrf: String,
 }
 

@@ -105,7 +105,7 @@ pub async fn list(
                                     span.badge.wait { "removendo" }
                                 }
                             }
-                            td.actions {
+                            td { div.actions {
                                 @if i.removed_at.is_none() {
                                     @if let Some(job) = &i.removal_job {
                                         span.muted { "remoção: " (c::status_label(job.status)) }
@@ -117,7 +117,7 @@ pub async fn list(
                                         }
                                     }
                                 }
-                            }
+                            } }
                         }
                     }
                 }
@@ -135,6 +135,7 @@ pub async fn list(
 
 #[derive(Deserialize)]
 pub struct RemoveForm {
+    #[serde(default)]
     csrf: String,
     #[serde(default)]
     back: String,

@@ -131,7 +131,7 @@ fn row(tz: chrono_tz::Tz, user: &AuthUser, csrf: &str, job: &JobView) -> Markup 
                     @if let Some(m) = &job.decision_reason { div.reason { "Motivo: " (m) } }
                 }
             }
-            td.actions {
+            td { div.actions {
                 @if job.status == JobStatus::Requested && user.is_admin() {
                     form method="post" action={ "/solicitacoes/" (job.id) "/aprovar" } {
                         (csrf_field(csrf))
@@ -151,13 +151,14 @@ fn row(tz: chrono_tz::Tz, user: &AuthUser, csrf: &str, job: &JobView) -> Markup 
                         button.small.secondary type="submit" { "Cancelar" }
                     }
                 }
-            }
+            } }
         }
     }
 }
 
 #[derive(Deserialize)]
 pub struct DecisionForm {
+    #[serde(default)]
     csrf: String,
     #[serde(default)]
     reason: String,

@@ -83,14 +83,14 @@ pub async fn list(
                         }
                         td { (if u.has_password { "definida" } else { "pendente" }) }
                         td.nowrap { (c::when(tz, u.created_at)) }
-                        td.actions {
+                        td { div.actions {
                             @if manageable && u.is_active {
                                 form method="post" action={ "/usuarios/" (u.id) "/link" } {
                                     (csrf_field(csrf))
                                     button.small.secondary type="submit" { "Gerar link de senha" }
                                 }
                             }
-                        }
+                        } }
                     }
                 }
             }
@@ -134,6 +134,7 @@ fn link_page(
 
 #[derive(Deserialize)]
 pub struct CreateForm {
+    #[serde(default)]
     csrf: String,
     nome: String,
     email: String,
@@ -173,6 +174,7 @@ pub async fn create(
 
 #[derive(Deserialize)]
 pub struct UpdateForm {
+    #[serde(default)]
     csrf: String,
     role_global: String,
     #[serde(default)]
@@ -208,6 +210,7 @@ pub async fn update(
 
 #[derive(Deserialize)]
 pub struct CsrfOnly {
+    #[serde(default)]
     csrf: String,
 }
 

@@ -197,6 +197,101 @@ impl Browser {
         }
     }
 
+    /// The window's size, in CSS pixels.
+    pub async fn set_size(&self, width: u32, height: u32) {
+        self.call(
+            "POST",
+            "/window/rect",
+            Some(json!({"width": width, "height": height})),
+        )
+        .await;
+    }
+
+    /// A PNG of the viewport, written to `path`.
+    pub async fn screenshot(&self, path: &std::path::Path) {
+        use base64::Engine;
+        let png = self.call("GET", "/screenshot", None).await;
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(png.as_str().expect("screenshot"))
+            .expect("base64 PNG");
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, png).unwrap();
+    }
+
+    /// Sends keys (WebDriver codes: `\u{E004}` Tab, `\u{E007}` Enter) to the focused element.
+    pub async fn press(&self, keys: &str) {
+        let active = self.call("GET", "/element/active", None).await;
+        let id = active[ELEMENT]
+            .as_str()
+            .expect("a focused element")
+            .to_owned();
+        self.call(
+            "POST",
+            &format!("/element/{id}/value"),
+            Some(json!({"text": keys})),
+        )
+        .await;
+    }
+
+    /// Presses Tab until the focused element matches `css` (at most 60 times); `false` if it
+    /// never does. Every stop must show a visible focus ring.
+    pub async fn tab_to(&self, css: &str) -> bool {
+        for _ in 0..60 {
+            self.press("\u{E004}").await;
+            let focus = self
+                .script(&format!(
+                    "const e = document.activeElement; const s = getComputedStyle(e); \
+                     return [e.matches({css:?}), s.outlineStyle !== 'none' && s.outlineWidth !== '0px', e.outerHTML.slice(0, 120)];"
+                ))
+                .await;
+            assert!(
+                focus[1].as_bool().unwrap_or(false),
+                "no visible focus on {}",
+                focus[2]
+            );
+            if focus[0].as_bool().unwrap_or(false) {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// axe-core's serious and critical WCAG 2.1 A/AA violations on the current page (`None`
+    /// when axe-core is not installed: `.ci/run` installs it, a laptop may skip it).
+    pub async fn axe(&self) -> Option<Vec<Value>> {
+        let path = std::env::var("CERTHUB_AXE_JS").unwrap_or_else(|_| {
+            concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/target/axe/node_modules/axe-core/axe.min.js"
+            )
+            .to_owned()
+        });
+        let Ok(source) = std::fs::read_to_string(&path) else {
+            if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
+                panic!("CI requires axe-core at {path} (.ci/run installs it with npm)");
+            }
+            use std::io::Write;
+            let _ = writeln!(
+                std::io::stderr(),
+                "SKIPPED: axe-core checks (npm install --prefix target/axe axe-core@4)"
+            );
+            return None;
+        };
+        self.script(&format!("{source}\nreturn true;")).await;
+        let found = self
+            .call(
+                "POST",
+                "/execute/async",
+                Some(json!({"script": "const done = arguments[arguments.length - 1]; \
+                    axe.run(document, {runOnly: {type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa']}}) \
+                    .then(r => done(r.violations.filter(v => v.impact === 'serious' || v.impact === 'critical') \
+                    .map(v => ({id: v.id, impact: v.impact, help: v.help, nodes: v.nodes.slice(0, 3).map(n => n.html)})))) \
+                    .catch(e => done([{id: 'axe-error', help: String(e)}]));", "args": []})),
+            )
+            .await;
+        Some(found.as_array().cloned().unwrap_or_default())
+    }
+
     pub async fn quit(self) {
         let _ = self.client.delete(&self.base).send().await;
     }

@@ -21,6 +21,7 @@ mod limits;
 mod master_key;
 mod openapi;
 mod portal;
+mod portal_browser;
 mod portal_pages;
 mod security;
 mod shutdown;

@@ -86,7 +86,7 @@ pub(crate) async fn office(db: &TestDb) -> Office {
 }
 
 /// The DEVICE access token of a provisioned device (a scripted agent).
-async fn device_jwt(app: &TestApp, id: &str, token: &str) -> String {
+pub(crate) async fn device_jwt(app: &TestApp, id: &str, token: &str) -> String {
     let res = app
         .send(
             "POST",

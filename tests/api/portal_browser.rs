@@ -1,0 +1,226 @@
+//! The portal in a real headless Chromium (WebDriver): the request flow between two browser
+//! sessions with the status arriving live, a keyboard-only walk, the audit page and its CSV,
+//! a forged POST refused, axe-core on every page of every role, and screenshots of them all
+//! under `target/portal-screenshots/`.
+
+use std::time::{Duration, Instant};
+
+use crate::browser::Browser;
+use crate::helpers::*;
+use crate::portal_pages::office;
+
+const PW: &str = "SenhaForte123!";
+const ENTER: &str = "\u{E007}";
+
+fn shot(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("target/portal-screenshots")
+        .join(format!("{name}.png"))
+}
+
+async fn login(b: &Browser, app: &TestApp, email: &str) {
+    b.goto(&app.url("/entrar")).await;
+    b.type_into("input[name=email]", email).await;
+    b.type_into("input[name=password]", PW).await;
+    b.click("form.card button[type=submit]").await;
+    let home = b.wait_for_text("Painel").await;
+    assert!(home.contains("Olá, "), "{home}");
+}
+
+/// Waits (up to `within`) until the URL contains `part`.
+async fn wait_for_url_part(b: &Browser, part: &str, within: Duration) -> String {
+    let deadline = Instant::now() + within;
+    loop {
+        let url = b.url().await;
+        if url.contains(part) || Instant::now() > deadline {
+            return url;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Visits each page, runs axe-core on it and saves its screenshot; returns the violations.
+async fn walk(b: &Browser, app: &TestApp, role: &str, pages: &[(&str, String)]) -> Vec<String> {
+    let mut found = Vec::new();
+    for (name, path) in pages {
+        b.goto(&app.url(path)).await;
+        b.screenshot(&shot(&format!("{role}-{name}"))).await;
+        if let Some(violations) = b.axe().await {
+            for v in violations {
+                found.push(format!("{role} {path}: {v}"));
+            }
+        }
+    }
+    found
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_request_flow_in_two_real_browsers() {
+    let Some(view) = Browser::start().await else {
+        return;
+    };
+    let admin = Browser::start().await.expect("a second browser");
+    let db = TestDb::new(Backend::Sqlite).await.unwrap();
+    let o = office(&db).await;
+    let app = &o.app;
+    view.set_size(1366, 768).await;
+    admin.set_size(1280, 900).await;
+
+    let mut violations = walk(&view, app, "anonimo", &[("entrar", "/entrar".into())]).await;
+    login(&view, app, "view@escritorio.com.br").await;
+    login(&admin, app, "admin@escritorio.com.br").await;
+
+    // VIEW, keyboard only: search by CNPJ, open the certificate, ask for the install.
+    view.goto(&app.url("/certificados")).await;
+    assert!(
+        view.tab_to("input[name=q]").await,
+        "the search field is reachable by Tab"
+    );
+    view.press(&format!("11222333000181{ENTER}")).await;
+    let url = wait_for_url_part(&view, "q=11222333000181", Duration::from_secs(10)).await;
+    assert!(url.contains("q=11222333000181"), "{url}");
+    assert!(
+        view.tab_to("td a[href^='/certificados/']").await,
+        "a result is reachable by Tab"
+    );
+    view.press(ENTER).await;
+    view.wait_for_text("Instalar no meu computador").await;
+    assert!(view.tab_to("select[name=device_id]").await);
+    assert!(view.tab_to("input[name=reason]").await);
+    view.press("emitir NF-e").await;
+    assert!(view.tab_to("form.card button[type=submit]").await);
+    view.press(ENTER).await;
+    let url = wait_for_url_part(
+        &view,
+        "/solicitacoes?ok=solicitado",
+        Duration::from_secs(10),
+    )
+    .await;
+    assert!(url.contains("/solicitacoes?ok=solicitado"), "{url}");
+    let page = view.wait_for_text("data-status=\"REQUESTED\"").await;
+    assert!(page.contains("Pedido enviado"), "{page}");
+    // The same document from here on: no reload.
+    view.script("window.__certhubSamePage = true; return true;")
+        .await;
+
+    // ADMIN, in another session: approve. The VIEW's page shows it without a reload.
+    admin.goto(&app.url("/solicitacoes?status=REQUESTED")).await;
+    admin.wait_for_text("Aprovar").await;
+    let approved = Instant::now();
+    admin.click("form[action$='/aprovar'] button").await;
+    let page = view.wait_for_text("data-status=\"PENDING\"").await;
+    let latency = approved.elapsed();
+    assert!(page.contains("data-status=\"PENDING\""), "{page}");
+    assert!(
+        latency < Duration::from_secs(2),
+        "PENDING shown after {latency:?}"
+    );
+    println!("approve -> VIEW page shows PENDING: {latency:?}");
+
+    // A scripted agent claims and reports DONE: the page shows it, still without a reload.
+    let html = admin.source().await;
+    let at = html.find("data-job=\"").expect("the approved row") + "data-job=\"".len();
+    let job = html[at..at + 36].to_owned();
+    let agent = crate::portal_pages::device_jwt(app, &o.device_id, &o.device_token).await;
+    let (status, _, text) = app
+        .call_json(
+            "POST",
+            &format!("/api/v1/agent/jobs/{job}/claim"),
+            None,
+            &agent,
+        )
+        .await;
+    assert_eq!(status, 200, "{text}");
+    let page = view.wait_for_text("data-status=\"IN_PROGRESS\"").await;
+    assert!(page.contains("Instalando"), "{page}");
+    let (_, job_json, _) = app
+        .call_json(
+            "GET",
+            &format!("/api/v1/install-jobs/{job}"),
+            None,
+            &o.admin.access,
+        )
+        .await;
+    let cert = job_json["cert"]["id"].as_str().unwrap().to_owned();
+    let (_, cert_json, _) = app
+        .call_json(
+            "GET",
+            &format!("/api/v1/certificados/{cert}"),
+            None,
+            &o.admin.access,
+        )
+        .await;
+    let (status, _, text) = app
+        .call_json(
+            "POST",
+            &format!("/api/v1/agent/jobs/{job}/result"),
+            Some(serde_json::json!({"status": "DONE", "thumbprint": cert_json["sha1"]})),
+            &agent,
+        )
+        .await;
+    assert_eq!(status, 200, "{text}");
+    let page = view.wait_for_text("data-status=\"DONE\"").await;
+    assert!(page.contains("Concluída"), "{page}");
+    assert_eq!(
+        view.script("return window.__certhubSamePage === true;")
+            .await,
+        true,
+        "the page was reloaded"
+    );
+
+    // The audit page lists the steps; the CSV downloads in the admin's session.
+    admin
+        .goto(&app.url(&format!("/auditoria?entity_id={job}")))
+        .await;
+    let page = admin.wait_for_text("INSTALL_DONE").await;
+    for action in ["INSTALL_REQUESTED", "INSTALL_APPROVED", "INSTALL_DONE"] {
+        assert!(page.contains(action), "{action}");
+    }
+    let csv = admin
+        .script(&format!(
+            "return fetch('/auditoria/export.csv?entity_id={job}').then(r => r.arrayBuffer()) \
+             .then(b => [Array.from(new Uint8Array(b).slice(0, 3)), new TextDecoder().decode(b)]);"
+        ))
+        .await;
+    assert_eq!(csv[0], serde_json::json!([0xEF, 0xBB, 0xBF]), "UTF-8 BOM");
+    assert!(
+        csv[1].as_str().unwrap_or_default().contains("INSTALL_DONE"),
+        "{csv}"
+    );
+
+    // A POST without the CSRF token is refused, even from the logged-in browser.
+    let status = admin
+        .script(
+            "return fetch('/dispositivos', {method: 'POST', headers: {'content-type': \
+             'application/x-www-form-urlencoded'}, body: 'hostname=PC-FORJADO'}).then(r => r.status);",
+        )
+        .await;
+    assert_eq!(status, 403);
+
+    // Every page of each role: axe-core finds nothing serious, and a screenshot of each.
+    let device = &o.device_id;
+    let view_pages = [
+        ("painel", "/".to_owned()),
+        ("certificados", "/certificados".to_owned()),
+        ("certificado", format!("/certificados/{cert}")),
+        ("solicitacoes", "/solicitacoes".to_owned()),
+        ("instalacoes", "/instalacoes".to_owned()),
+    ];
+    violations.extend(walk(&view, app, "view", &view_pages).await);
+    let mut admin_pages = view_pages.to_vec();
+    admin_pages.extend([
+        ("dispositivos", "/dispositivos".to_owned()),
+        ("dispositivo", format!("/dispositivos/{device}")),
+        ("usuarios", "/usuarios".to_owned()),
+        ("auditoria", "/auditoria".to_owned()),
+    ]);
+    violations.extend(walk(&admin, app, "admin", &admin_pages).await);
+    assert!(
+        violations.is_empty(),
+        "axe-core:\n{}",
+        violations.join("\n")
+    );
+    assert!(db.run(&["audit", "verify"]).status.success());
+    view.quit().await;
+    admin.quit().await;
+}
