@@ -50,9 +50,10 @@ const FILTERS: [(&str, &str); 6] = [
 
 fn kind_label(kind: Option<&str>) -> &'static str {
     match kind {
-        Some("PJ") => "Empresa",
-        Some("PF") => "Pessoa",
-        _ => "—",
+        Some("E_CNPJ") => "Empresa (e-CNPJ)",
+        Some("E_CPF") => "Pessoa (e-CPF)",
+        Some(_) => "Outro",
+        None => "—",
     }
 }
 

@@ -144,7 +144,7 @@ on_both_databases! {
         // VIEW: the pages of a VIEW, in Portuguese, the navigation without the admin areas.
         for (path, expected) in [
             ("/", "Meus certificados instalados agora"),
-            ("/certificados", "Certificados"),
+            ("/certificados", "Empresa (e-CNPJ)"),
             ("/certificados?q=11.222.333%2F0001-81", "Certificados"),
             (&format!("/certificados/{cert}") as &str, "Instalar no meu computador"),
             ("/solicitacoes", "Minhas solicitações"),
