@@ -376,6 +376,7 @@ pub async fn serve(settings: Settings) -> Result<(), StartError> {
 
     shutdown_signal().await;
     tracing::info!("shutdown requested: no new requests; waiting for running requests and jobs");
+    state.job_hub.close();
     http.stop(true).await;
     let _ = server_task.await;
     let _ = stop_tasks.send(true);

@@ -115,6 +115,8 @@ pub struct JobHub {
     /// Bumped after a commit that changed a job (any office): live portal pages re-read what
     /// changed. A counter, so a slow reader skips to the newest value instead of lagging.
     changes: tokio::sync::watch::Sender<u64>,
+    /// Set when the server stops: live pages end their streams instead of holding the stop.
+    closing: std::sync::atomic::AtomicBool,
 }
 
 impl Default for JobHub {
@@ -122,6 +124,7 @@ impl Default for JobHub {
         Self {
             waiters: Mutex::default(),
             changes: tokio::sync::watch::Sender::new(0),
+            closing: std::sync::atomic::AtomicBool::new(false),
         }
     }
 }
@@ -135,6 +138,19 @@ impl JobHub {
     /// read what changed for their user. Also relayed from [`announce_change`] across processes.
     pub fn changed(&self) {
         self.changes.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// The server is stopping: live streams end (their browsers reconnect to whichever server
+    /// answers next) and long-polls look at the database once more and answer.
+    pub fn close(&self) {
+        self.closing
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.changed();
+        self.notify_all();
+    }
+
+    pub fn is_closing(&self) -> bool {
+        self.closing.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// A receiver that sees every [`JobHub::changed`] after this call.

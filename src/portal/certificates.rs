@@ -246,6 +246,7 @@ fn admin_tools(staff: &Staff, cert: &CertificateView) -> Markup {
                     button type="submit" { "Guardar senha" }
                 }
             }
+            p { a href={ "/auditoria?entity_id=" (cert.id) } { "Ver a auditoria deste certificado" } }
             form method="post" action={ "/certificados/" (cert.id) "/caminho" } {
                 (csrf_field(&staff.csrf.value))
                 button.secondary type="submit" { "Mostrar o caminho do arquivo (fica registrado na auditoria)" }

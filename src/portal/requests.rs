@@ -271,7 +271,7 @@ fn event_of(tz: chrono_tz::Tz, live: &Live, job: &JobView) -> String {
 /// The next chunk of the stream: changed rows, a keep-alive, or the end.
 async fn next(mut live: Live) -> Option<(Result<Bytes, PageError>, Live)> {
     loop {
-        if tokio::time::Instant::now() >= live.until {
+        if tokio::time::Instant::now() >= live.until || live.state.job_hub.is_closing() {
             return None;
         }
         if live.look {

@@ -24,4 +24,19 @@ on_both_databases! {
         assert!(app.client.get(app.url("/health")).send().await.is_err(), "no requests after shutdown");
         assert!(db.run(&["audit", "verify"]).status.success());
     }
+
+    async fn sigterm_ends_the_live_portal_streams(db: TestDb) {
+        let office = crate::portal_pages::office(&db).await;
+        let mut app = office.app;
+        let (view, _) = crate::portal::session(&app, "view@escritorio.com.br", "SenhaForte123!").await;
+        let mut stream = view.get(app.url("/solicitacoes/eventos")).send().await.unwrap();
+        assert_eq!(stream.status(), 200);
+        let started = std::time::Instant::now();
+        app.signal(Signal::SIGTERM);
+        // The stream ends instead of holding the stop for its whole life.
+        while let Ok(Ok(Some(_))) = tokio::time::timeout(Duration::from_secs(10), stream.chunk()).await {}
+        let status = app.wait_exit(Duration::from_secs(10));
+        assert!(status.success(), "{status:?}\n{}", app.logs());
+        assert!(started.elapsed() < Duration::from_secs(10), "stopped after {:?}", started.elapsed());
+    }
 }
