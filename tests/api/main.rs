@@ -24,5 +24,6 @@ mod portal;
 mod security;
 mod shutdown;
 mod tls;
+mod upload;
 mod vault;
 mod watcher;
