@@ -272,6 +272,20 @@ async fn upload_one(
             );
         }
         None => {
+            // The catalogue matches paths without letter case (as the seed did): "a.pfx" beside
+            // "A.pfx" would be one row for two files.
+            match case_twin(root, &file_name).await? {
+                Ok(None) => {}
+                Ok(Some(twin)) => {
+                    return refused(format!(
+                        "the folder already holds \"{}\", a name that differs only in letter case",
+                        shown_name(&twin)
+                    ));
+                }
+                Err(e) => {
+                    return failed(format!("cannot read the certificates folder: {}", e.kind()));
+                }
+            }
             // Another file holding the same certificate would make the two files fight over
             // one catalogue row.
             if let Some((id, name)) = Certificates::find()
@@ -399,6 +413,19 @@ async fn stored_password(
             String::from_utf8_lossy(&plain).into_owned(),
         ))
     }))
+}
+
+/// Another entry of the folder whose name is `name` in other letter case.
+async fn case_twin(root: &Path, name: &str) -> Result<std::io::Result<Option<String>>, AppError> {
+    let (root, name) = (root.to_owned(), name.to_lowercase());
+    tokio::task::spawn_blocking(move || {
+        Ok(std::fs::read_dir(&root)?
+            .filter_map(Result::ok)
+            .filter_map(|e| e.file_name().into_string().ok())
+            .find(|other| other.to_lowercase() == name))
+    })
+    .await
+    .map_err(|e| AppError::Internal(format!("reading the certificates folder: {e}")))
 }
 
 /// Whether the folder holds a file at `path` with these bytes (`None`: no file there).

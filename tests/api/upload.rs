@@ -174,6 +174,9 @@ on_both_databases! {
             Part::File("PADARIA BOA.p12", fixture("ecnpj-renewed.pfx")),
             Part::Password("1234"),
             Part::File("COPIA DA EMPRESA.pfx", fixture("ecnpj-empty-password.pfx")),
+            Part::Password(""),
+            Part::File("padaria boa.P12", fixture("ecnpj-renewed.pfx")),
+            Part::Password("1234"),
         ]).await;
         assert_eq!(status, 200, "{text}");
         let refused = results(&body);
@@ -183,6 +186,8 @@ on_both_databases! {
         assert!(refused[1]["detail"].as_str().unwrap().contains("duplicate"), "{text}");
         assert!(refused[1]["detail"].as_str().unwrap().contains(EMPRESA_SHA1), "{text}");
         assert_eq!(refused[1]["certificate_id"], r[0]["certificate_id"]);
+        assert_eq!(refused[2]["outcome"], "refused", "{text}");
+        assert!(refused[2]["detail"].as_str().unwrap().contains("letter case"), "{text}");
         assert_eq!(std::fs::read(root.join("PADARIA BOA.p12")).unwrap(), fixture("ecnpj-octet-legacy.pfx"));
         assert_eq!(folder(&root).len(), 3);
         assert!(db.run(&["audit", "verify"]).status.success());
