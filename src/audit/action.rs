@@ -80,6 +80,7 @@ actions! {
     CertParseFailed => "CERT_PARSE_FAILED",
     CertPasswordRejected => "CERT_PASSWORD_REJECTED",
     CertPathRevealed => "CERT_PATH_REVEALED",
+    CertUploaded => "CERT_UPLOADED",
     CertExpiring => "CERT_EXPIRING",
     // the server itself
     MasterKeyCreated => "MASTER_KEY_CREATED",

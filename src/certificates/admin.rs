@@ -9,7 +9,7 @@ use sea_orm::entity::prelude::*;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::catalogue;
+use super::catalogue::{self, CertificateView};
 use super::entity::{self, Column, Entity as Certificates};
 use super::ingest;
 use super::pkcs12;
@@ -17,11 +17,11 @@ use crate::audit::{self, Actor, AuditAction, Entry};
 use crate::crypto::SecretString;
 use crate::domain::OrgId;
 use crate::http::AppError;
-use crate::http::auth::AdminUser;
+use crate::http::auth::{AdminUser, AuthUser};
 use crate::startup::AppState;
 
 /// Longer passwords are not typed by people; PBKDF2 over them would only cost CPU.
-const MAX_PASSWORD_CHARS: usize = 1024;
+pub const MAX_PASSWORD_CHARS: usize = 1024;
 
 async fn find(state: &AppState, org: OrgId, id: Uuid) -> Result<entity::Model, AppError> {
     Certificates::find_by_id(id)
@@ -37,23 +37,41 @@ pub struct PasswordBody {
     password: SecretString,
 }
 
-/// `POST /api/v1/admin/certificates/{id}/password {"password"}`: stored only once it opens
-/// the file; the row then shows what the file holds.
+/// `POST /api/v1/admin/certificates/{id}/password {"password"}`: see [`store_password`].
 pub async fn set_password(
     state: web::Data<AppState>,
     admin: AdminUser,
     path: web::Path<Uuid>,
     body: web::Json<PasswordBody>,
 ) -> Result<HttpResponse, AppError> {
-    let admin = admin.0;
-    let id = path.into_inner();
-    let password = body.into_inner().password;
+    let view = store_password(
+        &state,
+        &admin.0,
+        path.into_inner(),
+        body.into_inner().password,
+    )
+    .await?;
+    Ok(HttpResponse::Ok().json(view))
+}
+
+/// Stores the password an admin typed for a certificate of their office, only once it opens
+/// the stored file; the row then shows what the file holds. The one rule behind the API's
+/// password route and the upload (a file whose name gave no working password).
+pub async fn store_password(
+    state: &AppState,
+    admin: &AuthUser,
+    id: Uuid,
+    password: SecretString,
+) -> Result<CertificateView, AppError> {
+    if !admin.is_admin() {
+        return Err(AppError::Forbidden("requires the ADMIN or DEV role".into()));
+    }
     if password.expose().chars().count() > MAX_PASSWORD_CHARS {
         return Err(AppError::Validation(format!(
             "password: at most {MAX_PASSWORD_CHARS} characters"
         )));
     }
-    let row = find(&state, admin.org, id).await?;
+    let row = find(state, admin.org, id).await?;
     let sealed = row.pfx_sealed.as_ref().ok_or_else(|| {
         AppError::Conflict("the certificate's file is not stored; ingest the folder again".into())
     })?;
@@ -121,8 +139,7 @@ pub async fn set_password(
     .await?;
     txn.commit().await?;
     tracing::info!(certificate = %id, "certificate password set by an admin");
-    let view = catalogue::find_view(&state.db, admin.org, id).await?;
-    Ok(HttpResponse::Ok().json(view))
+    catalogue::find_view(&state.db, admin.org, id).await
 }
 
 /// `GET /api/v1/admin/certificates/{id}/source-path`: the raw path, which may hold the

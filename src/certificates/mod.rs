@@ -8,6 +8,7 @@ pub mod expiry;
 pub mod file_name;
 pub mod ingest;
 pub mod pkcs12;
+pub mod upload;
 pub mod watcher;
 
 use actix_web::{HttpResponse, web};

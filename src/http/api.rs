@@ -75,6 +75,7 @@ api_routes! {
     get "/api/v1/audit" => crate::audit::api::list, "audit", "The office's audit log, newest first: action, user_id (actor or entity), device_id (actor or entity), entity_id, from/to (RFC 3339 or YYYY-MM-DD, a `to` day included), page, page_size (ADMIN/DEV)";
     get "/api/v1/audit/export.csv" => crate::audit::api::export_csv, "audit", "The same filters as a streamed CSV (UTF-8 with BOM, attachment auditoria.csv) (ADMIN/DEV)";
     get "/api/v1/audit/verify" => crate::audit::api::verify, "audit", "Verify the office's audit hash chain now: {ok, rows, first_break?: {seq, reason}} (ADMIN/DEV)";
+    post "/api/v1/admin/certificates/upload" => crate::certificates::upload::upload_route, "admin", "Send certificate files (multipart/form-data: `file` parts, each with an optional `password` part, the i-th password for the i-th file, empty = the file name's): written into the folder, ingested, sealed; {results: [{file, outcome: ingested|updated|unchanged|failed|refused, certificate_id, detail}]}; at most 20 files of max_pfx_bytes (ADMIN/DEV)";
     post "/api/v1/admin/certificates/ingest-from-fs" => crate::certificates::ingest_from_fs, "admin", "Ingest the certificates folder now; dry_run reports without writing (ADMIN/DEV)";
 }
 

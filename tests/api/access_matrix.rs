@@ -91,6 +91,12 @@ const MATRIX: &[Row] = &[
         Some(r#"{"dry_run":true}"#),
         [401, 403, 422, 422, 403],
     ),
+    (
+        "post",
+        "/api/v1/admin/certificates/upload",
+        None,
+        [401, 403, 422, 422, 403],
+    ),
     // No such device (or job: `{id}` of a job route is a user's id): 404 once the role passes.
     (
         "post",

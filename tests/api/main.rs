@@ -26,5 +26,6 @@ mod portal_pages;
 mod security;
 mod shutdown;
 mod tls;
+mod upload;
 mod vault;
 mod watcher;

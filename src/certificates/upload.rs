@@ -1,0 +1,693 @@
+//! An admin sends certificate files from the browser or the API. The folder stays the source of
+//! truth: each accepted file is written into it (atomically, never over another file) and then
+//! ingested by the folder's own rules; a password typed for a file its name gave no working
+//! password for is stored as [`admin::store_password`] does. Every file gets its outcome and an
+//! audit entry; a typed password is never written into a file name, a log, the audit or an answer.
+
+use std::cell::Cell;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use actix_multipart::{Multipart, MultipartError};
+use actix_web::error::PayloadError;
+use actix_web::http::header::{self, HeaderMap};
+use actix_web::{HttpRequest, HttpResponse, web};
+use futures_util::StreamExt;
+use sea_orm::entity::prelude::*;
+use sea_orm::{Condition, QuerySelect};
+use serde::Serialize;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use super::admin::{self, MAX_PASSWORD_CHARS};
+use super::entity::{Column, Entity as Certificates};
+use super::file_name;
+use super::ingest::{self, Action, PathKey, ReadRefusal};
+use super::pkcs12;
+use crate::audit::{self, Actor, AuditAction, Entry};
+use crate::crypto::SecretString;
+use crate::domain::OrgId;
+use crate::http::AppError;
+use crate::http::auth::{AdminUser, AuthUser};
+use crate::startup::AppState;
+
+/// Files one upload may carry.
+pub const MAX_FILES: usize = 20;
+/// Room per file for its part headers and its password part.
+const PART_SLACK: u64 = 8 * 1024;
+/// Room for the rest of a multipart body (the closing boundary, a stray preamble).
+const BODY_SLACK: u64 = 64 * 1024;
+/// Longest file name most file systems take, in bytes.
+const MAX_NAME_BYTES: usize = 255;
+/// Temporary files start with this (a hidden name without a certificate extension, which the
+/// watcher and the scan ignore); an uploaded name may not.
+const TEMP_PREFIX: &str = ".certhub-upload-";
+
+/// One file an admin sent.
+pub struct UploadedFile {
+    /// The name as sent, which may hold the password ("EMPRESA X Senha 1234.pfx").
+    pub file_name: String,
+    pub bytes: Vec<u8>,
+    /// A typed password; `None` (or empty) means the file name's.
+    pub password: Option<SecretString>,
+}
+
+/// What became of one file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// A new certificate in the catalogue.
+    Ingested,
+    /// An existing row now holds this file (or got its password).
+    Updated,
+    /// The folder already held these exact bytes under this name.
+    Unchanged,
+    /// The file was read but is not a usable certificate (wrong password, corrupt...): nothing
+    /// of it is kept.
+    Failed,
+    /// Not accepted at all (name, size, duplicate, another file under the same name).
+    Refused,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct UploadResult {
+    /// The file name with any password replaced by `***`.
+    pub file: String,
+    pub outcome: Outcome,
+    /// The certificate the file became; for a refused duplicate, the one already holding it.
+    pub certificate_id: Option<Uuid>,
+    /// Why, for a failed or refused file.
+    pub detail: Option<String>,
+}
+
+impl UploadResult {
+    fn new(
+        file: &str,
+        outcome: Outcome,
+        certificate_id: Option<Uuid>,
+        detail: Option<String>,
+    ) -> Self {
+        Self {
+            file: file.to_owned(),
+            outcome,
+            certificate_id,
+            detail,
+        }
+    }
+}
+
+/// The largest multipart body an upload may have: [`MAX_FILES`] files of `max_pfx_bytes` each,
+/// with their headers and passwords.
+pub fn request_limit(max_pfx_bytes: u64) -> u64 {
+    MAX_FILES as u64 * (max_pfx_bytes + PART_SLACK) + BODY_SLACK
+}
+
+/// Whether `admin` may send files to the folder at all, and where it is: checked before any
+/// body is read.
+pub fn folder_for(state: &AppState, admin: &AuthUser) -> Result<PathBuf, AppError> {
+    if !admin.is_admin() {
+        return Err(AppError::Forbidden("requires the ADMIN or DEV role".into()));
+    }
+    if admin.org.0 != state.settings.org_id {
+        return Err(AppError::Forbidden(
+            "the certificates folder belongs to another office".into(),
+        ));
+    }
+    state
+        .settings
+        .certs_root
+        .clone()
+        .ok_or_else(|| AppError::Validation("certs_root is not configured".into()))
+}
+
+/// Writes each file into the office's folder and ingests it; one result per file, in order.
+/// A bad file is a result, not an error: `Err` is for the request (role, too many files) or
+/// the database.
+pub async fn upload(
+    state: &AppState,
+    admin: &AuthUser,
+    files: Vec<UploadedFile>,
+) -> Result<Vec<UploadResult>, AppError> {
+    let root = folder_for(state, admin)?;
+    if files.len() > MAX_FILES {
+        return Err(too_many_files());
+    }
+    let mut results = Vec::with_capacity(files.len());
+    for file in files {
+        let result = upload_one(state, admin, &root, file).await?;
+        let mut entry = Entry::new(
+            admin.org,
+            AuditAction::CertUploaded,
+            Actor::User(admin.user.id),
+        )
+        .meta(json!({"file": result.file, "outcome": result.outcome, "detail": result.detail}))
+        .ip(admin.ip.clone());
+        if let Some(id) = result.certificate_id {
+            entry = entry.entity("certificate", id);
+        }
+        audit::record(&state.db, entry).await?;
+        tracing::info!(
+            file = %result.file,
+            outcome = ?result.outcome,
+            detail = result.detail.as_deref().unwrap_or(""),
+            "certificate file uploaded"
+        );
+        results.push(result);
+    }
+    Ok(results)
+}
+
+fn too_many_files() -> AppError {
+    AppError::Validation(format!("at most {MAX_FILES} files per upload"))
+}
+
+/// The name as results and logs show it: password redacted, no control characters, bounded.
+fn shown_name(raw: &str) -> String {
+    file_name::parse(raw)
+        .redacted
+        .chars()
+        .map(|c| if c.is_control() { '\u{FFFD}' } else { c })
+        .take(MAX_NAME_BYTES)
+        .collect()
+}
+
+/// Why a name cannot be a file of the folder: it must be a plain `.pfx`/`.p12` name.
+fn refuse_name(name: &str) -> Option<String> {
+    let why = if name.trim().is_empty() {
+        "the file has no name"
+    } else if name.len() > MAX_NAME_BYTES {
+        "the file name is longer than 255 bytes"
+    } else if name.contains(['/', '\\']) {
+        "the file name must be a plain name, without / or \\"
+    } else if name.contains("..") {
+        "the file name must not contain \"..\""
+    } else if name.chars().any(char::is_control) {
+        "the file name holds control characters"
+    } else if name.starts_with('.') {
+        "the file name must not start with \".\""
+    } else if !ingest::is_certificate_name(name) {
+        "only .pfx and .p12 files are accepted"
+    } else {
+        return None;
+    };
+    Some(why.to_owned())
+}
+
+/// The id of the row at `key`, and whether it holds an unreadable file.
+async fn row_at(state: &AppState, key: &PathKey) -> Result<Option<(Uuid, bool)>, AppError> {
+    let row: Option<(Uuid, Option<String>)> = Certificates::find()
+        .select_only()
+        .columns([Column::Id, Column::ParseError])
+        .filter(Column::OrgId.eq(state.settings.org_id))
+        .filter(Column::SourcePathHash.eq(key.as_str()))
+        .into_tuple()
+        .one(&state.db)
+        .await?;
+    Ok(row.map(|(id, error)| (id, error.is_some())))
+}
+
+async fn upload_one(
+    state: &AppState,
+    admin: &AuthUser,
+    root: &Path,
+    file: UploadedFile,
+) -> Result<UploadResult, AppError> {
+    let UploadedFile {
+        file_name,
+        bytes,
+        password,
+    } = file;
+    let shown = shown_name(&file_name);
+    let refused = |why: String| -> Result<UploadResult, AppError> {
+        Ok(UploadResult::new(&shown, Outcome::Refused, None, Some(why)))
+    };
+    let failed = |why: String| -> Result<UploadResult, AppError> {
+        Ok(UploadResult::new(&shown, Outcome::Failed, None, Some(why)))
+    };
+    if let Some(why) = refuse_name(&file_name) {
+        return refused(why);
+    }
+    let max = state.settings.max_pfx_bytes;
+    if bytes.len() as u64 > max {
+        return refused(format!("larger than max_pfx_bytes ({max} bytes)"));
+    }
+    let password = password.filter(|p| !p.expose().is_empty());
+    if password
+        .as_ref()
+        .is_some_and(|p| p.expose().chars().count() > MAX_PASSWORD_CHARS)
+    {
+        return refused(format!("password: at most {MAX_PASSWORD_CHARS} characters"));
+    }
+
+    let org = OrgId(state.settings.org_id);
+    let path = root.join(&file_name);
+    let key = PathKey::of(&path);
+
+    // Opened before anything is written: a file no password opens is never half-stored. The
+    // folder's candidates, the typed password first: one stored for this name, the name's.
+    let mut candidates: Vec<SecretString> = password.iter().cloned().collect();
+    candidates.extend(stored_password(state, &key).await?);
+    candidates.extend(file_name::parse(&file_name).password);
+    candidates.push(SecretString::new(String::new()));
+    let (bytes, opened) = tokio::task::spawn_blocking(move || {
+        let refs: Vec<&str> = candidates.iter().map(SecretString::expose).collect();
+        let opened = pkcs12::open_with_any(&bytes, &refs).map(|(info, _)| info);
+        (bytes, opened)
+    })
+    .await
+    .map_err(|e| AppError::Internal(format!("certificate parser stopped: {e}")))?;
+    let info = match opened {
+        Ok(info) => info,
+        Err(e) => return failed(e.to_string()),
+    };
+
+    let sha256 = hex::encode(Sha256::digest(&bytes));
+    let written = match same_bytes_at(&path, max, &sha256).await? {
+        Some(true) => false,
+        Some(false) => {
+            return refused(
+                "the folder already holds a different file with this name; rename the file or remove the old one first"
+                    .into(),
+            );
+        }
+        None => {
+            // The catalogue matches paths without letter case (as the seed did): "a.pfx" beside
+            // "A.pfx" would be one row for two files.
+            match case_twin(root, &file_name).await? {
+                Ok(None) => {}
+                Ok(Some(twin)) => {
+                    return refused(format!(
+                        "the folder already holds \"{}\", a name that differs only in letter case",
+                        shown_name(&twin)
+                    ));
+                }
+                Err(e) => {
+                    return failed(format!("cannot read the certificates folder: {}", e.kind()));
+                }
+            }
+            // Another file holding the same certificate would make the two files fight over
+            // one catalogue row.
+            if let Some((id, name)) = Certificates::find()
+                .select_only()
+                .columns([Column::Id, Column::Name])
+                .filter(Column::OrgId.eq(org.0))
+                .filter(Column::Sha1.eq(info.sha1.as_str()))
+                .filter(Column::IsAvailable.eq(true))
+                .filter(
+                    Condition::any()
+                        .add(Column::SourcePathHash.ne(key.as_str()))
+                        .add(Column::SourcePathHash.is_null()),
+                )
+                .into_tuple::<(Uuid, String)>()
+                .one(&state.db)
+                .await?
+            {
+                return Ok(UploadResult::new(
+                    &shown,
+                    Outcome::Refused,
+                    Some(id),
+                    Some(format!(
+                        "duplicate: the vault already holds this certificate (thumbprint {}) as \"{name}\"",
+                        info.sha1
+                    )),
+                ));
+            }
+            let placed = {
+                let (root, path) = (root.to_owned(), path.clone());
+                tokio::task::spawn_blocking(move || place(&root, &path, &bytes))
+                    .await
+                    .map_err(|e| AppError::Internal(format!("writing an uploaded file: {e}")))?
+            };
+            match placed {
+                Ok(true) => true,
+                Ok(false) => {
+                    return refused(
+                        "a file with this name arrived in the folder meanwhile; send it again"
+                            .into(),
+                    );
+                }
+                Err(e) => {
+                    tracing::error!(file = %shown, error = %e.kind(), "cannot write an uploaded certificate into the folder");
+                    return failed(format!(
+                        "cannot write into the certificates folder: {}",
+                        e.kind()
+                    ));
+                }
+            }
+        }
+    };
+
+    let existed = row_at(state, &key).await?.is_some();
+    let mut result = match ingest_retrying(state, &path).await {
+        Ok(item) => {
+            let outcome = match item.action {
+                Action::Ingested => Outcome::Ingested,
+                Action::Updated => Outcome::Updated,
+                Action::Unchanged => Outcome::Unchanged,
+                Action::Failed | Action::Skipped | Action::Removed => Outcome::Failed,
+            };
+            UploadResult::new(&shown, outcome, None, item.detail)
+        }
+        Err(e) => {
+            tracing::error!(file = %shown, error = %e, "ingesting an uploaded certificate failed");
+            UploadResult::new(
+                &shown,
+                Outcome::Failed,
+                None,
+                Some("the file could not be stored; the server log has the reason".into()),
+            )
+        }
+    };
+    let row = row_at(state, &key).await?;
+    result.certificate_id = row.map(|(id, _)| id);
+    // The name gave no password that opens the file: the typed one, by the admin's own rule.
+    if let (Some((id, true)), Some(password)) = (row, password) {
+        match admin::store_password(state, admin, id, password).await {
+            Ok(_) => {
+                result.outcome = if existed {
+                    Outcome::Updated
+                } else {
+                    Outcome::Ingested
+                };
+                result.detail = None;
+            }
+            Err(e) => {
+                result.outcome = Outcome::Failed;
+                result.detail = Some(match e {
+                    AppError::Validation(m) | AppError::Conflict(m) => m,
+                    other => {
+                        tracing::error!(file = %shown, error = %other, "storing an uploaded certificate's password failed");
+                        "the password could not be stored; the server log has the reason".into()
+                    }
+                });
+            }
+        }
+    }
+    if written && result.outcome == Outcome::Failed {
+        undo(state, &path, &shown).await;
+        result.certificate_id = None;
+    }
+    Ok(result)
+}
+
+/// The password an admin typed for the file at `key`, as the folder's ingest would try it.
+async fn stored_password(
+    state: &AppState,
+    key: &PathKey,
+) -> Result<Option<SecretString>, AppError> {
+    let row: Option<(Uuid, Option<Vec<u8>>)> = Certificates::find()
+        .select_only()
+        .columns([Column::Id, Column::PasswordSealed])
+        .filter(Column::OrgId.eq(state.settings.org_id))
+        .filter(Column::SourcePathHash.eq(key.as_str()))
+        .into_tuple()
+        .one(&state.db)
+        .await?;
+    Ok(row.and_then(|(id, sealed)| {
+        let plain = state
+            .master_key
+            .open(&sealed?, &format!("certificates.password:{id}"))
+            .ok()?;
+        Some(SecretString::new(
+            String::from_utf8_lossy(&plain).into_owned(),
+        ))
+    }))
+}
+
+/// Another entry of the folder whose name is `name` in other letter case.
+async fn case_twin(root: &Path, name: &str) -> Result<std::io::Result<Option<String>>, AppError> {
+    let (root, name) = (root.to_owned(), name.to_lowercase());
+    tokio::task::spawn_blocking(move || {
+        Ok(std::fs::read_dir(&root)?
+            .filter_map(Result::ok)
+            .filter_map(|e| e.file_name().into_string().ok())
+            .find(|other| other.to_lowercase() == name))
+    })
+    .await
+    .map_err(|e| AppError::Internal(format!("reading the certificates folder: {e}")))
+}
+
+/// Whether the folder holds a file at `path` with these bytes (`None`: no file there).
+async fn same_bytes_at(path: &Path, max: u64, sha256: &str) -> Result<Option<bool>, AppError> {
+    let path = path.to_owned();
+    let read = tokio::task::spawn_blocking(move || ingest::read_certificate_file(&path, max))
+        .await
+        .map_err(|e| AppError::Internal(format!("reading a certificate file: {e}")))?;
+    Ok(match read {
+        Ok(bytes) => Some(hex::encode(Sha256::digest(&bytes)) == sha256),
+        Err(ReadRefusal::Io(std::io::ErrorKind::NotFound)) => None,
+        // A link, a directory, a larger file: something else is there.
+        Err(_) => Some(false),
+    })
+}
+
+/// The folder's ingest of one file, once more if it fails: the watcher may be storing the
+/// same new file at the same moment, and the second try then finds it stored.
+async fn ingest_retrying(state: &AppState, path: &Path) -> Result<ingest::Item, AppError> {
+    match ingest::ingest_file(state, path).await {
+        Ok(item) => Ok(item),
+        Err(first) => {
+            tracing::warn!(error = %first, "ingesting an uploaded certificate: trying again");
+            ingest::ingest_file(state, path).await
+        }
+    }
+}
+
+/// Takes back a file this upload wrote that did not become a usable certificate: the file
+/// leaves the folder, and its row (if any) becomes unavailable as for any file that left.
+async fn undo(state: &AppState, path: &Path, shown: &str) {
+    if let Err(e) = tokio::fs::remove_file(path).await {
+        tracing::error!(file = %shown, error = %e.kind(), "cannot remove a failed upload from the folder");
+        return;
+    }
+    if let Err(e) = ingest::remove_file(state, path).await {
+        tracing::error!(file = %shown, error = %e, "cannot mark a failed upload unavailable");
+    }
+}
+
+/// Writes `bytes` at `target` in `dir` without ever showing a partial file or replacing one:
+/// a temporary file the watcher ignores, flushed to disk, then linked to its name (which
+/// fails if the name is taken). `Ok(false)`: the name was taken.
+fn place(dir: &Path, target: &Path, bytes: &[u8]) -> std::io::Result<bool> {
+    let temp = dir.join(format!("{TEMP_PREFIX}{}.tmp", Uuid::new_v4().simple()));
+    let placed = write_and_link(&temp, target, bytes);
+    let _ = std::fs::remove_file(&temp);
+    if matches!(placed, Ok(true)) {
+        // The new name itself survives a crash once the folder is flushed.
+        let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
+    }
+    placed
+}
+
+fn write_and_link(temp: &Path, target: &Path, bytes: &[u8]) -> std::io::Result<bool> {
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(temp)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    drop(file);
+    match std::fs::hard_link(temp, target) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+        // A file system without hard links (some network shares): a rename after a last look,
+        // which a file arriving in between could lose to.
+        Err(_) => {
+            if target.symlink_metadata().is_ok() {
+                return Ok(false);
+            }
+            std::fs::rename(temp, target)?;
+            Ok(true)
+        }
+    }
+}
+
+/// `POST /api/v1/admin/certificates/upload` (ADMIN/DEV), `multipart/form-data`: parts named
+/// `file` (repeated, the name from the part's `filename`) and optional parts named `password`;
+/// the i-th `password` part belongs to the i-th `file` part, an empty one (or none) means the
+/// file name's password. Answers `{"results": [UploadResult...]}`.
+pub async fn upload_route(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    admin: AdminUser,
+    payload: web::Payload,
+) -> Result<HttpResponse, AppError> {
+    folder_for(&state, &admin.0)?;
+    let files = read_form(req.headers(), payload, state.settings.max_pfx_bytes).await?;
+    let results = upload(&state, &admin.0, files).await?;
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(json!({ "results": results })))
+}
+
+fn too_large(limit: u64) -> AppError {
+    AppError::PayloadTooLarge(format!(
+        "an upload is at most {MAX_FILES} files of max_pfx_bytes each ({limit} bytes in all)"
+    ))
+}
+
+/// Reads an upload's `multipart/form-data` body (see [`upload_route`]), streamed: the body is
+/// capped at [`request_limit`], each file at `max_pfx_bytes` + 1 (enough for [`upload`] to
+/// refuse it), each password at [`MAX_PASSWORD_CHARS`].
+pub async fn read_form(
+    headers: &HeaderMap,
+    payload: web::Payload,
+    max_pfx_bytes: u64,
+) -> Result<Vec<UploadedFile>, AppError> {
+    let limit = request_limit(max_pfx_bytes);
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit) {
+        return Err(too_large(limit));
+    }
+    let overflowed = Rc::new(Cell::new(false));
+    let capped = {
+        let overflowed = overflowed.clone();
+        let mut seen: u64 = 0;
+        payload.map(move |chunk| {
+            let chunk = chunk?;
+            seen += chunk.len() as u64;
+            if seen > limit {
+                overflowed.set(true);
+                return Err(PayloadError::Overflow);
+            }
+            Ok(chunk)
+        })
+    };
+    let malformed = |e: MultipartError| {
+        if overflowed.get() {
+            too_large(limit)
+        } else {
+            AppError::BadRequest(format!("malformed multipart/form-data body: {e}"))
+        }
+    };
+    let mut multipart = Multipart::new(headers, capped);
+    let mut files: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut passwords: Vec<SecretString> = Vec::new();
+    let keep = usize::try_from(max_pfx_bytes.saturating_add(1)).unwrap_or(usize::MAX);
+    let max_password_bytes = MAX_PASSWORD_CHARS * 4;
+    while let Some(field) = multipart.next().await {
+        let mut field = field.map_err(malformed)?;
+        let part = field.name().unwrap_or_default().to_owned();
+        match part.as_str() {
+            "file" => {
+                if files.len() == MAX_FILES {
+                    return Err(too_many_files());
+                }
+                let name = field
+                    .content_disposition()
+                    .and_then(|cd| {
+                        cd.get_filename().map(str::to_owned).or_else(|| {
+                            String::from_utf8(cd.get_filename_ext()?.value.clone()).ok()
+                        })
+                    })
+                    .ok_or_else(|| {
+                        AppError::BadRequest(
+                            "each `file` part needs a filename in its Content-Disposition".into(),
+                        )
+                    })?;
+                let mut bytes = Vec::new();
+                while let Some(chunk) = field.next().await {
+                    let chunk = chunk.map_err(malformed)?;
+                    // Past the cap the rest is read and dropped: the body cap bounds it.
+                    let room = keep.saturating_sub(bytes.len());
+                    bytes.extend_from_slice(&chunk[..chunk.len().min(room)]);
+                }
+                files.push((name, bytes));
+            }
+            "password" => {
+                let mut bytes = zeroize::Zeroizing::new(Vec::with_capacity(max_password_bytes));
+                while let Some(chunk) = field.next().await {
+                    let chunk = chunk.map_err(malformed)?;
+                    if bytes.len() + chunk.len() > max_password_bytes {
+                        return Err(AppError::Validation(format!(
+                            "password: at most {MAX_PASSWORD_CHARS} characters"
+                        )));
+                    }
+                    bytes.extend_from_slice(&chunk);
+                }
+                let text = std::str::from_utf8(&bytes)
+                    .map_err(|_| AppError::BadRequest("password: not valid UTF-8".into()))?;
+                passwords.push(SecretString::new(text.to_owned()));
+            }
+            other => {
+                let other: String = other.chars().take(64).collect();
+                return Err(AppError::BadRequest(format!(
+                    "unexpected part {other:?}: an upload has `file` and `password` parts"
+                )));
+            }
+        }
+    }
+    if files.is_empty() {
+        return Err(AppError::Validation(
+            "no `file` part: nothing to upload".into(),
+        ));
+    }
+    if passwords.len() > files.len() {
+        return Err(AppError::BadRequest(
+            "more `password` parts than `file` parts".into(),
+        ));
+    }
+    let mut passwords = passwords.into_iter();
+    Ok(files
+        .into_iter()
+        .map(|(file_name, bytes)| UploadedFile {
+            file_name,
+            bytes,
+            password: passwords.next(),
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_plain_certificate_names_are_accepted() {
+        for good in [
+            "EMPRESA X LTDA Senha 1234.pfx",
+            "a.P12",
+            "Padaria senha: 9x.PFX",
+        ] {
+            assert_eq!(refuse_name(good), None, "{good}");
+        }
+        for bad in [
+            "",
+            "notas.txt",
+            "a.pfx.tmp",
+            "../x.pfx",
+            "sub/x.pfx",
+            "C:\\certs\\x.pfx",
+            "a..pfx",
+            "x\n.pfx",
+            ".certhub-upload-1.pfx",
+            &format!("{}.pfx", "a".repeat(252)),
+        ] {
+            assert!(refuse_name(bad).is_some(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn shown_names_hide_the_password_and_control_characters() {
+        assert_eq!(
+            shown_name("EMPRESA X Senha 1234.pfx"),
+            "EMPRESA X Senha ***.pfx"
+        );
+        assert_eq!(shown_name("a\u{1b}[2J.pfx"), "a\u{FFFD}[2J.pfx");
+    }
+
+    #[test]
+    fn a_placed_file_never_replaces_another() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("a.pfx");
+        assert!(place(dir.path(), &target, b"first").unwrap());
+        assert!(!place(dir.path(), &target, b"second").unwrap());
+        assert_eq!(std::fs::read(&target).unwrap(), b"first");
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(names.len(), 1, "a temporary file was left behind");
+    }
+}
