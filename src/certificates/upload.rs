@@ -535,6 +535,29 @@ pub async fn read_form(
     payload: web::Payload,
     max_pfx_bytes: u64,
 ) -> Result<Vec<UploadedFile>, AppError> {
+    // The API has no CSRF field: it is authenticated by its bearer token.
+    read_parts(headers, payload, max_pfx_bytes, false)
+        .await
+        .map(|(files, _)| files)
+}
+
+/// [`read_form`] that also accepts the portal's `csrf` part, returned for the caller to check
+/// before anything is stored.
+pub async fn read_form_with_csrf(
+    headers: &HeaderMap,
+    payload: web::Payload,
+    max_pfx_bytes: u64,
+) -> Result<(Vec<UploadedFile>, Option<String>), AppError> {
+    read_parts(headers, payload, max_pfx_bytes, true).await
+}
+
+async fn read_parts(
+    headers: &HeaderMap,
+    payload: web::Payload,
+    max_pfx_bytes: u64,
+    allow_csrf: bool,
+) -> Result<(Vec<UploadedFile>, Option<String>), AppError> {
+    let mut csrf = None;
     let limit = request_limit(max_pfx_bytes);
     let declared = headers
         .get(header::CONTENT_LENGTH)
@@ -613,6 +636,17 @@ pub async fn read_form(
                     .map_err(|_| AppError::BadRequest("password: not valid UTF-8".into()))?;
                 passwords.push(SecretString::new(text.to_owned()));
             }
+            "csrf" if allow_csrf && csrf.is_none() => {
+                let mut bytes = Vec::new();
+                while let Some(chunk) = field.next().await {
+                    let chunk = chunk.map_err(malformed)?;
+                    if bytes.len() + chunk.len() > 256 {
+                        return Err(AppError::BadRequest("csrf: too long".into()));
+                    }
+                    bytes.extend_from_slice(&chunk);
+                }
+                csrf = Some(String::from_utf8_lossy(&bytes).into_owned());
+            }
             other => {
                 let other: String = other.chars().take(64).collect();
                 return Err(AppError::BadRequest(format!(
@@ -632,14 +666,15 @@ pub async fn read_form(
         ));
     }
     let mut passwords = passwords.into_iter();
-    Ok(files
+    let files = files
         .into_iter()
         .map(|(file_name, bytes)| UploadedFile {
             file_name,
             bytes,
             password: passwords.next(),
         })
-        .collect())
+        .collect();
+    Ok((files, csrf))
 }
 
 #[cfg(test)]

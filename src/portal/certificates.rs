@@ -13,6 +13,7 @@ use super::error::{PageError, back_to};
 use super::session::{AdminStaff, Staff};
 use super::{Section, check_csrf, done, staff_page};
 use crate::certificates::catalogue::{self, CertificateView, ListQuery, Listing, StatusFilter};
+use crate::certificates::upload::{self, Outcome};
 use crate::http::AppError;
 use crate::jobs::api::InstallBody;
 use crate::startup::AppState;
@@ -120,7 +121,7 @@ pub async fn list(
             (c::pager(&found, &base))
         }
         @if staff.is_admin() {
-            p.muted { "Os certificados vêm da pasta do escritório; o envio pelo navegador fica em Certificados › Enviar." }
+            p { a.button.secondary href="/certificados/enviar" { "Enviar certificados pelo navegador" } }
         }
     };
     Ok(staff_page(
@@ -329,6 +330,141 @@ pub async fn reveal_path(
         &admin.0,
         Section::Certificados,
         "Caminho do arquivo",
+        body,
+    ))
+}
+#[derive(Deserialize)]
+pub struct PasswordForm {
+    csrf: String,
+    password: crate::crypto::SecretString,
+}
+
+pub async fn set_password(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    admin: AdminStaff,
+    path: web::Path<Uuid>,
+    form: web::Form<PasswordForm>,
+) -> Result<HttpResponse, PageError> {
+    let form = form.into_inner();
+    check_csrf(&req, &form.csrf)?;
+    let id = path.into_inner();
+    let back = format!("/certificados/{id}");
+    crate::certificates::admin::store_password(&state, &admin.0.user, id, form.password)
+        .await
+        .map_err(back_to(&back))?;
+    Ok(done(&back, "senha"))
+}
+
+/// Rows of the "one file, its password" form; more files go in the batch field.
+const UPLOAD_ROWS: usize = 5;
+
+fn upload_form(csrf: &str, max_bytes: u64) -> Markup {
+    html! {
+        form.card.wide method="post" action="/certificados/enviar" enctype="multipart/form-data" {
+            (csrf_field(csrf))
+            p.muted {
+                "Cada arquivo .pfx ou .p12 com a sua senha. Deixe a senha em branco quando ela estiver no nome do arquivo (ex.: “CLIENTE LTDA Senha abc123.pfx”). "
+                "Até " (crate::certificates::upload::MAX_FILES) " arquivos por envio, " (max_bytes / 1024) " KiB cada."
+            }
+            @for i in 1..=UPLOAD_ROWS {
+                fieldset.pair {
+                    legend { "Arquivo " (i) }
+                    label { "Certificado" input type="file" name="file" accept=".pfx,.p12"; }
+                    label { "Senha" input type="password" name="password" autocomplete="off" maxlength="1024"; }
+                }
+            }
+            label { "Em lote (senhas nos nomes dos arquivos)"
+                input type="file" name="file" accept=".pfx,.p12" multiple;
+            }
+            button type="submit" { "Enviar" }
+        }
+    }
+}
+
+pub async fn upload_page(
+    state: web::Data<AppState>,
+    admin: AdminStaff,
+) -> Result<HttpResponse, PageError> {
+    let staff = &admin.0;
+    let body = html! {
+        p { a href="/certificados" { "‹ Certificados" } }
+        h1 { "Enviar certificados" }
+        (upload_form(&staff.csrf.value, state.settings.max_pfx_bytes))
+    };
+    Ok(staff_page(
+        staff,
+        Section::Certificados,
+        "Enviar certificados",
+        body,
+    ))
+}
+
+fn outcome_label(outcome: Outcome) -> Markup {
+    match outcome {
+        Outcome::Ingested => html! { span.badge.ok { "guardado" } },
+        Outcome::Updated => html! { span.badge.ok { "atualizado" } },
+        Outcome::Unchanged => html! { span.badge.muted { "já estava guardado" } },
+        Outcome::Failed => html! { span.badge.bad { "não abriu" } },
+        Outcome::Refused => html! { span.badge.bad { "recusado" } },
+    }
+}
+
+pub async fn upload_submit(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    admin: AdminStaff,
+    payload: web::Payload,
+) -> Result<HttpResponse, PageError> {
+    let back = "/certificados/enviar";
+    let staff = &admin.0;
+    // The body (bounded) is read for its CSRF field; nothing is stored before it is checked.
+    let (files, csrf) =
+        upload::read_form_with_csrf(req.headers(), payload, state.settings.max_pfx_bytes)
+            .await
+            .map_err(back_to(back))?;
+    check_csrf(&req, csrf.as_deref().unwrap_or_default())?;
+    upload::folder_for(&state, &staff.user).map_err(back_to(back))?;
+    // A row left empty sends a part with no name and no bytes (and its password part).
+    let files: Vec<_> = files
+        .into_iter()
+        .filter(|f| !(f.file_name.is_empty() && f.bytes.is_empty()))
+        .collect();
+    if files.is_empty() {
+        return Err(back_to(back)(AppError::Validation(
+            "escolha ao menos um arquivo".into(),
+        )));
+    }
+    let results = upload::upload(&state, &staff.user, files)
+        .await
+        .map_err(back_to(back))?;
+    let body = html! {
+        p { a href="/certificados" { "‹ Certificados" } }
+        h1 { "Resultado do envio" }
+        table {
+            caption.sr { "Resultado por arquivo" }
+            thead { tr { th scope="col" { "Arquivo" } th scope="col" { "Resultado" } th scope="col" { "Detalhe" } } }
+            tbody {
+                @for r in &results {
+                    tr {
+                        td {
+                            @if let Some(id) = r.certificate_id {
+                                a href={ "/certificados/" (id) } { (r.file) }
+                            } @else { (r.file) }
+                        }
+                        td { (outcome_label(r.outcome)) }
+                        td { (r.detail.as_deref().unwrap_or("")) }
+                    }
+                }
+            }
+        }
+        h2 { "Enviar mais" }
+        (upload_form(&staff.csrf.value, state.settings.max_pfx_bytes))
+    };
+    Ok(staff_page(
+        staff,
+        Section::Certificados,
+        "Resultado do envio",
         body,
     ))
 }

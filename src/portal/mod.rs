@@ -44,8 +44,11 @@ portal_routes! {
     get "/primeiro-acesso" => accounts::first_access_page;
     post "/primeiro-acesso" => accounts::first_access_submit;
     get "/certificados" => certificates::list;
+    get "/certificados/enviar" => certificates::upload_page;
+    post "/certificados/enviar" => certificates::upload_submit;
     get "/certificados/{id}" => certificates::detail;
     post "/certificados/{id}/instalar" => certificates::request_install;
+    post "/certificados/{id}/senha" => certificates::set_password;
     post "/certificados/{id}/caminho" => certificates::reveal_path;
     get "/solicitacoes" => requests::list;
     get "/solicitacoes/eventos" => requests::events;

@@ -435,12 +435,26 @@ const PORTAL: &[PortalRow] = &[
         [404, 404, 404, 404],
     ),
     ("get", "/certificados", None, [303, 200, 200, 200]),
+    ("get", "/certificados/enviar", None, [303, 403, 200, 200]),
+    // multipart: no certificates folder is configured here, so an ADMIN's upload is 422.
+    (
+        "post",
+        "/certificados/enviar",
+        Some("multipart:{csrf}"),
+        [303, 403, 422, 422],
+    ),
     ("get", "/certificados/{id}", None, [303, 200, 200, 200]),
     (
         "post",
         "/certificados/{id}/instalar",
         Some("csrf={csrf}&device_id={device}&duration_minutes=&reason=matriz"),
         [303, 303, 303, 303],
+    ),
+    (
+        "post",
+        "/certificados/{id}/senha",
+        Some("csrf={csrf}&password=errada"),
+        [303, 403, 422, 422],
     ),
     (
         "post",
@@ -607,13 +621,7 @@ async fn every_portal_page_with_every_role() {
             let who = ["anonymous", "VIEW", "ADMIN", "DEV"][i];
             let url = app.url(&fill(path, csrf, n));
             let res = match form {
-                Some(f) => browser
-                    .post(&url)
-                    .header("content-type", "application/x-www-form-urlencoded")
-                    .body(fill(f, csrf, n))
-                    .send()
-                    .await
-                    .unwrap(),
+                Some(f) => portal_post(browser, &url, &fill(f, csrf, n)).await,
                 None => browser.get(&url).send().await.unwrap(),
             };
             let status = res.status().as_u16();
@@ -642,13 +650,12 @@ async fn every_portal_page_with_every_role() {
         // Without the caller's CSRF token every form is refused, whoever sends it.
         if form.is_some() && *path != "/sair" {
             let (admin_browser, _) = &callers[2];
-            let res = admin_browser
-                .post(app.url(&fill(path, "forjado", n)))
-                .header("content-type", "application/x-www-form-urlencoded")
-                .body(fill(form.unwrap(), "forjado", n))
-                .send()
-                .await
-                .unwrap();
+            let res = portal_post(
+                admin_browser,
+                &app.url(&fill(path, "forjado", n)),
+                &fill(form.unwrap(), "forjado", n),
+            )
+            .await;
             if res.status() != 403 {
                 wrong.push(format!(
                     "{method} {path} with a forged CSRF token: {}",
@@ -658,4 +665,28 @@ async fn every_portal_page_with_every_role() {
         }
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+/// A portal form: URL-encoded, or `multipart:<csrf>` for the upload form (with an empty file
+/// row, as a browser sends it).
+async fn portal_post(browser: &reqwest::Client, url: &str, form: &str) -> reqwest::Response {
+    use crate::upload::{BOUNDARY, Part};
+    let req = match form.strip_prefix("multipart:") {
+        Some(csrf) => browser
+            .post(url)
+            .header(
+                "content-type",
+                format!("multipart/form-data; boundary={BOUNDARY}"),
+            )
+            .body(crate::upload::form(&[
+                Part::Text("csrf", csrf),
+                Part::File("", Vec::new()),
+                Part::Password(""),
+            ])),
+        None => browser
+            .post(url)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form.to_owned()),
+    };
+    req.send().await.unwrap()
 }

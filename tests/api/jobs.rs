@@ -201,7 +201,7 @@ on_both_databases! {
         assert_eq!((job["reason"].as_str(), job["duration_minutes"].as_i64()), (Some("SPED fiscal"), Some(90)));
         let mut keys: Vec<&str> = job.as_object().unwrap().keys().map(String::as_str).collect();
         keys.sort_unstable();
-        assert_eq!(keys, ["approved_at", "approved_by", "cert", "created_at", "decision_reason", "device", "duration_minutes", "error_code", "error_message", "finished_at", "id", "installation_id", "job_type", "reason", "requested_by", "started_at", "status", "thumbprint"]);
+        assert_eq!(keys, ["approved_at", "approved_by", "cert", "created_at", "decision_reason", "device", "duration_minutes", "error_code", "error_message", "finished_at", "id", "installation_id", "job_type", "reason", "requested_by", "started_at", "status", "thumbprint", "updated_at"]);
         let id = job["id"].as_str().unwrap().to_owned();
         assert_eq!(audits(&db, "INSTALL_REQUESTED").await, 1);
 

@@ -359,4 +359,63 @@ on_both_databases! {
         let (_, html) = page(&admin, app, "/auditoria").await;
         assert!(html.contains("está quebrada"), "the checkpoint was forgotten: {html}");
     }
+
+    async fn an_admin_sends_certificates_from_the_browser(db: TestDb) {
+        use crate::upload::{BOUNDARY, Part, form};
+        let root = db.dir().join("pasta");
+        std::fs::create_dir_all(&root).unwrap();
+        let app = spawn_app_with(&db, &[("CERTHUB_CERTS_ROOT", root.to_str().unwrap())]).await;
+        app.onboard(&db, "admin@escritorio.com.br", "ADMIN", PW).await;
+        app.onboard(&db, "view@escritorio.com.br", "VIEW", PW).await;
+        let (admin, csrf) = session(&app, "admin@escritorio.com.br", PW).await;
+        let (status, html) = page(&admin, &app, "/certificados/enviar").await;
+        assert_eq!(status, 200);
+        assert!(html.contains("enctype=\"multipart/form-data\"") && html.contains("name=\"password\""), "{html}");
+        let send = |parts: Vec<u8>| {
+            admin
+                .post(app.url("/certificados/enviar"))
+                .header("content-type", format!("multipart/form-data; boundary={BOUNDARY}"))
+                .body(parts)
+                .send()
+        };
+        // One file with the password in its name, one with a typed password, an empty row,
+        // a corrupt file and a name that is not a certificate.
+        let res = send(form(&[
+            Part::Text("csrf", &csrf),
+            Part::File("EMPRESA X LTDA Senha 1234.pfx", fixture("ecnpj-aes.pfx")),
+            Part::Password(""),
+            Part::File("RENOVADA.pfx", fixture("ecnpj-renewed.pfx")),
+            Part::Password("1234"),
+            Part::File("", Vec::new()),
+            Part::Password(""),
+            Part::File("quebrado.pfx", b"not a pkcs12 file".to_vec()),
+            Part::Password("x"),
+            Part::File("notas.txt", b"texto".to_vec()),
+        ]))
+        .await
+        .unwrap();
+        assert_eq!(res.status(), 200);
+        let html = res.text().await.unwrap();
+        assert!(html.contains("Resultado do envio"), "{html}");
+        assert_eq!(html.matches("guardado").count(), 2, "{html}");
+        assert!(html.contains("não abriu") && html.contains("recusado"), "{html}");
+        assert!(!html.contains("1234"), "a password reached the page: {html}");
+        assert!(root.join("RENOVADA.pfx").exists() && root.join("EMPRESA X LTDA Senha 1234.pfx").exists());
+        assert!(!root.join("quebrado.pfx").exists(), "a bad file is not kept");
+        let (_, html) = page(&admin, &app, "/certificados?q=11222333000181").await;
+        assert_eq!(html.matches("href=\"/certificados/").count() - html.matches("href=\"/certificados/enviar").count(), 2, "{html}");
+
+        // A forged form stores nothing; a VIEW is refused.
+        let res = send(form(&[
+            Part::Text("csrf", "forjado"),
+            Part::File("OUTRA Senha 1234.pfx", fixture("ecnpj-aes.pfx")),
+        ]))
+        .await
+        .unwrap();
+        assert_eq!(res.status(), 403);
+        assert!(!root.join("OUTRA Senha 1234.pfx").exists());
+        let (view, _) = session(&app, "view@escritorio.com.br", PW).await;
+        let (status, _) = page(&view, &app, "/certificados/enviar").await;
+        assert_eq!(status, 403);
+    }
 }

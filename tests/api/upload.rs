@@ -14,15 +14,15 @@ const ROUTE: &str = "/api/v1/admin/certificates/upload";
 const EMPRESA_SHA1: &str = "7B3C178DEC16A243F74032D95D4D542955C5A8D3";
 
 /// One part of a multipart body.
-enum Part<'a> {
+pub(crate) enum Part<'a> {
     File(&'a str, Vec<u8>),
     Password(&'a str),
     Text(&'a str, &'a str),
 }
 
-const BOUNDARY: &str = "certhub-test-boundary-7e1f";
+pub(crate) const BOUNDARY: &str = "certhub-test-boundary-7e1f";
 
-fn form(parts: &[Part]) -> Vec<u8> {
+pub(crate) fn form(parts: &[Part]) -> Vec<u8> {
     let mut body = Vec::new();
     for part in parts {
         body.extend_from_slice(format!("--{BOUNDARY}\r\n").as_bytes());
