@@ -213,6 +213,7 @@ async fn the_request_flow_in_two_real_browsers() {
         ("dispositivo", format!("/dispositivos/{device}")),
         ("usuarios", "/usuarios".to_owned()),
         ("auditoria", "/auditoria".to_owned()),
+        ("enviar", "/certificados/enviar".to_owned()),
     ]);
     violations.extend(walk(&admin, app, "admin", &admin_pages).await);
     assert!(

@@ -36,6 +36,12 @@ pub(crate) async fn office(db: &TestDb) -> Office {
         fixture("ecnpj-renewed.pfx"),
     )
     .unwrap();
+    // A file whose name has the wrong password: it does not open until an admin types one.
+    std::fs::write(
+        root.join("JOSÉ DA SILVA senha errada.pfx"),
+        fixture("ecpf-utf8.pfx"),
+    )
+    .unwrap();
     ingest(db, &root, &[]);
     let app = spawn_app(db).await;
     let view = app.onboard(db, "view@escritorio.com.br", "VIEW", PW).await;
@@ -178,7 +184,7 @@ on_both_databases! {
             ("/usuarios", "view@escritorio.com.br"),
             ("/auditoria", "registros íntegros"),
             ("/auditoria?action=DEVICE_PROVISIONED", "DEVICE_PROVISIONED"),
-            ("/certificados?status=unreadable", "Nenhum certificado"),
+            ("/certificados?status=unreadable", "JOSÉ DA SILVA"),
         ] {
             let (status, html) = page(&admin, app, path).await;
             assert_eq!(status, 200, "{path}");
@@ -417,5 +423,35 @@ on_both_databases! {
         let (view, _) = session(&app, "view@escritorio.com.br", PW).await;
         let (status, _) = page(&view, &app, "/certificados/enviar").await;
         assert_eq!(status, 403);
+    }
+
+    async fn an_admin_types_the_password_of_a_file_that_did_not_open(db: TestDb) {
+        let o = office(&db).await;
+        let app = &o.app;
+        let (admin, csrf) = session(app, "admin@escritorio.com.br", PW).await;
+        let (view, _) = session(app, "view@escritorio.com.br", PW).await;
+        let (_, html) = page(&admin, app, "/").await;
+        assert!(html.contains("<strong>1</strong><span>arquivos que não abriram</span>"), "{html}");
+        let (_, html) = page(&admin, app, "/certificados?status=unreadable").await;
+        assert!(html.contains("JOSÉ DA SILVA") && html.contains("não abriu"), "{html}");
+        let (_, html) = page(&view, app, "/certificados?status=unreadable").await;
+        assert!(!html.contains("não abriu"), "a VIEW does not get the admin's list: {html}");
+        let (_, html) = page(&admin, app, "/certificados?status=unreadable").await;
+        let at = html.find("<td><a href=\"/certificados/").unwrap() + "<td><a href=\"/certificados/".len();
+        let cert = html[at..at + 36].to_owned();
+        let (_, html) = page(&admin, app, &format!("/certificados/{cert}")).await;
+        assert!(html.contains("O arquivo não abriu") && html.contains("Guardar senha"), "{html}");
+        let res = post(&admin, app, &format!("/certificados/{cert}/senha"), &[("csrf", &csrf), ("password", "chute")]).await;
+        assert_eq!(res.status(), 422);
+        let res = post(&admin, app, &format!("/certificados/{cert}/senha"), &[("csrf", &csrf), ("password", "sénha-ção")]).await;
+        assert_eq!(res.status(), 303);
+        let (_, html) = page(&admin, app, &format!("/certificados/{cert}?ok=senha")).await;
+        assert!(html.contains("Senha do certificado guardada") && html.contains("Pessoa (e-CPF)"), "{html}");
+        assert!(!html.contains("sénha") && !html.contains("Guardar senha"), "{html}");
+        // The path reveal is a deliberate, audited click.
+        let res = post(&admin, app, &format!("/certificados/{cert}/caminho"), &[("csrf", &csrf)]).await;
+        assert_eq!(res.status(), 200);
+        assert!(res.text().await.unwrap().contains("senha errada.pfx"));
+        assert_eq!(db.scalar("SELECT COUNT(*) FROM audit_log WHERE action = 'CERT_PATH_REVEALED'").await, 1);
     }
 }
