@@ -141,6 +141,9 @@ pub struct Settings {
     pub login_per_ip_per_minute: u32,
     pub max_pfx_bytes: u64,
     pub watcher_debounce_seconds: u64,
+    /// How often devices' last contact (kept in memory by heartbeats and agent requests) is
+    /// written to the database.
+    pub device_contact_flush_seconds: u64,
     pub watcher_max_events_per_minute: u32,
     pub request_ttl_hours: i64,
     pub job_timeout_minutes: i64,
@@ -212,6 +215,7 @@ const KEYS: &[(&str, Kind)] = &[
     ("login_per_ip_per_minute", Kind::Int),
     ("max_pfx_bytes", Kind::Int),
     ("watcher_debounce_seconds", Kind::Int),
+    ("device_contact_flush_seconds", Kind::Int),
     ("watcher_max_events_per_minute", Kind::Int),
     ("request_ttl_hours", Kind::Int),
     ("job_timeout_minutes", Kind::Int),
@@ -262,6 +266,7 @@ struct RawSettings {
     login_per_ip_per_minute: Option<u32>,
     max_pfx_bytes: Option<u64>,
     watcher_debounce_seconds: Option<u64>,
+    device_contact_flush_seconds: Option<u64>,
     watcher_max_events_per_minute: Option<u32>,
     request_ttl_hours: Option<i64>,
     job_timeout_minutes: Option<i64>,
@@ -465,6 +470,13 @@ impl Settings {
         if login_per_ip_per_minute == 0 {
             return Err(bad("login_per_ip_per_minute", "at least 1".into()));
         }
+        let device_contact_flush_seconds = raw.device_contact_flush_seconds.unwrap_or(5);
+        if !(1..=300).contains(&device_contact_flush_seconds) {
+            return Err(bad(
+                "device_contact_flush_seconds",
+                "between 1 and 300".into(),
+            ));
+        }
         let watcher_debounce_seconds = raw.watcher_debounce_seconds.unwrap_or(2);
         if watcher_debounce_seconds > 300 {
             return Err(bad("watcher_debounce_seconds", "between 0 and 300".into()));
@@ -563,6 +575,7 @@ impl Settings {
             login_per_ip_per_minute,
             max_pfx_bytes: raw.max_pfx_bytes.filter(|b| *b > 0).unwrap_or(1024 * 1024),
             watcher_debounce_seconds,
+            device_contact_flush_seconds,
             watcher_max_events_per_minute,
             request_ttl_hours,
             job_timeout_minutes,

@@ -40,6 +40,8 @@ pub struct AppState {
     /// Where each office's audit chain was last found intact, so the audit page checks only
     /// the rows written since (a full walk stays one click, the CLI and the API away).
     pub audit_checkpoints: Arc<crate::audit::Checkpoints>,
+    /// Devices' last contact, kept in memory and written every `device_contact_flush_seconds`.
+    pub contacts: Arc<crate::devices::contact::ContactBook>,
 }
 
 /// Errors that stop the server from starting, each with a message for the operator.
@@ -115,6 +117,7 @@ pub async fn prepare(settings: Settings) -> Result<AppState, StartError> {
         setup_token: Arc::new(std::sync::Mutex::new(None)),
         job_hub: Arc::new(crate::jobs::hub::JobHub::new()),
         audit_checkpoints: Arc::default(),
+        contacts: Arc::default(),
         settings: Arc::new(settings),
         master_key: Arc::new(master_key),
         queue,
@@ -337,6 +340,7 @@ pub async fn serve(settings: Settings) -> Result<(), StartError> {
 
     // Watch first, then reconcile: a change made during the rescan is not missed.
     let (stop_tasks, tasks_stop) = tokio::sync::watch::channel(false);
+    let stop_contacts = tasks_stop.clone();
     let watcher = tokio::spawn(crate::certificates::watcher::run(
         state.clone(),
         tasks_stop.clone(),
@@ -359,6 +363,12 @@ pub async fn serve(settings: Settings) -> Result<(), StartError> {
         crate::settings::DatabaseUrl::Sqlite { .. } => None,
     };
     let limiter_pruning = tokio::spawn(prune_limiters(state.clone()));
+    let contact_flush = tokio::spawn(crate::devices::contact::run(
+        state.contacts.clone(),
+        state.db.clone(),
+        Duration::from_secs(settings.device_contact_flush_seconds),
+        stop_contacts.clone(),
+    ));
     let server = server.run();
     let http = server.handle();
     let server_task = tokio::spawn(server);
@@ -381,6 +391,8 @@ pub async fn serve(settings: Settings) -> Result<(), StartError> {
     let _ = server_task.await;
     let _ = stop_tasks.send(true);
     limiter_pruning.abort();
+    // After the last request: the contacts they recorded are written.
+    let _ = contact_flush.await;
     let _ = watcher.await;
     if let Some(listener) = listener {
         let _ = listener.await;

@@ -49,6 +49,20 @@ pub struct DeviceView {
     pub installed: Vec<Installed>,
 }
 
+impl DeviceView {
+    /// The fresher of the database's and memory's last contact (see [`super::contact`]).
+    pub fn with_contact(mut self, book: &super::contact::ContactBook) -> Self {
+        if let Some(c) = book.unwritten(self.id) {
+            self.last_seen_at = self.last_seen_at.max(c.last_seen_at);
+            self.last_heartbeat_at = self.last_heartbeat_at.max(c.last_heartbeat_at);
+            if c.agent_version.is_some() {
+                self.agent_version = c.agent_version;
+            }
+        }
+        self
+    }
+}
+
 async fn views<C: ConnectionTrait>(
     conn: &C,
     org: OrgId,
@@ -241,7 +255,7 @@ pub async fn provision(
         .ip(admin.ip.clone()),
     )
     .await?;
-    let device = view(&txn, device).await?;
+    let device = view(&txn, device).await?.with_contact(&state.contacts);
     txn.commit().await?;
     Ok(credentials_response(state, &creds, device))
 }
@@ -250,6 +264,7 @@ pub async fn provision(
 pub async fn list_views<C: ConnectionTrait>(
     db: &C,
     org: OrgId,
+    contacts: &super::contact::ContactBook,
 ) -> Result<Vec<DeviceView>, AppError> {
     let devices = Devices::find()
         .filter(Column::OrgId.eq(org.0))
@@ -257,7 +272,11 @@ pub async fn list_views<C: ConnectionTrait>(
         .order_by_asc(Column::Id)
         .all(db)
         .await?;
-    views(db, org, devices).await
+    Ok(views(db, org, devices)
+        .await?
+        .into_iter()
+        .map(|d| d.with_contact(contacts))
+        .collect())
 }
 
 /// One device of the office.
@@ -265,13 +284,16 @@ pub async fn find_view<C: ConnectionTrait>(
     db: &C,
     org: OrgId,
     id: Uuid,
+    contacts: &super::contact::ContactBook,
 ) -> Result<DeviceView, AppError> {
-    view(db, find_in_org(db, org, id).await?).await
+    Ok(view(db, find_in_org(db, org, id).await?)
+        .await?
+        .with_contact(contacts))
 }
 
 /// `GET /api/v1/admin/devices`
 pub async fn list(state: web::Data<AppState>, admin: AdminUser) -> Result<HttpResponse, AppError> {
-    Ok(HttpResponse::Ok().json(list_views(&state.db, admin.0.org).await?))
+    Ok(HttpResponse::Ok().json(list_views(&state.db, admin.0.org, &state.contacts).await?))
 }
 
 /// `GET /api/v1/admin/devices/{id}`
@@ -280,7 +302,8 @@ pub async fn get(
     admin: AdminUser,
     path: web::Path<Uuid>,
 ) -> Result<HttpResponse, AppError> {
-    Ok(HttpResponse::Ok().json(find_view(&state.db, admin.0.org, path.into_inner()).await?))
+    Ok(HttpResponse::Ok()
+        .json(find_view(&state.db, admin.0.org, path.into_inner(), &state.contacts).await?))
 }
 
 /// `POST /api/v1/admin/devices/{id}/rotate-token`: a new token and enrollment code; the old
@@ -331,7 +354,7 @@ pub async fn rotate(
     .await?;
     // Installs asked for the old identity do not go to whoever pairs next.
     cancel_installs_for(&txn, admin, device.id, "device_rotated").await?;
-    let device = view(&txn, device).await?;
+    let device = view(&txn, device).await?.with_contact(&state.contacts);
     txn.commit().await?;
     state.job_hub.changed();
     Ok(credentials_response(state, &creds, device))
@@ -424,7 +447,7 @@ pub async fn update(
         active.owner_user_id = Set(owner);
     }
     if after.is_empty() {
-        let device = view(&txn, device).await?;
+        let device = view(&txn, device).await?.with_contact(&state.contacts);
         txn.rollback().await?;
         return Ok(device);
     }
@@ -441,7 +464,7 @@ pub async fn update(
         .ip(admin.ip.clone()),
     )
     .await?;
-    let device = view(&txn, device).await?;
+    let device = view(&txn, device).await?.with_contact(&state.contacts);
     txn.commit().await?;
     Ok(device)
 }
@@ -457,7 +480,7 @@ pub async fn set_allowed(
     let txn = crate::db::begin_write(&state.db).await?;
     let device = find_in_org(&txn, admin.org, id).await?;
     if device.is_allowed == allowed {
-        let device = view(&txn, device).await?;
+        let device = view(&txn, device).await?.with_contact(&state.contacts);
         txn.rollback().await?;
         return Ok(device);
     }
@@ -484,7 +507,7 @@ pub async fn set_allowed(
     if !allowed {
         cancel_installs_for(&txn, admin, device.id, "device_blocked").await?;
     }
-    let device = view(&txn, device).await?;
+    let device = view(&txn, device).await?.with_contact(&state.contacts);
     txn.commit().await?;
     state.job_hub.changed();
     Ok(device)

@@ -452,16 +452,10 @@ pub async fn heartbeat(
 ) -> Result<HttpResponse, AppError> {
     let agent_version = clean("agent_version", body.into_inner().agent_version, 64)?;
     let now = Utc::now();
-    let mut update = Devices::update_many()
-        .col_expr(Column::LastHeartbeatAt, Expr::value(now))
-        .col_expr(Column::LastSeenAt, Expr::value(now));
-    if let Some(v) = agent_version {
-        update = update.col_expr(Column::AgentVersion, Expr::value(v));
-    }
-    update
-        .filter(Column::Id.eq(device.device.id))
-        .exec(&state.db)
-        .await?;
+    // No write per heartbeat: kept in memory, flushed with the others every few seconds.
+    state
+        .contacts
+        .heartbeat(device.device.id, now, agent_version);
     Ok(HttpResponse::Ok().json(HeartbeatResponse {
         server_time: now,
         policy: super::policy::agent_policy(&state.settings),

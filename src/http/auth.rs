@@ -10,7 +10,6 @@ use actix_web::http::header;
 use actix_web::{FromRequest, HttpRequest, web};
 use chrono::Utc;
 use sea_orm::entity::prelude::*;
-use sea_orm::sea_query::Expr;
 
 use super::AppError;
 use crate::accounts::User;
@@ -144,9 +143,6 @@ pub struct AuthDevice {
     pub ip: Option<String>,
 }
 
-/// `last_seen_at` is written at most this often by ordinary requests.
-const SEEN_GRANULARITY_SECS: i64 = 60;
-
 async fn authenticate_device(
     state: web::Data<AppState>,
     token: Option<String>,
@@ -176,17 +172,8 @@ async fn authenticate_device(
     if !device.is_allowed {
         return Err(AppError::Forbidden("this device is blocked".into()));
     }
-    let now = Utc::now();
-    if device
-        .last_seen_at
-        .is_none_or(|seen| (now - seen).num_seconds() >= SEEN_GRANULARITY_SECS)
-    {
-        devices::Devices::update_many()
-            .col_expr(devices::Column::LastSeenAt, Expr::value(now))
-            .filter(devices::Column::Id.eq(device.id))
-            .exec(&state.db)
-            .await?;
-    }
+    // In memory: written with the others every `device_contact_flush_seconds`.
+    state.contacts.seen(device.id, Utc::now());
     Ok(AuthDevice {
         org: OrgId(device.org_id),
         device,

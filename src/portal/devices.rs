@@ -60,7 +60,7 @@ pub async fn list(
     let p = params.into_inner();
     let now = Utc::now();
     let offline_only = p.situacao.as_deref() == Some("offline");
-    let devices: Vec<DeviceView> = admin::list_views(&state.db, staff.user.org)
+    let devices: Vec<DeviceView> = admin::list_views(&state.db, staff.user.org, &state.contacts)
         .await?
         .into_iter()
         .filter(|d| !offline_only || (d.public_key.is_some() && d.is_allowed && !online(d, now)))
@@ -196,9 +196,14 @@ pub async fn detail(
     params: web::Query<DetailParams>,
 ) -> Result<HttpResponse, PageError> {
     let staff = &admin.0;
-    let d = admin::find_view(&state.db, staff.user.org, path.into_inner())
-        .await
-        .map_err(back_to("/dispositivos"))?;
+    let d = admin::find_view(
+        &state.db,
+        staff.user.org,
+        path.into_inner(),
+        &state.contacts,
+    )
+    .await
+    .map_err(back_to("/dispositivos"))?;
     let users = crate::accounts::admin::list_users(&state.db, staff.user.org).await?;
     let tz = state.settings.timezone;
     let now = Utc::now();

@@ -435,4 +435,53 @@ async fn the_one_line_install_serves_its_script_and_the_configured_agent() {
     let res = app.get("/agent/certhub-agent.exe").await;
     assert_eq!(res.status(), 200);
     assert_eq!(res.bytes().await.unwrap().as_ref(), b"MZ fake agent");
+
+    async fn heartbeats_are_kept_in_memory_and_written_by_interval_and_at_stop(db: TestDb) {
+        // An interval longer than the test: only the clean stop writes.
+        let mut app = spawn_app_with(&db, &[("CERTHUB_DEVICE_CONTACT_FLUSH_SECONDS", "300")]).await;
+        let admin = app
+            .onboard(&db, "admin@escritorio.com.br", "ADMIN", PW)
+            .await;
+        let d = provision(&app, &admin.access, pc()).await;
+        let jwt = device_jwt(&app, &d.id, &d.token, Some(&public_key())).await;
+        let id_sql = crate::agent_jobs::uuid_sql(&db, &d.id);
+        let written = format!(
+            "SELECT COUNT(*) FROM devices WHERE last_heartbeat_at IS NOT NULL AND agent_version = '1.2.3' AND id = {id_sql}"
+        );
+        for _ in 0..20 {
+            assert_eq!(heartbeat(&app, &jwt).await.status(), 200);
+        }
+        // No write per heartbeat; the admin views show memory's fresher contact.
+        assert_eq!(db.scalar(&written).await, 0);
+        let item = get_device(&app, &admin.access, &d.id).await;
+        assert_eq!(item["agent_version"], "1.2.3");
+        assert!(
+            item["last_heartbeat_at"].is_string() && item["last_seen_at"].is_string(),
+            "{item}"
+        );
+        // A clean stop writes what memory holds.
+        app.signal(nix::sys::signal::Signal::SIGTERM);
+        assert!(app.wait_exit(std::time::Duration::from_secs(30)).success());
+        assert_eq!(db.scalar(&written).await, 1);
+    }
+
+    async fn contact_is_flushed_every_interval(db: TestDb) {
+        let app = spawn_app_with(&db, &[("CERTHUB_DEVICE_CONTACT_FLUSH_SECONDS", "1")]).await;
+        let admin = app
+            .onboard(&db, "admin@escritorio.com.br", "ADMIN", PW)
+            .await;
+        let d = provision(&app, &admin.access, pc()).await;
+        let jwt = device_jwt(&app, &d.id, &d.token, Some(&public_key())).await;
+        assert_eq!(heartbeat(&app, &jwt).await.status(), 200);
+        let id_sql = crate::agent_jobs::uuid_sql(&db, &d.id);
+        let written = eventually(std::time::Duration::from_secs(10), || async {
+            db.scalar(&format!(
+                "SELECT COUNT(*) FROM devices WHERE last_heartbeat_at IS NOT NULL AND id = {id_sql}"
+            ))
+            .await
+                == 1
+        })
+        .await;
+        assert!(written, "not flushed within the interval");
+    }
 }
