@@ -435,7 +435,9 @@ async fn the_one_line_install_serves_its_script_and_the_configured_agent() {
     let res = app.get("/agent/certhub-agent.exe").await;
     assert_eq!(res.status(), 200);
     assert_eq!(res.bytes().await.unwrap().as_ref(), b"MZ fake agent");
+}
 
+on_both_databases! {
     async fn heartbeats_are_kept_in_memory_and_written_by_interval_and_at_stop(db: TestDb) {
         // An interval longer than the test: only the clean stop writes.
         let mut app = spawn_app_with(&db, &[("CERTHUB_DEVICE_CONTACT_FLUSH_SECONDS", "300")]).await;
