@@ -516,27 +516,6 @@ fn shuffled(n: usize) -> Vec<usize> {
     v
 }
 
-async fn admin_token(client: &reqwest::Client, base: &str, token: &str) -> String {
-    let res = client
-        .post(format!("{base}/api/v1/auth/password/set/confirm"))
-        .json(&json!({"token": token, "new_password": PW}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
-    let res = client
-        .post(format!("{base}/api/v1/auth/login"))
-        .json(&json!({"email": "bench@escritorio.com.br", "password": PW}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
-    res.json::<Value>().await.unwrap()["access_token"]
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
-
 async fn jobs_with_status(sh: &Shared, admin: &str, status: &str) -> u64 {
     let req = sh
         .client
@@ -567,32 +546,14 @@ async fn bench(label: &str, dir: &Path, url: &str, cfg: &Config, client: &reqwes
         .output()
         .unwrap();
     assert!(out.status.success(), "ingest: {out:?}");
-    let out = command(dir, url, cfg)
-        .args([
-            "admin",
-            "create-user",
-            "--email",
-            "bench@escritorio.com.br",
-            "--name",
-            "Bench",
-            "--role",
-            "ADMIN",
-        ])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let token = stdout
-        .split("token=")
-        .nth(1)
-        .expect("link")
-        .trim()
-        .to_owned();
+    let token = support::create_user(command(dir, url, cfg), "bench@escritorio.com.br", "ADMIN");
 
     let server = start(dir, url, cfg);
     let pid = server.child.id();
     std::thread::sleep(Duration::from_secs(2));
     let rss_idle = proc_status(pid, "VmRSS:");
-    let admin = admin_token(client, &server.base, &token).await;
+    let admin =
+        support::activate(client, &server.base, &token, "bench@escritorio.com.br", PW).await;
     let sh = Arc::new(Shared {
         client: client.clone(),
         base: server.base.clone(),

@@ -98,16 +98,10 @@ pub async fn login_submit(
     }
 }
 
-#[derive(Deserialize)]
-pub struct CsrfForm {
-    #[serde(default)]
-    csrf: String,
-}
-
 pub async fn logout(
     state: web::Data<AppState>,
     req: HttpRequest,
-    form: web::Form<CsrfForm>,
+    form: web::Form<super::CsrfForm>,
 ) -> Result<HttpResponse, AppError> {
     Csrf::verify(&req, &form.csrf)?;
     if let Some(cookie) = req.cookie(SESSION_COOKIE) {

@@ -301,18 +301,12 @@ pub async fn request_install(
     Ok(done("/solicitacoes", "solicitado"))
 }
 
-#[derive(Deserialize)]
-pub struct CsrfOnly {
-    #[serde(default)]
-    csrf: String,
-}
-
 pub async fn reveal_path(
     state: web::Data<AppState>,
     req: HttpRequest,
     admin: AdminStaff,
     path: web::Path<Uuid>,
-    form: web::Form<CsrfOnly>,
+    form: web::Form<super::CsrfForm>,
 ) -> Result<HttpResponse, PageError> {
     check_csrf(&req, &form.csrf)?;
     let id = path.into_inner();

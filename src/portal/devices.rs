@@ -300,18 +300,12 @@ pub async fn update(
     Ok(done(&back, "salvo"))
 }
 
-#[derive(Deserialize)]
-pub struct CsrfOnly {
-    #[serde(default)]
-    csrf: String,
-}
-
 pub async fn rotate(
     state: web::Data<AppState>,
     req: HttpRequest,
     admin: AdminStaff,
     path: web::Path<Uuid>,
-    form: web::Form<CsrfOnly>,
+    form: web::Form<super::CsrfForm>,
 ) -> Result<HttpResponse, PageError> {
     check_csrf(&req, &form.csrf)?;
     let id = path.into_inner();
@@ -345,7 +339,7 @@ pub async fn block(
     req: HttpRequest,
     admin: AdminStaff,
     path: web::Path<Uuid>,
-    form: web::Form<CsrfOnly>,
+    form: web::Form<super::CsrfForm>,
 ) -> Result<HttpResponse, PageError> {
     set_allowed(&state, &req, &admin, path.into_inner(), &form.csrf, false).await
 }
@@ -355,7 +349,7 @@ pub async fn unblock(
     req: HttpRequest,
     admin: AdminStaff,
     path: web::Path<Uuid>,
-    form: web::Form<CsrfOnly>,
+    form: web::Form<super::CsrfForm>,
 ) -> Result<HttpResponse, PageError> {
     set_allowed(&state, &req, &admin, path.into_inner(), &form.csrf, true).await
 }

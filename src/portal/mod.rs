@@ -239,6 +239,13 @@ pub fn done(to: &str, notice: &str) -> HttpResponse {
     redirect(&format!("{to}{sep}ok={notice}"))
 }
 
+/// A form whose only field is its CSRF token (a button that acts).
+#[derive(serde::Deserialize)]
+pub struct CsrfForm {
+    #[serde(default)]
+    pub csrf: String,
+}
+
 /// The CSRF check of every portal form, as a page error.
 pub fn check_csrf(req: &actix_web::HttpRequest, submitted: &str) -> Result<(), PageError> {
     session::Csrf::verify(req, submitted).map_err(PageError::from)

@@ -208,18 +208,12 @@ pub async fn update(
     Ok(done("/usuarios", "salvo"))
 }
 
-#[derive(Deserialize)]
-pub struct CsrfOnly {
-    #[serde(default)]
-    csrf: String,
-}
-
 pub async fn password_link(
     state: web::Data<AppState>,
     req: HttpRequest,
     admin: AdminStaff,
     path: web::Path<Uuid>,
-    form: web::Form<CsrfOnly>,
+    form: web::Form<super::CsrfForm>,
 ) -> Result<HttpResponse, PageError> {
     check_csrf(&req, &form.csrf)?;
     let target = crate::accounts::user::find_in_org(&state.db, admin.0.user.org, path.into_inner())

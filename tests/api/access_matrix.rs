@@ -280,19 +280,18 @@ const MATRIX: &[Row] = &[
     ),
 ];
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_route_with_every_role() {
-    let api = certhub::http::api::docs()
-        .into_iter()
-        .map(|r| (r.method, r.path));
-    for (method, path) in api {
-        assert!(
-            MATRIX.iter().any(|(m, p, _, _)| *m == method && *p == path),
-            "{method} {path} has no row in the access matrix"
-        );
-    }
+/// An office with one certificate (ingested by the CLI only: the server itself has no
+/// certs_root) and a VIEW, an ADMIN and a DEV.
+struct Office {
+    db: TestDb,
+    app: TestApp,
+    view: Session,
+    admin: Session,
+    dev: Session,
+}
+
+async fn office() -> Office {
     let db = TestDb::new(Backend::Sqlite).await.unwrap();
-    // One certificate, ingested by the CLI only: the server itself has no certs_root.
     let root = db.dir().join("certificados");
     std::fs::create_dir_all(&root).unwrap();
     std::fs::write(
@@ -307,6 +306,33 @@ async fn every_route_with_every_role() {
         .onboard(&db, "admin@escritorio.com.br", "ADMIN", PW)
         .await;
     let dev = app.onboard(&db, "dev@escritorio.com.br", "DEV", PW).await;
+    Office {
+        db,
+        app,
+        view,
+        admin,
+        dev,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_route_with_every_role() {
+    let api = certhub::http::api::docs()
+        .into_iter()
+        .map(|r| (r.method, r.path));
+    for (method, path) in api {
+        assert!(
+            MATRIX.iter().any(|(m, p, _, _)| *m == method && *p == path),
+            "{method} {path} has no row in the access matrix"
+        );
+    }
+    let Office {
+        db: _db,
+        app,
+        view,
+        admin,
+        dev,
+    } = office().await;
     // The calling device, paired for real, and a second one the admin routes act on.
     let (device_id, device_token) = provision(&app, &admin.access).await;
     let res = app
@@ -560,21 +586,13 @@ async fn every_portal_page_with_every_role() {
             "{method} {path} has no row in the portal access matrix"
         );
     }
-    let db = TestDb::new(Backend::Sqlite).await.unwrap();
-    let root = db.dir().join("certificados");
-    std::fs::create_dir_all(&root).unwrap();
-    std::fs::write(
-        root.join("EMPRESA X LTDA Senha 1234.pfx"),
-        fixture("ecnpj-aes.pfx"),
-    )
-    .unwrap();
-    ingest(&db, &root, &[]);
-    let app = spawn_app(&db).await;
-    let view = app.onboard(&db, "view@escritorio.com.br", "VIEW", PW).await;
-    let admin = app
-        .onboard(&db, "admin@escritorio.com.br", "ADMIN", PW)
-        .await;
-    app.onboard(&db, "dev@escritorio.com.br", "DEV", PW).await;
+    let Office {
+        db: _db,
+        app,
+        view,
+        admin,
+        ..
+    } = office().await;
     let (device_id, _) = provision(&app, &admin.access).await;
     let (_, me, _) = app
         .call_json("GET", "/api/v1/auth/me", None, &view.access)
