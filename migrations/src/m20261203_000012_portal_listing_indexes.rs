@@ -7,7 +7,7 @@ pub struct Migration;
 
 /// `(table, index, columns)`: what the portal's listings and the dashboard's counts filter and
 /// order by, measured with `cargo bench --bench portal` (docs/benchmarks.md).
-const INDEXES: [(&str, &str, &[&str]); 4] = [
+const INDEXES: [(&str, &str, &[&str]); 6] = [
     // Certificates expiring within N days (the dashboard counts 30, 15 and 7).
     (
         "certificates",
@@ -25,6 +25,18 @@ const INDEXES: [(&str, &str, &[&str]); 4] = [
         "cert_install_jobs",
         "ix_jobs_org_created",
         &["org_id", "created_at"],
+    ),
+    // The requests page: install jobs (not REMOVE ones) newest first, and its count.
+    (
+        "cert_install_jobs",
+        "ix_jobs_org_type_created",
+        &["org_id", "job_type", "created_at"],
+    ),
+    // The live requests stream: what changed since the page was rendered.
+    (
+        "cert_install_jobs",
+        "ix_jobs_org_updated",
+        &["org_id", "updated_at"],
     ),
     // The audit log filtered by action, newest first, and its count.
     (
