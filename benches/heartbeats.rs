@@ -274,7 +274,7 @@ async fn certhub(db_url: &str, devices: usize, secs: u64, dir: &Path) -> CertHub
 }
 
 /// The ceiling: actix-web answering the same request with a fixed JSON body, no work.
-fn hello(secs: u64, dir: &Path) -> Wrk {
+async fn hello(secs: u64, dir: &Path) -> Wrk {
     use actix_web::{App, HttpResponse, HttpServer, web};
     let port = free_port();
     let (tx, rx) = std::sync::mpsc::channel();
@@ -306,7 +306,7 @@ fn hello(secs: u64, dir: &Path) -> Wrk {
     let base = format!("http://127.0.0.1:{port}");
     wrk(&base, &file, 2.min(secs));
     let w = wrk(&base, &file, secs);
-    actix_web::rt::System::new().block_on(handle.stop(true));
+    handle.stop(true).await;
     w
 }
 
@@ -326,7 +326,7 @@ async fn main() {
     let devices: usize = var("CERTHUB_BENCH_DEVICES", 1000);
     let dir = tempfile::tempdir().unwrap();
     println!("wrk -t1 -c{CONNECTIONS} -d{secs}s, {devices} devices, on this machine, one run\n");
-    let ceiling = hello(secs, dir.path());
+    let ceiling = hello(secs, dir.path()).await;
 
     let mut results = Vec::new();
     // SQLite
@@ -361,7 +361,7 @@ async fn main() {
         }
         let seed_url = format!(
             "{}/{}",
-            server.replacen("postgres://", "postgresql://", 1),
+            server.replacen("postgres://", "postgresql+psycopg2://", 1),
             names[0]
         );
         let seed = seed_stack(&seed_url, devices, secs, dir.path());
