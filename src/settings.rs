@@ -306,6 +306,16 @@ impl Settings {
             ),
             None => (String::new(), "defaults".to_owned()),
         };
+        Self::from_toml_str(&text, &origin, env)
+    }
+
+    /// Parses the text of a `config.toml` (`origin` names it in messages) and applies `env`:
+    /// everything [`Settings::load_from`] does once the file is read.
+    pub fn from_toml_str(
+        text: &str,
+        origin: &str,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
         let mut table: toml::Table = text
             .parse()
             .map_err(|e: toml::de::Error| ConfigError(format!("{origin}: {}", e.message())))?;
