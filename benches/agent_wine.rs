@@ -119,11 +119,6 @@ impl Api {
     }
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i]
-}
-
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
@@ -283,8 +278,8 @@ fn main() {
     println!("|---|---|");
     println!(
         "| approval -> DONE under Wine, {installs} installs: p50 / p95 / max | {:.0} / {:.0} / {:.0} ms |",
-        percentile(&took, 0.5).as_secs_f64() * 1000.0,
-        percentile(&took, 0.95).as_secs_f64() * 1000.0,
+        support::percentile(&took, 0.5).as_secs_f64() * 1000.0,
+        support::percentile(&took, 0.95).as_secs_f64() * 1000.0,
         took.last().unwrap().as_secs_f64() * 1000.0
     );
     println!(

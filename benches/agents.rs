@@ -30,7 +30,7 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 mod support;
-use support::{proc_status, process_ticks};
+use support::{percentile, proc_status, process_ticks};
 
 const BIN: &str = env!("CARGO_BIN_EXE_certhub");
 const PW: &str = "SenhaForte123!";
@@ -222,11 +222,6 @@ fn ms(d: Duration) -> String {
     } else {
         format!("{ms:.1} ms")
     }
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i]
 }
 
 /// `p50 .. p95 .. p99 .. max ..` of `v` (sorted here).
@@ -546,7 +541,12 @@ async fn bench(label: &str, dir: &Path, url: &str, cfg: &Config, client: &reqwes
         .output()
         .unwrap();
     assert!(out.status.success(), "ingest: {out:?}");
-    let token = support::create_user(command(dir, url, cfg), "bench@escritorio.com.br", "ADMIN");
+    let token = support::create_user(
+        command(dir, url, cfg),
+        "bench@escritorio.com.br",
+        "Bench",
+        "ADMIN",
+    );
 
     let server = start(dir, url, cfg);
     let pid = server.child.id();
@@ -939,32 +939,10 @@ async fn main() {
     let url = format!("sqlite://{}", dir.path().join("data/certhub.db").display());
     bench("sqlite", dir.path(), &url, &cfg, &client).await;
 
-    let admin = std::env::var("CERTHUB_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-    let psql = |sql: &str| {
-        Command::new("psql")
-            .arg(&admin)
-            .arg("-qc")
-            .arg(sql)
-            .output()
-            .map(|o| o.status.success())
-            .unwrap_or(false)
-    };
-    if !psql("SELECT 1") {
-        println!("postgres  SKIPPED: no server at {admin}");
+    let Some(db) = support::ThrowawayDb::create("certhub_bench") else {
         return;
-    }
-    let name = format!("certhub_bench_{}", uuid::Uuid::new_v4().simple());
-    assert!(psql(&format!("CREATE DATABASE {name}")));
-    // Dropped even when the run panics.
-    struct Throwaway<F: Fn(&str) -> bool>(F, String);
-    impl<F: Fn(&str) -> bool> Drop for Throwaway<F> {
-        fn drop(&mut self) {
-            (self.0)(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.1));
-        }
-    }
-    let db = Throwaway(psql, name);
+    };
     let dir = tempfile::tempdir().unwrap();
-    let url = format!("{}/{}", &admin[..admin.rfind('/').unwrap()], db.1);
+    let url = db.url();
     bench("postgres", dir.path(), &url, &cfg, &client).await;
 }

@@ -206,7 +206,7 @@ async fn certhub(db_url: &str, devices: usize, secs: u64, dir: &Path) -> CertHub
             .env("CERTHUB_DEVICE_AUTH_PER_MINUTE", "1000000");
         c
     };
-    let token = support::create_user(command(), "bench@escritorio.com.br", "ADMIN");
+    let token = support::create_user(command(), "bench@escritorio.com.br", "Bench", "ADMIN");
     let port = free_port();
     let server = Proc(
         command()
@@ -339,41 +339,22 @@ async fn main() {
     results.push(("SQLite", seed, ours));
 
     // PostgreSQL
-    let admin = std::env::var("CERTHUB_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-    let psql = |sql: &str| {
-        Command::new("psql")
-            .arg(&admin)
-            .arg("-qc")
-            .arg(sql)
-            .output()
-            .map(|o| o.status.success())
-            .unwrap_or(false)
-    };
-    if psql("SELECT 1") {
-        let server = &admin[..admin.rfind('/').unwrap()];
-        let names = [
-            format!("seedstack_{}", uuid::Uuid::new_v4().simple()),
-            format!("certhub_hb_{}", uuid::Uuid::new_v4().simple()),
-        ];
-        for n in &names {
-            assert!(psql(&format!("CREATE DATABASE {n}")));
-        }
+    if let (Some(seed_db), Some(ours_db)) = (
+        support::ThrowawayDb::create("seedstack"),
+        support::ThrowawayDb::create("certhub_hb"),
+    ) {
         let seed_url = format!(
             "{}/{}",
-            server.replacen("postgres://", "postgresql+psycopg2://", 1),
-            names[0]
+            seed_db
+                .server()
+                .replacen("postgres://", "postgresql+psycopg2://", 1),
+            seed_db.name
         );
         let seed = seed_stack(&seed_url, devices, secs, dir.path());
         let ours_dir = dir.path().join("postgres");
         std::fs::create_dir_all(&ours_dir).unwrap();
-        let ours = certhub(&format!("{server}/{}", names[1]), devices, secs, &ours_dir).await;
+        let ours = certhub(&ours_db.url(), devices, secs, &ours_dir).await;
         results.push(("PostgreSQL", seed, ours));
-        for n in &names {
-            psql(&format!("DROP DATABASE IF EXISTS {n} WITH (FORCE)"));
-        }
-    } else {
-        println!("PostgreSQL SKIPPED: no server at {admin}");
     }
 
     println!("| run | heartbeats/s | p50 / p99 / max | errors |");

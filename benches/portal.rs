@@ -32,6 +32,8 @@ use sea_orm::{
 use serde_json::json;
 use uuid::Uuid;
 
+mod support;
+
 const BIN: &str = env!("CARGO_BIN_EXE_certhub");
 const PW: &str = "SenhaForte123!";
 const ADMIN: &str = "admin@escritorio.com.br";
@@ -119,35 +121,6 @@ fn start(dir: &Path, url: &str) -> Server {
         std::thread::sleep(Duration::from_millis(20));
     }
     Server { child, base }
-}
-
-/// `certhub admin create-user`; returns the token of the one-time password-set link.
-fn create_user(dir: &Path, url: &str, email: &str, name: &str, role: &str) -> String {
-    let out = command(dir, url)
-        .args([
-            "admin",
-            "create-user",
-            "--email",
-            email,
-            "--name",
-            name,
-            "--role",
-            role,
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "create-user {email}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    stdout
-        .split("token=")
-        .nth(1)
-        .expect("link")
-        .trim()
-        .to_owned()
 }
 
 /// A small deterministic generator (SplitMix64): the same office on every run.
@@ -654,11 +627,6 @@ fn ms(d: Duration) -> String {
     }
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i]
-}
-
 fn browser() -> reqwest::Client {
     reqwest::Client::builder()
         .cookie_store(true)
@@ -688,12 +656,11 @@ async fn get(b: &reqwest::Client, url: &str) -> Result<(Duration, usize), String
 
 /// Runs the bench on one database; returns the number of failed requests.
 async fn bench(label: &str, dir: &Path, url: &str, cfg: &Config) -> usize {
-    let token = create_user(dir, url, ADMIN, "Administradora", "ADMIN");
+    let token = support::create_user(command(dir, url), ADMIN, "Administradora", "ADMIN");
     for i in 0..STAFF {
         let role = if i % 5 == 0 { "DEV" } else { "VIEW" };
-        create_user(
-            dir,
-            url,
+        support::create_user(
+            command(dir, url),
             &format!("equipe{i:02}@escritorio.com.br"),
             &format!("Equipe {i:02}"),
             role,
@@ -818,10 +785,10 @@ async fn bench(label: &str, dir: &Path, url: &str, cfg: &Config) -> usize {
             continue;
         }
         lat.sort();
-        let p95 = percentile(&lat, 0.95);
+        let p95 = support::percentile(&lat, 0.95);
         println!(
             "  {path:<46} {:>9} {:>9} {:>9} {:>8.1}{}",
-            ms(percentile(&lat, 0.50)),
+            ms(support::percentile(&lat, 0.50)),
             ms(p95),
             ms(*lat.last().unwrap()),
             size as f64 / 1024.0,

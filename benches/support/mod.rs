@@ -27,7 +27,7 @@ pub fn process_ticks(pid: &str) -> u64 {
 
 /// `certhub admin create-user` run by `cmd` (the binary with its environment): the one-time
 /// password-set token it prints.
-pub fn create_user(mut cmd: std::process::Command, email: &str, role: &str) -> String {
+pub fn create_user(mut cmd: std::process::Command, email: &str, name: &str, role: &str) -> String {
     let out = cmd
         .args([
             "admin",
@@ -35,12 +35,17 @@ pub fn create_user(mut cmd: std::process::Command, email: &str, role: &str) -> S
             "--email",
             email,
             "--name",
-            "Bench",
+            name,
             "--role",
             role,
         ])
         .output()
         .expect("certhub admin create-user");
+    assert!(
+        out.status.success(),
+        "create-user {email}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     stdout
         .split("token=")
@@ -76,4 +81,66 @@ pub async fn activate(
         .as_str()
         .unwrap()
         .to_owned()
+}
+
+/// The value at fraction `p` (0..=1) of `sorted`.
+pub fn percentile(sorted: &[std::time::Duration], p: f64) -> std::time::Duration {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i]
+}
+
+/// A PostgreSQL database made for one bench run (through `psql`), dropped when this is, even
+/// when the run panics.
+pub struct ThrowawayDb {
+    admin: String,
+    pub name: String,
+}
+
+impl ThrowawayDb {
+    /// The admin URL: `CERTHUB_TEST_POSTGRES_URL`, else the local default.
+    pub fn admin_url() -> String {
+        std::env::var("CERTHUB_TEST_POSTGRES_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+    }
+
+    fn psql(admin: &str, sql: &str) -> bool {
+        std::process::Command::new("psql")
+            .arg(admin)
+            .arg("-qc")
+            .arg(sql)
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false)
+    }
+
+    /// A new database named `<prefix>_<random>`; `None` (and a SKIPPED line) without a server.
+    pub fn create(prefix: &str) -> Option<Self> {
+        let admin = Self::admin_url();
+        if !Self::psql(&admin, "SELECT 1") {
+            println!("postgres  SKIPPED: no server at {admin}");
+            return None;
+        }
+        let name = format!("{prefix}_{}", uuid::Uuid::new_v4().simple());
+        assert!(Self::psql(&admin, &format!("CREATE DATABASE {name}")));
+        Some(Self { admin, name })
+    }
+
+    /// The server's URL without a database (`postgres://user@host:port`).
+    pub fn server(&self) -> &str {
+        &self.admin[..self.admin.rfind('/').unwrap()]
+    }
+
+    /// This database's URL.
+    pub fn url(&self) -> String {
+        format!("{}/{}", self.server(), self.name)
+    }
+}
+
+impl Drop for ThrowawayDb {
+    fn drop(&mut self) {
+        Self::psql(
+            &self.admin,
+            &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+        );
+    }
 }
