@@ -12,7 +12,13 @@
 //! `CERTHUB_BENCH_HEARTBEAT_SECS` (10, each agent's interval in the sustained phase),
 //! `CERTHUB_BENCH_RAMP_SECS` (5: the first long-polls are spread over that long; 0, at once),
 //! `CERTHUB_BENCH_DB_MAX_CONNECTIONS` (passed on as `CERTHUB_DATABASE_MAX_CONNECTIONS`; unset,
-//! the server's default of 10).
+//! the server's default of 10), `CERTHUB_BENCH_PROCESSES` (`1`; e.g. `1,2,4`: on PostgreSQL,
+//! one run per count of `certhub serve` processes sharing the database, agent `i` on process
+//! `i mod n` and each approval sent to another process than its agent's, so every wake-up
+//! crosses processes by LISTEN/NOTIFY), `CERTHUB_BENCH_SQLITE` (`1`; `0` skips SQLite).
+//!
+//! Memory per held long-poll is (RSS with every long-poll held - RSS with the devices idle) /
+//! agents, summed over the processes.
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -53,6 +59,9 @@ struct Config {
     /// The agents' first long-polls are spread over this long (0: all at once).
     ramp: Duration,
     db_max_connections: Option<String>,
+    /// Server process counts to run on PostgreSQL, in turn.
+    processes: Vec<usize>,
+    sqlite: bool,
 }
 
 impl Config {
@@ -74,7 +83,18 @@ impl Config {
             heartbeat: Duration::from_secs(var("CERTHUB_BENCH_HEARTBEAT_SECS", 10)),
             ramp: Duration::from_secs_f64(var("CERTHUB_BENCH_RAMP_SECS", 5.0)),
             db_max_connections: std::env::var("CERTHUB_BENCH_DB_MAX_CONNECTIONS").ok(),
+            processes: std::env::var("CERTHUB_BENCH_PROCESSES")
+                .unwrap_or_else(|_| "1".into())
+                .split(',')
+                .map(|v| {
+                    v.trim()
+                        .parse()
+                        .unwrap_or_else(|_| panic!("CERTHUB_BENCH_PROCESSES: not a list: {v}"))
+                })
+                .collect(),
+            sqlite: var("CERTHUB_BENCH_SQLITE", 1) != 0,
         };
+        assert!(c.processes.iter().all(|n| *n > 0));
         assert!(c.agents > 0 && c.approvals_per_sec > 0.0 && !c.heartbeat.is_zero());
         c
     }
@@ -106,13 +126,13 @@ fn command(dir: &Path, url: &str, cfg: &Config) -> Command {
     c
 }
 
-fn start(dir: &Path, url: &str, cfg: &Config) -> Server {
+fn start(dir: &Path, url: &str, cfg: &Config, k: usize) -> Server {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
-    let log = std::fs::File::create(dir.join("server.log")).unwrap();
+    let log = std::fs::File::create(dir.join(format!("server-{k}.log"))).unwrap();
     let child = command(dir, url, cfg)
         .arg("serve")
         .env("CERTHUB_LISTEN", format!("127.0.0.1:{port}"))
@@ -161,7 +181,7 @@ struct Cpu {
     total: u64,
 }
 
-fn cpu(server: u32) -> Cpu {
+fn cpu(servers: &[u32]) -> Cpu {
     let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
     let ticks: Vec<u64> = stat
         .lines()
@@ -175,7 +195,7 @@ fn cpu(server: u32) -> Cpu {
     // idle and iowait
     let idle = ticks.get(3).copied().unwrap_or(0) + ticks.get(4).copied().unwrap_or(0);
     Cpu {
-        server: process_ticks(&server.to_string()),
+        server: servers.iter().map(|p| process_ticks(&p.to_string())).sum(),
         bench: process_ticks("self"),
         busy: total - idle,
         total,
@@ -191,7 +211,7 @@ fn cpu_use(a: Cpu, b: Cpu, wall: Duration) -> String {
     let machine = (b.busy - a.busy) as f64 / (b.total - a.total).max(1) as f64 * 100.0;
     let (server, bench) = (pct(b.server - a.server), pct(b.bench - a.bench));
     format!(
-        "CPU: server {server:.0}%, bench client {bench:.0}%, rest of the machine (database, other work) {:.0}% of one core; machine busy {machine:.0}% of {cores} cores",
+        "CPU: server(s) {server:.0}%, bench client {bench:.0}%, rest of the machine (database, other work) {:.0}% of one core; machine busy {machine:.0}% of {cores} cores",
         (machine * cores as f64 - server - bench).max(0.0),
     )
 }
@@ -289,12 +309,15 @@ struct Agent {
     id: Uuid,
     key: DeviceSecretKey,
     jwt: String,
+    /// The server process this agent talks to.
+    server: usize,
 }
 
 /// What the agents, the approver and the heartbeat senders share and record.
 struct Shared {
     client: reqwest::Client,
-    base: String,
+    /// One per server process; the admin uses the first.
+    bases: Vec<String>,
     fixture: Vec<u8>,
     /// Job id -> the instant just before its approve request was sent.
     approved_at: Mutex<HashMap<Uuid, Instant>>,
@@ -314,7 +337,11 @@ struct Shared {
 
 impl Shared {
     fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
+        self.url_on(0, path)
+    }
+
+    fn url_on(&self, server: usize, path: &str) -> String {
+        format!("{}{path}", self.bases[server % self.bases.len()])
     }
 
     fn error(&self, f: Fail) {
@@ -322,11 +349,11 @@ impl Shared {
         errors.entry(f.key).or_insert((0, f.detail)).0 += 1;
     }
 
-    async fn heartbeat(&self, jwt: &str) -> Result<(), Fail> {
+    async fn heartbeat(&self, a: &Agent) -> Result<(), Fail> {
         let req = self
             .client
-            .post(self.url("/api/v1/agent/heartbeat"))
-            .bearer_auth(jwt)
+            .post(self.url_on(a.server, "/api/v1/agent/heartbeat"))
+            .bearer_auth(&a.jwt)
             .timeout(Duration::from_secs(30))
             .json(&json!({"agent_version": "1.0.0"}));
         send::<Value>(req, "heartbeat", 200).await.map(|_| ())
@@ -345,11 +372,15 @@ async fn provision(sh: &Shared, admin: &str, i: usize) -> Agent {
         .unwrap_or_else(|f| panic!("{}: {}", f.key, f.detail));
     let id: Uuid = d["id"].as_str().unwrap().parse().unwrap();
     let key = DeviceSecretKey::generate();
-    let req = sh.client.post(sh.url("/api/v1/agent/auth")).json(&json!({
-        "device_id": id,
-        "device_token": d["device_token"],
-        "public_key": key.public_key().to_base64(),
-    }));
+    let server = i % sh.bases.len();
+    let req = sh
+        .client
+        .post(sh.url_on(server, "/api/v1/agent/auth"))
+        .json(&json!({
+            "device_id": id,
+            "device_token": d["device_token"],
+            "public_key": key.public_key().to_base64(),
+        }));
     let auth: Value = send(req, "agent auth", 200)
         .await
         .unwrap_or_else(|f| panic!("{}: {}", f.key, f.detail));
@@ -357,12 +388,13 @@ async fn provision(sh: &Shared, admin: &str, i: usize) -> Agent {
         id,
         key,
         jwt: auth["access_token"].as_str().unwrap().to_owned(),
+        server,
     }
 }
 
 /// Claim, payload (retried after a 429), open with the device's key, result `DONE`.
 async fn handle(sh: &Shared, a: &Agent, job: &AgentJob) -> Result<(), Fail> {
-    let path = |what: &str| sh.url(&format!("/api/v1/agent/jobs/{}/{what}", job.id));
+    let path = |what: &str| sh.url_on(a.server, &format!("/api/v1/agent/jobs/{}/{what}", job.id));
     let req = sh.client.post(path("claim")).bearer_auth(&a.jwt);
     let claim: ClaimResponse = send(req, "claim", 200).await?;
     let mut tries = 0;
@@ -421,7 +453,7 @@ async fn agent_loop(
         let mut stop_rx = stop.clone();
         let req = sh
             .client
-            .get(sh.url(&format!("/api/v1/agent/jobs?wait={WAIT_SECS}")))
+            .get(sh.url_on(a.server, &format!("/api/v1/agent/jobs?wait={WAIT_SECS}")))
             .bearer_auth(&a.jwt)
             .timeout(Duration::from_secs(WAIT_SECS + 30));
         sh.in_flight.fetch_add(1, Ordering::SeqCst);
@@ -494,7 +526,7 @@ async fn heartbeat_loop(
             _ = stop.wait_for(|s| *s) => return,
         }
         let sent = Instant::now();
-        match sh.heartbeat(&a.jwt).await {
+        match sh.heartbeat(&a).await {
             Ok(()) => sh.heartbeats.lock().unwrap().push((sent, sent.elapsed())),
             Err(f) => sh.error(f),
         }
@@ -522,7 +554,19 @@ async fn jobs_with_status(sh: &Shared, admin: &str, status: &str) -> u64 {
     page["total"].as_u64().unwrap()
 }
 
-async fn bench(label: &str, dir: &Path, url: &str, cfg: &Config, client: &reqwest::Client) {
+/// Resident memory of the server processes together, in KiB.
+fn rss(pids: &[u32], field: &str) -> u64 {
+    pids.iter().map(|p| proc_status(*p, field)).sum()
+}
+
+async fn bench(
+    label: &str,
+    dir: &Path,
+    url: &str,
+    cfg: &Config,
+    processes: usize,
+    client: &reqwest::Client,
+) {
     let n = cfg.agents;
     let approvals = cfg.approvals;
     let bench_started = Instant::now();
@@ -548,15 +592,22 @@ async fn bench(label: &str, dir: &Path, url: &str, cfg: &Config, client: &reqwes
         "ADMIN",
     );
 
-    let server = start(dir, url, cfg);
-    let pid = server.child.id();
+    let servers: Vec<Server> = (0..processes).map(|k| start(dir, url, cfg, k)).collect();
+    let pids: Vec<u32> = servers.iter().map(|s| s.child.id()).collect();
+    let pid = pids[0];
     std::thread::sleep(Duration::from_secs(2));
-    let rss_idle = proc_status(pid, "VmRSS:");
-    let admin =
-        support::activate(client, &server.base, &token, "bench@escritorio.com.br", PW).await;
+    let rss_idle = rss(&pids, "VmRSS:");
+    let admin = support::activate(
+        client,
+        &servers[0].base,
+        &token,
+        "bench@escritorio.com.br",
+        PW,
+    )
+    .await;
     let sh = Arc::new(Shared {
         client: client.clone(),
-        base: server.base.clone(),
+        bases: servers.iter().map(|s| s.base.clone()).collect(),
         fixture,
         approved_at: Mutex::new(HashMap::new()),
         notified: Mutex::new(Vec::new()),
@@ -596,10 +647,10 @@ async fn bench(label: &str, dir: &Path, url: &str, cfg: &Config, client: &reqwes
     let t = Instant::now();
     let order = shuffled(n);
     let targets: Vec<usize> = (0..approvals).map(|k| order[k % n]).collect();
-    let jobs: Vec<Uuid> = futures_util::stream::iter(targets)
+    let jobs: Vec<(Uuid, usize)> = futures_util::stream::iter(targets)
         .map(|i| {
             let (sh, admin, cert_id) = (sh.clone(), admin.clone(), cert_id.clone());
-            let device = agents[i].id;
+            let (device, server) = (agents[i].id, agents[i].server);
             async move {
                 let req = sh
                     .client
@@ -610,7 +661,7 @@ async fn bench(label: &str, dir: &Path, url: &str, cfg: &Config, client: &reqwes
                     .await
                     .unwrap_or_else(|f| panic!("{}: {}", f.key, f.detail));
                 assert_eq!(job["status"], "REQUESTED");
-                job["id"].as_str().unwrap().parse::<Uuid>().unwrap()
+                (job["id"].as_str().unwrap().parse::<Uuid>().unwrap(), server)
             }
         })
         .buffered(SETUP_CONCURRENCY)
@@ -618,7 +669,7 @@ async fn bench(label: &str, dir: &Path, url: &str, cfg: &Config, client: &reqwes
         .await;
     let requesting = t.elapsed();
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let rss_provisioned = proc_status(pid, "VmRSS:");
+    let rss_provisioned = rss(&pids, "VmRSS:");
 
     // Every agent long-polls (first ones spread over the ramp) and heartbeats (spread evenly over
     // its interval).
@@ -658,25 +709,27 @@ async fn bench(label: &str, dir: &Path, url: &str, cfg: &Config, client: &reqwes
     // Held by the server, not merely sent: none came back in the meantime.
     tokio::time::sleep(Duration::from_secs(1)).await;
     let held_at = Instant::now();
-    let cpu_held = cpu(pid);
+    let cpu_held = cpu(&pids);
     let in_flight_held = sh.in_flight.load(Ordering::SeqCst);
     let early_answers = sh.empty_polls.lock().unwrap().len();
-    let rss_held = proc_status(pid, "VmRSS:");
-    let fds_held = open_fds(pid);
+    let rss_held = rss(&pids, "VmRSS:");
+    let fds_held: usize = pids.iter().map(|p| open_fds(*p)).sum();
     let fds_allowed = fd_limit(pid);
-    let threads = proc_status(pid, "Threads:");
+    let threads = rss(&pids, "Threads:");
 
     // The approvals, at a steady pace, whatever the server's answer time.
     let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / cfg.approvals_per_sec));
     let mut approve_tasks = Vec::new();
     let approvals_started = Instant::now();
-    for job in jobs.iter().copied() {
+    for (job, agent_server) in jobs.iter().copied() {
         tick.tick().await;
         let (sh, admin) = (sh.clone(), admin.clone());
+        // Through another process than the agent's, when there are several.
+        let approver = (agent_server + 1) % processes;
         approve_tasks.push(tokio::spawn(async move {
             let req = sh
                 .client
-                .post(sh.url(&format!("/api/v1/install-jobs/{job}/approve")))
+                .post(sh.url_on(approver, &format!("/api/v1/install-jobs/{job}/approve")))
                 .bearer_auth(&admin)
                 .timeout(Duration::from_secs(30))
                 .json(&json!({}));
@@ -714,12 +767,12 @@ async fn bench(label: &str, dir: &Path, url: &str, cfg: &Config, client: &reqwes
     while sh.done.lock().unwrap().len() < approved && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let rss_busy = proc_status(pid, "VmRSS:");
+    let rss_busy = rss(&pids, "VmRSS:");
 
     // The rest of the sustained heartbeat phase.
     tokio::time::sleep_until((t0 + SUSTAINED_UNTIL).max(Instant::now()).into()).await;
     let sustained_end = Instant::now();
-    let cpu_sustained = cpu_use(cpu_held, cpu(pid), sustained_end - held_at);
+    let cpu_sustained = cpu_use(cpu_held, cpu(&pids), sustained_end - held_at);
     stop_beats.send(true).unwrap();
     for t in beat_tasks {
         t.await.unwrap();
@@ -739,7 +792,7 @@ async fn bench(label: &str, dir: &Path, url: &str, cfg: &Config, client: &reqwes
     let next = Arc::new(AtomicUsize::new(0));
     let agents = Arc::new(agents);
     let sat_started = Instant::now();
-    let cpu_sat_start = cpu(pid);
+    let cpu_sat_start = cpu(&pids);
     let sat_deadline = sat_started + SATURATION;
     let mut sat_tasks = Vec::new();
     for _ in 0..SATURATION_CLIENTS {
@@ -749,7 +802,7 @@ async fn bench(label: &str, dir: &Path, url: &str, cfg: &Config, client: &reqwes
             while Instant::now() < sat_deadline {
                 let a = &agents[next.fetch_add(1, Ordering::Relaxed) % agents.len()];
                 let t = Instant::now();
-                match sh.heartbeat(&a.jwt).await {
+                match sh.heartbeat(a).await {
                     Ok(()) => lat.push(t.elapsed()),
                     Err(f) => sh.error(f),
                 }
@@ -762,7 +815,7 @@ async fn bench(label: &str, dir: &Path, url: &str, cfg: &Config, client: &reqwes
         saturation.extend(t.await.unwrap());
     }
     let sat_elapsed = sat_started.elapsed();
-    let cpu_sat_end = cpu(pid);
+    let cpu_sat_end = cpu(&pids);
     let cpu_saturation = cpu_use(cpu_sat_start, cpu_sat_end, sat_elapsed);
     // SAFETY: sysconf has no preconditions.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
@@ -771,15 +824,15 @@ async fn bench(label: &str, dir: &Path, url: &str, cfg: &Config, client: &reqwes
     let sat_rate = saturation.len() as f64 / sat_elapsed.as_secs_f64();
     let in_flight_end = sh.in_flight.load(Ordering::SeqCst);
 
-    let rss_end = proc_status(pid, "VmRSS:");
-    let fds_end = open_fds(pid);
+    let rss_end = rss(&pids, "VmRSS:");
+    let fds_end: usize = pids.iter().map(|p| open_fds(*p)).sum();
     stop_polls.send(true).unwrap();
     for t in agent_tasks {
         t.await.unwrap();
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let rss_closed = proc_status(pid, "VmRSS:");
-    let hwm = proc_status(pid, "VmHWM:");
+    let rss_closed = rss(&pids, "VmRSS:");
+    let hwm = rss(&pids, "VmHWM:");
     let done_api = jobs_with_status(&sh, &admin, "DONE").await;
     let open_api = jobs_with_status(&sh, &admin, "PENDING").await
         + jobs_with_status(&sh, &admin, "IN_PROGRESS").await;
@@ -791,8 +844,10 @@ async fn bench(label: &str, dir: &Path, url: &str, cfg: &Config, client: &reqwes
             && open_api == 0
     };
     let load_after = load_average();
-    drop(server);
-    let log = std::fs::read_to_string(dir.join("server.log")).unwrap_or_default();
+    drop(servers);
+    let log: String = (0..processes)
+        .map(|k| std::fs::read_to_string(dir.join(format!("server-{k}.log"))).unwrap_or_default())
+        .collect();
     let log_lines: Vec<&str> = log.lines().filter(|l| !l.trim().is_empty()).collect();
 
     let mut notified = std::mem::take(&mut *sh.notified.lock().unwrap());
@@ -810,7 +865,7 @@ async fn bench(label: &str, dir: &Path, url: &str, cfg: &Config, client: &reqwes
         .unwrap_or_else(|| "10 (default)".into());
     println!();
     println!(
-        "== {label}: {n} agents, {approvals} approvals at {}/s, heartbeat every {} s, database pool {db_pool} ==",
+        "== {label}: {n} agents, {processes} server process(es), {approvals} approvals at {}/s, heartbeat every {} s, database pool {db_pool} ==",
         cfg.approvals_per_sec,
         cfg.heartbeat.as_secs()
     );
@@ -832,12 +887,17 @@ async fn bench(label: &str, dir: &Path, url: &str, cfg: &Config, client: &reqwes
         }
     );
     println!(
-        "approve -> agent notified  {}  goal p95 < 1 s: {}",
+        "approve -> agent notified  {}  goal p95 < 50 ms: {}{}",
         spread(&mut notified),
         match p95_notified {
-            Some(p) if p < Duration::from_secs(1) => "met",
+            Some(p) if p < Duration::from_millis(50) => "met",
             Some(_) => "MISSED",
             None => "no data",
+        },
+        if processes > 1 {
+            " (every approval through another process than its agent's)"
+        } else {
+            ""
         }
     );
     println!(
@@ -891,6 +951,10 @@ async fn bench(label: &str, dir: &Path, url: &str, cfg: &Config, client: &reqwes
         mib(rss_closed),
         mib(hwm)
     );
+    println!(
+        "per held long-poll         {:.1} KiB (all long-polls held - devices idle, / {n})",
+        rss_held.saturating_sub(rss_provisioned) as f64 / n as f64
+    );
     let errors = std::mem::take(&mut *sh.errors.lock().unwrap());
     if errors.is_empty() {
         println!("client errors              none");
@@ -915,11 +979,93 @@ async fn bench(label: &str, dir: &Path, url: &str, cfg: &Config, client: &reqwes
     );
 }
 
-#[tokio::main(flavor = "multi_thread")]
-async fn main() {
-    if std::env::args().any(|a| a == "--list") {
+/// The floor under CertHub's memory per held long-poll: a bare actix-web server (two workers,
+/// as CertHub on this machine) answering the same request after the same 30 s, in a child
+/// process of this bench (`--actix-floor PORT`), measured the same way.
+fn actix_floor_server(port: u16) {
+    use actix_web::{App, HttpResponse, HttpServer, web};
+    actix_web::rt::System::new().block_on(async move {
+        HttpServer::new(|| {
+            App::new().route(
+                "/api/v1/agent/jobs",
+                web::get().to(|| async {
+                    tokio::time::sleep(Duration::from_secs(WAIT_SECS)).await;
+                    HttpResponse::Ok()
+                        .content_type("application/json")
+                        .body(r#"{"jobs":[]}"#)
+                }),
+            )
+        })
+        .workers(2)
+        .backlog(4096)
+        .bind(("127.0.0.1", port))
+        .unwrap()
+        .run()
+        .await
+        .unwrap();
+    });
+}
+
+/// RSS per held long-poll of the bare actix-web server, in KiB, for `n` agents.
+async fn actix_floor(n: usize, client: &reqwest::Client) -> f64 {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["--actix-floor", &port.to_string()])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let idle = proc_status(pid, "VmRSS:");
+    let url = format!("http://127.0.0.1:{port}/api/v1/agent/jobs?wait={WAIT_SECS}");
+    let polls: Vec<_> = (0..n)
+        .map(|_| {
+            let req = client
+                .get(&url)
+                .bearer_auth("x".repeat(400))
+                .timeout(Duration::from_secs(WAIT_SECS + 30));
+            tokio::spawn(async move { req.send().await.map(|r| r.status().as_u16()) })
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while open_fds(pid) < n && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let held = proc_status(pid, "VmRSS:");
+    let _ = child.kill();
+    let _ = child.wait();
+    for p in polls {
+        p.abort();
+    }
+    held.saturating_sub(idle) as f64 / n as f64
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.iter().any(|a| a == "--list") {
         return;
     }
+    // Before any runtime: actix-web's server starts its own.
+    if let Some(i) = args.iter().position(|a| a == "--actix-floor") {
+        actix_floor_server(args[i + 1].parse().unwrap());
+        return;
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(run());
+}
+
+async fn run() {
     let nofile = raise_nofile();
     let cfg = Config::from_env();
     println!(
@@ -935,14 +1081,24 @@ async fn main() {
         .build()
         .unwrap();
 
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("data/certhub.db").display());
-    bench("sqlite", dir.path(), &url, &cfg, &client).await;
+    let floor = actix_floor(cfg.agents, &client).await;
+    println!(
+        "actix-web floor: {floor:.1} KiB per held long-poll (a bare actix-web server holding {} of them)",
+        cfg.agents
+    );
 
-    let Some(db) = support::ThrowawayDb::create("certhub_bench") else {
-        return;
-    };
-    let dir = tempfile::tempdir().unwrap();
-    let url = db.url();
-    bench("postgres", dir.path(), &url, &cfg, &client).await;
+    if cfg.sqlite {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("data/certhub.db").display());
+        bench("sqlite", dir.path(), &url, &cfg, 1, &client).await;
+    }
+
+    for &processes in &cfg.processes {
+        let Some(db) = support::ThrowawayDb::create("certhub_bench") else {
+            return;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let url = db.url();
+        bench("postgres", dir.path(), &url, &cfg, processes, &client).await;
+    }
 }

@@ -1,7 +1,9 @@
 //! CertHub: the office's A1 certificate vault, approval portal and Windows agent.
 //!
 //! The server (`certhub serve`) is the default feature; the Windows agent is built with
-//! `--no-default-features --features agent` and shares only [`protocol`] and [`crypto`].
+//! `--no-default-features --features agent` and shares only [`protocol`] and [`crypto`]. The
+//! feature `parsers` alone builds the certificate readers and the configuration loader, what
+//! the fuzz targets (`fuzz/`) exercise, without the server's stack.
 
 pub mod crypto;
 pub mod protocol;
@@ -10,7 +12,7 @@ pub mod protocol;
 pub mod accounts;
 #[cfg(feature = "server")]
 pub mod audit;
-#[cfg(feature = "server")]
+#[cfg(feature = "parsers")]
 pub mod certificates;
 #[cfg(feature = "server")]
 pub mod cli;
@@ -30,7 +32,7 @@ pub mod organizations;
 pub mod portal;
 #[cfg(feature = "server")]
 pub mod queue;
-#[cfg(feature = "server")]
+#[cfg(feature = "parsers")]
 pub mod settings;
 #[cfg(feature = "server")]
 pub mod startup;

@@ -2,8 +2,12 @@
 
 use serde::{Deserialize, Serialize};
 
+/// The longest `?wait=` of `GET /api/v1/agent/jobs` (a long poll), in seconds.
+pub const MAX_WAIT_SECS: i64 = 30;
+
 /// Body of `GET /health`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "server", derive(schemars::JsonSchema))]
 pub struct Health {
     pub status: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -12,6 +16,7 @@ pub struct Health {
 
 /// The one shape of every 4xx/5xx body: a stable machine code and a human message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "server", derive(schemars::JsonSchema))]
 pub struct ApiError {
     pub error: String,
     pub message: String,
@@ -20,6 +25,7 @@ pub struct ApiError {
 /// An install payload sealed to one device's key (HPKE, see `docs/protocol.md`, "Payload
 /// envelope (v1)"). Both fields are standard base64; only that device can open it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "server", derive(schemars::JsonSchema))]
 pub struct SealedPayload {
     /// The 32-byte HPKE encapsulated key (the sender's ephemeral X25519 public key).
     pub enc: String,
@@ -30,6 +36,7 @@ pub struct SealedPayload {
 /// Body of `POST /api/v1/agent/enroll`: a one-time enrollment code exchanged for the device's
 /// id and token, registering the device's public key.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "server", derive(schemars::JsonSchema))]
 pub struct EnrollRequest {
     /// As shown to the admin (`ABCD-EFGH-JK`); case, spaces and dashes do not matter.
     pub enrollment_code: String,
@@ -45,6 +52,7 @@ pub struct EnrollRequest {
 
 /// The device's credentials: from enrollment, or typed in from the admin's provisioning.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "server", derive(schemars::JsonSchema))]
 pub struct DeviceCredentials {
     pub device_id: uuid::Uuid,
     pub device_token: String,
@@ -52,6 +60,7 @@ pub struct DeviceCredentials {
 
 /// Body of `POST /api/v1/agent/auth`.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "server", derive(schemars::JsonSchema))]
 pub struct DeviceAuthRequest {
     pub device_id: uuid::Uuid,
     pub device_token: String,
@@ -63,6 +72,7 @@ pub struct DeviceAuthRequest {
 
 /// Response of `POST /api/v1/agent/auth`: a DEVICE access token.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "server", derive(schemars::JsonSchema))]
 pub struct DeviceAuthResponse {
     pub access_token: String,
     /// Always `bearer`.
@@ -93,6 +103,7 @@ redacted_debug! {
 
 /// Body of `POST /api/v1/agent/heartbeat`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "server", derive(schemars::JsonSchema))]
 pub struct HeartbeatRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent_version: Option<String>,
@@ -101,6 +112,7 @@ pub struct HeartbeatRequest {
 /// Response of `POST /api/v1/agent/heartbeat`: the server's clock (to detect skew) and the
 /// policy the agent follows, so it keeps none of its own.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "server", derive(schemars::JsonSchema))]
 pub struct HeartbeatResponse {
     pub server_time: chrono::DateTime<chrono::Utc>,
     pub policy: AgentPolicy,
@@ -108,6 +120,7 @@ pub struct HeartbeatResponse {
 
 /// What the server tells every agent to do.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "server", derive(schemars::JsonSchema))]
 pub struct AgentPolicy {
     /// Local time (`HH:MM`, in `timezone`) installed certificates are removed each day.
     pub cleanup_time: String,
@@ -125,6 +138,7 @@ pub struct AgentPolicy {
 
 /// One job of `GET /api/v1/agent/jobs`: what the device is asked to do.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "server", derive(schemars::JsonSchema))]
 pub struct AgentJob {
     pub id: uuid::Uuid,
     /// `INSTALL`, or `REMOVE`: take the certificate with `thumbprint` and its key out of the
@@ -146,6 +160,7 @@ pub struct AgentJob {
 
 /// Response of `GET /api/v1/agent/jobs`, oldest first.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "server", derive(schemars::JsonSchema))]
 pub struct AgentJobs {
     pub jobs: Vec<AgentJob>,
 }
@@ -153,6 +168,7 @@ pub struct AgentJobs {
 /// Response of `POST /api/v1/agent/jobs/{id}/claim`: for an `INSTALL` job, a one-time token
 /// for the payload; a `REMOVE` job has no payload, so none of the token's fields.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "server", derive(schemars::JsonSchema))]
 pub struct ClaimResponse {
     pub job_id: uuid::Uuid,
     /// `IN_PROGRESS`.
@@ -171,6 +187,7 @@ pub struct ClaimResponse {
 /// Response of `GET /api/v1/agent/jobs/{id}/payload`: the PFX and its password sealed to the
 /// device's key (`docs/protocol.md`), and the thumbprint the installed certificate must have.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "server", derive(schemars::JsonSchema))]
 pub struct PayloadResponse {
     pub job_id: uuid::Uuid,
     pub thumbprint: Option<String>,
@@ -180,6 +197,7 @@ pub struct PayloadResponse {
 
 /// What the agent reports for a job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "server", derive(schemars::JsonSchema))]
 #[serde(rename_all = "UPPERCASE")]
 pub enum ResultStatus {
     Done,
@@ -188,6 +206,7 @@ pub enum ResultStatus {
 
 /// Body of `POST /api/v1/agent/jobs/{id}/result`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "server", derive(schemars::JsonSchema))]
 pub struct ResultRequest {
     pub status: ResultStatus,
     /// Of the certificate now in the store (required with `DONE`).
@@ -207,6 +226,7 @@ pub struct ResultRequest {
 
 /// Response of `POST /api/v1/agent/jobs/{id}/result`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "server", derive(schemars::JsonSchema))]
 pub struct ResultResponse {
     pub job_id: uuid::Uuid,
     /// `DONE` or `FAILED` (a `DONE` with another thumbprint is recorded as `FAILED`).
@@ -218,6 +238,7 @@ pub struct ResultResponse {
 
 /// Why the agent removed certificates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "server", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum CleanupMode {
     /// The daily task at `cleanup_time`.
@@ -243,6 +264,7 @@ impl CleanupMode {
 
 /// One certificate the agent took out of the store.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "server", derive(schemars::JsonSchema))]
 pub struct Removed {
     pub thumbprint: String,
     /// Whether its private key was deleted too.
@@ -251,6 +273,7 @@ pub struct Removed {
 
 /// Body of `POST /api/v1/agent/cleanup`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "server", derive(schemars::JsonSchema))]
 pub struct CleanupRequest {
     pub mode: CleanupMode,
     pub removed: Vec<Removed>,
@@ -258,6 +281,7 @@ pub struct CleanupRequest {
 
 /// Response of `POST /api/v1/agent/cleanup`: how many open leases it closed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "server", derive(schemars::JsonSchema))]
 pub struct CleanupResponse {
     pub closed: u64,
 }
@@ -269,6 +293,7 @@ redacted_debug! {
 /// One open installation of `GET /api/v1/agent/installations`: a certificate the server
 /// believes is on this device, and until when it may stay.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "server", derive(schemars::JsonSchema))]
 pub struct OpenInstallation {
     pub installation_id: uuid::Uuid,
     /// The install job that opened it.
@@ -285,6 +310,7 @@ pub struct OpenInstallation {
 /// Response of `GET /api/v1/agent/installations` (DEVICE): this device's open installations,
 /// which the agent reconciles with its own record at start-up and at every cleanup.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "server", derive(schemars::JsonSchema))]
 pub struct OpenInstallations {
     pub installations: Vec<OpenInstallation>,
 }

@@ -42,6 +42,8 @@ pub struct AppState {
     pub audit_checkpoints: Arc<crate::audit::Checkpoints>,
     /// Devices' last contact, kept in memory and written every `device_contact_flush_seconds`.
     pub contacts: Arc<crate::devices::contact::ContactBook>,
+    /// The device rows agents authenticate with (forgotten on change, across processes too).
+    pub device_cache: Arc<crate::devices::cache::DeviceCache>,
 }
 
 /// Errors that stop the server from starting, each with a message for the operator.
@@ -118,6 +120,7 @@ pub async fn prepare(settings: Settings) -> Result<AppState, StartError> {
         job_hub: Arc::new(crate::jobs::hub::JobHub::new()),
         audit_checkpoints: Arc::default(),
         contacts: Arc::default(),
+        device_cache: Arc::default(),
         settings: Arc::new(settings),
         master_key: Arc::new(master_key),
         queue,
@@ -357,9 +360,14 @@ pub async fn serve(settings: Settings) -> Result<(), StartError> {
     }
     // Wake-ups from other server processes sharing the PostgreSQL database.
     let listener = match &settings.database {
-        crate::settings::DatabaseUrl::Postgres { url } => Some(tokio::spawn(
-            crate::jobs::hub::listen(url.clone(), state.job_hub.clone(), tasks_stop),
-        )),
+        crate::settings::DatabaseUrl::Postgres { url } => {
+            Some(tokio::spawn(crate::jobs::hub::listen(
+                url.clone(),
+                state.job_hub.clone(),
+                state.device_cache.clone(),
+                tasks_stop,
+            )))
+        }
         crate::settings::DatabaseUrl::Sqlite { .. } => None,
     };
     let limiter_pruning = tokio::spawn(prune_limiters(state.clone()));

@@ -1,22 +1,36 @@
 //! The certificate vault: ingest of the office's folder, the catalogue every role searches,
 //! the admin's vault operations, and expiry tracking.
 
-pub mod admin;
-pub mod catalogue;
+// The parsers (feature `parsers`, which the fuzz targets build alone): PKCS#12 + X.509 +
+// ICP-Brasil, CNPJ/CPF, the password in a file name.
 pub mod document;
-pub mod expiry;
 pub mod file_name;
-pub mod ingest;
 pub mod pkcs12;
+
+#[cfg(feature = "server")]
+pub mod admin;
+#[cfg(feature = "server")]
+pub mod catalogue;
+#[cfg(feature = "server")]
+pub mod expiry;
+#[cfg(feature = "server")]
+pub mod ingest;
+#[cfg(feature = "server")]
 pub mod upload;
+#[cfg(feature = "server")]
 pub mod watcher;
 
+#[cfg(feature = "server")]
 use actix_web::{HttpResponse, web};
 
+#[cfg(feature = "server")]
 use crate::http::AppError;
+#[cfg(feature = "server")]
 use crate::http::auth::AdminUser;
+#[cfg(feature = "server")]
 use crate::startup::AppState;
 
+#[cfg(feature = "server")]
 pub mod entity {
     use sea_orm::entity::prelude::*;
 
@@ -62,7 +76,8 @@ pub mod entity {
     impl ActiveModelBehavior for ActiveModel {}
 }
 
-#[derive(serde::Deserialize, Default)]
+#[cfg(feature = "server")]
+#[derive(serde::Deserialize, Default, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct IngestBody {
     #[serde(default)]
@@ -74,6 +89,7 @@ pub struct IngestBody {
 
 /// `POST /api/v1/admin/certificates/ingest-from-fs {dry_run, limit}` (ADMIN/DEV of the office
 /// the folder belongs to).
+#[cfg(feature = "server")]
 pub async fn ingest_from_fs(
     state: web::Data<AppState>,
     admin: AdminUser,

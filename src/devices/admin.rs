@@ -20,7 +20,7 @@ use crate::http::AppError;
 use crate::http::auth::AdminUser;
 use crate::startup::AppState;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct OwnerView {
     pub id: Uuid,
     pub email: String,
@@ -28,7 +28,7 @@ pub struct OwnerView {
 }
 
 /// A device as the admin sees it: never its token hash or enrollment code.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct DeviceView {
     pub id: Uuid,
     pub hostname: String,
@@ -122,7 +122,7 @@ async fn view<C: ConnectionTrait>(conn: &C, device: Device) -> Result<DeviceView
 }
 
 /// The secrets shown once, on provisioning and on rotation.
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 pub struct CredentialsResponse {
     pub id: Uuid,
     pub device_token: String,
@@ -175,7 +175,8 @@ async fn check_owner<C: ConnectionTrait>(
         .ok_or_else(|| AppError::Validation("owner_user_id: no such user in this office".into()))
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, schemars::JsonSchema)]
+#[schemars(rename = "CreateDeviceBody")]
 #[serde(deny_unknown_fields)]
 pub struct CreateBody {
     pub hostname: String,
@@ -355,7 +356,9 @@ pub async fn rotate(
     // Installs asked for the old identity do not go to whoever pairs next.
     cancel_installs_for(&txn, admin, device.id, "device_rotated").await?;
     let device = view(&txn, device).await?.with_contact(&state.contacts);
+    super::cache::announce(&txn, device.id).await?;
     txn.commit().await?;
+    state.device_cache.forget(device.id);
     state.job_hub.changed();
     Ok(credentials_response(state, &creds, device))
 }
@@ -388,7 +391,8 @@ where
     T::deserialize(d).map(Some)
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, schemars::JsonSchema)]
+#[schemars(rename = "PatchDeviceBody")]
 #[serde(deny_unknown_fields)]
 pub struct PatchBody {
     #[serde(default)]
@@ -465,7 +469,9 @@ pub async fn update(
     )
     .await?;
     let device = view(&txn, device).await?.with_contact(&state.contacts);
+    super::cache::announce(&txn, device.id).await?;
     txn.commit().await?;
+    state.device_cache.forget(device.id);
     Ok(device)
 }
 
@@ -508,7 +514,9 @@ pub async fn set_allowed(
         cancel_installs_for(&txn, admin, device.id, "device_blocked").await?;
     }
     let device = view(&txn, device).await?.with_contact(&state.contacts);
+    super::cache::announce(&txn, device.id).await?;
     txn.commit().await?;
+    state.device_cache.forget(device.id);
     state.job_hub.changed();
     Ok(device)
 }

@@ -319,7 +319,9 @@ pub async fn enroll(
         .ip(ip),
     )
     .await?;
+    super::cache::announce(&txn, device.id).await?;
     txn.commit().await?;
+    state.device_cache.forget(device.id);
     Ok(HttpResponse::Ok().json(DeviceCredentials {
         device_id: device.id,
         device_token: token.expose().to_owned(),
@@ -381,6 +383,7 @@ pub async fn auth(
     };
     let now = Utc::now();
     let txn = crate::db::begin_write(&state.db).await?;
+    let registering = key.is_some();
     if let Some(key) = key {
         // Pairing is complete: the pending enrollment code is of no more use.
         let registered = Devices::update_many()
@@ -416,6 +419,7 @@ pub async fn auth(
             .ip(ip),
         )
         .await?;
+        super::cache::announce(&txn, device.id).await?;
     }
     // Conditional on the token still being the device's: a rotation that committed since the
     // comparison above wins, and no DEVICE token is minted from the old one.
@@ -432,6 +436,9 @@ pub async fn auth(
         return Err(AppError::Unauthorized);
     }
     txn.commit().await?;
+    if registering {
+        state.device_cache.forget(device.id);
+    }
     let access_token =
         state
             .tokens

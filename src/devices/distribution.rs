@@ -32,7 +32,7 @@ pub fn install_command(server: &str, code: &EnrollmentCode) -> String {
     )
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 pub struct ScriptQuery {
     code: Option<String>,
 }

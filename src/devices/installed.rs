@@ -9,7 +9,7 @@ use serde::Serialize;
 use crate::certificates::entity::{Column as CertColumn, Entity as Certificates};
 use crate::jobs::lease::entity;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Installed {
     pub installation_id: Uuid,
     pub cert_id: Uuid,

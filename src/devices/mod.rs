@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod agent;
+pub mod cache;
 pub mod contact;
 pub mod distribution;
 mod enrollment;

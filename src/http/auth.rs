@@ -1,6 +1,7 @@
 //! Extractors that authenticate a request: `AuthUser` (any role), `AdminUser` (ADMIN/DEV) and
-//! `AuthDevice` (an agent). The user or device is loaded on every request, so deactivation,
-//! role changes, blocking and token rotation apply at once.
+//! `AuthDevice` (an agent). The user is loaded on every request, so deactivation and role
+//! changes apply at once; the device row comes from `devices::cache`, which every change to it
+//! (blocking, token rotation) empties of that device, in every server process.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -153,11 +154,21 @@ async fn authenticate_device(
     if claims.kind != Subject::Device {
         return Err(AppError::Forbidden("this endpoint is for devices".into()));
     }
-    let device = devices::Devices::find_by_id(claims.sub)
-        .one(&state.db)
-        .await?
-        .filter(|d| d.org_id == claims.org)
-        .ok_or(AppError::Unauthorized)?;
+    let device = match state.device_cache.get(claims.sub) {
+        Some(device) => device,
+        None => {
+            let ticket = state.device_cache.ticket();
+            let device = devices::Devices::find_by_id(claims.sub)
+                .one(&state.db)
+                .await?
+                .ok_or(AppError::Unauthorized)?;
+            state.device_cache.put(device.clone(), ticket);
+            device
+        }
+    };
+    if device.org_id != claims.org {
+        return Err(AppError::Unauthorized);
+    }
     // Minted with the device token stored now, not one rotated away since.
     let bound = match (&claims.bind, &device.device_token_hash) {
         (Some(bind), Some(stored)) => bool::from(subtle::ConstantTimeEq::ct_eq(

@@ -61,10 +61,9 @@ fn actor(device: &AuthDevice) -> Actor {
     Actor::Device(device.device.id)
 }
 
-/// The longest `?wait=` a device may ask for, in seconds.
-pub const MAX_WAIT_SECS: i64 = 30;
+pub use crate::protocol::MAX_WAIT_SECS;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 pub struct ListQuery {
     wait: Option<i64>,
 }
@@ -310,7 +309,7 @@ pub async fn claim(
     }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 pub struct PayloadQuery {
     token: Option<String>,
 }

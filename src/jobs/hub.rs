@@ -6,7 +6,8 @@
 //! Across processes (several `certhub` behind one PostgreSQL database): every move to
 //! `PENDING` also runs [`announce`] inside its transaction, a `NOTIFY` that PostgreSQL delivers
 //! at COMMIT, and each process's [`listen`] task turns those into local [`JobHub::notify`]
-//! calls. SQLite has one writer process, so the in-process call is all it needs.
+//! calls. SQLite has one writer process, so the in-process call is all it needs. The same
+//! listener forgets cached device rows another process changed (`devices::cache`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -16,6 +17,8 @@ use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement};
 use tokio::sync::Notify;
 use tokio::sync::futures::Notified;
 use uuid::Uuid;
+
+use crate::devices::cache::{CHANNEL as DEVICE_CHANNEL, DeviceCache};
 
 /// The PostgreSQL channel a job's device id is announced on when the job becomes `PENDING`.
 pub const CHANNEL: &str = "certhub_job_pending";
@@ -52,13 +55,20 @@ pub async fn announce<C: ConnectionTrait>(conn: &C, device: Uuid) -> Result<(), 
 /// Relays [`announce`]d devices to `hub` until `stop` turns true, over a dedicated PostgreSQL
 /// connection (not one of the pool's). When that connection drops, notifications sent
 /// meanwhile are lost: once it is back, every local waiter is woken to look at the database.
-pub async fn listen(url: String, hub: Arc<JobHub>, mut stop: tokio::sync::watch::Receiver<bool>) {
+pub async fn listen(
+    url: String,
+    hub: Arc<JobHub>,
+    devices: Arc<DeviceCache>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
     use sea_orm::sqlx::postgres::PgListener;
     let mut backoff = Duration::from_millis(500);
     loop {
         let connected = async {
             let mut listener = PgListener::connect(&url).await?;
-            listener.listen_all([CHANNEL, CHANGED_CHANNEL]).await?;
+            listener
+                .listen_all([CHANNEL, CHANGED_CHANNEL, DEVICE_CHANNEL])
+                .await?;
             Ok::<_, sea_orm::sqlx::Error>(listener)
         };
         let mut listener = tokio::select! {
@@ -80,6 +90,7 @@ pub async fn listen(url: String, hub: Arc<JobHub>, mut stop: tokio::sync::watch:
         // Anything announced before LISTEN took effect is in the database: look again.
         hub.notify_all();
         hub.changed();
+        devices.forget_all();
         tracing::debug!(channel = CHANNEL, "listening for job wake-ups");
         loop {
             let next = tokio::select! {
@@ -88,10 +99,18 @@ pub async fn listen(url: String, hub: Arc<JobHub>, mut stop: tokio::sync::watch:
             };
             match next {
                 Ok(Some(n)) if n.channel() == CHANGED_CHANNEL => hub.changed(),
-                Ok(Some(n)) => match n.payload().parse::<Uuid>() {
-                    Ok(device) => hub.notify(device),
-                    Err(_) => {
-                        tracing::warn!(payload = n.payload(), "ignored a malformed job wake-up")
+                Ok(Some(n)) => match (n.channel(), n.payload().parse::<Uuid>()) {
+                    (DEVICE_CHANNEL, Ok(device)) => devices.forget(device),
+                    (_, Ok(device)) => hub.notify(device),
+                    (channel, Err(_)) => {
+                        tracing::warn!(
+                            channel,
+                            payload = n.payload(),
+                            "ignored a malformed notification"
+                        );
+                        if channel == DEVICE_CHANNEL {
+                            devices.forget_all();
+                        }
                     }
                 },
                 // Reconnected (eagerly) after a lost connection.
@@ -99,6 +118,7 @@ pub async fn listen(url: String, hub: Arc<JobHub>, mut stop: tokio::sync::watch:
                     tracing::warn!("job wake-up listener reconnected; waking every waiter");
                     hub.notify_all();
                     hub.changed();
+                    devices.forget_all();
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "job wake-up listener failed; reconnecting");

@@ -4,6 +4,8 @@
 //! `CERTHUB_` (`listen` -> `CERTHUB_LISTEN`). An invalid value fails start-up with a message
 //! that names the key.
 
+pub mod cidr;
+
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -124,7 +126,7 @@ pub struct Settings {
     pub master_key_file: PathBuf,
     pub tls: Option<TlsSettings>,
     /// Reverse proxies whose `X-Forwarded-For`/`-Proto` are believed.
-    pub trusted_proxies: Vec<crate::http::proxy::Cidr>,
+    pub trusted_proxies: Vec<cidr::Cidr>,
     /// Cookies carry `Secure` (and the CSRF cookie the `__Host-` prefix): by default when
     /// `public_url` is `https://`, which is how users reach the server behind a TLS proxy.
     pub cookie_secure: bool,
@@ -438,9 +440,8 @@ impl Settings {
                 format!("{scheme}://localhost:{}", listen.port())
             }
         };
-        let trusted_proxies =
-            crate::http::proxy::parse_list(raw.trusted_proxies.as_deref().unwrap_or(""))
-                .map_err(|why| bad("trusted_proxies", why))?;
+        let trusted_proxies = cidr::parse_list(raw.trusted_proxies.as_deref().unwrap_or(""))
+            .map_err(|why| bad("trusted_proxies", why))?;
         let cookie_secure = raw
             .cookie_secure
             .unwrap_or(tls.is_some() || public_url.starts_with("https://"));
@@ -535,7 +536,7 @@ impl Settings {
         if !(1..=24 * 60).contains(&agent.lease_grace_minutes) {
             return Err(bad("lease_grace_minutes", "between 1 and 1440".into()));
         }
-        let max_wait = crate::jobs::agent::MAX_WAIT_SECS as u64;
+        let max_wait = crate::protocol::MAX_WAIT_SECS as u64;
         if !(1..=max_wait).contains(&agent.long_poll_seconds) {
             return Err(bad(
                 "agent_long_poll_seconds",
@@ -706,7 +707,7 @@ mod tests {
 
     #[test]
     fn config_toml_documents_every_key() {
-        let text = include_str!("../config.toml");
+        let text = include_str!("../../config.toml");
         for key in keys() {
             assert!(
                 text.contains(&format!("# {key} = ")),
