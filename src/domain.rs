@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 /// An office (organisation). Every row that belongs to an office carries its id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "server", derive(schemars::JsonSchema))]
 #[serde(transparent)]
 pub struct OrgId(pub i64);
 
@@ -18,6 +19,7 @@ impl fmt::Display for OrgId {
 
 /// Global role of a user inside their organisation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "server", derive(schemars::JsonSchema))]
 #[serde(rename_all = "UPPERCASE")]
 pub enum Role {
     Dev,
@@ -61,6 +63,7 @@ impl FromStr for Role {
 
 /// A normalised e-mail address (trimmed, lower-case, one `@`, a dot in the domain).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[cfg_attr(feature = "server", derive(schemars::JsonSchema))]
 #[serde(transparent)]
 pub struct Email(String);
 
@@ -100,6 +103,7 @@ impl fmt::Display for Email {
 /// A certificate's SHA-1 thumbprint as Windows shows it: 40 upper-case hex digits. Spaces and
 /// colons that copies from `certmgr` carry are dropped; case does not matter.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[cfg_attr(feature = "server", derive(schemars::JsonSchema))]
 #[serde(transparent)]
 pub struct Thumbprint(String);
 

@@ -34,7 +34,8 @@ pub async fn list(state: web::Data<AppState>, admin: AdminUser) -> Result<HttpRe
     Ok(HttpResponse::Ok().json(list_users(&state.db, admin.0.org).await?))
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, schemars::JsonSchema)]
+#[schemars(rename = "CreateUserBody")]
 #[serde(deny_unknown_fields)]
 pub struct CreateBody {
     pub email: String,
@@ -73,11 +74,19 @@ pub async fn create(
     body: web::Json<CreateBody>,
 ) -> Result<HttpResponse, AppError> {
     let created = create_user(&state, &admin.0, body.into_inner()).await?;
-    Ok(HttpResponse::Created().json(json!({
-        "user": created.user,
-        "password_set_link": created.link.url.expose(),
-        "expires_at": created.link.expires_at,
-    })))
+    Ok(HttpResponse::Created().json(CreatedResponse {
+        user: created.user,
+        password_set_link: created.link.url.expose().to_owned(),
+        expires_at: created.link.expires_at,
+    }))
+}
+
+/// Response of `POST /api/v1/admin/users`: the user and their one-time password-set link.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub struct CreatedResponse {
+    pub user: UserView,
+    pub password_set_link: String,
+    pub expires_at: chrono::DateTime<chrono::Utc>,
 }
 
 /// Creates a user of the admin's office and issues their password-set link.
@@ -132,7 +141,8 @@ pub async fn create_user(
     })
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, schemars::JsonSchema)]
+#[schemars(rename = "PatchUserBody")]
 #[serde(deny_unknown_fields)]
 pub struct PatchBody {
     pub auto_approve_install_jobs: Option<bool>,

@@ -21,13 +21,13 @@ use crate::startup::AppState;
 pub const REFRESH_COOKIE: &str = "certhub_refresh";
 const REFRESH_PATH: &str = "/api/v1/auth";
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 pub struct LoginBody {
     email: String,
     password: String,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 pub struct AccessTokenResponse {
     access_token: String,
     token_type: &'static str,
@@ -283,11 +283,29 @@ pub async fn logout(
     txn.commit().await?;
     Ok(HttpResponse::Ok()
         .cookie(clear_cookie(&state))
-        .json(json!({"ok": true})))
+        .json(Acknowledged { ok: true }))
+}
+
+/// The answer of an action that has nothing else to say.
+#[derive(Serialize, schemars::JsonSchema)]
+pub struct Acknowledged {
+    /// Always `true`.
+    pub ok: bool,
+}
+
+/// Response of `POST /api/v1/auth/password/set/init`: the one-time link, shown once.
+#[derive(Serialize, schemars::JsonSchema)]
+pub struct PasswordLinkResponse {
+    pub ok: bool,
+    pub link: String,
+    pub expires_at: chrono::DateTime<chrono::Utc>,
+    /// The bare token, in development mode only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
 }
 
 /// A user as the API shows it (no password hash).
-#[derive(Serialize)]
+#[derive(Serialize, schemars::JsonSchema)]
 pub struct UserView {
     pub id: Uuid,
     pub org_id: i64,
@@ -323,7 +341,7 @@ pub async fn me(user: AuthUser) -> HttpResponse {
     HttpResponse::Ok().json(UserView::from(&user.user))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 pub struct SetInitBody {
     email: String,
 }
@@ -343,11 +361,15 @@ pub async fn password_set_init(
         .await?
         .ok_or_else(|| AppError::NotFound("no user with that e-mail in this office".into()))?;
     let link = issue_password_link(&state, &admin, &target).await?;
-    let mut body = json!({"ok": true, "link": link.url.expose(), "expires_at": link.expires_at});
-    if state.settings.dev_mode {
-        body["token"] = json!(link.token.expose());
-    }
-    Ok(HttpResponse::Ok().json(body))
+    Ok(HttpResponse::Ok().json(PasswordLinkResponse {
+        ok: true,
+        link: link.url.expose().to_owned(),
+        expires_at: link.expires_at,
+        token: state
+            .settings
+            .dev_mode
+            .then(|| link.token.expose().to_owned()),
+    }))
 }
 
 /// A one-time password-set link for `target` (a user of the admin's office), issued by an
@@ -392,7 +414,7 @@ pub async fn issue_password_link(
     Ok(link)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 pub struct SetConfirmBody {
     token: String,
     new_password: String,
@@ -410,7 +432,7 @@ pub async fn password_set_confirm(
         new_password,
     } = body.into_inner();
     set_password_with_token(&state, &token, &new_password, client_ip(&req)).await?;
-    Ok(HttpResponse::Ok().json(json!({"ok": true})))
+    Ok(HttpResponse::Ok().json(Acknowledged { ok: true }))
 }
 
 /// Shared by the API and the portal page.

@@ -22,7 +22,7 @@ use crate::startup::AppState;
 const EXPORT_CHUNK: u64 = 500;
 
 /// The filters of the audit listing and its CSV export (the portal's form uses the same names).
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AuditQuery {
     pub action: Option<String>,
@@ -111,7 +111,7 @@ impl AuditQuery {
 }
 
 /// One row as the API shows it. The actor is the user, the device, or the server itself.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct AuditItem {
     pub seq: i64,
     pub at: DateTime<Utc>,
@@ -313,13 +313,13 @@ pub fn csv_export(
         .streaming(body))
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct BreakView {
     pub seq: i64,
     pub reason: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct VerifyView {
     pub ok: bool,
     /// Rows checked before the first break (all of them when `ok`).

@@ -31,7 +31,7 @@ async fn find(state: &AppState, org: OrgId, id: Uuid) -> Result<entity::Model, A
         .ok_or_else(catalogue::not_found)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PasswordBody {
     password: SecretString,
@@ -152,7 +152,13 @@ pub async fn source_path(
     let raw = reveal_source_path(&state, &admin.0, path.into_inner()).await?;
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
-        .json(json!({"source_path": raw})))
+        .json(SourcePath { source_path: raw }))
+}
+
+/// Response of `GET /api/v1/admin/certificates/{id}/source-path`.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub struct SourcePath {
+    pub source_path: String,
 }
 
 /// The raw source path of certificate `id` (ADMIN/DEV), audited `CERT_PATH_REVEALED`.

@@ -56,7 +56,7 @@ pub fn name_search(display: &str, info: Option<&CertificateInfo>) -> String {
 }
 
 /// Which certificates a listing shows.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum StatusFilter {
     /// Their file is in the folder (expired ones included).
@@ -74,7 +74,7 @@ pub enum StatusFilter {
 }
 
 /// `GET /api/v1/certificados` query string, as sent.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
     pub q: Option<String>,
@@ -224,7 +224,7 @@ struct Listed {
     parse_error: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct CertificateView {
     pub id: Uuid,
     pub name: String,

@@ -32,7 +32,7 @@ use crate::startup::AppState;
 const BATCH: usize = 64;
 
 /// What happened to one file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Action {
     Ingested,
@@ -47,7 +47,7 @@ pub enum Action {
     Skipped,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Item {
     /// The file name with any password replaced by `***`.
     pub file: String,
@@ -64,7 +64,7 @@ fn item(file: &str, action: Action, detail: Option<String>) -> Item {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Report {
     pub dry_run: bool,
     pub ingested: usize,

@@ -54,7 +54,7 @@ pub struct UploadedFile {
 }
 
 /// What became of one file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     /// A new certificate in the catalogue.
@@ -70,7 +70,7 @@ pub enum Outcome {
     Refused,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct UploadResult {
     /// The file name with any password replaced by `***`.
     pub file: String,
@@ -518,7 +518,13 @@ pub async fn upload_route(
     let results = upload(&state, &admin.0, files).await?;
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
-        .json(json!({ "results": results })))
+        .json(UploadResponse { results }))
+}
+
+/// Response of `POST /api/v1/admin/certificates/upload`: one result per file, in order.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct UploadResponse {
+    pub results: Vec<UploadResult>,
 }
 
 fn too_large(limit: u64) -> AppError {
@@ -675,6 +681,36 @@ async fn read_parts(
         })
         .collect();
     Ok((files, csrf))
+}
+
+/// The parts of `POST /api/v1/admin/certificates/upload` (`multipart/form-data`), for the API's
+/// description: the form is read part by part, never into one value.
+pub struct UploadForm;
+
+impl schemars::JsonSchema for UploadForm {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "UploadForm".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "object",
+            "required": ["file"],
+            "properties": {
+                "file": {
+                    "description": "Certificate files (.pfx, .p12), at most 20",
+                    "type": "array",
+                    "maxItems": 20,
+                    "items": {"type": "string", "format": "binary"}
+                },
+                "password": {
+                    "description": "The i-th password for the i-th file; empty = the file name's",
+                    "type": "array",
+                    "items": {"type": "string", "writeOnly": true}
+                }
+            }
+        })
+    }
 }
 
 #[cfg(test)]

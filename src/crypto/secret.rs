@@ -24,6 +24,22 @@ impl<'de> serde::Deserialize<'de> for SecretString {
     }
 }
 
+/// A write-only string in the API's description.
+#[cfg(feature = "server")]
+impl schemars::JsonSchema for SecretString {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "SecretString".into()
+    }
+
+    fn inline_schema() -> bool {
+        true
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({"type": "string", "writeOnly": true})
+    }
+}
+
 impl fmt::Debug for SecretString {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("SecretString(***)")

@@ -3,22 +3,61 @@
 //! from there).
 
 use actix_web::{HttpResponse, web};
+use schemars::generate::{Contract, SchemaSettings};
+use schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde_json::{Map, Value, json};
 
+/// Writes the schema of one Rust type into the document (a `$ref` into `components`).
+pub type SchemaFn = fn(&mut SchemaGenerator) -> Schema;
+
+fn schema_of<T: JsonSchema>(generator: &mut SchemaGenerator) -> Schema {
+    generator.subschema_for::<T>()
+}
+
+/// What a request or response carries.
+#[derive(Clone, Copy)]
+pub enum Content {
+    /// `application/json` of this type.
+    Json(SchemaFn),
+    /// `multipart/form-data` whose parts this type describes.
+    Multipart(SchemaFn),
+    /// Anything else, by media type (a CSV, a script, an executable): no JSON schema.
+    Raw(&'static str),
+}
+
 /// One documented API route.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct RouteDoc {
     pub method: &'static str,
     pub path: &'static str,
     pub tag: &'static str,
     pub summary: &'static str,
+    pub body: Option<Content>,
+    /// The query string, one parameter per field of this type.
+    pub query: Option<SchemaFn>,
+    /// Success statuses and what they carry; every error is the `Error` shape.
+    pub responses: Vec<(u16, Content)>,
 }
 
+/// The table: `method "path" => handler, "tag", "summary"`, then what the route takes and
+/// answers, each optional: `body: T` (JSON), `form: T` (multipart), `query: T`, then one or
+/// more `ok STATUS: T` (JSON) or `raw STATUS "media/type"`.
 macro_rules! api_routes {
-    ($($method:ident $path:literal => $handler:path, $tag:literal, $summary:literal;)*) => {
+    ($($method:ident $path:literal => $handler:path, $tag:literal, $summary:literal
+        $(, body: $body:ty)? $(, form: $form:ty)? $(, query: $query:ty)?
+        $(, ok $status:literal: $ok:ty)* $(, raw $rstatus:literal $mime:literal)*;)*) => {
         /// Every API route, as documented.
         pub fn docs() -> Vec<RouteDoc> {
-            vec![$(RouteDoc { method: stringify!($method), path: $path, tag: $tag, summary: $summary },)*]
+            vec![$(RouteDoc {
+                method: stringify!($method),
+                path: $path,
+                tag: $tag,
+                summary: $summary,
+                body: None $(.or(Some(Content::Json(schema_of::<$body>))))?
+                    $(.or(Some(Content::Multipart(schema_of::<$form>))))?,
+                query: None $(.or(Some(schema_of::<$query> as SchemaFn)))?,
+                responses: vec![$(($status, Content::Json(schema_of::<$ok>)),)* $(($rstatus, Content::Raw($mime)),)*],
+            },)*]
         }
 
         /// Registers every API route.
@@ -29,79 +68,216 @@ macro_rules! api_routes {
 }
 
 api_routes! {
-    get "/health" => super::health::get, "system", "Liveness and database reachability";
-    get "/openapi.json" => openapi, "system", "This description of the API";
-    post "/api/v1/auth/login" => crate::accounts::api::login, "auth", "Log in: access token + HttpOnly refresh cookie";
-    post "/api/v1/auth/refresh" => crate::accounts::api::refresh, "auth", "Rotate the refresh cookie, new access token";
-    post "/api/v1/auth/logout" => crate::accounts::api::logout, "auth", "Revoke the session";
-    get "/api/v1/auth/me" => crate::accounts::api::me, "auth", "The logged-in user";
-    post "/api/v1/auth/password/set/init" => crate::accounts::api::password_set_init, "auth", "One-time password-set link for a user (ADMIN/DEV)";
-    post "/api/v1/auth/password/set/confirm" => crate::accounts::api::password_set_confirm, "auth", "Choose a password with a one-time token";
-    get "/api/v1/admin/users" => crate::accounts::admin::list, "admin", "Users of the office (ADMIN/DEV)";
-    post "/api/v1/admin/users" => crate::accounts::admin::create, "admin", "Create a user; returns their password-set link (ADMIN/DEV)";
-    patch "/api/v1/admin/users/{id}" => crate::accounts::admin::patch, "admin", "Change a user (ADMIN/DEV)";
-    post "/api/v1/admin/devices" => crate::devices::admin::create, "devices", "Provision a device: its token and a 15-minute enrollment code, shown once (ADMIN/DEV)";
-    get "/api/v1/admin/devices" => crate::devices::admin::list, "devices", "Devices of the office with owner, last contact and installed certificates (ADMIN/DEV)";
-    get "/api/v1/admin/devices/{id}" => crate::devices::admin::get, "devices", "One device of the office (ADMIN/DEV)";
-    patch "/api/v1/admin/devices/{id}" => crate::devices::admin::patch, "devices", "Rename a device or change its owner {hostname?, owner_user_id?: uuid|null} (ADMIN/DEV)";
-    post "/api/v1/admin/devices/{id}/rotate-token" => crate::devices::admin::rotate_token, "devices", "New token and enrollment code; the old token and the registered key stop working (ADMIN/DEV)";
-    post "/api/v1/admin/devices/{id}/block" => crate::devices::admin::block, "devices", "Block a device (ADMIN/DEV)";
-    post "/api/v1/admin/devices/{id}/unblock" => crate::devices::admin::unblock, "devices", "Unblock a device (ADMIN/DEV)";
-    get "/agent/install.ps1" => crate::devices::distribution::script, "agent", "PowerShell script that downloads, installs and pairs the agent (?code=enrollment code); paste `irm <server>/agent/install.ps1?code=... | iex`";
-    get "/agent/certhub-agent.exe" => crate::devices::distribution::executable, "agent", "The agent executable this server was released with (agent_exe_file), 404 when none is configured";
-    post "/api/v1/agent/enroll" => crate::devices::agent::enroll, "agent", "Exchange a one-time enrollment code and the device's public key for its id and token";
-    post "/api/v1/agent/auth" => crate::devices::agent::auth, "agent", "Device id + token (+ public key on first use) -> DEVICE access token";
-    post "/api/v1/agent/heartbeat" => crate::devices::agent::heartbeat, "agent", "The agent is alive: server time and agent policy (DEVICE)";
-    get "/api/v1/agent/jobs" => crate::jobs::agent::list, "agent", "This device's PENDING and IN_PROGRESS jobs (INSTALL and REMOVE), oldest first; ?wait=1..30 long-polls until one is PENDING (DEVICE)";
-    post "/api/v1/agent/jobs/{id}/claim" => crate::jobs::agent::claim, "agent", "PENDING -> IN_PROGRESS with a one-time payload_token valid 120 s (an INSTALL job); again on an IN_PROGRESS install: a new token, the old one void (DEVICE)";
-    get "/api/v1/agent/jobs/{id}/payload" => crate::jobs::agent::payload, "agent", "The PFX and password sealed to the device's key, once per payload token (?token= or X-Payload-Token); 5 a minute (DEVICE)";
-    post "/api/v1/agent/jobs/{id}/result" => crate::jobs::agent::result, "agent", "Report {status: DONE|FAILED, thumbprint?, error_code?, error_message?, key_storage?, key_deleted?}; DONE opens the installation lease (INSTALL) or closes it (REMOVE) (DEVICE)";
-    get "/api/v1/agent/installations" => crate::jobs::open_installations::list, "agent", "This device's open installations {installations: [{installation_id, job_id, thumbprint, cert_name, installed_at, expires_at}]}, for the agent to reconcile its record with (DEVICE)";
-    post "/api/v1/agent/cleanup" => crate::jobs::agent::cleanup, "agent", "Report removed certificates {mode, removed: [{thumbprint, key_deleted}]}: closes their leases (DEVICE)";
-    get "/api/v1/certificados" => crate::certificates::catalogue::list, "certificates", "Search the office's catalogue: q (name, CNPJ/CPF), status (available|unavailable|expired|expiring|unreadable|all), within_days, page, page_size";
-    get "/api/v1/certificados/{id}" => crate::certificates::catalogue::get, "certificates", "One certificate of the office";
-    post "/api/v1/admin/certificates/{id}/password" => crate::certificates::admin::set_password, "admin", "Store the password of a certificate no file-name password opened, once it opens the file (ADMIN/DEV)";
-    get "/api/v1/admin/certificates/{id}/source-path" => crate::certificates::admin::source_path, "admin", "Reveal the certificate's raw source path, audited (ADMIN/DEV)";
-    post "/api/v1/certificados/{id}/install" => crate::jobs::api::request_install, "install-jobs", "Ask to install the certificate on a device {device_id, reason?, duration_minutes?}: REQUESTED, or PENDING for auto-approved users";
-    get "/api/v1/install-jobs" => crate::jobs::api::list, "install-jobs", "Install and REMOVE jobs of the office (a VIEW: their own), newest first: status, job_type, user_id, device_id, page, page_size";
-    get "/api/v1/install-jobs/{id}" => crate::jobs::api::get, "install-jobs", "One install job";
-    post "/api/v1/install-jobs/{id}/approve" => crate::jobs::api::approve, "install-jobs", "Approve a REQUESTED job {reason?}: PENDING (ADMIN/DEV)";
-    post "/api/v1/install-jobs/{id}/deny" => crate::jobs::api::deny, "install-jobs", "Deny a REQUESTED job {reason}: DENIED (ADMIN/DEV)";
-    post "/api/v1/install-jobs/{id}/cancel" => crate::jobs::api::cancel, "install-jobs", "Cancel a REQUESTED or PENDING job (its requester, or ADMIN/DEV)";
-    post "/api/v1/admin/jobs/reap" => crate::jobs::api::reap, "admin", "Now: IN_PROGRESS past threshold_minutes -> TIMEOUT, requests past request_ttl_hours -> EXPIRED, installations past lease + grace -> overdue with a REMOVE job (ADMIN/DEV)";
-    get "/api/v1/installations" => crate::jobs::installations::list, "installations", "Installations (leases) of the office (a VIEW: their own), newest first: state (open|overdue|removed|all), device_id, user_id, page, page_size";
-    get "/api/v1/installations/{id}" => crate::jobs::installations::get, "installations", "One installation";
-    post "/api/v1/installations/{id}/remove" => crate::jobs::installations::remove, "installations", "End an installation now {reason?}: a PENDING REMOVE job for the device, delivered through its long-poll (its requester, or ADMIN/DEV)";
-    get "/api/v1/audit" => crate::audit::api::list, "audit", "The office's audit log, newest first: action, user_id (actor or entity), device_id (actor or entity), entity_id, from/to (RFC 3339 or YYYY-MM-DD, a `to` day included), page, page_size (ADMIN/DEV)";
-    get "/api/v1/audit/export.csv" => crate::audit::api::export_csv, "audit", "The same filters as a streamed CSV (UTF-8 with BOM, attachment auditoria.csv) (ADMIN/DEV)";
-    get "/api/v1/audit/verify" => crate::audit::api::verify, "audit", "Verify the office's audit hash chain now: {ok, rows, first_break?: {seq, reason}} (ADMIN/DEV)";
-    post "/api/v1/admin/certificates/upload" => crate::certificates::upload::upload_route, "admin", "Send certificate files (multipart/form-data: `file` parts, each with an optional `password` part, the i-th password for the i-th file, empty = the file name's): written into the folder, ingested, sealed; {results: [{file, outcome: ingested|updated|unchanged|failed|refused, certificate_id, detail}]}; at most 20 files of max_pfx_bytes (ADMIN/DEV)";
-    post "/api/v1/admin/certificates/ingest-from-fs" => crate::certificates::ingest_from_fs, "admin", "Ingest the certificates folder now; dry_run reports without writing (ADMIN/DEV)";
+    get "/health" => super::health::get, "system", "Liveness and database reachability", ok 200: crate::protocol::Health, ok 503: crate::protocol::Health;
+    get "/openapi.json" => openapi, "system", "This description of the API", ok 200: serde_json::Value;
+    post "/api/v1/auth/login" => crate::accounts::api::login, "auth", "Log in: access token + HttpOnly refresh cookie", body: crate::accounts::api::LoginBody, ok 200: crate::accounts::api::AccessTokenResponse;
+    post "/api/v1/auth/refresh" => crate::accounts::api::refresh, "auth", "Rotate the refresh cookie, new access token", ok 200: crate::accounts::api::AccessTokenResponse;
+    post "/api/v1/auth/logout" => crate::accounts::api::logout, "auth", "Revoke the session", ok 200: crate::accounts::api::Acknowledged;
+    get "/api/v1/auth/me" => crate::accounts::api::me, "auth", "The logged-in user", ok 200: crate::accounts::api::UserView;
+    post "/api/v1/auth/password/set/init" => crate::accounts::api::password_set_init, "auth", "One-time password-set link for a user (ADMIN/DEV)", body: crate::accounts::api::SetInitBody, ok 200: crate::accounts::api::PasswordLinkResponse;
+    post "/api/v1/auth/password/set/confirm" => crate::accounts::api::password_set_confirm, "auth", "Choose a password with a one-time token", body: crate::accounts::api::SetConfirmBody, ok 200: crate::accounts::api::Acknowledged;
+    get "/api/v1/admin/users" => crate::accounts::admin::list, "admin", "Users of the office (ADMIN/DEV)", ok 200: Vec<crate::accounts::api::UserView>;
+    post "/api/v1/admin/users" => crate::accounts::admin::create, "admin", "Create a user; returns their password-set link (ADMIN/DEV)", body: crate::accounts::admin::CreateBody, ok 201: crate::accounts::admin::CreatedResponse;
+    patch "/api/v1/admin/users/{id}" => crate::accounts::admin::patch, "admin", "Change a user (ADMIN/DEV)", body: crate::accounts::admin::PatchBody, ok 200: crate::accounts::api::UserView;
+    post "/api/v1/admin/devices" => crate::devices::admin::create, "devices", "Provision a device: its token and a 15-minute enrollment code, shown once (ADMIN/DEV)", body: crate::devices::admin::CreateBody, ok 201: crate::devices::admin::CredentialsResponse;
+    get "/api/v1/admin/devices" => crate::devices::admin::list, "devices", "Devices of the office with owner, last contact and installed certificates (ADMIN/DEV)", ok 200: Vec<crate::devices::admin::DeviceView>;
+    get "/api/v1/admin/devices/{id}" => crate::devices::admin::get, "devices", "One device of the office (ADMIN/DEV)", ok 200: crate::devices::admin::DeviceView;
+    patch "/api/v1/admin/devices/{id}" => crate::devices::admin::patch, "devices", "Rename a device or change its owner {hostname?, owner_user_id?: uuid|null} (ADMIN/DEV)", body: crate::devices::admin::PatchBody, ok 200: crate::devices::admin::DeviceView;
+    post "/api/v1/admin/devices/{id}/rotate-token" => crate::devices::admin::rotate_token, "devices", "New token and enrollment code; the old token and the registered key stop working (ADMIN/DEV)", ok 200: crate::devices::admin::CredentialsResponse;
+    post "/api/v1/admin/devices/{id}/block" => crate::devices::admin::block, "devices", "Block a device (ADMIN/DEV)", ok 200: crate::devices::admin::DeviceView;
+    post "/api/v1/admin/devices/{id}/unblock" => crate::devices::admin::unblock, "devices", "Unblock a device (ADMIN/DEV)", ok 200: crate::devices::admin::DeviceView;
+    get "/agent/install.ps1" => crate::devices::distribution::script, "agent", "PowerShell script that downloads, installs and pairs the agent (?code=enrollment code); paste `irm <server>/agent/install.ps1?code=... | iex`", query: crate::devices::distribution::ScriptQuery, raw 200 "text/plain";
+    get "/agent/certhub-agent.exe" => crate::devices::distribution::executable, "agent", "The agent executable this server was released with (agent_exe_file), 404 when none is configured", raw 200 "application/vnd.microsoft.portable-executable";
+    post "/api/v1/agent/enroll" => crate::devices::agent::enroll, "agent", "Exchange a one-time enrollment code and the device's public key for its id and token", body: crate::protocol::EnrollRequest, ok 200: crate::protocol::DeviceCredentials;
+    post "/api/v1/agent/auth" => crate::devices::agent::auth, "agent", "Device id + token (+ public key on first use) -> DEVICE access token", body: crate::protocol::DeviceAuthRequest, ok 200: crate::protocol::DeviceAuthResponse;
+    post "/api/v1/agent/heartbeat" => crate::devices::agent::heartbeat, "agent", "The agent is alive: server time and agent policy (DEVICE)", body: crate::protocol::HeartbeatRequest, ok 200: crate::protocol::HeartbeatResponse;
+    get "/api/v1/agent/jobs" => crate::jobs::agent::list, "agent", "This device's PENDING and IN_PROGRESS jobs (INSTALL and REMOVE), oldest first; ?wait=1..30 long-polls until one is PENDING (DEVICE)", query: crate::jobs::agent::ListQuery, ok 200: crate::protocol::AgentJobs;
+    post "/api/v1/agent/jobs/{id}/claim" => crate::jobs::agent::claim, "agent", "PENDING -> IN_PROGRESS with a one-time payload_token valid 120 s (an INSTALL job); again on an IN_PROGRESS install: a new token, the old one void (DEVICE)", ok 200: crate::protocol::ClaimResponse;
+    get "/api/v1/agent/jobs/{id}/payload" => crate::jobs::agent::payload, "agent", "The PFX and password sealed to the device's key, once per payload token (?token= or X-Payload-Token); 5 a minute (DEVICE)", query: crate::jobs::agent::PayloadQuery, ok 200: crate::protocol::PayloadResponse;
+    post "/api/v1/agent/jobs/{id}/result" => crate::jobs::agent::result, "agent", "Report {status: DONE|FAILED, thumbprint?, error_code?, error_message?, key_storage?, key_deleted?}; DONE opens the installation lease (INSTALL) or closes it (REMOVE) (DEVICE)", body: crate::protocol::ResultRequest, ok 200: crate::protocol::ResultResponse;
+    get "/api/v1/agent/installations" => crate::jobs::open_installations::list, "agent", "This device's open installations {installations: [{installation_id, job_id, thumbprint, cert_name, installed_at, expires_at}]}, for the agent to reconcile its record with (DEVICE)", ok 200: crate::protocol::OpenInstallations;
+    post "/api/v1/agent/cleanup" => crate::jobs::agent::cleanup, "agent", "Report removed certificates {mode, removed: [{thumbprint, key_deleted}]}: closes their leases (DEVICE)", body: crate::protocol::CleanupRequest, ok 200: crate::protocol::CleanupResponse;
+    get "/api/v1/certificados" => crate::certificates::catalogue::list, "certificates", "Search the office's catalogue: q (name, CNPJ/CPF), status (available|unavailable|expired|expiring|unreadable|all), within_days, page, page_size", query: crate::certificates::catalogue::ListQuery, ok 200: crate::certificates::catalogue::CataloguePage;
+    get "/api/v1/certificados/{id}" => crate::certificates::catalogue::get, "certificates", "One certificate of the office", ok 200: crate::certificates::catalogue::CertificateView;
+    post "/api/v1/admin/certificates/{id}/password" => crate::certificates::admin::set_password, "admin", "Store the password of a certificate no file-name password opened, once it opens the file (ADMIN/DEV)", body: crate::certificates::admin::PasswordBody, ok 200: crate::certificates::catalogue::CertificateView;
+    get "/api/v1/admin/certificates/{id}/source-path" => crate::certificates::admin::source_path, "admin", "Reveal the certificate's raw source path, audited (ADMIN/DEV)", ok 200: crate::certificates::admin::SourcePath;
+    post "/api/v1/certificados/{id}/install" => crate::jobs::api::request_install, "install-jobs", "Ask to install the certificate on a device {device_id, reason?, duration_minutes?}: REQUESTED, or PENDING for auto-approved users", body: crate::jobs::api::InstallBody, ok 201: crate::jobs::api::JobView;
+    get "/api/v1/install-jobs" => crate::jobs::api::list, "install-jobs", "Install and REMOVE jobs of the office (a VIEW: their own), newest first: status, job_type, user_id, device_id, page, page_size", query: crate::jobs::api::ListQuery, ok 200: super::paging::Page<crate::jobs::api::JobView>;
+    get "/api/v1/install-jobs/{id}" => crate::jobs::api::get, "install-jobs", "One install job", ok 200: crate::jobs::api::JobView;
+    post "/api/v1/install-jobs/{id}/approve" => crate::jobs::api::approve, "install-jobs", "Approve a REQUESTED job {reason?}: PENDING (ADMIN/DEV)", body: crate::jobs::api::DecisionBody, ok 200: crate::jobs::api::JobView;
+    post "/api/v1/install-jobs/{id}/deny" => crate::jobs::api::deny, "install-jobs", "Deny a REQUESTED job {reason}: DENIED (ADMIN/DEV)", body: crate::jobs::api::DecisionBody, ok 200: crate::jobs::api::JobView;
+    post "/api/v1/install-jobs/{id}/cancel" => crate::jobs::api::cancel, "install-jobs", "Cancel a REQUESTED or PENDING job (its requester, or ADMIN/DEV)", ok 200: crate::jobs::api::JobView;
+    post "/api/v1/admin/jobs/reap" => crate::jobs::api::reap, "admin", "Now: IN_PROGRESS past threshold_minutes -> TIMEOUT, requests past request_ttl_hours -> EXPIRED, installations past lease + grace -> overdue with a REMOVE job (ADMIN/DEV)", query: crate::jobs::api::ReapQuery, ok 200: crate::jobs::Sweep;
+    get "/api/v1/installations" => crate::jobs::installations::list, "installations", "Installations (leases) of the office (a VIEW: their own), newest first: state (open|overdue|removed|all), device_id, user_id, page, page_size", query: crate::jobs::installations::ListQuery, ok 200: super::paging::Page<crate::jobs::installations::InstallationView>;
+    get "/api/v1/installations/{id}" => crate::jobs::installations::get, "installations", "One installation", ok 200: crate::jobs::installations::InstallationView;
+    post "/api/v1/installations/{id}/remove" => crate::jobs::installations::remove, "installations", "End an installation now {reason?}: a PENDING REMOVE job for the device, delivered through its long-poll (its requester, or ADMIN/DEV)", body: crate::jobs::installations::RemoveBody, ok 200: crate::jobs::api::JobView, ok 201: crate::jobs::api::JobView;
+    get "/api/v1/audit" => crate::audit::api::list, "audit", "The office's audit log, newest first: action, user_id (actor or entity), device_id (actor or entity), entity_id, from/to (RFC 3339 or YYYY-MM-DD, a `to` day included), page, page_size (ADMIN/DEV)", query: crate::audit::api::AuditQuery, ok 200: super::paging::Page<crate::audit::api::AuditItem>;
+    get "/api/v1/audit/export.csv" => crate::audit::api::export_csv, "audit", "The same filters as a streamed CSV (UTF-8 with BOM, attachment auditoria.csv) (ADMIN/DEV)", query: crate::audit::api::AuditQuery, raw 200 "text/csv";
+    get "/api/v1/audit/verify" => crate::audit::api::verify, "audit", "Verify the office's audit hash chain now: {ok, rows, first_break?: {seq, reason}} (ADMIN/DEV)", ok 200: crate::audit::api::VerifyView;
+    post "/api/v1/admin/certificates/upload" => crate::certificates::upload::upload_route, "admin", "Send certificate files (multipart/form-data: `file` parts, each with an optional `password` part, the i-th password for the i-th file, empty = the file name's): written into the folder, ingested, sealed; {results: [{file, outcome: ingested|updated|unchanged|failed|refused, certificate_id, detail}]}; at most 20 files of max_pfx_bytes (ADMIN/DEV)", form: crate::certificates::upload::UploadForm, ok 200: crate::certificates::upload::UploadResponse;
+    post "/api/v1/admin/certificates/ingest-from-fs" => crate::certificates::ingest_from_fs, "admin", "Ingest the certificates folder now; dry_run reports without writing (ADMIN/DEV)", body: crate::certificates::IngestBody, ok 200: crate::certificates::ingest::Report;
 }
 
-/// The OpenAPI 3.1 document built from [`docs`].
+/// Routes anyone may call; every other route wants a bearer token (a user's or a device's).
+const PUBLIC: &[&str] = &[
+    "/health",
+    "/openapi.json",
+    "/api/v1/auth/login",
+    "/api/v1/auth/refresh",
+    "/api/v1/auth/logout",
+    "/api/v1/auth/password/set/confirm",
+    "/agent/install.ps1",
+    "/agent/certhub-agent.exe",
+    "/api/v1/agent/enroll",
+    "/api/v1/agent/auth",
+];
+
+fn content(generator: &mut SchemaGenerator, content: Content) -> Value {
+    match content {
+        Content::Json(schema) => json!({"application/json": {"schema": schema(generator)}}),
+        Content::Multipart(schema) => {
+            json!({"multipart/form-data": {"schema": schema(generator)}})
+        }
+        Content::Raw(mime) if mime == "application/octet-stream" => {
+            json!({mime: {"schema": {"type": "string", "format": "binary"}}})
+        }
+        Content::Raw(mime) => json!({mime: {"schema": {"type": "string"}}}),
+    }
+}
+
+/// An absent query parameter is how a client says "none": `null` is no value of its.
+fn not_null(schema: &mut Value) {
+    if let Some(Value::Array(types)) = schema.get_mut("type") {
+        types.retain(|t| t != "null");
+        if types.len() == 1 {
+            let only = types[0].clone();
+            schema["type"] = only;
+        }
+    }
+    if let Some(Value::Array(any)) = schema.get_mut("anyOf") {
+        any.retain(|s| s.get("type").and_then(Value::as_str) != Some("null"));
+        if any.len() == 1 {
+            let only = any[0].clone();
+            let object = schema
+                .as_object_mut()
+                .expect("a schema with anyOf is an object");
+            object.remove("anyOf");
+            if let Value::Object(inner) = only {
+                object.extend(inner);
+            }
+        }
+    }
+}
+
+/// One `in: query` parameter per field of the query type (its schema inlined, an absent value
+/// meaning "not given" rather than `null`).
+fn query_parameters(generator: &mut SchemaGenerator, query: SchemaFn) -> Vec<Value> {
+    let schema = query(generator);
+    let required: Vec<&str> = schema
+        .get("required")
+        .and_then(Value::as_array)
+        .map(|r| r.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    let Some(properties) = schema.get("properties").and_then(Value::as_object) else {
+        return Vec::new();
+    };
+    properties
+        .iter()
+        .map(|(name, property)| {
+            let mut property = property.clone();
+            not_null(&mut property);
+            let description = property
+                .as_object_mut()
+                .and_then(|p| p.remove("description"))
+                .unwrap_or(Value::Null);
+            let mut parameter = json!({
+                "name": name,
+                "in": "query",
+                "required": required.contains(&name.as_str()),
+                "schema": property,
+            });
+            if !description.is_null() {
+                parameter["description"] = description;
+            }
+            parameter
+        })
+        .collect()
+}
+
+/// The request and response definitions together. A type both read and written is described
+/// the same way by both contracts in this API; if it ever were not, the response's wins and
+/// the unit test below says so.
+fn merge(requests: Map<String, Value>, responses: Map<String, Value>) -> Map<String, Value> {
+    let mut all = requests;
+    for (name, schema) in responses {
+        all.insert(name, schema);
+    }
+    all
+}
+
+/// The OpenAPI 3.1 document built from [`docs`]: every request body, query and response
+/// with the schema of the Rust type the server reads or writes.
 pub fn document() -> Value {
+    let settings = |contract| {
+        SchemaSettings::draft2020_12().with(|s| {
+            s.definitions_path = "/components/schemas".into();
+            s.contract = contract;
+        })
+    };
+    // What the server reads and what it writes are described apart: a field it may leave out
+    // of an answer is required of no client, and one a client may leave out has a default.
+    let mut requests = settings(Contract::Deserialize).into_generator();
+    let mut generator = settings(Contract::Serialize).into_generator();
+    let mut queries = settings(Contract::Deserialize)
+        .with(|s| s.inline_subschemas = true)
+        .into_generator();
+    let error = schema_of::<crate::protocol::ApiError>(&mut generator);
     let mut paths = Map::new();
     for r in docs() {
-        let params: Vec<Value> = r
+        let mut parameters: Vec<Value> = r
             .path
             .split('/')
             .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
-            .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}))
+            .map(|name| {
+                json!({"name": name, "in": "path", "required": true,
+                       "schema": {"type": "string", "format": "uuid"}})
+            })
             .collect();
+        if let Some(query) = r.query {
+            parameters.extend(query_parameters(&mut queries, query));
+        }
+        let mut responses = Map::new();
+        for (status, body) in &r.responses {
+            let reason = actix_web::http::StatusCode::from_u16(*status)
+                .ok()
+                .and_then(|s| s.canonical_reason())
+                .unwrap_or("Success");
+            responses.insert(
+                status.to_string(),
+                json!({"description": reason, "content": content(&mut generator, *body)}),
+            );
+        }
+        responses.insert(
+            "default".into(),
+            json!({
+                "description": "Error: {\"error\": code, \"message\": text}",
+                "content": {"application/json": {"schema": error.clone()}}
+            }),
+        );
         let mut op = json!({
             "summary": r.summary,
             "tags": [r.tag],
             "operationId": format!("{}_{}", r.method, r.path.trim_matches('/').replace(['/', '{', '}', '.', '-'], "_")),
-            "responses": {
-                "default": {
-                    "description": "Error: {\"error\": code, \"message\": text}",
-                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
-                }
-            }
+            "responses": responses,
         });
-        if !params.is_empty() {
-            op["parameters"] = Value::Array(params);
+        if !parameters.is_empty() {
+            op["parameters"] = Value::Array(parameters);
+        }
+        if let Some(body) = r.body {
+            op["requestBody"] = json!({"required": true, "content": content(&mut requests, body)});
+        }
+        if PUBLIC.contains(&r.path) {
+            op["security"] = json!([]);
         }
         let entry = paths.entry(r.path.to_owned()).or_insert_with(|| json!({}));
         entry[r.method] = op;
@@ -109,12 +285,12 @@ pub fn document() -> Value {
     json!({
         "openapi": "3.1.0",
         "info": {"title": "CertHub API", "version": env!("CARGO_PKG_VERSION")},
+        "security": [{"bearer": []}],
         "paths": paths,
-        "components": {"schemas": {"Error": {
-            "type": "object",
-            "required": ["error", "message"],
-            "properties": {"error": {"type": "string"}, "message": {"type": "string"}}
-        }}}
+        "components": {
+            "schemas": merge(requests.take_definitions(true), generator.take_definitions(true)),
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}}
+        }
     })
 }
 
@@ -136,6 +312,50 @@ mod tests {
                 r.method,
                 r.path
             );
+        }
+    }
+
+    /// Every `$ref` points at a schema the document holds, and every route that reads a body
+    /// or answers JSON says with what, so a client can be generated from it.
+    #[test]
+    fn every_schema_is_described_and_every_reference_resolves() {
+        let doc = document();
+        if let Ok(path) = std::env::var("CERTHUB_OPENAPI_DUMP") {
+            std::fs::write(path, serde_json::to_string_pretty(&doc).unwrap()).unwrap();
+        }
+        let schemas = doc["components"]["schemas"].as_object().unwrap();
+        let text = doc.to_string();
+        for (i, _) in text.match_indices("\"$ref\":\"#/components/schemas/") {
+            let rest = &text[i + "\"$ref\":\"#/components/schemas/".len()..];
+            let name = &rest[..rest.find('"').unwrap()];
+            assert!(schemas.contains_key(name), "dangling $ref {name}");
+        }
+        for r in docs() {
+            assert!(
+                !r.responses.is_empty(),
+                "{} {} documents no success answer",
+                r.method,
+                r.path
+            );
+            if r.method == "post" || r.method == "patch" {
+                let op = &doc["paths"][r.path][r.method];
+                let bodiless = [
+                    "/claim",
+                    "/cancel",
+                    "/block",
+                    "/unblock",
+                    "/rotate-token",
+                    "/refresh",
+                    "/logout",
+                    "/reap",
+                ];
+                assert!(
+                    op["requestBody"].is_object() || bodiless.iter().any(|b| r.path.ends_with(b)),
+                    "{} {} takes a body it does not describe",
+                    r.method,
+                    r.path
+                );
+            }
         }
     }
 }

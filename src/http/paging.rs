@@ -7,7 +7,8 @@ use serde::Serialize;
 use super::AppError;
 
 /// One page of a listing: `total` counts the matches on every page.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+#[schemars(rename = "{T}Page")]
 pub struct Page<T> {
     pub total: u64,
     pub page: u64,

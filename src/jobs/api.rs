@@ -25,20 +25,20 @@ const MAX_REASON_CHARS: usize = 500;
 /// A week: a longer threshold would never reap anything a person still waits for.
 const MAX_THRESHOLD_MINUTES: i64 = 7 * 24 * 60;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Named {
     pub id: Uuid,
     pub name: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct DeviceRef {
     pub id: Uuid,
     pub hostname: String,
 }
 
 /// A job as the API shows it: never a payload token or anything sealed.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct JobView {
     pub id: Uuid,
     pub status: JobStatus,
@@ -217,7 +217,7 @@ struct Installable {
     parse_error: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct InstallBody {
     pub device_id: Uuid,
@@ -323,7 +323,7 @@ pub async fn request(
     Ok(view)
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DecisionBody {
     reason: Option<String>,
@@ -452,7 +452,7 @@ pub async fn get(
     Ok(HttpResponse::Ok().json(view(&state.db, job).await?))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
     status: Option<String>,
@@ -559,7 +559,7 @@ pub async fn list(
     Ok(HttpResponse::Ok().json(page))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReapQuery {
     threshold_minutes: Option<i64>,

@@ -17,13 +17,13 @@ use crate::http::paging::Paging;
 use crate::startup::AppState;
 
 /// A `REMOVE` job of an installation.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct RemovalRef {
     pub id: Uuid,
     pub status: JobStatus,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct InstallationView {
     pub id: Uuid,
     pub device: DeviceRef,
@@ -108,7 +108,7 @@ async fn visible<C: ConnectionTrait>(db: &C, user: &AuthUser, id: Uuid) -> Resul
 }
 
 /// Which installations a listing shows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum StateFilter {
     /// Not removed yet (the default).
@@ -119,7 +119,7 @@ pub enum StateFilter {
     All,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
     state: Option<StateFilter>,
@@ -214,7 +214,7 @@ pub async fn get(
     Ok(HttpResponse::Ok().json(view))
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RemoveBody {
     reason: Option<String>,

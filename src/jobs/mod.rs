@@ -260,7 +260,7 @@ pub async fn apply<C: ConnectionTrait>(
 }
 
 /// What one sweep changed.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
 pub struct Sweep {
     /// `REQUESTED` past the request TTL, now `EXPIRED`.
     pub expired: u64,

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::audit::AuditAction;
 
 /// Where an install job stands (seed S4/S6: `REQUESTED|PENDING -> IN_PROGRESS -> DONE|FAILED`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum JobStatus {
     /// Waiting for an ADMIN/DEV decision.
@@ -193,7 +193,7 @@ impl fmt::Display for TransitionError {
 impl std::error::Error for TransitionError {}
 
 /// `INSTALL`, or `REMOVE` for an early end of a lease.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum JobType {
     Install,

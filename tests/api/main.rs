@@ -23,6 +23,7 @@ mod openapi;
 mod portal;
 mod portal_browser;
 mod portal_pages;
+mod schemathesis;
 mod security;
 mod shutdown;
 mod tls;
