@@ -193,6 +193,7 @@ struct Listed {
     sha1: Option<String>,
     source_path_hash: Option<String>,
     source_path_sealed: Option<Vec<u8>>,
+    file_sha256: Option<String>,
     is_available: bool,
     cert_kind: Option<String>,
     cnpj: Option<String>,
@@ -213,6 +214,7 @@ async fn listed(
             Column::Sha1,
             Column::SourcePathHash,
             Column::SourcePathSealed,
+            Column::FileSha256,
             Column::IsAvailable,
             Column::CertKind,
             Column::Cnpj,
@@ -503,6 +505,7 @@ async fn store_batch(
     batch: Vec<Parsed>,
 ) -> Result<Vec<Item>, AppError> {
     let txn = crate::db::begin_write(&state.db).await?;
+    lock_catalogue(&txn, org).await?;
     let mut holders = HashSet::new();
     let mut items = Vec::with_capacity(batch.len());
     let mut lookup = Lookup::load(&txn, org, &batch).await?;
@@ -528,6 +531,22 @@ async fn store_batch(
         tracing::info!(file = %i.file, action = ?i.action, "certificate file processed");
     }
     Ok(items)
+}
+
+/// Serialises the office's catalogue writers until the end of `txn`, so what a batch looks up
+/// is what it writes over: two scans racing (the one a killed process left queued and the
+/// start-up rescan; two processes on one PostgreSQL) cannot both take a file for new. SQLite's
+/// write transactions are serial already (`begin_write`); PostgreSQL takes an advisory lock.
+async fn lock_catalogue(txn: &DatabaseTransaction, org: OrgId) -> Result<(), DbErr> {
+    if txn.get_database_backend() == sea_orm::DbBackend::Postgres {
+        txn.execute_raw(sea_orm::Statement::from_sql_and_values(
+            sea_orm::DbBackend::Postgres,
+            "SELECT pg_advisory_xact_lock(hashtextextended('certhub.catalogue:' || $1, 0))",
+            [org.0.to_string().into()],
+        ))
+        .await?;
+    }
+    Ok(())
 }
 
 /// What a batch's files already match in the catalogue, found in two queries for the whole
@@ -618,6 +637,14 @@ async fn store_one(
 ) -> Result<Item, AppError> {
     let name = &p.file.name;
     let at_path = lookup.by_path.remove(p.file.key.as_str());
+    // Another writer stored these very bytes at this path since they were read (a scan racing
+    // the watcher or another scan): nothing changed, so nothing is written or audited.
+    if let Some(row) = &at_path
+        && row.is_available
+        && row.file_sha256.as_deref() == Some(p.sha256.as_str())
+    {
+        return Ok(item(&name.redacted, Action::Unchanged, None));
+    }
     let (target, detach) = match &p.opened {
         Err(e) => {
             if let Some(row) = &at_path

@@ -81,3 +81,51 @@ async fn every_sqlite_connection_keeps_synchronous_full() {
         .unwrap();
     assert_eq!(sync, 2, "queue synchronous must be FULL (2)");
 }
+
+on_both_databases! {
+    /// Issue 14's reproduction: `certhub serve` on a folder, killed with SIGKILL mid-ingest,
+    /// then started again. The killed process's queued scan and the new start-up rescan may
+    /// run at once; every file ends up once, and no unchanged file is recorded as updated.
+    async fn sigkill_mid_ingest_then_restart_records_no_update_for_an_unchanged_file(db: TestDb) {
+        const FILES: i64 = 300;
+        let root = db.dir().join("certificados");
+        write_pfx_corpus(&root, FILES as usize);
+        let root_env = root.to_string_lossy().into_owned();
+        let env = [("CERTHUB_CERTS_ROOT", root_env.as_str())];
+        let mut app = spawn_app_with(&db, &env).await;
+        let ingested = "SELECT COUNT(*) FROM audit_log WHERE action = 'CERT_INGESTED'";
+        let mut seen = 0;
+        let deadline = std::time::Instant::now() + Duration::from_secs(120);
+        while seen == 0 && std::time::Instant::now() < deadline {
+            seen = db.scalar(ingested).await;
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        app.signal(Signal::SIGKILL);
+        app.wait_exit(Duration::from_secs(10));
+        let at_kill = db.scalar(ingested).await;
+        assert!(
+            at_kill > 0 && at_kill < FILES,
+            "the kill should land mid-ingest: {at_kill} of {FILES}; logs:\n{}",
+            app.logs()
+        );
+
+        let app = spawn_app_with(&db, &env).await;
+        let done = eventually(Duration::from_secs(120), || async {
+            db.scalar(ingested).await >= FILES
+        })
+        .await;
+        assert!(done, "ingest did not finish after the restart; logs:\n{}", app.logs());
+        // Let a second scan (the resumed one, or the start-up one) finish its pass too.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        assert_eq!(db.scalar("SELECT COUNT(*) FROM certificates").await, FILES);
+        assert_eq!(db.scalar(ingested).await, FILES, "a file ingested twice");
+        assert_eq!(
+            db.scalar("SELECT COUNT(*) FROM audit_log WHERE action = 'CERT_UPDATED'").await,
+            0,
+            "an unchanged file recorded as updated; logs:\n{}",
+            app.logs()
+        );
+        let out = db.run(&["audit", "verify"]);
+        assert!(out.status.success(), "{out:?}");
+    }
+}

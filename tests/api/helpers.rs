@@ -545,3 +545,48 @@ pub fn ingest(db: &TestDb, root: &Path, args: &[&str]) -> Output {
     }
     out
 }
+
+/// Writes `n` distinct A1 files into `dir` (`EMPRESA {i} LTDA Senha {pw}.pfx`, OpenSSL 3's
+/// default encryption), each its own certificate (one shared P-256 key keeps this fast).
+pub fn write_pfx_corpus(dir: &Path, n: usize) {
+    use p12_keystore::{
+        Certificate, EncryptionAlgorithm, KeyStore, KeyStoreEntry, MacAlgorithm, PrivateKey,
+        PrivateKeyChain,
+    };
+    use sha1::Digest;
+    std::fs::create_dir_all(dir).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let private = PrivateKey::from_der(&key.serialize_der()).unwrap();
+    for i in 0..n {
+        let mut params = rcgen::CertificateParams::default();
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, format!("EMPRESA {i} LTDA"));
+        params.serial_number = Some(rcgen::SerialNumber::from_slice(
+            &(0x1000_0000u32 + i as u32).to_be_bytes(),
+        ));
+        let cert = params.self_signed(&key).unwrap();
+        let chain = PrivateKeyChain::new(
+            sha1::Sha1::digest(cert.der()).to_vec(),
+            private.clone(),
+            [Certificate::from_der(cert.der()).unwrap()],
+        );
+        let mut store = KeyStore::new();
+        store.add_entry("certhub-test", KeyStoreEntry::PrivateKeyChain(chain));
+        let password = format!("pw{i}");
+        let der = store
+            .writer(&password)
+            .encryption_algorithm(EncryptionAlgorithm::PbeWithHmacSha256AndAes256)
+            .encryption_iterations(2048)
+            .mac_algorithm(MacAlgorithm::HmacSha256)
+            .mac_iterations(2048)
+            .write()
+            .unwrap();
+        std::fs::write(
+            dir.join(format!("EMPRESA {i} LTDA Senha {password}.pfx")),
+            der,
+        )
+        .unwrap();
+    }
+}

@@ -77,6 +77,8 @@ fn run(
         .arg(dir.join(format!("{label}.ndjson")))
         .args(["-H", &format!("Authorization: Bearer {token}")])
         .args(extra)
+        // Its example database and caches go beside the reports, not into the checkout.
+        .current_dir(&dir)
         // The server is on 127.0.0.1; no proxy may stand in between.
         .env("NO_PROXY", "*")
         .env(
