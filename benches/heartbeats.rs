@@ -273,40 +273,49 @@ async fn certhub(db_url: &str, devices: usize, secs: u64, dir: &Path) -> CertHub
     }
 }
 
-/// The ceiling: actix-web answering the same request with a fixed JSON body, no work.
-async fn hello(secs: u64, dir: &Path) -> Wrk {
+/// The ceiling's server: actix-web answering the same request with a fixed JSON body, no work,
+/// two workers as CertHub has here. It runs in a child process of this bench (`--hello PORT`),
+/// as CertHub and the seed stack do, so nothing of the bench's own runtime shares its process.
+fn hello_server(port: u16) {
     use actix_web::{App, HttpResponse, HttpServer, web};
-    let port = free_port();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let sys = actix_web::rt::System::new();
-        sys.block_on(async move {
-            let server = HttpServer::new(|| {
-                App::new().route(
-                    "/api/v1/agent/heartbeat",
-                    web::post().to(|| async {
-                        HttpResponse::Ok()
-                            .content_type("application/json")
-                            .body(r#"{"server_time":"2026-12-02T17:45:00Z"}"#)
-                    }),
-                )
-            })
-            .workers(2)
-            .bind(("127.0.0.1", port))
-            .unwrap()
-            .run();
-            tx.send(server.handle()).unwrap();
-            let _ = server.await;
-        });
+    actix_web::rt::System::new().block_on(async move {
+        HttpServer::new(|| {
+            App::new().route(
+                "/api/v1/agent/heartbeat",
+                // It reads the body as CertHub does: a handler that leaves it unread makes
+                // actix-web close the connection after each answer, and wrk reconnect.
+                web::post().to(|_body: web::Bytes| async {
+                    HttpResponse::Ok()
+                        .content_type("application/json")
+                        .body(r#"{"server_time":"2026-12-02T17:45:00Z"}"#)
+                }),
+            )
+        })
+        .workers(2)
+        .bind(("127.0.0.1", port))
+        .unwrap()
+        .run()
+        .await
+        .unwrap();
     });
-    let handle = rx.recv().unwrap();
+}
+
+/// The ceiling: the same client against [`hello_server`].
+fn hello(secs: u64, dir: &Path) -> Wrk {
+    let port = free_port();
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["--hello", &port.to_string()])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
     wait_port(port);
     let file = dir.join("hello-tokens.txt");
     std::fs::write(&file, "x").unwrap();
     let base = format!("http://127.0.0.1:{port}");
     wrk(&base, &file, 2.min(secs));
     let w = wrk(&base, &file, secs);
-    handle.stop(true).await;
+    let _ = child.kill();
+    let _ = child.wait();
     w
 }
 
@@ -317,16 +326,28 @@ fn row(label: &str, w: &Wrk) {
     );
 }
 
-#[tokio::main]
-async fn main() {
-    if std::env::args().any(|a| a == "--list") {
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.iter().any(|a| a == "--list") {
         return;
     }
+    if let Some(i) = args.iter().position(|a| a == "--hello") {
+        hello_server(args[i + 1].parse().unwrap());
+        return;
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(run());
+}
+
+async fn run() {
     let secs: u64 = var("CERTHUB_BENCH_SECS", 10);
     let devices: usize = var("CERTHUB_BENCH_DEVICES", 1000);
     let dir = tempfile::tempdir().unwrap();
     println!("wrk -t1 -c{CONNECTIONS} -d{secs}s, {devices} devices, on this machine, one run\n");
-    let ceiling = hello(secs, dir.path()).await;
+    let ceiling = hello(secs, dir.path());
 
     let mut results = Vec::new();
     // SQLite

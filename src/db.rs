@@ -134,6 +134,26 @@ pub async fn begin_write(db: &DatabaseConnection) -> Result<DatabaseTransaction,
     .await
 }
 
+/// `NOTIFY channel, payload` inside the caller's transaction on PostgreSQL (delivered to every
+/// listener at COMMIT, never on rollback); nothing on SQLite, whose one server process needs no
+/// telling.
+pub async fn notify<C: ConnectionTrait>(
+    conn: &C,
+    channel: &str,
+    payload: &str,
+) -> Result<(), DbErr> {
+    if conn.get_database_backend() != sea_orm::DbBackend::Postgres {
+        return Ok(());
+    }
+    conn.execute_raw(sea_orm::Statement::from_sql_and_values(
+        sea_orm::DbBackend::Postgres,
+        "SELECT pg_notify($1, $2)",
+        [channel.into(), payload.into()],
+    ))
+    .await
+    .map(|_| ())
+}
+
 /// A cheap round trip, for `/health`.
 pub async fn ping(db: &DatabaseConnection) -> Result<(), DbErr> {
     db.execute_unprepared("SELECT 1").await.map(|_| ())

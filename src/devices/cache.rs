@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement};
+use sea_orm::{ConnectionTrait, DbErr};
 use uuid::Uuid;
 
 use super::Device;
@@ -31,16 +31,7 @@ const MAX_ENTRIES: usize = 100_000;
 /// server process's listener turns into [`DeviceCache::forget`] at COMMIT. Nothing on SQLite
 /// (one server process; the local [`DeviceCache::forget`] is enough).
 pub async fn announce<C: ConnectionTrait>(conn: &C, device: Uuid) -> Result<(), DbErr> {
-    if conn.get_database_backend() != DbBackend::Postgres {
-        return Ok(());
-    }
-    conn.execute_raw(Statement::from_sql_and_values(
-        DbBackend::Postgres,
-        "SELECT pg_notify($1, $2)",
-        [CHANNEL.into(), device.to_string().into()],
-    ))
-    .await
-    .map(|_| ())
+    crate::db::notify(conn, CHANNEL, &device.to_string()).await
 }
 
 #[derive(Debug, Default)]

@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement};
+use sea_orm::{ConnectionTrait, DbBackend, DbErr};
 use tokio::sync::Notify;
 use tokio::sync::futures::Notified;
 use uuid::Uuid;
@@ -40,16 +40,7 @@ pub async fn announce_change<C: ConnectionTrait>(conn: &C) -> Result<(), DbErr> 
 /// that every server process's [`listen`] receives once (and only if) the transaction commits.
 /// Nothing on SQLite.
 pub async fn announce<C: ConnectionTrait>(conn: &C, device: Uuid) -> Result<(), DbErr> {
-    if conn.get_database_backend() != DbBackend::Postgres {
-        return Ok(());
-    }
-    conn.execute_raw(Statement::from_sql_and_values(
-        DbBackend::Postgres,
-        "SELECT pg_notify($1, $2)",
-        [CHANNEL.into(), device.to_string().into()],
-    ))
-    .await
-    .map(|_| ())
+    crate::db::notify(conn, CHANNEL, &device.to_string()).await
 }
 
 /// Relays [`announce`]d devices to `hub` until `stop` turns true, over a dedicated PostgreSQL
