@@ -97,6 +97,7 @@ pub async fn connect(settings: &Settings) -> Result<DatabaseConnection, ConnectE
             let pool = SqlitePoolOptions::new()
                 .max_connections(settings.database_max_connections)
                 .acquire_timeout(ACQUIRE_TIMEOUT)
+                .after_release(|conn, _| Box::pin(not_in_a_transaction(conn)))
                 .connect_with(sqlite_options(path))
                 .await
                 .map_err(|source| ConnectError::Open { url, source })?;
@@ -122,6 +123,29 @@ pub async fn migrate(db: &DatabaseConnection, settings: &Settings) -> Result<(),
             url: settings.database.redacted(),
             source,
         })
+}
+
+/// Whether a SQLite connection coming back to the pool may be reused: not while it is still
+/// inside a transaction. A COMMIT refused on a full disk leaves SQLite's transaction open (or
+/// rolls it back behind the driver's back, so the driver's own ROLLBACK fails); reused, such a
+/// connection kept the write lock (every other writer then failed "database is locked") and
+/// nested the next request's writes in a transaction nobody committed. It is closed instead,
+/// which rolls back whatever it held.
+async fn not_in_a_transaction(
+    conn: &mut sea_orm::sqlx::SqliteConnection,
+) -> Result<bool, sea_orm::sqlx::Error> {
+    use sea_orm::sqlx::{Connection, Database, Sqlite};
+    use sqlx_core::transaction::TransactionManager;
+    // Runs after any rollback queued by a dropped transaction (one worker, in order).
+    conn.ping().await?;
+    let depth = <Sqlite as Database>::TransactionManager::get_transaction_depth(conn);
+    if depth > 0 {
+        tracing::warn!(
+            depth,
+            "a database connection came back inside a transaction: closed"
+        );
+    }
+    Ok(depth == 0)
 }
 
 /// Starts a transaction that will write. On SQLite it takes the write lock at `BEGIN`

@@ -49,6 +49,51 @@ impl From<crate::audit::AuditError> for AppError {
     }
 }
 
+/// Whether `e` says the database cannot be reached (no connection from the pool in time, a
+/// connection lost, the server shutting down or starting) rather than that a statement went
+/// wrong: a 503 the client may retry, not a 500.
+pub fn database_unreachable(e: &sea_orm::DbErr) -> bool {
+    use sea_orm::sqlx::Error as Sqlx;
+    use sea_orm::{DbErr, RuntimeErr};
+    let sqlx = match e {
+        // Taking a connection from the pool, or opening one for it, failed.
+        DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => return true,
+        DbErr::Exec(RuntimeErr::SqlxError(s)) | DbErr::Query(RuntimeErr::SqlxError(s)) => s,
+        _ => return false,
+    };
+    match sqlx.as_ref() {
+        Sqlx::Io(_) | Sqlx::PoolTimedOut | Sqlx::PoolClosed | Sqlx::WorkerCrashed => true,
+        Sqlx::Protocol(_) | Sqlx::Tls(_) => true,
+        // PostgreSQL's classes 08 (connection exception) and 57P (operator intervention:
+        // admin_shutdown, crash_shutdown, cannot_connect_now).
+        Sqlx::Database(db) => db
+            .code()
+            .is_some_and(|c| c.starts_with("08") || c.starts_with("57P")),
+        _ => false,
+    }
+}
+
+/// Whether `e` says the database's disk is full (SQLite's `SQLITE_FULL`, PostgreSQL's
+/// `disk_full`): the write was rolled back whole; a 507 until space returns.
+pub fn storage_full(e: &sea_orm::DbErr) -> bool {
+    use sea_orm::{DbErr, RuntimeErr};
+    let (DbErr::Exec(RuntimeErr::SqlxError(s)) | DbErr::Query(RuntimeErr::SqlxError(s))) = e else {
+        return false;
+    };
+    match s.as_ref() {
+        sea_orm::sqlx::Error::Database(db) => {
+            // SQLite reports its primary result code (13, SQLITE_FULL) or an extended one
+            // whose low byte is 13; PostgreSQL class 53 holds disk_full (53100).
+            let code = db.code().unwrap_or_default();
+            code == "53100"
+                || code.parse::<u32>().is_ok_and(|c| c & 0xff == 13)
+                || db.message().contains("database or disk is full")
+        }
+        sea_orm::sqlx::Error::Io(io) => io.raw_os_error() == Some(28),
+        _ => false,
+    }
+}
+
 impl AppError {
     /// Stable machine-readable code.
     pub fn code(&self) -> &'static str {
@@ -65,12 +110,20 @@ impl AppError {
             AppError::PayloadTooLarge(_) => "payload_too_large",
             AppError::TooManyRequests { .. } => "rate_limited",
             AppError::Unavailable(_) => "unavailable",
+            AppError::Db(e) if storage_full(e) => "insufficient_storage",
+            AppError::Db(e) if database_unreachable(e) => "unavailable",
             AppError::Internal(_) | AppError::Db(_) => "internal_error",
         }
     }
 
     fn public_message(&self) -> String {
         match self {
+            AppError::Db(e) if storage_full(e) => {
+                "the database's disk is full: nothing was changed; reading still works".into()
+            }
+            AppError::Db(e) if database_unreachable(e) => {
+                "the database is unreachable; try again shortly".into()
+            }
             AppError::Internal(_) | AppError::Db(_) => {
                 "internal error; the request id identifies it in the server log".into()
             }
@@ -92,6 +145,8 @@ impl ResponseError for AppError {
             AppError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             AppError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            AppError::Db(e) if storage_full(e) => StatusCode::INSUFFICIENT_STORAGE,
+            AppError::Db(e) if database_unreachable(e) => StatusCode::SERVICE_UNAVAILABLE,
             AppError::Internal(_) | AppError::Db(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -134,6 +189,7 @@ pub fn code_for_status(status: StatusCode) -> &'static str {
         422 => "validation_error",
         429 => "rate_limited",
         503 => "unavailable",
+        507 => "insufficient_storage",
         s if s >= 500 => "internal_error",
         _ => "error",
     }

@@ -28,7 +28,7 @@ pub fn postgres_admin_url() -> String {
         .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/test".to_owned())
 }
 
-fn in_ci() -> bool {
+pub fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
 }
 
@@ -91,6 +91,16 @@ impl TestDb {
 
     pub fn dir(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// On PostgreSQL, runs `sql` as the administrator, with `{db}` replaced by this test's
+    /// database name (to take the database away from the server and give it back).
+    pub async fn as_postgres_admin(&self, sql: &str) {
+        let (admin, name) = self.pg_admin.as_ref().expect("a PostgreSQL test database");
+        let mut conn = sqlx::PgConnection::connect(admin).await.unwrap();
+        conn.execute(sqlx::AssertSqlSafe(sql.replace("{db}", name)))
+            .await
+            .unwrap();
     }
 
     pub fn data_dir(&self) -> PathBuf {
@@ -549,6 +559,12 @@ pub fn ingest(db: &TestDb, root: &Path, args: &[&str]) -> Output {
 /// Writes `n` distinct A1 files into `dir` (`EMPRESA {i} LTDA Senha {pw}.pfx`, OpenSSL 3's
 /// default encryption), each its own certificate (one shared P-256 key keeps this fast).
 pub fn write_pfx_corpus(dir: &Path, n: usize) {
+    write_pfx_files(dir, 0..n);
+}
+
+/// Files number `range` of the corpus [`write_pfx_corpus`] writes (distinct names, subjects and
+/// serial numbers), so later calls add certificates that do not exist yet.
+pub fn write_pfx_files(dir: &Path, range: std::ops::Range<usize>) {
     use p12_keystore::{
         Certificate, EncryptionAlgorithm, KeyStore, KeyStoreEntry, MacAlgorithm, PrivateKey,
         PrivateKeyChain,
@@ -557,7 +573,7 @@ pub fn write_pfx_corpus(dir: &Path, n: usize) {
     std::fs::create_dir_all(dir).unwrap();
     let key = rcgen::KeyPair::generate().unwrap();
     let private = PrivateKey::from_der(&key.serialize_der()).unwrap();
-    for i in 0..n {
+    for i in range {
         let mut params = rcgen::CertificateParams::default();
         params.distinguished_name = rcgen::DistinguishedName::new();
         params

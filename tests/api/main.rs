@@ -15,6 +15,7 @@ mod cli;
 mod config;
 mod devices;
 mod durability;
+mod faults;
 mod health;
 mod jobs;
 mod limits;

@@ -1,0 +1,701 @@
+//! The fault loop (issue 14): the real `certhub serve`, killed with SIGKILL at a random moment
+//! while an office works (a folder ingest, agents claiming, fetching and reporting installs,
+//! early removals and their `REMOVE` jobs, cleanup reports, user and device administration),
+//! then started again, many times; after every restart the invariants below must hold.
+//!
+//! Seeded and reproducible: `CERTHUB_FAULT_SEED=<n>` replays a run (the seed is printed, and
+//! every failure names it with the iteration); `CERTHUB_FAULT_ITERATIONS` (default 8 per
+//! database) bounds it.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use serde_json::{Value, json};
+
+use crate::agent_jobs::{Device, Office, office, token_of};
+use crate::helpers::*;
+use crate::on_both_databases;
+
+/// splitmix64: small, seedable, and the same on every machine.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+fn seed() -> u64 {
+    std::env::var("CERTHUB_FAULT_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+        })
+}
+
+fn iterations() -> usize {
+    std::env::var("CERTHUB_FAULT_ITERATIONS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(8)
+}
+
+/// Rows still queued or running in the job queue (`certhub` tasks).
+async fn queue_open(db: &TestDb) -> i64 {
+    let open = "status IN ('Pending', 'Queued', 'Running') AND job_type = 'certhub'";
+    match db.backend {
+        Backend::Postgres => {
+            db.scalar(&format!("SELECT COUNT(*) FROM apalis.jobs WHERE {open}"))
+                .await
+        }
+        Backend::Sqlite => {
+            use sea_orm::sqlx::{Connection, Row};
+            let path = db.data_dir().join("certhub-queue.db");
+            let url = format!("sqlite://{}", path.display());
+            let mut conn = sea_orm::sqlx::SqliteConnection::connect(&url)
+                .await
+                .unwrap();
+            let sql = format!("SELECT COUNT(*) FROM Jobs WHERE {open}");
+            let row = sea_orm::sqlx::query(sea_orm::sqlx::AssertSqlSafe(sql))
+                .fetch_one(&mut conn)
+                .await
+                .unwrap();
+            row.get::<i64, _>(0)
+        }
+    }
+}
+
+/// Every page of an admin listing.
+async fn all(o: &Office, path: &str) -> Vec<Value> {
+    let mut items = Vec::new();
+    for page in 1.. {
+        let sep = if path.contains('?') { '&' } else { '?' };
+        let (status, body) = o
+            .call(
+                "GET",
+                &format!("{path}{sep}page={page}&page_size=200"),
+                None,
+                &o.admin.access,
+            )
+            .await;
+        assert_eq!(status, 200, "{path}: {body}");
+        let got = body["items"].as_array().unwrap().clone();
+        let done = got.len() < 200;
+        items.extend(got);
+        if done {
+            break;
+        }
+    }
+    items
+}
+
+/// One unit of the office's work, chosen at random; every answer is tolerated except a 5xx.
+async fn work(
+    o: &Office,
+    device: &Device,
+    spare: &str,
+    rng: &mut Rng,
+    n: u64,
+) -> Result<(), String> {
+    let check = |what: &str, status: u16, body: &Value| {
+        if status >= 500 {
+            Err(format!("{what}: {status} {body}"))
+        } else {
+            Ok(())
+        }
+    };
+    match rng.below(5) {
+        // An install, end to end, as the agent does it.
+        0 | 1 => {
+            let (status, job) = o
+                .call(
+                    "POST",
+                    &format!("/api/v1/certificados/{}/install", o.cert),
+                    Some(json!({"device_id": device.id, "reason": "SPED"})),
+                    &o.view.access,
+                )
+                .await;
+            check("request", status, &job)?;
+            let Some(id) = job["id"].as_str() else {
+                return Ok(());
+            };
+            let (status, body) = o
+                .call(
+                    "POST",
+                    &format!("/api/v1/install-jobs/{id}/approve"),
+                    Some(json!({})),
+                    &o.admin.access,
+                )
+                .await;
+            check("approve", status, &body)?;
+            let (status, claim) = o
+                .call(
+                    "POST",
+                    &format!("/api/v1/agent/jobs/{id}/claim"),
+                    None,
+                    &device.jwt,
+                )
+                .await;
+            check("claim", status, &claim)?;
+            if status != 200 {
+                return Ok(());
+            }
+            let (status, payload) = o
+                .call(
+                    "GET",
+                    &format!("/api/v1/agent/jobs/{id}/payload?token={}", token_of(&claim)),
+                    None,
+                    &device.jwt,
+                )
+                .await;
+            check("payload", status, &payload)?;
+            let result = match payload["thumbprint"].as_str() {
+                Some(t) if status == 200 => json!({"status": "DONE", "thumbprint": t}),
+                _ => json!({"status": "FAILED", "error_code": "PAYLOAD"}),
+            };
+            let (status, body) = o
+                .call(
+                    "POST",
+                    &format!("/api/v1/agent/jobs/{id}/result"),
+                    Some(result),
+                    &device.jwt,
+                )
+                .await;
+            check("result", status, &body)
+        }
+        // An early removal: the REMOVE job, claimed and reported by the agent.
+        2 => {
+            let (status, open) = o
+                .call(
+                    "GET",
+                    "/api/v1/installations?state=open",
+                    None,
+                    &o.admin.access,
+                )
+                .await;
+            check("installations", status, &open)?;
+            let Some(id) = open["items"][0]["id"].as_str() else {
+                return Ok(());
+            };
+            let (status, job) = o
+                .call(
+                    "POST",
+                    &format!("/api/v1/installations/{id}/remove"),
+                    Some(json!({"reason": "fim do expediente"})),
+                    &o.admin.access,
+                )
+                .await;
+            check("remove", status, &job)?;
+            let Some(job) = job["id"].as_str() else {
+                return Ok(());
+            };
+            let (status, claim) = o
+                .call(
+                    "POST",
+                    &format!("/api/v1/agent/jobs/{job}/claim"),
+                    None,
+                    &device.jwt,
+                )
+                .await;
+            check("claim remove", status, &claim)?;
+            let (status, body) = o
+                .call(
+                    "POST",
+                    &format!("/api/v1/agent/jobs/{job}/result"),
+                    Some(json!({"status": "DONE", "key_deleted": true})),
+                    &device.jwt,
+                )
+                .await;
+            check("remove result", status, &body)
+        }
+        // The agent's cleanup report of what it removed.
+        3 => {
+            let (status, open) = o
+                .call("GET", "/api/v1/agent/installations", None, &device.jwt)
+                .await;
+            check("agent installations", status, &open)?;
+            let removed: Vec<Value> = open["installations"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .take(2)
+                .map(|i| json!({"thumbprint": i["thumbprint"], "key_deleted": true}))
+                .collect();
+            let (status, body) = o
+                .call(
+                    "POST",
+                    "/api/v1/agent/cleanup",
+                    Some(json!({"mode": "manual", "removed": removed})),
+                    &device.jwt,
+                )
+                .await;
+            check("cleanup", status, &body)
+        }
+        // Administration: a user, and the spare device renamed, blocked and unblocked.
+        _ => {
+            let (status, body) = o
+                .call(
+                    "POST",
+                    "/api/v1/admin/users",
+                    Some(json!({"email": format!("pessoa{n}@escritorio.com.br"),
+                                "nome": format!("Pessoa {n}"), "role_global": "VIEW"})),
+                    &o.admin.access,
+                )
+                .await;
+            check("create user", status, &body)?;
+            let (status, body) = o
+                .call(
+                    "PATCH",
+                    &format!("/api/v1/admin/devices/{spare}"),
+                    Some(json!({"hostname": format!("PC-RESERVA-{n}")})),
+                    &o.admin.access,
+                )
+                .await;
+            check("rename device", status, &body)?;
+            for action in ["block", "unblock"] {
+                let (status, body) = o
+                    .call(
+                        "POST",
+                        &format!("/api/v1/admin/devices/{spare}/{action}"),
+                        None,
+                        &o.admin.access,
+                    )
+                    .await;
+                check(action, status, &body)?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// What must hold after every crash and restart; `Err` says what broke.
+async fn invariants(db: &TestDb, o: &Office, files: i64) -> Result<(), String> {
+    let out = db.run(&["audit", "verify"]);
+    if !out.status.success() {
+        return Err(format!("audit verify: {out:?}"));
+    }
+    // Every file of the folder is one certificate, ingested once, never "updated".
+    let scalar = |sql: &'static str| db.scalar(sql);
+    let certificates = scalar("SELECT COUNT(*) FROM certificates").await;
+    let ingested = scalar("SELECT COUNT(*) FROM audit_log WHERE action = 'CERT_INGESTED'").await;
+    let updated = scalar("SELECT COUNT(*) FROM audit_log WHERE action = 'CERT_UPDATED'").await;
+    if certificates != files || ingested != files || updated != 0 {
+        return Err(format!(
+            "{files} files: {certificates} certificates, {ingested} CERT_INGESTED, {updated} CERT_UPDATED"
+        ));
+    }
+    // Jobs: one legal state each (the API refuses to show any other), one installation at
+    // most per install job, and one exactly per install DONE.
+    let jobs: HashMap<String, Value> = all(o, "/api/v1/install-jobs")
+        .await
+        .into_iter()
+        .map(|j| (j["id"].as_str().unwrap().to_owned(), j))
+        .collect();
+    let installations = all(o, "/api/v1/installations?state=all").await;
+    let mut per_job: HashMap<&str, usize> = HashMap::new();
+    for i in &installations {
+        *per_job.entry(i["job_id"].as_str().unwrap()).or_default() += 1;
+    }
+    for (job, n) in &per_job {
+        let status = jobs.get(*job).map(|j| j["status"].clone());
+        if *n != 1 || status != Some(json!("DONE")) {
+            return Err(format!("job {job} ({status:?}) has {n} installations"));
+        }
+    }
+    for (id, job) in &jobs {
+        if job["job_type"] == "INSTALL"
+            && job["status"] == "DONE"
+            && !per_job.contains_key(id.as_str())
+        {
+            return Err(format!("install job {id} is DONE without an installation"));
+        }
+    }
+    // The audit says nothing that did not happen: each outcome row matches its job's state,
+    // and no job has two of them.
+    for (action, job_type, allowed) in [
+        ("INSTALL_DONE", "INSTALL", &["DONE"][..]),
+        ("REMOVE_DONE", "REMOVE", &["DONE"][..]),
+        ("INSTALL_FAILED", "INSTALL", &["FAILED"][..]),
+        (
+            "INSTALL_APPROVED",
+            "INSTALL",
+            &[
+                "PENDING",
+                "IN_PROGRESS",
+                "DONE",
+                "FAILED",
+                "TIMEOUT",
+                "CANCELLED",
+            ][..],
+        ),
+        (
+            "INSTALL_CLAIMED",
+            "INSTALL",
+            &["IN_PROGRESS", "DONE", "FAILED", "TIMEOUT"][..],
+        ),
+    ] {
+        let mut seen = HashSet::new();
+        for row in all(o, &format!("/api/v1/audit?action={action}")).await {
+            let Some(id) = row["entity_id"].as_str() else {
+                return Err(format!("{action} without a job: {row}"));
+            };
+            let Some(job) = jobs.get(id) else {
+                return Err(format!("{action} for job {id}, which does not exist"));
+            };
+            let status = job["status"].as_str().unwrap_or_default();
+            if job["job_type"] != job_type || !allowed.contains(&status) {
+                return Err(format!("{action} for job {id}, which is {status}"));
+            }
+            if action.ends_with("_DONE") && !seen.insert(id.to_owned()) {
+                return Err(format!("two {action} rows for job {id}"));
+            }
+        }
+    }
+    Ok(())
+}
+
+on_both_databases! {
+    async fn sigkill_at_random_moments_breaks_no_invariant(db: TestDb) {
+        let seed = seed();
+        eprintln!("fault loop on {:?}: CERTHUB_FAULT_SEED={seed}", db.backend);
+        let mut rng = Rng(seed);
+        let mut o = office(&db).await;
+        let device = o.device("PC-01", true).await;
+        let spare = o.device("PC-RESERVA", false).await.id;
+        let root = db.dir().join("certificados");
+        let root_env = root.to_string_lossy().into_owned();
+        let env = [("CERTHUB_CERTS_ROOT", root_env.as_str())];
+        // The office's first certificate, ingested by the command line, is file 1.
+        let mut files: i64 = 1;
+        let mut n = 0;
+        for iteration in 0..iterations() {
+            macro_rules! fail {
+                ($($what:tt)*) => {
+                    panic!("CERTHUB_FAULT_SEED={seed}, iteration {iteration}: {}", format!($($what)*))
+                };
+            }
+            // New files for the start-up scan to ingest while the work goes on.
+            let add = rng.below(150) as usize;
+            write_pfx_files(&root, files as usize..files as usize + add);
+            files += add as i64;
+            o.app = spawn_app_with(&db, &env).await;
+            let kill_after = Duration::from_millis(50 + rng.below(1200));
+            let mut work_rng = Rng(rng.next());
+            let busy = async {
+                loop {
+                    n += 1;
+                    if let Err(e) = work(&o, &device, &spare, &mut work_rng, n).await {
+                        return e;
+                    }
+                }
+            };
+            if let Ok(e) = tokio::time::timeout(kill_after, busy).await {
+                fail!("a server error while it worked: {e}\n{}", o.app.logs());
+            }
+            o.app.signal(Signal::SIGKILL);
+            o.app.wait_exit(Duration::from_secs(10));
+
+            // Back up: the queue resumes and drains, and everything holds.
+            o.app = spawn_app_with(&db, &env).await;
+            let settled = eventually(Duration::from_secs(60), || async {
+                queue_open(&db).await == 0
+                    && db
+                        .scalar("SELECT COUNT(*) FROM audit_log WHERE action = 'CERT_INGESTED'")
+                        .await
+                        >= files
+            })
+            .await;
+            if !settled {
+                fail!("the queue did not drain after the restart\n{}", o.app.logs());
+            }
+            if let Err(e) = invariants(&db, &o, files).await {
+                fail!("{e}");
+            }
+        }
+        let done = db
+            .scalar("SELECT COUNT(*) FROM audit_log WHERE action IN ('INSTALL_DONE', 'REMOVE_DONE')")
+            .await;
+        eprintln!(
+            "fault loop on {:?}: {} kills, {n} units of work, {files} files, {done} jobs done",
+            db.backend,
+            iterations()
+        );
+    }
+}
+
+/// PostgreSQL goes away under two server processes: every connection of the database is
+/// killed and new ones are refused for a few seconds. Meanwhile `/health` says 503 with the
+/// reason and requests that need the database fail with a clear 503, in bounded time; then the
+/// pools and the LISTEN connections come back by themselves, a long-poll held by one process
+/// wakes for an approval made through the other, and nothing committed is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_going_away_gives_503_then_everything_comes_back() {
+    let Some(db) = TestDb::new(Backend::Postgres).await else {
+        return;
+    };
+    let o = office(&db).await;
+    let device = o.device("PC-01", true).await;
+    let other = spawn_app(&db).await;
+    let job = o.requested_job(&device, None).await;
+    let rows_before = db.scalar("SELECT COUNT(*) FROM audit_log").await;
+
+    db.as_postgres_admin("ALTER DATABASE {db} WITH ALLOW_CONNECTIONS false")
+        .await;
+    db.as_postgres_admin(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{db}'",
+    )
+    .await;
+
+    let started = std::time::Instant::now();
+    let res = o.app.get("/health").await;
+    assert_eq!(res.status(), 503);
+    let health: Value = res.json().await.unwrap();
+    assert_eq!(health["status"], "unavailable", "{health}");
+    assert!(health["reason"].as_str().is_some_and(|r| !r.is_empty()));
+    let (status, body) = o
+        .call("GET", "/api/v1/certificados", None, &o.admin.access)
+        .await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"], "unavailable");
+    assert!(
+        started.elapsed() < Duration::from_secs(25),
+        "answers during the outage took {:?}",
+        started.elapsed()
+    );
+    // A heartbeat needs no database (the device is cached, its contact kept in memory).
+    let (status, _) = o
+        .call(
+            "POST",
+            "/api/v1/agent/heartbeat",
+            Some(json!({})),
+            &device.jwt,
+        )
+        .await;
+    assert!(
+        status == 200 || status == 503,
+        "heartbeat during the outage: {status}"
+    );
+
+    db.as_postgres_admin("ALTER DATABASE {db} WITH ALLOW_CONNECTIONS true")
+        .await;
+    let back = eventually(Duration::from_secs(30), || async {
+        o.app.get("/health").await.status() == 200 && other.get("/health").await.status() == 200
+    })
+    .await;
+    assert!(
+        back,
+        "the pools did not come back:\n{}\n{}",
+        o.app.logs(),
+        other.logs()
+    );
+
+    // The device long-polls on the other process; the approval goes through the first: the
+    // other's LISTEN connection is back, or the wake-up could not cross.
+    let poll = async {
+        let res = other
+            .client
+            .get(other.url("/api/v1/agent/jobs?wait=20"))
+            .bearer_auth(&device.jwt)
+            .send()
+            .await
+            .unwrap();
+        (res.status().as_u16(), res.json::<Value>().await.unwrap())
+    };
+    let approve = async {
+        // Give the listener time to be back and the long-poll time to be held.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let at = std::time::Instant::now();
+        let (status, body) = o
+            .call(
+                "POST",
+                &format!("/api/v1/install-jobs/{job}/approve"),
+                Some(json!({})),
+                &o.admin.access,
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        at
+    };
+    let ((status, jobs), approved_at) = tokio::join!(poll, approve);
+    assert_eq!(status, 200, "{jobs}");
+    assert_eq!(jobs["jobs"][0]["id"], job, "{jobs}");
+    assert!(
+        approved_at.elapsed() < Duration::from_secs(5),
+        "the wake-up crossed processes late: {:?}",
+        approved_at.elapsed()
+    );
+    assert!(db.scalar("SELECT COUNT(*) FROM audit_log").await > rows_before);
+    let out = db.run(&["audit", "verify"]);
+    assert!(out.status.success(), "{out:?}");
+    for app in [&o.app, &other] {
+        assert!(!app.logs().contains("panicked"), "{}", app.logs());
+    }
+}
+
+/// Unmounts the tmpfs a test put under its data directory (before the directory is removed).
+struct Unmount(std::path::PathBuf);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+/// Fills the file system under `dir` to the last byte; the filler file is returned.
+fn fill(dir: &std::path::Path) -> std::path::PathBuf {
+    use std::io::Write;
+    let path = dir.join("filler");
+    let mut f = std::fs::File::create(&path).unwrap();
+    for chunk in [1 << 20, 4096, 512, 1] {
+        let block = vec![0u8; chunk];
+        while f.write_all(&block).and_then(|_| f.sync_data()).is_ok() {}
+    }
+    path
+}
+
+/// The disk under SQLite fills up (a small tmpfs as the data directory): writes fail with a
+/// clear 507 and change nothing, reads and `/health` keep answering, and once space returns
+/// the server carries on; the database passes `PRAGMA integrity_check` and the chain verifies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_on_a_full_disk_refuses_writes_keeps_reads_and_recovers() {
+    let db = TestDb::new(Backend::Sqlite).await.unwrap();
+    let data = db.data_dir();
+    std::fs::create_dir_all(&data).unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=32m", "tmpfs"])
+        .arg(&data)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        assert!(
+            !in_ci(),
+            "CI runs as root and must be able to mount a tmpfs"
+        );
+        eprintln!("SKIPPED: the full-disk test needs to mount a tmpfs (root)");
+        return;
+    }
+    let _unmount = Unmount(data.clone());
+    let o = office(&db).await;
+    let user = |n: u32| json!({"email": format!("nova{n}@escritorio.com.br"), "nome": "Nova", "role_global": "VIEW"});
+    let users_before = db.scalar("SELECT COUNT(*) FROM users").await;
+    let audit_before = db.scalar("SELECT COUNT(*) FROM audit_log").await;
+    let created = "SELECT COUNT(*) FROM audit_log WHERE action = 'USER_CREATED'";
+    let created_before = db.scalar(created).await;
+
+    let filler = fill(&data);
+    // SQLite reuses the room its WAL already holds: writes go on until that is used up too.
+    let mut refused = 0;
+    let mut accepted = 0;
+    for n in 0..2000 {
+        let (status, body) = o
+            .call(
+                "POST",
+                "/api/v1/admin/users",
+                Some(user(n)),
+                &o.admin.access,
+            )
+            .await;
+        // Near the edge a write may fit again (a refused transaction gives its room back):
+        // each answer is a 201 kept whole or a 507 that kept nothing, checked below.
+        if status == 201 {
+            accepted += 1;
+            continue;
+        }
+        assert_eq!(status, 507, "{body}\n{}", o.app.logs());
+        assert_eq!(body["error"], "insufficient_storage", "{body}");
+        refused += 1;
+        if refused == 3 {
+            break;
+        }
+    }
+    assert_eq!(
+        refused, 3,
+        "the disk never filled up ({accepted} users created)"
+    );
+    eprintln!("full disk: {accepted} users created in the room left, then 507 ({refused} times)");
+    let (status, body) = o
+        .call("GET", "/api/v1/certificados", None, &o.view.access)
+        .await;
+    assert_eq!(status, 200, "reads stop on a full disk: {body}");
+    assert_eq!(o.app.get("/health").await.status(), 200);
+
+    std::fs::remove_file(&filler).unwrap();
+    let (status, body) = o
+        .call(
+            "POST",
+            "/api/v1/admin/users",
+            Some(user(9999)),
+            &o.admin.access,
+        )
+        .await;
+    assert_eq!(
+        status,
+        201,
+        "writes did not resume: {body}\n{}",
+        o.app.logs()
+    );
+    for line in o
+        .app
+        .logs()
+        .lines()
+        .filter(|l| l.contains("ERROR") || l.contains("WARN"))
+    {
+        eprintln!("server: {line}");
+    }
+    let users = db.scalar("SELECT COUNT(*) FROM users").await;
+    assert_eq!(
+        users,
+        users_before + accepted + 1,
+        "a refused user was kept"
+    );
+    assert_eq!(
+        db.scalar(created).await,
+        created_before + accepted + 1,
+        "an audit row without its change, or the reverse"
+    );
+    assert!(db.scalar("SELECT COUNT(*) FROM audit_log").await > audit_before);
+    // The job queue (its own SQLite file on the same disk) carries on too.
+    let rows = db.scalar("SELECT COUNT(*) FROM audit_log").await;
+    let out = db.run(&["queue", "probe", "--millis", "0", "--count", "1"]);
+    assert!(out.status.success(), "{out:?}");
+    let ran = eventually(Duration::from_secs(30), || async {
+        db.scalar("SELECT COUNT(*) FROM audit_log").await >= rows + 2
+    })
+    .await;
+    assert!(
+        ran,
+        "the queue did not run a task after the disk had room again:\n{}",
+        o.app.logs()
+    );
+    assert!(!o.app.logs().contains("panicked"), "{}", o.app.logs());
+
+    use sea_orm::sqlx::{Connection, Row};
+    let mut conn = sea_orm::sqlx::SqliteConnection::connect(&db.url)
+        .await
+        .unwrap();
+    let check: String = sea_orm::sqlx::query("PRAGMA integrity_check")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(check, "ok");
+    let out = db.run(&["audit", "verify"]);
+    assert!(out.status.success(), "{out:?}");
+}
