@@ -1049,20 +1049,7 @@ async fn actix_floor(n: usize, client: &reqwest::Client) -> f64 {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    if args.iter().any(|a| a == "--list") {
-        return;
-    }
-    // Before any runtime: actix-web's server starts its own.
-    if let Some(i) = args.iter().position(|a| a == "--actix-floor") {
-        actix_floor_server(args[i + 1].parse().unwrap());
-        return;
-    }
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(run());
+    support::bench_main("--actix-floor", actix_floor_server, run);
 }
 
 async fn run() {

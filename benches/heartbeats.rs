@@ -327,19 +327,7 @@ fn row(label: &str, w: &Wrk) {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    if args.iter().any(|a| a == "--list") {
-        return;
-    }
-    if let Some(i) = args.iter().position(|a| a == "--hello") {
-        hello_server(args[i + 1].parse().unwrap());
-        return;
-    }
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(run());
+    support::bench_main("--hello", hello_server, run);
 }
 
 async fn run() {

@@ -144,3 +144,26 @@ impl Drop for ThrowawayDb {
         );
     }
 }
+
+/// A bench's `main`: nothing for cargo's `--list` probe; `FLAG PORT` runs `baseline(PORT)`, a
+/// server the bench starts as its own child process (before any runtime exists: actix-web
+/// starts its own) to measure against; otherwise `run` on a multi-threaded Tokio runtime.
+pub fn bench_main<F: std::future::Future<Output = ()>>(
+    flag: &str,
+    baseline: fn(u16),
+    run: impl FnOnce() -> F,
+) {
+    let args: Vec<String> = std::env::args().collect();
+    if args.iter().any(|a| a == "--list") {
+        return;
+    }
+    if let Some(i) = args.iter().position(|a| a == flag) {
+        baseline(args[i + 1].parse().expect("a port"));
+        return;
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(run());
+}
