@@ -17,6 +17,10 @@
 //! `i mod n` and each approval sent to another process than its agent's, so every wake-up
 //! crosses processes by LISTEN/NOTIFY), `CERTHUB_BENCH_SQLITE` (`1`; `0` skips SQLite).
 //!
+//! The soak: `CERTHUB_BENCH_APPROVALS=1200 CERTHUB_BENCH_APPROVALS_PER_SEC=2` keeps 1,000 agents
+//! long-polling for 10 minutes while approvals, results and heartbeats flow; the "soak" line
+//! gives the server's RSS and open descriptors over that time and the RSS slope.
+//!
 //! Memory per held long-poll is (RSS with every long-poll held - RSS with the devices idle) /
 //! agents, summed over the processes.
 
@@ -50,6 +54,8 @@ const SETUP_CONCURRENCY: usize = 16;
 const SUSTAINED_UNTIL: Duration = Duration::from_secs(40);
 const SATURATION_CLIENTS: usize = 64;
 const SATURATION: Duration = Duration::from_secs(10);
+/// How often the server's memory and descriptors are sampled during the approvals.
+const SAMPLE_EVERY: Duration = Duration::from_secs(10);
 
 struct Config {
     agents: usize,
@@ -716,6 +722,24 @@ async fn bench(
     let fds_held: usize = pids.iter().map(|p| open_fds(*p)).sum();
     let fds_allowed = fd_limit(pid);
     let threads = rss(&pids, "Threads:");
+    // Memory and descriptors every 10 s while approvals, results and heartbeats flow (the
+    // soak: with `CERTHUB_BENCH_APPROVALS_PER_SEC=2 CERTHUB_BENCH_APPROVALS=1200` this phase
+    // lasts 10 minutes).
+    let (stop_samples, mut stop_samples_rx) = watch::channel(false);
+    let sampler = {
+        let pids = pids.clone();
+        tokio::spawn(async move {
+            let mut samples = Vec::new();
+            loop {
+                let fds: usize = pids.iter().map(|p| open_fds(*p)).sum();
+                samples.push((held_at.elapsed(), rss(&pids, "VmRSS:"), fds));
+                tokio::select! {
+                    _ = tokio::time::sleep(SAMPLE_EVERY) => {}
+                    _ = stop_samples_rx.changed() => break samples,
+                }
+            }
+        })
+    };
 
     // The approvals, at a steady pace, whatever the server's answer time.
     let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / cfg.approvals_per_sec));
@@ -761,6 +785,8 @@ async fn bench(
         }
     }
     let approvals_took = approvals_started.elapsed();
+    stop_samples.send(true).unwrap();
+    let samples = sampler.await.unwrap();
     let approved = approved_jobs.len();
     // Every approved job handled (a missed wake-up would show as a 30 s latency).
     let deadline = Instant::now() + Duration::from_secs(WAIT_SECS + 30);
@@ -918,6 +944,7 @@ async fn bench(
             "NOT ALL DONE"
         }
     );
+    println!("soak                       {}", soak(&samples));
     println!(
         "empty long-poll (30 s)     {}",
         if empty.is_empty() {
@@ -977,6 +1004,44 @@ async fn bench(
         "machine                    load average {load_before} before, {load_after} after; {:.0} s for this backend",
         bench_started.elapsed().as_secs_f64()
     );
+}
+
+/// The RSS and descriptor samples of the approval phase: their range and the RSS slope (least
+/// squares, over all samples and over the second half, when the first minutes' warm-up is
+/// over).
+fn soak(samples: &[(Duration, u64, usize)]) -> String {
+    fn slope(points: &[(Duration, u64, usize)]) -> f64 {
+        let n = points.len() as f64;
+        let xs: Vec<f64> = points.iter().map(|p| p.0.as_secs_f64() / 60.0).collect();
+        let ys: Vec<f64> = points.iter().map(|p| p.1 as f64).collect();
+        let (mx, my) = (xs.iter().sum::<f64>() / n, ys.iter().sum::<f64>() / n);
+        let cov: f64 = xs.iter().zip(&ys).map(|(x, y)| (x - mx) * (y - my)).sum();
+        let var: f64 = xs.iter().map(|x| (x - mx).powi(2)).sum();
+        if var == 0.0 { 0.0 } else { cov / var }
+    }
+    if samples.len() < 3 {
+        return format!(
+            "{} samples (the phase is too short for a slope)",
+            samples.len()
+        );
+    }
+    let rss = samples.iter().map(|s| s.1);
+    let fds = samples.iter().map(|s| s.2);
+    format!(
+        "{} samples over {:.0} s: RSS {} to {} (min {}, max {}), slope {:+.0} KiB/min ({:+.0} KiB/min over the second half); fds {} to {} (min {}, max {})",
+        samples.len(),
+        samples.last().unwrap().0.as_secs_f64(),
+        mib(samples[0].1),
+        mib(samples.last().unwrap().1),
+        mib(rss.clone().min().unwrap()),
+        mib(rss.max().unwrap()),
+        slope(samples),
+        slope(&samples[samples.len() / 2..]),
+        samples[0].2,
+        samples.last().unwrap().2,
+        fds.clone().min().unwrap(),
+        fds.max().unwrap(),
+    )
 }
 
 /// The floor under CertHub's memory per held long-poll: a bare actix-web server (two workers,
