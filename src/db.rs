@@ -131,7 +131,7 @@ pub async fn migrate(db: &DatabaseConnection, settings: &Settings) -> Result<(),
 /// connection kept the write lock (every other writer then failed "database is locked") and
 /// nested the next request's writes in a transaction nobody committed. It is closed instead,
 /// which rolls back whatever it held.
-async fn not_in_a_transaction(
+pub(crate) async fn not_in_a_transaction(
     conn: &mut sea_orm::sqlx::SqliteConnection,
 ) -> Result<bool, sea_orm::sqlx::Error> {
     use sea_orm::sqlx::{Connection, Database, Sqlite};

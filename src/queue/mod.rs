@@ -142,6 +142,9 @@ impl Queue {
                 let pool = SqlitePoolOptions::new()
                     .max_connections(4)
                     .acquire_timeout(Duration::from_secs(10))
+                    // As the application's pool: a connection a full disk left inside a
+                    // transaction would hold the queue's write lock for good.
+                    .after_release(|conn, _| Box::pin(crate::db::not_in_a_transaction(conn)))
                     .connect_with(crate::db::sqlite_options(&path))
                     .await
                     .map_err(|e| setup_err(&e))?;
@@ -261,9 +264,26 @@ pub const POLL_INTERVAL: Duration = Duration::from_millis(250);
 /// server re-enqueue a dead worker's tasks after two missed beats instead of a minute.
 pub const HEARTBEAT: Duration = Duration::from_secs(1);
 
+/// How long a failed queue worker waits before it starts again.
+const WORKER_RESTART_DELAY: Duration = Duration::from_secs(1);
+
 /// The worker and the periodic jobs, ready to run until shutdown.
 pub fn monitor(state: AppState, queue: Queue) -> Monitor {
-    let monitor = Monitor::new();
+    // A worker stops when its storage fails under it (a full disk, a database gone): without
+    // a restart the queue would stay dead after the storage came back. It is started again a
+    // second later, so that storage still failing costs one attempt a second, not a spin; the
+    // wait moves this runtime thread's other tasks elsewhere (`block_in_place`).
+    let monitor = Monitor::new().should_restart(|worker, error| {
+        tracing::warn!(
+            worker = worker.name(),
+            restarts = worker.restarts(),
+            %error,
+            "queue worker stopped; starting it again in {} s",
+            WORKER_RESTART_DELAY.as_secs()
+        );
+        tokio::task::block_in_place(|| std::thread::sleep(WORKER_RESTART_DELAY));
+        true
+    });
     // Unique per process: after a crash the dead worker's row stays "alive" until it misses
     // its heartbeats, and apalis refuses a second worker of the same name (the queue would
     // stay dead after a quick restart). Its tasks are re-enqueued once it is seen dead.

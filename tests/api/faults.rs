@@ -630,6 +630,8 @@ async fn sqlite_on_a_full_disk_refuses_writes_keeps_reads_and_recovers() {
         "the disk never filled up ({accepted} users created)"
     );
     eprintln!("full disk: {accepted} users created in the room left, then 507 ({refused} times)");
+    // Long enough for the job queue's worker to fail its heartbeats on the full disk too.
+    tokio::time::sleep(Duration::from_secs(3)).await;
     let (status, body) = o
         .call("GET", "/api/v1/certificados", None, &o.view.access)
         .await;
