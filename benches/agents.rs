@@ -1027,16 +1027,24 @@ fn soak(samples: &[(Duration, u64, usize)]) -> String {
     }
     let rss = samples.iter().map(|s| s.1);
     let fds = samples.iter().map(|s| s.2);
+    // The curve: RSS at the start of each tenth of the phase, and at its end.
+    let tenths: Vec<String> = (0..10)
+        .map(|k| samples[k * samples.len() / 10].1)
+        .chain([samples.last().unwrap().1])
+        .map(|kib| format!("{:.1}", kib as f64 / 1024.0))
+        .collect();
     format!(
-        "{} samples over {:.0} s: RSS {} to {} (min {}, max {}), slope {:+.0} KiB/min ({:+.0} KiB/min over the second half); fds {} to {} (min {}, max {})",
+        "{} samples over {:.0} s: RSS {} to {} (min {}, max {}; by tenths {} MiB), slope {:+.0} KiB/min ({:+.0} KiB/min over the second half, {:+.0} over the last third); fds {} to {} (min {}, max {})",
         samples.len(),
         samples.last().unwrap().0.as_secs_f64(),
         mib(samples[0].1),
         mib(samples.last().unwrap().1),
         mib(rss.clone().min().unwrap()),
         mib(rss.max().unwrap()),
+        tenths.join(" / "),
         slope(samples),
         slope(&samples[samples.len() / 2..]),
+        slope(&samples[samples.len() * 2 / 3..]),
         samples[0].2,
         samples.last().unwrap().2,
         fds.clone().min().unwrap(),

@@ -71,7 +71,9 @@ pub async fn listen(
                         _ = tokio::time::sleep(backoff) => {}
                         _ = stop.changed() => return,
                     }
-                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                    // Capped low: until the listener is back, approvals made through another
+                    // process reach this one's agents only when their long-polls end.
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
                     continue;
                 }
             },

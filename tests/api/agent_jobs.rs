@@ -207,6 +207,11 @@ impl Office {
 }
 
 pub(crate) async fn office(db: &TestDb) -> Office {
+    office_with(db, &[]).await
+}
+
+/// [`office`] with extra server environment.
+pub(crate) async fn office_with(db: &TestDb, env: &[(&str, &str)]) -> Office {
     let root = db.dir().join("certificados");
     std::fs::create_dir_all(&root).unwrap();
     std::fs::write(
@@ -215,7 +220,7 @@ pub(crate) async fn office(db: &TestDb) -> Office {
     )
     .unwrap();
     ingest(db, &root, &[]);
-    let app = spawn_app(db).await;
+    let app = spawn_app_with(db, env).await;
     let admin = app
         .onboard(db, "admin@escritorio.com.br", "ADMIN", PW)
         .await;

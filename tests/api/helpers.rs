@@ -63,30 +63,33 @@ impl TestDb {
                 dir,
                 pg_admin: None,
             }),
-            Backend::Postgres => {
-                let admin = postgres_admin_url();
-                let mut conn = match sqlx::PgConnection::connect(&admin).await {
-                    Ok(c) => c,
-                    Err(e) if in_ci() => panic!("CI requires PostgreSQL at {admin}: {e}"),
-                    Err(e) => {
-                        report_skip(&format!("no PostgreSQL at {admin}: {e}"));
-                        return None;
-                    }
-                };
-                let name = format!("certhub_t_{}", uuid::Uuid::new_v4().simple());
-                conn.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-                    .await
-                    .expect("create test database");
-                let base = admin.split('?').next().unwrap();
-                let url = format!("{}/{name}", &base[..base.rfind('/').unwrap()]);
-                Some(Self {
-                    backend,
-                    url,
-                    dir,
-                    pg_admin: Some((admin, name)),
-                })
-            }
+            Backend::Postgres => Self::postgres_at(&postgres_admin_url(), dir).await,
         }
+    }
+
+    /// A throw-away database on the PostgreSQL server `admin` points at (`None`, with SKIPPED
+    /// printed, when it does not answer outside CI).
+    pub async fn postgres_at(admin: &str, dir: TempDir) -> Option<Self> {
+        let mut conn = match sqlx::PgConnection::connect(admin).await {
+            Ok(c) => c,
+            Err(e) if in_ci() => panic!("CI requires PostgreSQL at {admin}: {e}"),
+            Err(e) => {
+                report_skip(&format!("no PostgreSQL at {admin}: {e}"));
+                return None;
+            }
+        };
+        let name = format!("certhub_t_{}", uuid::Uuid::new_v4().simple());
+        conn.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .await
+            .expect("create test database");
+        let base = admin.split('?').next().unwrap();
+        let url = format!("{}/{name}", &base[..base.rfind('/').unwrap()]);
+        Some(Self {
+            backend: Backend::Postgres,
+            url,
+            dir,
+            pg_admin: Some((admin.to_owned(), name)),
+        })
     }
 
     pub fn dir(&self) -> &Path {

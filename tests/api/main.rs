@@ -24,6 +24,7 @@ mod openapi;
 mod portal;
 mod portal_browser;
 mod portal_pages;
+mod postgres_outage;
 mod schemathesis;
 mod security;
 mod shutdown;
