@@ -125,7 +125,11 @@ fn command(dir: &Path, url: &str, cfg: &Config) -> Command {
         .env("CERTHUB_DATABASE_URL", url)
         .env("CERTHUB_LOG_LEVEL", "warn")
         .env("CERTHUB_LOGIN_PER_IP_PER_MINUTE", "1000000")
-        .env("CERTHUB_DEVICE_AUTH_PER_MINUTE", "1000000");
+        .env("CERTHUB_DEVICE_AUTH_PER_MINUTE", "1000000")
+        // Tokens that outlive a long soak: the bench's admin and agents sign in once (the
+        // real agent signs in again on a 401; the admin's access token lasts 15 min).
+        .env("CERTHUB_ACCESS_TOKEN_TTL_MIN", "1440")
+        .env("CERTHUB_DEVICE_TOKEN_TTL_MIN", "1440");
     if let Some(n) = &cfg.db_max_connections {
         c.env("CERTHUB_DATABASE_MAX_CONNECTIONS", n);
     }
