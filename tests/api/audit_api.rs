@@ -192,6 +192,14 @@ on_both_databases! {
         }
         let res = app.send("GET", "/api/v1/audit/export.csv?action=NOPE", None, Some(&admin.access), None).await;
         assert_eq!(res.status(), 422);
+        // A NUL in the free-text filter (found by Schemathesis: on PostgreSQL the export's
+        // first query failed after its stream had begun, cutting the response short).
+        for path in ["/api/v1/audit?entity_id=%00", "/api/v1/audit/export.csv?entity_id=a%00b"] {
+            let res = app.send("GET", path, None, Some(&admin.access), None).await;
+            assert_eq!(res.status(), 422, "{path}");
+            let body: Value = res.json().await.unwrap();
+            assert_eq!(body["error"], "validation_error", "{path}");
+        }
     }
 
     async fn audit_api_exports_csv(db: TestDb) {
