@@ -24,6 +24,32 @@ use crate::agent_jobs::{Device, Office, office, office_with, token_of};
 use crate::faults::invariants;
 use crate::helpers::*;
 
+/// `/health` says 503 `unavailable`, with a reason.
+async fn assert_health_unavailable(app: &TestApp) {
+    let res = app.get("/health").await;
+    assert_eq!(res.status(), 503);
+    let health: Value = res.json().await.unwrap();
+    assert_eq!(health["status"], "unavailable", "{health}");
+    assert!(
+        health["reason"].as_str().is_some_and(|r| !r.is_empty()),
+        "{health}"
+    );
+}
+
+/// Both processes' `/health` answer 200 within 30 s.
+async fn both_back(a: &TestApp, b: &TestApp) -> bool {
+    eventually(Duration::from_secs(30), || async {
+        a.get("/health").await.status() == 200 && b.get("/health").await.status() == 200
+    })
+    .await
+}
+
+async fn approve(o: &Office, id: &str) -> (u16, Value) {
+    let path = format!("/api/v1/install-jobs/{id}/approve");
+    o.call("POST", &path, Some(json!({})), &o.admin.access)
+        .await
+}
+
 /// PostgreSQL goes away under two server processes: every connection of the database is
 /// killed and new ones are refused for a few seconds. Meanwhile `/health` says 503 with the
 /// reason and requests that need the database fail with a clear 503, in bounded time; then the
@@ -48,11 +74,7 @@ async fn postgres_going_away_gives_503_then_everything_comes_back() {
     .await;
 
     let started = std::time::Instant::now();
-    let res = o.app.get("/health").await;
-    assert_eq!(res.status(), 503);
-    let health: Value = res.json().await.unwrap();
-    assert_eq!(health["status"], "unavailable", "{health}");
-    assert!(health["reason"].as_str().is_some_and(|r| !r.is_empty()));
+    assert_health_unavailable(&o.app).await;
     let (status, body) = o
         .call("GET", "/api/v1/certificados", None, &o.admin.access)
         .await;
@@ -79,10 +101,7 @@ async fn postgres_going_away_gives_503_then_everything_comes_back() {
 
     db.as_postgres_admin("ALTER DATABASE {db} WITH ALLOW_CONNECTIONS true")
         .await;
-    let back = eventually(Duration::from_secs(30), || async {
-        o.app.get("/health").await.status() == 200 && other.get("/health").await.status() == 200
-    })
-    .await;
+    let back = both_back(&o.app, &other).await;
     assert!(
         back,
         "the pools did not come back:\n{}\n{}",
@@ -106,14 +125,7 @@ async fn postgres_going_away_gives_503_then_everything_comes_back() {
         // Give the listener time to be back and the long-poll time to be held.
         tokio::time::sleep(Duration::from_secs(3)).await;
         let at = std::time::Instant::now();
-        let (status, body) = o
-            .call(
-                "POST",
-                &format!("/api/v1/install-jobs/{job}/approve"),
-                Some(json!({})),
-                &o.admin.access,
-            )
-            .await;
+        let (status, body) = approve(&o, &job).await;
         assert_eq!(status, 200, "{body}");
         at
     };
@@ -450,12 +462,6 @@ impl Fleet {
     }
 }
 
-async fn approve(o: &Office, id: &str) -> (u16, Value) {
-    let path = format!("/api/v1/install-jobs/{id}/approve");
-    o.call("POST", &path, Some(json!({})), &o.admin.access)
-        .await
-}
-
 /// The whole PostgreSQL cluster stops (`pg_ctl stop -m immediate`) for longer than a long-poll
 /// while 1,000 agents long-poll two server processes, then starts again. During the outage
 /// every answer is a 200 or a clear 503 within the agent's timeout and `/health` says why;
@@ -529,14 +535,7 @@ async fn the_cluster_stopped_and_started_under_1000_long_polling_agents() {
     cluster.stop_immediately();
     let down = Instant::now();
     for app in [&o.app, &other] {
-        let res = app.get("/health").await;
-        assert_eq!(res.status(), 503);
-        let health: Value = res.json().await.unwrap();
-        assert_eq!(health["status"], "unavailable", "{health}");
-        assert!(
-            health["reason"].as_str().is_some_and(|r| !r.is_empty()),
-            "{health}"
-        );
+        assert_health_unavailable(app).await;
     }
     let at = Instant::now();
     let (status, body) = approve(&o, &rest[0]).await;
@@ -548,10 +547,7 @@ async fn the_cluster_stopped_and_started_under_1000_long_polling_agents() {
     fleet.enter(Phase::Recovering);
     cluster.start();
     let restarted = Instant::now();
-    let back = eventually(Duration::from_secs(30), || async {
-        o.app.get("/health").await.status() == 200 && other.get("/health").await.status() == 200
-    })
-    .await;
+    let back = both_back(&o.app, &other).await;
     assert!(
         back,
         "the servers did not come back:\n{}\n{}",
