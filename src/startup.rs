@@ -299,6 +299,7 @@ pub async fn serve(settings: Settings) -> Result<(), StartError> {
                 web::QueryConfig::default()
                     .error_handler(|err, _| AppError::BadRequest(err.to_string()).into()),
             )
+            .wrap(from_fn(middleware::refuse_nul_text))
             .wrap(from_fn(middleware::request_context))
             .configure(api::configure)
             .configure(crate::portal::configure)

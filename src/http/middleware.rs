@@ -12,6 +12,7 @@ use actix_web::{Error, HttpMessage};
 use tracing::Instrument;
 use uuid::Uuid;
 
+use super::AppError;
 use super::error::{code_for_status, json_error};
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -118,4 +119,111 @@ pub async fn request_context(
         "request"
     );
     Ok(res)
+}
+
+/// Text the database cannot store: a NUL character, which PostgreSQL's `text` refuses (a
+/// statement failing mid-request) and SQLite would keep. Refused for every route before any
+/// handler runs, wherever a request carries text: its query string (`%00`) and a JSON
+/// (`\u0000`) or form (`%00`) body, with 422 (an API route) or the portal's error page.
+/// Multipart bodies (certificate files) are left to their handler, which stores no part's text.
+pub async fn refuse_nul_text(
+    mut req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<EitherBody<impl MessageBody + 'static>>, Error> {
+    use futures_util::StreamExt;
+
+    if req.query_string().contains("%00") {
+        return Ok(refused(req, nul_refused()));
+    }
+    let text_body = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|ct| ct.to_ascii_lowercase())
+        .and_then(|ct| {
+            if ct.starts_with("application/json") {
+                Some(true)
+            } else if ct.starts_with("application/x-www-form-urlencoded") {
+                Some(false)
+            } else {
+                None
+            }
+        });
+    if let Some(json) = text_body {
+        // The whole body, as the extractor would read it (it refuses more than JSON_LIMIT).
+        let mut payload = req.take_payload();
+        let mut body = actix_web::web::BytesMut::new();
+        while let Some(chunk) = payload.next().await {
+            let chunk = chunk?;
+            if body.len() + chunk.len() > crate::startup::JSON_LIMIT {
+                let too_large = AppError::PayloadTooLarge(format!(
+                    "body larger than {} bytes",
+                    crate::startup::JSON_LIMIT
+                ));
+                return Ok(refused(req, too_large));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        let holds_nul = if json {
+            json_holds_nul(&body)
+        } else {
+            body.contains(&0) || body.windows(3).any(|w| w == b"%00")
+        };
+        if holds_nul {
+            return Ok(refused(req, nul_refused()));
+        }
+        req.set_payload(actix_web::dev::Payload::from(body.freeze()));
+    }
+    Ok(next.call(req).await?.map_into_left_body())
+}
+
+fn nul_refused() -> AppError {
+    AppError::Validation("text may not contain a NUL character (U+0000)".into())
+}
+
+/// The answer to a request refused before its handler: JSON on the APIs, a page on the portal.
+fn refused<B>(req: ServiceRequest, error: AppError) -> ServiceResponse<EitherBody<B>> {
+    use actix_web::ResponseError;
+    let path = req.path();
+    let api = path.starts_with("/api/") || path.starts_with("/agent/") || path == "/health";
+    let res = if api {
+        error.error_response()
+    } else {
+        crate::portal::error::PageError::from(error).error_response()
+    };
+    req.into_response(res).map_into_right_body()
+}
+
+/// Whether a JSON text holds the escape `\u0000` inside a string (a raw NUL byte is not JSON,
+/// and the parser refuses it): a `\` that escapes, i.e. one ending an odd run of backslashes.
+fn json_holds_nul(body: &[u8]) -> bool {
+    let mut backslashes = 0usize;
+    for (i, &b) in body.iter().enumerate() {
+        if b == b'\\' {
+            backslashes += 1;
+            continue;
+        }
+        if b == b'u' && backslashes % 2 == 1 && body[i + 1..].starts_with(b"0000") {
+            return true;
+        }
+        backslashes = 0;
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::json_holds_nul;
+
+    #[test]
+    fn a_nul_escape_is_found_only_where_it_escapes() {
+        assert!(json_holds_nul(br#"{"a":"x\u0000y"}"#));
+        assert!(json_holds_nul(br#"{"a":"\\\u0000"}"#));
+        assert!(json_holds_nul(br#"{"a\u0000":1}"#));
+        // An escaped backslash followed by the letters "u0000" is text, not a NUL.
+        assert!(!json_holds_nul(br#"{"a":"\\u0000"}"#));
+        assert!(json_holds_nul(br#"{"a":"\u00001"}"#));
+        assert!(!json_holds_nul(br#"{"a":"\u0001 u0000"}"#));
+        assert!(!json_holds_nul(b""));
+    }
 }

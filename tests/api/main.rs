@@ -17,6 +17,7 @@ mod devices;
 mod durability;
 mod faults;
 mod health;
+mod hostile_text;
 mod jobs;
 mod limits;
 mod master_key;
