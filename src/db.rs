@@ -39,7 +39,7 @@ pub enum ConnectError {
 }
 
 /// SQLite connection options used for every connection to the application's file.
-pub fn sqlite_options(path: &std::path::Path) -> SqliteConnectOptions {
+pub fn sqlite_options(path: &std::path::Path, settings: &Settings) -> SqliteConnectOptions {
     SqliteConnectOptions::new()
         .filename(path)
         .create_if_missing(true)
@@ -47,6 +47,8 @@ pub fn sqlite_options(path: &std::path::Path) -> SqliteConnectOptions {
         .synchronous(SQLITE_SYNCHRONOUS)
         .busy_timeout(Duration::from_secs(10))
         .foreign_keys(true)
+        // Negative: a size in KiB rather than in pages.
+        .pragma("cache_size", format!("-{}", settings.sqlite_cache_kib))
 }
 
 /// Creates the data directory readable by the server's user only (0700). An existing one is
@@ -98,7 +100,7 @@ pub async fn connect(settings: &Settings) -> Result<DatabaseConnection, ConnectE
                 .max_connections(settings.database_max_connections)
                 .acquire_timeout(ACQUIRE_TIMEOUT)
                 .after_release(|conn, _| Box::pin(not_in_a_transaction(conn)))
-                .connect_with(sqlite_options(path))
+                .connect_with(sqlite_options(path, settings))
                 .await
                 .map_err(|source| ConnectError::Open { url, source })?;
             Ok(SqlxSqliteConnector::from_sqlx_sqlite_pool(pool))
@@ -181,4 +183,32 @@ pub async fn notify<C: ConnectionTrait>(
 /// A cheap round trip, for `/health`.
 pub async fn ping(db: &DatabaseConnection) -> Result<(), DbErr> {
     db.execute_unprepared("SELECT 1").await.map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use sea_orm::{ConnectionTrait, Statement};
+
+    use super::*;
+
+    /// `sqlite_cache_kib` sizes the page cache of the pool's connections.
+    #[tokio::test]
+    async fn the_sqlite_cache_is_the_configured_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().display().to_string();
+        let settings = Settings::from_toml_str("sqlite_cache_kib = 300", "test", |k| {
+            (k == "CERTHUB_DATA_DIR").then(|| data.clone())
+        })
+        .unwrap();
+        let db = connect(&settings).await.unwrap();
+        let row = db
+            .query_one_raw(Statement::from_string(
+                db.get_database_backend(),
+                "PRAGMA cache_size",
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(row.try_get_by_index::<i64>(0).unwrap(), -300);
+    }
 }

@@ -133,7 +133,7 @@ impl Queue {
                 // queue's pool keeps `crate::db::SQLITE_SYNCHRONOUS` on every connection.
                 let setup_pool = SqlitePoolOptions::new()
                     .max_connections(1)
-                    .connect_with(crate::db::sqlite_options(&path))
+                    .connect_with(crate::db::sqlite_options(&path, settings))
                     .await
                     .map_err(|e| setup_err(&e))?;
                 let res = SqliteStorage::setup(&setup_pool).await;
@@ -145,7 +145,7 @@ impl Queue {
                     // As the application's pool: a connection a full disk left inside a
                     // transaction would hold the queue's write lock for good.
                     .after_release(|conn, _| Box::pin(crate::db::not_in_a_transaction(conn)))
-                    .connect_with(crate::db::sqlite_options(&path))
+                    .connect_with(crate::db::sqlite_options(&path, settings))
                     .await
                     .map_err(|e| setup_err(&e))?;
                 let config = apalis_sqlite::Config::default()

@@ -118,6 +118,10 @@ pub struct Settings {
     pub data_dir: PathBuf,
     pub database: DatabaseUrl,
     pub database_max_connections: u32,
+    /// Page cache of each SQLite connection, in KiB ([`DEFAULT_SQLITE_CACHE_KIB`]). The
+    /// process's SQLite caches are bounded by (`database_max_connections` + 4 for the job
+    /// queue) times this.
+    pub sqlite_cache_kib: u32,
     pub timezone: chrono_tz::Tz,
     pub org_id: i64,
     pub org_name: String,
@@ -194,6 +198,7 @@ const KEYS: &[(&str, Kind)] = &[
     ("data_dir", Kind::Str),
     ("database_url", Kind::Str),
     ("database_max_connections", Kind::Int),
+    ("sqlite_cache_kib", Kind::Int),
     ("timezone", Kind::Str),
     ("org_id", Kind::Int),
     ("org_name", Kind::Str),
@@ -245,6 +250,7 @@ struct RawSettings {
     data_dir: Option<PathBuf>,
     database_url: Option<String>,
     database_max_connections: Option<u32>,
+    sqlite_cache_kib: Option<u32>,
     timezone: Option<String>,
     org_id: Option<i64>,
     org_name: Option<String>,
@@ -282,6 +288,12 @@ struct RawSettings {
     agent_heartbeat_interval_seconds: Option<u64>,
     agent_exe_file: Option<PathBuf>,
 }
+
+/// KiB of page cache per SQLite connection unless configured: with the default pool, the
+/// server's SQLite caches stay under 7 MiB. SQLite's own default (2,000 KiB) let a soak's RSS
+/// climb by 16 MiB over 25 minutes as the caches filled, for no measured gain
+/// (`docs/reliability.md`, "Soak").
+pub const DEFAULT_SQLITE_CACHE_KIB: u32 = 512;
 
 impl Settings {
     /// Loads `path` (or `./config.toml` when it exists) and applies the process environment.
@@ -389,6 +401,13 @@ impl Settings {
             return Err(bad(
                 "database_max_connections",
                 "at least 2 (the job queue and HTTP requests share the pool)".into(),
+            ));
+        }
+        let sqlite_cache_kib = raw.sqlite_cache_kib.unwrap_or(DEFAULT_SQLITE_CACHE_KIB);
+        if !(64..=1_048_576).contains(&sqlite_cache_kib) {
+            return Err(bad(
+                "sqlite_cache_kib",
+                "from 64 to 1048576 (KiB of page cache per SQLite connection)".into(),
             ));
         }
         let timezone: chrono_tz::Tz = raw
@@ -562,6 +581,7 @@ impl Settings {
             data_dir,
             database,
             database_max_connections,
+            sqlite_cache_kib,
             timezone,
             org_id,
             org_name,
