@@ -135,20 +135,18 @@ pub async fn refuse_nul_text(
     if req.query_string().contains("%00") {
         return Ok(refused(req, nul_refused()));
     }
-    let text_body = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .map(|ct| ct.to_ascii_lowercase())
-        .and_then(|ct| {
-            if ct.starts_with("application/json") {
-                Some(true)
-            } else if ct.starts_with("application/x-www-form-urlencoded") {
-                Some(false)
-            } else {
-                None
-            }
-        });
+    // The types actix-web's extractors read: JSON for `*/json` and `*/*+json`, a form for
+    // `application/x-www-form-urlencoded`.
+    use actix_web::mime;
+    let text_body = match req.mime_type() {
+        Ok(Some(m)) if m.subtype() == mime::JSON || m.suffix() == Some(mime::JSON) => Some(true),
+        Ok(Some(m))
+            if m.type_() == mime::APPLICATION && m.subtype() == mime::WWW_FORM_URLENCODED =>
+        {
+            Some(false)
+        }
+        _ => None,
+    };
     if let Some(json) = text_body {
         // The whole body, as the extractor would read it (it refuses more than JSON_LIMIT).
         let mut payload = req.take_payload();

@@ -137,6 +137,17 @@ on_both_databases! {
         let path = format!("/api/v1/install-jobs/a%00{requested}");
         refused_cleanly(app, "GET", &path, None, Some(view), 404).await;
 
+        // Whatever JSON type the body is sent as.
+        let res = reqwest::Client::new()
+            .patch(app.url(&format!("/api/v1/admin/devices/{}", device.id)))
+            .bearer_auth(admin)
+            .header("content-type", "application/merge-patch+json")
+            .body(r#"{"hostname": "PC\u0000X"}"#)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 422);
+
         // A portal form: its error page, before the form is even read.
         let res = reqwest::Client::new()
             .post(app.url("/entrar"))
