@@ -609,3 +609,35 @@ pub fn write_pfx_files(dir: &Path, range: std::ops::Range<usize>) {
         .unwrap();
     }
 }
+
+/// Whether `text` holds the secret `probe`. A probe such as `=1234` (a short password as a
+/// logged value) counts only as a whole value, and not as a duration: not in
+/// `request_id=1234ab...` (a random id that begins with those digits) nor in
+/// `elapsed_ms=1234` (a slow request).
+pub fn holds_secret(text: &str, probe: &str) -> bool {
+    text.match_indices(probe).any(|(at, _)| {
+        if !probe.starts_with('=') {
+            return true;
+        }
+        let runs_on = text[at + probe.len()..]
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric());
+        let key: String = text[..at]
+            .chars()
+            .rev()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        !runs_on && !key.starts_with("sm_")
+    })
+}
+
+#[test]
+fn a_short_probe_is_a_whole_value_not_the_start_of_an_id() {
+    assert!(holds_secret("password=1234 user=x", "=1234"));
+    assert!(holds_secret("password=1234", "=1234"));
+    assert!(holds_secret("a=12345678 b=1234\"", "=1234"));
+    assert!(!holds_secret("http{request_id=1234ab0c}", "=1234"));
+    assert!(!holds_secret("status=200 elapsed_ms=1234 peer=x", "=1234"));
+    assert!(holds_secret("x\"1234\"y", "\"1234\""));
+}
