@@ -88,13 +88,6 @@ impl AuditQuery {
             );
         }
         if let Some(e) = self.entity_id.as_deref().filter(|e| !e.is_empty()) {
-            // PostgreSQL's text cannot hold NUL: refused here, before the CSV export's stream
-            // has begun (a query failing mid-stream can only cut the response short).
-            if e.contains('\0') {
-                return Err(AppError::Validation(
-                    "entity_id: a NUL character is not allowed".into(),
-                ));
-            }
             cond = cond.add(Column::EntityId.eq(e));
         }
         if let Some(from) = self.from.as_deref().filter(|v| !v.is_empty()) {
