@@ -169,7 +169,7 @@ async fn dispatch(command: Command, settings: Settings) -> Result<ExitCode, Star
                 )
                 .await?;
                 txn.commit().await?;
-                Ok::<_, crate::http::AppError>((user, link))
+                Ok::<_, crate::error::AppError>((user, link))
             }
             .await;
             match created {

@@ -23,6 +23,8 @@ pub mod devices;
 #[cfg(feature = "server")]
 pub mod domain;
 #[cfg(feature = "server")]
+pub mod error;
+#[cfg(feature = "server")]
 pub mod http;
 #[cfg(feature = "server")]
 pub mod jobs;
@@ -37,7 +39,11 @@ pub mod settings;
 #[cfg(feature = "server")]
 pub mod startup;
 #[cfg(feature = "server")]
+pub mod state;
+#[cfg(feature = "server")]
 pub mod telemetry;
+#[cfg(feature = "server")]
+pub mod throttle;
 
 #[cfg(feature = "agent")]
 pub mod agent;

@@ -6,45 +6,16 @@ use std::time::Duration;
 
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
-use sea_orm::DatabaseConnection;
 
 use crate::accounts::access_token::AccessTokens;
-use crate::crypto::MasterKey;
+use crate::state::AppState;
 use crate::crypto::keystore::{self, KeySource};
 use crate::domain::OrgId;
-use crate::http::throttle::Throttle;
-use crate::http::{AppError, api, middleware};
+use crate::throttle::Throttle;
+use crate::error::AppError;
+use crate::http::{api, middleware};
 use crate::queue::{self, Queue};
 use crate::settings::Settings;
-
-/// Shared by every request handler and background task.
-#[derive(Clone)]
-pub struct AppState {
-    pub db: DatabaseConnection,
-    pub settings: Arc<Settings>,
-    pub master_key: Arc<MasterKey>,
-    pub queue: Queue,
-    pub org_name: String,
-    pub tokens: Arc<AccessTokens>,
-    /// Login attempts per client IP (the per-account lockout lives in the database).
-    pub login_limiter: Arc<Throttle<std::net::IpAddr>>,
-    /// `/agent/auth` and `/agent/enroll` calls per device and per client IP.
-    pub device_auth_limits: Arc<crate::devices::agent::AuthLimits>,
-    /// Payload downloads per device (seed S6: 5 a minute).
-    pub payload_limiter: Arc<Throttle<uuid::Uuid>>,
-    /// While the database has no user: the hash of the first-access link's token (memory only).
-    pub setup_token: Arc<std::sync::Mutex<Option<crate::crypto::TokenHash>>>,
-    /// Wakes a device's long-poll (`GET /api/v1/agent/jobs?wait=N`) once a job for it is
-    /// committed `PENDING`.
-    pub job_hub: Arc<crate::jobs::hub::JobHub>,
-    /// Where each office's audit chain was last found intact, so the audit page checks only
-    /// the rows written since (a full walk stays one click, the CLI and the API away).
-    pub audit_checkpoints: Arc<crate::audit::Checkpoints>,
-    /// Devices' last contact, kept in memory and written every `device_contact_flush_seconds`.
-    pub contacts: Arc<crate::devices::contact::ContactBook>,
-    /// The device rows agents authenticate with (forgotten on change, across processes too).
-    pub device_cache: Arc<crate::devices::cache::DeviceCache>,
-}
 
 /// Errors that stop the server from starting, each with a message for the operator.
 #[derive(Debug, thiserror::Error)]

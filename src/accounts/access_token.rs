@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use crate::crypto::MasterKey;
 use crate::domain::{OrgId, Role};
-use crate::http::AppError;
+use crate::error::AppError;
 
 /// Who a token speaks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

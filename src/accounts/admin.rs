@@ -12,9 +12,9 @@ use super::user::{self, Users};
 use super::{NewUser, password_set, session};
 use crate::audit::{self, Actor, AuditAction, Entry};
 use crate::domain::{Email, Role};
-use crate::http::AppError;
+use crate::error::AppError;
 use crate::http::auth::{AdminUser, AuthUser};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// The users of `org` by e-mail.
 pub async fn list_users<C: ConnectionTrait>(

@@ -14,9 +14,9 @@ use super::{Password, lockout, password, password_set};
 use crate::audit::{self, Actor, AuditAction, Entry};
 use crate::crypto::TokenHash;
 use crate::domain::{Email, OrgId};
-use crate::http::AppError;
+use crate::error::AppError;
 use crate::http::auth::{AdminUser, AuthUser, bearer, client_addr, client_ip};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 pub const REFRESH_COOKIE: &str = "certhub_refresh";
 const REFRESH_PATH: &str = "/api/v1/auth";

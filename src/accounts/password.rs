@@ -10,7 +10,7 @@ use zeroize::Zeroizing;
 
 use crate::crypto::SecretString;
 use crate::domain::Email;
-use crate::http::AppError;
+use crate::error::AppError;
 
 pub const MIN_CHARS: usize = 10;
 /// Longer inputs are refused before hashing (a 10 kB "password" is an attack, not a secret).

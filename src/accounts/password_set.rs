@@ -9,7 +9,7 @@ use super::User;
 use crate::audit::{self, Actor, AuditAction, Entry};
 use crate::crypto::{SecretString, Token};
 use crate::domain::OrgId;
-use crate::http::AppError;
+use crate::error::AppError;
 
 pub mod entity {
     use sea_orm::entity::prelude::*;

@@ -8,7 +8,7 @@ use sea_orm::entity::prelude::*;
 use sea_orm::sea_query::Expr;
 
 use crate::crypto::{Token, TokenHash};
-use crate::http::AppError;
+use crate::error::AppError;
 
 pub mod entity {
     use sea_orm::entity::prelude::*;

@@ -5,7 +5,7 @@ use serde_json::json;
 
 use crate::audit::{self, Actor, AuditAction, Entry};
 use crate::domain::{Email, OrgId, Role};
-use crate::http::AppError;
+use crate::error::AppError;
 
 pub mod entity {
     use sea_orm::entity::prelude::*;

@@ -13,10 +13,10 @@ use serde::{Deserialize, Serialize};
 use super::entity::Column;
 use super::{AuditAction, AuditLog, AuditRow};
 use crate::domain::OrgId;
-use crate::http::AppError;
+use crate::error::AppError;
 use crate::http::auth::{AdminUser, AuthUser};
 use crate::http::paging::Paging;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// Rows read per query while streaming the CSV.
 const EXPORT_CHUNK: u64 = 500;

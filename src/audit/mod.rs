@@ -109,6 +109,15 @@ pub enum AuditError {
     Db(#[from] DbErr),
 }
 
+impl From<AuditError> for crate::error::AppError {
+    fn from(e: AuditError) -> Self {
+        match e {
+            AuditError::Db(db) => Self::Db(db),
+            other => Self::Internal(other.to_string()),
+        }
+    }
+}
+
 /// The fields that are hashed, in a fixed order.
 struct Canonical<'a> {
     org_id: i64,

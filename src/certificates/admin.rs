@@ -16,9 +16,9 @@ use super::pkcs12;
 use crate::audit::{self, Actor, AuditAction, Entry};
 use crate::crypto::SecretString;
 use crate::domain::OrgId;
-use crate::http::AppError;
+use crate::error::AppError;
 use crate::http::auth::{AdminUser, AuthUser};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// Longer passwords are not typed by people; PBKDF2 over them would only cost CPU.
 pub const MAX_PASSWORD_CHARS: usize = 1024;

@@ -14,10 +14,10 @@ use super::document::{Cnpj, Cpf};
 use super::entity::{Column, Entity as Certificates};
 use super::pkcs12::CertificateInfo;
 use crate::domain::OrgId;
-use crate::http::AppError;
+use crate::error::AppError;
 use crate::http::auth::AuthUser;
 use crate::http::paging::{Page, Paging};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// Folds text for searching: lower case, accents dropped ("JOSÉ" → "jose", "Ç" → "c"),
 /// anything but letters and digits turned into single spaces.

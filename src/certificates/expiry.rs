@@ -14,7 +14,7 @@ use serde_json::json;
 use super::entity::{Column, Entity as Certificates};
 use crate::audit::{self, Actor, AuditAction, Entry};
 use crate::domain::OrgId;
-use crate::http::AppError;
+use crate::error::AppError;
 
 /// Days before notAfter at which a certificate enters a bucket, most urgent first.
 pub const BUCKETS: [i32; 3] = [7, 15, 30];

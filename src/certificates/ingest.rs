@@ -24,8 +24,8 @@ use super::pkcs12::{self, CertKind, CertificateInfo, PfxError};
 use crate::audit::{self, Actor, AuditAction, Entry};
 use crate::crypto::SecretString;
 use crate::domain::OrgId;
-use crate::http::AppError;
-use crate::startup::AppState;
+use crate::error::AppError;
+use crate::state::AppState;
 
 /// Files committed per transaction: large enough to amortise the commit (an fsync on SQLite),
 /// small enough to keep memory flat and a failure local.

@@ -24,11 +24,11 @@ pub mod watcher;
 use actix_web::{HttpResponse, web};
 
 #[cfg(feature = "server")]
-use crate::http::AppError;
+use crate::error::AppError;
 #[cfg(feature = "server")]
 use crate::http::auth::AdminUser;
 #[cfg(feature = "server")]
-use crate::startup::AppState;
+use crate::state::AppState;
 
 #[cfg(feature = "server")]
 pub mod entity {

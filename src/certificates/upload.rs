@@ -28,9 +28,9 @@ use super::pkcs12;
 use crate::audit::{self, Actor, AuditAction, Entry};
 use crate::crypto::SecretString;
 use crate::domain::OrgId;
-use crate::http::AppError;
+use crate::error::AppError;
 use crate::http::auth::{AdminUser, AuthUser};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// Files one upload may carry.
 pub const MAX_FILES: usize = 20;

@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, watch};
 use super::ingest::{PathKey, is_certificate_name};
 use crate::domain::OrgId;
 use crate::queue::{BackgroundTask, SealedPath};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// How often pending events are looked at.
 const TICK: Duration = Duration::from_millis(100);

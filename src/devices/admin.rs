@@ -16,9 +16,9 @@ use super::{Column, Device, Devices, FreshCredentials, find_in_org};
 use crate::accounts::user::{self, Users};
 use crate::audit::{self, Actor, AuditAction, Entry};
 use crate::domain::OrgId;
-use crate::http::AppError;
+use crate::error::AppError;
 use crate::http::auth::AdminUser;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct OwnerView {

@@ -13,14 +13,14 @@ use super::{Column, Device, Devices, EnrollmentCode, KeyCheck, check_key};
 use crate::audit::{self, Actor, AuditAction, Entry};
 use crate::crypto::{Token, TokenHash};
 use crate::domain::OrgId;
-use crate::http::AppError;
+use crate::error::AppError;
 use crate::http::auth::{AuthDevice, client_addr, client_ip};
-use crate::http::throttle::{Refusal, Throttle};
+use crate::throttle::{Refusal, Throttle};
 use crate::protocol::{
     DeviceAuthRequest, DeviceAuthResponse, DeviceCredentials, EnrollRequest, HeartbeatRequest,
     HeartbeatResponse,
 };
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// Limits on pairing and device authentication, all answered from memory.
 ///

@@ -7,8 +7,8 @@ use actix_web::{HttpResponse, web};
 use serde::Deserialize;
 
 use super::EnrollmentCode;
-use crate::http::AppError;
-use crate::startup::AppState;
+use crate::error::AppError;
+use crate::state::AppState;
 
 const SCRIPT: &str = include_str!("../../templates/install-agent.ps1");
 

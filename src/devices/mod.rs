@@ -17,7 +17,7 @@ pub use enrollment::EnrollmentCode;
 
 use crate::crypto::{DevicePublicKey, Token};
 use crate::domain::{OrgId, Role};
-use crate::http::AppError;
+use crate::error::AppError;
 use crate::http::auth::AuthUser;
 
 pub mod entity {

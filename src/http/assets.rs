@@ -4,7 +4,7 @@ use actix_web::http::header;
 use actix_web::{HttpResponse, web};
 use rust_embed::RustEmbed;
 
-use super::AppError;
+use crate::error::AppError;
 
 #[derive(RustEmbed)]
 #[folder = "static/"]

@@ -12,12 +12,12 @@ use actix_web::{FromRequest, HttpRequest, web};
 use chrono::Utc;
 use sea_orm::entity::prelude::*;
 
-use super::AppError;
+use crate::error::AppError;
 use crate::accounts::User;
 use crate::accounts::access_token::Subject;
 use crate::devices::{self, Device};
 use crate::domain::{OrgId, Role};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// An authenticated, active user of an office.
 #[derive(Debug, Clone)]

@@ -1,7 +1,7 @@
 use actix_web::{HttpResponse, web};
 
 use crate::protocol::Health;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// `GET /health`: 200 `{"status":"ok"}`, or 503 with the reason when the database is unreachable.
 pub async fn get(state: web::Data<AppState>) -> HttpResponse {

@@ -12,7 +12,7 @@ use actix_web::{Error, HttpMessage};
 use tracing::Instrument;
 use uuid::Uuid;
 
-use super::AppError;
+use crate::error::AppError;
 use super::error::{code_for_status, json_error};
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");

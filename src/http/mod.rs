@@ -8,6 +8,4 @@ pub mod health;
 pub mod middleware;
 pub mod paging;
 pub mod proxy;
-pub mod throttle;
 
-pub use error::AppError;

@@ -4,7 +4,7 @@
 use sea_orm::{ConnectionTrait, DbErr, EntityTrait, PaginatorTrait, QuerySelect, Select};
 use serde::Serialize;
 
-use super::AppError;
+use crate::error::AppError;
 
 /// One page of a listing: `total` counts the matches on every page.
 #[derive(Debug, Serialize, schemars::JsonSchema)]

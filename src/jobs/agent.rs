@@ -21,14 +21,14 @@ use crate::crypto::{
     DevicePublicKey, InstallSecret, PayloadContext, SecretString, Token, TokenHash,
 };
 use crate::domain::Thumbprint;
-use crate::http::AppError;
+use crate::error::AppError;
 use crate::http::auth::AuthDevice;
-use crate::http::throttle::Throttle;
+use crate::throttle::Throttle;
 use crate::protocol::{
     AgentJob, AgentJobs, ClaimResponse, CleanupRequest, CleanupResponse, PayloadResponse,
     ResultRequest, ResultResponse, ResultStatus,
 };
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// A payload token is good for this long after the claim (seed S6).
 pub const PAYLOAD_TOKEN_TTL_SECS: i64 = 120;

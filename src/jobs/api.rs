@@ -16,10 +16,10 @@ use crate::audit::Actor;
 use crate::certificates::entity::{Column as CertColumn, Entity as Certificates};
 use crate::devices::Devices;
 use crate::devices::entity::Column as DeviceColumn;
-use crate::http::AppError;
+use crate::error::AppError;
 use crate::http::auth::{AdminUser, AuthUser};
 use crate::http::paging::Paging;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 const MAX_REASON_CHARS: usize = 500;
 /// A week: a longer threshold would never reap anything a person still waits for.

@@ -11,10 +11,10 @@ use super::api::{DeviceRef, Named, Names};
 use super::lease::{self, Column, Lease, Leases};
 use super::{InstallJobs, JobStatus, JobType};
 use crate::audit::Actor;
-use crate::http::AppError;
+use crate::error::AppError;
 use crate::http::auth::AuthUser;
 use crate::http::paging::Paging;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// A `REMOVE` job of an installation.
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]

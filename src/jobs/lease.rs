@@ -13,9 +13,9 @@ use serde_json::json;
 use super::{Column as JobColumn, Event, InstallJobs, JobStatus, JobType};
 use crate::audit::{self, Actor, AuditAction, Entry};
 use crate::domain::OrgId;
-use crate::http::AppError;
+use crate::error::AppError;
 use crate::protocol::CleanupMode;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 pub mod entity {
     use sea_orm::entity::prelude::*;

@@ -23,7 +23,7 @@ pub use state::{Event, JobStatus, JobType, TransitionError};
 
 use crate::audit::{self, Actor, AuditAction, Entry};
 use crate::domain::OrgId;
-use crate::http::AppError;
+use crate::error::AppError;
 
 pub mod entity {
     use sea_orm::entity::prelude::*;
@@ -275,7 +275,7 @@ pub struct Sweep {
 /// every office. Each job moves in its own transaction, audited as done by `actor` (the
 /// system for the cron job); a job another writer moved meanwhile is skipped.
 pub async fn sweep(
-    state: &crate::startup::AppState,
+    state: &crate::state::AppState,
     org: Option<OrgId>,
     actor: Actor,
     now: DateTime<Utc>,

@@ -8,10 +8,10 @@ use sea_orm::{QueryOrder, QuerySelect};
 
 use super::api::Names;
 use super::lease::{Column, Leases};
-use crate::http::AppError;
+use crate::error::AppError;
 use crate::http::auth::AuthDevice;
 use crate::protocol::{OpenInstallation, OpenInstallations};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// The most a device is told about at once (an agent holds a handful).
 const MAX_LISTED: u64 = 500;

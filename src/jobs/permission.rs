@@ -15,7 +15,7 @@ use crate::audit::Actor;
 use crate::certificates::entity::{Column as CertColumn, Entity as Certificates};
 use crate::devices::Device;
 use crate::domain::OrgId;
-use crate::http::AppError;
+use crate::error::AppError;
 
 /// Why an install may no longer reach its device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -10,7 +10,7 @@ use super::lease::{self, Lease, Leases};
 use super::{Column, Event, InstallJob, InstallJobs, JobStatus, JobType, NewJob};
 use crate::audit::Actor;
 use crate::domain::OrgId;
-use crate::http::AppError;
+use crate::error::AppError;
 
 /// The open (`PENDING` or `IN_PROGRESS`) `REMOVE` job of `lease`, or a new `PENDING` one
 /// (`true`). Within the caller's transaction; two concurrent requests make one job, since the

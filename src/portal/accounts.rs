@@ -12,9 +12,9 @@ use crate::accounts::{NewUser, Password, api, session, user};
 use crate::audit::{self, Actor, AuditAction, Entry};
 use crate::crypto::TokenHash;
 use crate::domain::{Email, OrgId, Role};
-use crate::http::AppError;
+use crate::error::AppError;
 use crate::http::auth::client_ip;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 fn error_box(message: Option<&str>) -> Markup {
     html! { @if let Some(m) = message { p.error role="alert" { (m) } } }

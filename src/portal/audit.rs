@@ -13,7 +13,7 @@ use super::session::AdminStaff;
 use super::{Section, staff_page};
 use crate::audit::AuditAction;
 use crate::audit::api::{self, AuditQuery};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// The page's filters, as the form sends them (empty fields are "any").
 #[derive(Debug, Default, Deserialize)]
@@ -42,7 +42,7 @@ fn uuid_of(name: &str, raw: &str) -> Result<Option<Uuid>, PageError> {
         v => v
             .parse()
             .map(Some)
-            .map_err(|_| crate::http::AppError::Validation(format!("{name}: not an id")).into()),
+            .map_err(|_| crate::error::AppError::Validation(format!("{name}: not an id")).into()),
     }
 }
 

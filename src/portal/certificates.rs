@@ -14,9 +14,9 @@ use super::session::{AdminStaff, Staff};
 use super::{Section, check_csrf, done, staff_page};
 use crate::certificates::catalogue::{self, CertificateView, ListQuery, Listing, StatusFilter};
 use crate::certificates::upload::{self, Outcome};
-use crate::http::AppError;
+use crate::error::AppError;
 use crate::jobs::api::InstallBody;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 #[derive(Debug, Deserialize)]
 pub struct ListParams {

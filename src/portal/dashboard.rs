@@ -15,7 +15,7 @@ use crate::http::paging::Paging;
 use crate::jobs::JobStatus;
 use crate::jobs::api::JobFilter;
 use crate::jobs::installations::{self, InstallationFilter, StateFilter};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// A device that has not called in for this long is shown as offline.
 pub const OFFLINE_AFTER_MINUTES: i64 = 10;

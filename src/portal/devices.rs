@@ -15,7 +15,7 @@ use super::session::AdminStaff;
 use super::{Section, check_csrf, done, staff_page};
 use crate::accounts::api::UserView;
 use crate::devices::admin::{self, CreateBody, CredentialsResponse, DeviceView, PatchBody};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 fn online(d: &DeviceView, now: chrono::DateTime<Utc>) -> bool {
     d.last_seen_at
@@ -128,7 +128,7 @@ fn owner_of(raw: &str) -> Result<Option<Uuid>, PageError> {
     match raw.trim() {
         "" => Ok(None),
         id => id.parse().map(Some).map_err(|_| {
-            crate::http::AppError::Validation("owner_user_id: not a user id".into()).into()
+            crate::error::AppError::Validation("owner_user_id: not a user id".into()).into()
         }),
     }
 }

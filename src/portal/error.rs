@@ -6,7 +6,7 @@ use actix_web::http::{StatusCode, header};
 use actix_web::{HttpResponse, ResponseError};
 use maud::html;
 
-use crate::http::AppError;
+use crate::error::AppError;
 
 #[derive(Debug, thiserror::Error)]
 #[error("{error}")]

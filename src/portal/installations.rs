@@ -13,7 +13,7 @@ use super::session::Staff;
 use super::{Section, check_csrf, done, staff_page};
 use crate::http::paging::Paging;
 use crate::jobs::installations::{self, InstallationFilter, StateFilter};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 #[derive(Debug, Deserialize)]
 pub struct ListParams {

@@ -21,7 +21,7 @@ use crate::http::auth::AuthUser;
 use crate::http::paging::Paging;
 use crate::jobs::api::{Decision, JobFilter, JobView};
 use crate::jobs::{JobStatus, JobType};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// A live page keeps its stream this long, then reconnects (and the session is checked again).
 const STREAM_LIFETIME: StdDuration = StdDuration::from_secs(15 * 60);
@@ -47,7 +47,7 @@ pub async fn list(
         .filter(|s| !s.is_empty())
         .map(|s| s.parse::<JobStatus>())
         .transpose()
-        .map_err(|e| crate::http::AppError::Validation(format!("status: {e}")))?;
+        .map_err(|e| crate::error::AppError::Validation(format!("status: {e}")))?;
     let filter = JobFilter {
         statuses: status.into_iter().collect(),
         job_type: Some(JobType::Install),

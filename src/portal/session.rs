@@ -15,8 +15,8 @@ use subtle::ConstantTimeEq;
 
 use crate::accounts::{User, session};
 use crate::crypto::Token;
-use crate::http::AppError;
-use crate::startup::AppState;
+use crate::error::AppError;
+use crate::state::AppState;
 
 pub const SESSION_COOKIE: &str = "certhub_session";
 /// The pre-login CSRF cookie; over HTTPS the `__Host-` prefix pins it to this host and path

@@ -13,8 +13,8 @@ use super::{Section, check_csrf, done, staff_page};
 use crate::accounts::admin::{CreateBody, PatchBody};
 use crate::accounts::password_set::PasswordSetLink;
 use crate::domain::Role;
-use crate::http::AppError;
-use crate::startup::AppState;
+use crate::error::AppError;
+use crate::state::AppState;
 
 #[derive(Debug, Deserialize)]
 pub struct ListParams {

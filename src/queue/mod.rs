@@ -21,7 +21,7 @@ use sea_orm::sqlx::sqlite::SqlitePoolOptions;
 pub use tasks::{BackgroundTask, SealedPath};
 
 use crate::settings::{DatabaseUrl, Settings};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 #[derive(Debug, thiserror::Error)]
 pub enum QueueError {

@@ -6,7 +6,7 @@ use apalis::prelude::*;
 use apalis_cron::{CronScheduler, Tick};
 use chrono_tz::Tz;
 
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// Every periodic job: its name and cron schedule (`sec min hour day month weekday`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

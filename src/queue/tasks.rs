@@ -13,7 +13,7 @@ use serde_json::json;
 use crate::audit::{self, Actor, AuditAction, Entry};
 use crate::crypto::MasterKey;
 use crate::domain::OrgId;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// Longest pause a probe may ask for.
 pub const MAX_PROBE_MILLIS: u64 = 60_000;
