@@ -12,8 +12,7 @@ use crate::state::AppState;
 use crate::crypto::keystore::{self, KeySource};
 use crate::domain::OrgId;
 use crate::throttle::Throttle;
-use crate::error::AppError;
-use crate::http::{api, middleware};
+use crate::http::{api, bodies, middleware};
 use crate::queue::{self, Queue};
 use crate::settings::Settings;
 
@@ -146,38 +145,6 @@ fn tls_config(tls: &crate::settings::TlsSettings) -> Result<rustls::ServerConfig
         .map_err(|e| StartError::Tls(format!("certificate and key do not match: {e}")))
 }
 
-/// Largest JSON body any endpoint accepts.
-pub const JSON_LIMIT: usize = 256 * 1024;
-
-fn json_error(err: actix_web::error::JsonPayloadError) -> AppError {
-    use actix_web::error::JsonPayloadError as E;
-    match err {
-        E::Overflow { .. } | E::OverflowKnownLength { .. } => {
-            AppError::PayloadTooLarge(format!("JSON body larger than {JSON_LIMIT} bytes"))
-        }
-        E::ContentType => AppError::BadRequest("expected Content-Type: application/json".into()),
-        E::Deserialize(e) => {
-            let msg = e.to_string();
-            // Field names are safe to echo; values (which may be passwords) are not.
-            if msg.starts_with("missing field") || msg.starts_with("unknown field") {
-                AppError::BadRequest(format!("invalid JSON body: {msg}"))
-            } else {
-                AppError::BadRequest(format!(
-                    "invalid JSON body ({:?} error at line {} column {})",
-                    e.classify(),
-                    e.line(),
-                    e.column()
-                ))
-            }
-        }
-        other => AppError::BadRequest(format!("invalid JSON body: {other}")),
-    }
-}
-
-async fn not_found() -> Result<actix_web::HttpResponse, AppError> {
-    Err(AppError::NotFound("no such route".into()))
-}
-
 /// Resolves on SIGTERM or Ctrl-C.
 async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
@@ -257,24 +224,17 @@ pub async fn serve(settings: Settings) -> Result<(), StartError> {
         App::new()
             .app_data(app_state.clone())
             .app_data(web::Data::new(middleware::Tls(uses_tls)))
-            .app_data(
-                web::JsonConfig::default()
-                    .limit(JSON_LIMIT)
-                    .error_handler(|err, _| json_error(err).into()),
-            )
-            .app_data(
-                web::PathConfig::default()
-                    .error_handler(|err, _| AppError::NotFound(err.to_string()).into()),
-            )
-            .app_data(
-                web::QueryConfig::default()
-                    .error_handler(|err, _| AppError::BadRequest(err.to_string()).into()),
-            )
+            .app_data(bodies::json_config())
+            .app_data(bodies::path_config())
+            .app_data(bodies::query_config())
+            .app_data(web::Data::new(middleware::ErrorPage(
+                crate::portal::error::refusal_page,
+            )))
             .wrap(from_fn(middleware::refuse_nul_text))
             .wrap(from_fn(middleware::request_context))
             .configure(api::configure)
             .configure(crate::portal::configure)
-            .default_service(web::to(not_found))
+            .default_service(web::to(bodies::not_found))
     })
     .disable_signals()
     .shutdown_timeout(settings.shutdown_timeout_secs);

@@ -13,7 +13,7 @@ use super::{NewUser, password_set, session};
 use crate::audit::{self, Actor, AuditAction, Entry};
 use crate::domain::{Email, Role};
 use crate::error::AppError;
-use crate::http::auth::{AdminUser, AuthUser};
+use crate::http::extract::{AdminUser, AuthUser};
 use crate::state::AppState;
 
 /// The users of `org` by e-mail.

@@ -15,7 +15,7 @@ use crate::audit::{self, Actor, AuditAction, Entry};
 use crate::crypto::TokenHash;
 use crate::domain::{Email, OrgId};
 use crate::error::AppError;
-use crate::http::auth::{AdminUser, AuthUser, bearer, client_addr, client_ip};
+use crate::http::extract::{AdminUser, AuthUser, bearer, client_addr, client_ip};
 use crate::state::AppState;
 
 pub const REFRESH_COOKIE: &str = "certhub_refresh";

@@ -1,6 +1,7 @@
 //! Users of an office and the one-time links with which they choose a password.
 
 pub mod access_token;
+pub mod authentication;
 pub mod admin;
 pub mod api;
 pub mod lockout;

@@ -14,7 +14,7 @@ use super::entity::Column;
 use super::{AuditAction, AuditLog, AuditRow};
 use crate::domain::OrgId;
 use crate::error::AppError;
-use crate::http::auth::{AdminUser, AuthUser};
+use crate::http::extract::{AdminUser, AuthUser};
 use crate::http::paging::Paging;
 use crate::state::AppState;
 

@@ -17,7 +17,7 @@ use crate::audit::{self, Actor, AuditAction, Entry};
 use crate::crypto::SecretString;
 use crate::domain::OrgId;
 use crate::error::AppError;
-use crate::http::auth::{AdminUser, AuthUser};
+use crate::http::extract::{AdminUser, AuthUser};
 use crate::state::AppState;
 
 /// Longer passwords are not typed by people; PBKDF2 over them would only cost CPU.
@@ -164,7 +164,7 @@ pub struct SourcePath {
 /// The raw source path of certificate `id` (ADMIN/DEV), audited `CERT_PATH_REVEALED`.
 pub async fn reveal_source_path(
     state: &AppState,
-    admin: &crate::http::auth::AuthUser,
+    admin: &crate::identity::AuthUser,
     id: Uuid,
 ) -> Result<String, AppError> {
     admin.require_admin()?;

@@ -15,7 +15,7 @@ use super::entity::{Column, Entity as Certificates};
 use super::pkcs12::CertificateInfo;
 use crate::domain::OrgId;
 use crate::error::AppError;
-use crate::http::auth::AuthUser;
+use crate::identity::AuthUser;
 use crate::http::paging::{Page, Paging};
 use crate::state::AppState;
 

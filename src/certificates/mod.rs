@@ -26,7 +26,7 @@ use actix_web::{HttpResponse, web};
 #[cfg(feature = "server")]
 use crate::error::AppError;
 #[cfg(feature = "server")]
-use crate::http::auth::AdminUser;
+use crate::http::extract::AdminUser;
 #[cfg(feature = "server")]
 use crate::state::AppState;
 

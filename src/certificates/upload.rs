@@ -29,7 +29,7 @@ use crate::audit::{self, Actor, AuditAction, Entry};
 use crate::crypto::SecretString;
 use crate::domain::OrgId;
 use crate::error::AppError;
-use crate::http::auth::{AdminUser, AuthUser};
+use crate::http::extract::{AdminUser, AuthUser};
 use crate::state::AppState;
 
 /// Files one upload may carry.

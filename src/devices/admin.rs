@@ -17,7 +17,7 @@ use crate::accounts::user::{self, Users};
 use crate::audit::{self, Actor, AuditAction, Entry};
 use crate::domain::OrgId;
 use crate::error::AppError;
-use crate::http::auth::AdminUser;
+use crate::http::extract::AdminUser;
 use crate::state::AppState;
 
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
@@ -204,7 +204,7 @@ pub async fn create(
 /// Provisions a device: its token and enrollment code, returned once and stored hashed.
 pub async fn provision(
     state: &AppState,
-    admin: &crate::http::auth::AuthUser,
+    admin: &crate::identity::AuthUser,
     body: CreateBody,
 ) -> Result<CredentialsResponse, AppError> {
     admin.require_admin()?;
@@ -321,7 +321,7 @@ pub async fn rotate_token(
 /// registered key stop working and its waiting installs are cancelled.
 pub async fn rotate(
     state: &AppState,
-    admin: &crate::http::auth::AuthUser,
+    admin: &crate::identity::AuthUser,
     id: Uuid,
 ) -> Result<CredentialsResponse, AppError> {
     admin.require_admin()?;
@@ -366,7 +366,7 @@ pub async fn rotate(
 /// Cancels the installs still waiting for a device that was rotated or blocked.
 async fn cancel_installs_for<C: ConnectionTrait>(
     conn: &C,
-    admin: &crate::http::auth::AuthUser,
+    admin: &crate::identity::AuthUser,
     device: Uuid,
     reason: &str,
 ) -> Result<(), AppError> {
@@ -417,7 +417,7 @@ pub async fn patch(
 /// Renames device `id` or changes its owner; audited with the before and after.
 pub async fn update(
     state: &AppState,
-    admin: &crate::http::auth::AuthUser,
+    admin: &crate::identity::AuthUser,
     id: Uuid,
     body: PatchBody,
 ) -> Result<DeviceView, AppError> {
@@ -478,7 +478,7 @@ pub async fn update(
 /// Blocks (`allowed = false`: its waiting installs are cancelled) or unblocks device `id`.
 pub async fn set_allowed(
     state: &AppState,
-    admin: &crate::http::auth::AuthUser,
+    admin: &crate::identity::AuthUser,
     id: Uuid,
     allowed: bool,
 ) -> Result<DeviceView, AppError> {

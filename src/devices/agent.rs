@@ -14,7 +14,7 @@ use crate::audit::{self, Actor, AuditAction, Entry};
 use crate::crypto::{Token, TokenHash};
 use crate::domain::OrgId;
 use crate::error::AppError;
-use crate::http::auth::{AuthDevice, client_addr, client_ip};
+use crate::http::extract::{AuthDevice, client_addr, client_ip};
 use crate::throttle::{Refusal, Throttle};
 use crate::protocol::{
     DeviceAuthRequest, DeviceAuthResponse, DeviceCredentials, EnrollRequest, HeartbeatRequest,

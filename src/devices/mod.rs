@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod agent;
+pub mod authentication;
 pub mod cache;
 pub mod contact;
 pub mod distribution;
@@ -18,7 +19,7 @@ pub use enrollment::EnrollmentCode;
 use crate::crypto::{DevicePublicKey, Token};
 use crate::domain::{OrgId, Role};
 use crate::error::AppError;
-use crate::http::auth::AuthUser;
+use crate::identity::AuthUser;
 
 pub mod entity {
     use sea_orm::entity::prelude::*;

@@ -48,7 +48,7 @@ pub async fn request_context(
         .unwrap_or(false);
     let method = req.method().clone();
     let path = req.path().to_owned();
-    let origin = super::auth::client_origin(req.request());
+    let origin = super::extract::client_origin(req.request());
     let peer = origin.ip.map(|ip| ip.to_string()).unwrap_or_default();
     // HTTPS here, or at a trusted proxy in front (`trusted_proxies`).
     let tls = tls || origin.forwarded_https;
@@ -153,10 +153,10 @@ pub async fn refuse_nul_text(
         let mut body = actix_web::web::BytesMut::new();
         while let Some(chunk) = payload.next().await {
             let chunk = chunk?;
-            if body.len() + chunk.len() > crate::startup::JSON_LIMIT {
+            if body.len() + chunk.len() > super::bodies::JSON_LIMIT {
                 let too_large = AppError::PayloadTooLarge(format!(
                     "body larger than {} bytes",
-                    crate::startup::JSON_LIMIT
+                    super::bodies::JSON_LIMIT
                 ));
                 return Ok(refused(req, too_large));
             }
@@ -179,15 +179,23 @@ fn nul_refused() -> AppError {
     AppError::Validation("text may not contain a NUL character (U+0000)".into())
 }
 
+/// How a request refused before its handler is answered off the APIs: the portal's error
+/// page, given by the app (`startup`), so this edge names no page.
+#[derive(Clone, Copy)]
+pub struct ErrorPage(pub fn(AppError) -> actix_web::HttpResponse);
+
 /// The answer to a request refused before its handler: JSON on the APIs, a page on the portal.
 fn refused<B>(req: ServiceRequest, error: AppError) -> ServiceResponse<EitherBody<B>> {
     use actix_web::ResponseError;
     let path = req.path();
     let api = path.starts_with("/api/") || path.starts_with("/agent/") || path == "/health";
-    let res = if api {
-        error.error_response()
-    } else {
-        crate::portal::error::PageError::from(error).error_response()
+    let page = req
+        .app_data::<actix_web::web::Data<ErrorPage>>()
+        .map(|p| p.0)
+        .filter(|_| !api);
+    let res = match page {
+        Some(render) => render(error),
+        None => error.error_response(),
     };
     req.into_response(res).map_into_right_body()
 }

@@ -2,7 +2,8 @@
 
 pub mod api;
 pub mod assets;
-pub mod auth;
+pub mod bodies;
+pub mod extract;
 mod error;
 pub mod health;
 pub mod middleware;

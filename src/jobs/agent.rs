@@ -22,7 +22,7 @@ use crate::crypto::{
 };
 use crate::domain::Thumbprint;
 use crate::error::AppError;
-use crate::http::auth::AuthDevice;
+use crate::identity::AuthDevice;
 use crate::throttle::Throttle;
 use crate::protocol::{
     AgentJob, AgentJobs, ClaimResponse, CleanupRequest, CleanupResponse, PayloadResponse,

@@ -17,7 +17,7 @@ use crate::certificates::entity::{Column as CertColumn, Entity as Certificates};
 use crate::devices::Devices;
 use crate::devices::entity::Column as DeviceColumn;
 use crate::error::AppError;
-use crate::http::auth::{AdminUser, AuthUser};
+use crate::http::extract::{AdminUser, AuthUser};
 use crate::http::paging::Paging;
 use crate::state::AppState;
 

@@ -12,7 +12,7 @@ use super::lease::{self, Column, Lease, Leases};
 use super::{InstallJobs, JobStatus, JobType};
 use crate::audit::Actor;
 use crate::error::AppError;
-use crate::http::auth::AuthUser;
+use crate::identity::AuthUser;
 use crate::http::paging::Paging;
 use crate::state::AppState;
 

@@ -9,7 +9,7 @@ use sea_orm::{QueryOrder, QuerySelect};
 use super::api::Names;
 use super::lease::{Column, Leases};
 use crate::error::AppError;
-use crate::http::auth::AuthDevice;
+use crate::identity::AuthDevice;
 use crate::protocol::{OpenInstallation, OpenInstallations};
 use crate::state::AppState;
 

@@ -13,7 +13,7 @@ use crate::audit::{self, Actor, AuditAction, Entry};
 use crate::crypto::TokenHash;
 use crate::domain::{Email, OrgId, Role};
 use crate::error::AppError;
-use crate::http::auth::client_ip;
+use crate::http::extract::client_ip;
 use crate::state::AppState;
 
 fn error_box(message: Option<&str>) -> Markup {

@@ -28,6 +28,12 @@ impl From<sea_orm::DbErr> for PageError {
     }
 }
 
+/// The portal's answer to a request the middleware refused before any page ran
+/// (`http::middleware::ErrorPage`).
+pub fn refusal_page(error: AppError) -> HttpResponse {
+    PageError::from(error).error_response()
+}
+
 /// `.map_err(back_to("/solicitacoes"))`: an error page whose "Voltar" leads there.
 pub fn back_to(path: &str) -> impl FnOnce(AppError) -> PageError + '_ {
     move |error| PageError {

@@ -17,7 +17,7 @@ use super::components::{self as c, csrf_field};
 use super::error::{PageError, back_to};
 use super::session::Staff;
 use super::{Section, check_csrf, done, staff_page};
-use crate::http::auth::AuthUser;
+use crate::identity::AuthUser;
 use crate::http::paging::Paging;
 use crate::jobs::api::{Decision, JobFilter, JobView};
 use crate::jobs::{JobStatus, JobType};

@@ -141,7 +141,7 @@ impl FromRequest for PortalUser {
 /// A logged-in, active user of the portal, as the domain functions take them, with the CSRF
 /// token for the page's forms. Without a live session the page redirects to the login.
 pub struct Staff {
-    pub user: crate::http::auth::AuthUser,
+    pub user: crate::identity::AuthUser,
     pub csrf: Csrf,
 }
 
@@ -161,14 +161,8 @@ impl Staff {
         let Some(user) = user.0 else {
             return Err(AppError::Unauthorized.into());
         };
-        let role = user.role()?;
         Ok(Staff {
-            user: crate::http::auth::AuthUser {
-                org: crate::domain::OrgId(user.org_id),
-                role,
-                user,
-                ip: crate::http::auth::client_ip(req),
-            },
+            user: crate::identity::AuthUser::new(user, crate::http::extract::client_ip(req))?,
             csrf: Csrf::for_request(req, state),
         })
     }

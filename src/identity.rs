@@ -1,0 +1,52 @@
+//! Who is asking: an authenticated user of an office ([`AuthUser`]) or an authenticated
+//! device ([`AuthDevice`]). Domain rules take these and check role, office and ownership
+//! themselves; `http::extract` builds them from a request (`accounts::authentication` and
+//! `devices::authentication` decide whether a token is good).
+
+use crate::accounts::User;
+use crate::devices::Device;
+use crate::domain::{OrgId, Role};
+use crate::error::AppError;
+
+/// An authenticated, active user of an office.
+#[derive(Debug, Clone)]
+pub struct AuthUser {
+    pub user: User,
+    pub role: Role,
+    pub org: OrgId,
+    /// The client's address, as the audit log records it.
+    pub ip: Option<String>,
+}
+
+impl AuthUser {
+    /// `user` (already found active) acting from `ip`.
+    pub fn new(user: User, ip: Option<String>) -> Result<Self, AppError> {
+        Ok(Self {
+            org: OrgId(user.org_id),
+            role: user.role()?,
+            user,
+            ip,
+        })
+    }
+
+    pub fn is_admin(&self) -> bool {
+        matches!(self.role, Role::Admin | Role::Dev)
+    }
+
+    /// The ADMIN/DEV check every administrative domain function starts with.
+    pub fn require_admin(&self) -> Result<(), AppError> {
+        if self.is_admin() {
+            Ok(())
+        } else {
+            Err(AppError::Forbidden("requires the ADMIN or DEV role".into()))
+        }
+    }
+}
+
+/// An authenticated, allowed device (DEVICE access token) whose token was not rotated since.
+#[derive(Debug, Clone)]
+pub struct AuthDevice {
+    pub device: Device,
+    pub org: OrgId,
+    pub ip: Option<String>,
+}
