@@ -269,7 +269,7 @@ async fn dispatch(command: Command, settings: Settings) -> Result<ExitCode, Star
             for _ in 0..count {
                 state
                     .queue
-                    .push(crate::queue::BackgroundTask::Probe {
+                    .push(&crate::audit::probe::Probe {
                         org_id: state.settings.org_id,
                         millis,
                     })

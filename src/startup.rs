@@ -97,6 +97,16 @@ pub async fn prepare(settings: Settings) -> Result<AppState, StartError> {
     })
 }
 
+/// Every area's background tasks and periodic jobs, for the queue's worker.
+pub fn tasks() -> queue::Registry<AppState> {
+    let mut registry = queue::Registry::default();
+    crate::accounts::tasks::register(&mut registry);
+    crate::audit::probe::register(&mut registry);
+    crate::certificates::tasks::register(&mut registry);
+    crate::jobs::tasks::register(&mut registry);
+    registry
+}
+
 /// How often the keyed rate limiters forget idle keys.
 const LIMITER_PRUNE_EVERY: Duration = Duration::from_secs(60);
 
@@ -285,7 +295,7 @@ pub async fn serve(settings: Settings) -> Result<(), StartError> {
         state
             .queue
             .push_unique(
-                queue::BackgroundTask::RescanFolder,
+                &crate::certificates::tasks::RescanFolder,
                 &crate::certificates::watcher::rescan_job_id(org),
             )
             .await?;
@@ -315,7 +325,12 @@ pub async fn serve(settings: Settings) -> Result<(), StartError> {
 
     let (stop_jobs, jobs_stopped) = tokio::sync::oneshot::channel::<()>();
     let grace = Duration::from_secs(settings.shutdown_timeout_secs);
-    let monitor = queue::monitor(state.clone(), state.queue.clone());
+    let monitor = queue::monitor(
+        state.clone(),
+        state.queue.clone(),
+        tasks(),
+        settings.timezone,
+    );
     let jobs = tokio::spawn(queue::run_until(
         monitor,
         async move {
@@ -343,4 +358,19 @@ pub async fn serve(settings: Settings) -> Result<(), StartError> {
     state.db.clone().close().await?;
     tracing::info!("shutdown complete");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::str::FromStr;
+
+    #[test]
+    fn every_periodic_schedule_parses() {
+        let registry = super::tasks();
+        let names: Vec<_> = registry.periodic_jobs().iter().map(|j| j.name).collect();
+        assert_eq!(names, ["maintenance", "expiry-check", "job-sweep"]);
+        for job in registry.periodic_jobs() {
+            assert!(cron::Schedule::from_str(job.schedule).is_ok(), "{}", job.name);
+        }
+    }
 }

@@ -8,6 +8,7 @@ pub mod lockout;
 pub mod password;
 pub mod password_set;
 pub mod session;
+pub mod tasks;
 pub mod user;
 
 pub use password::Password;

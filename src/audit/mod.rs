@@ -5,6 +5,7 @@
 
 mod action;
 pub mod api;
+pub mod probe;
 
 use chrono::{DateTime, SecondsFormat, Timelike, Utc};
 use sea_orm::entity::prelude::*;

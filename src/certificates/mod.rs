@@ -16,6 +16,8 @@ pub mod expiry;
 #[cfg(feature = "server")]
 pub mod ingest;
 #[cfg(feature = "server")]
+pub mod tasks;
+#[cfg(feature = "server")]
 pub mod upload;
 #[cfg(feature = "server")]
 pub mod watcher;

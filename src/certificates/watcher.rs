@@ -15,7 +15,8 @@ use tokio::sync::{mpsc, watch};
 
 use super::ingest::{PathKey, is_certificate_name};
 use crate::domain::OrgId;
-use crate::queue::{BackgroundTask, SealedPath};
+use super::tasks::{IngestFile, RemoveFile, RescanFolder, SealedPath};
+use crate::queue::Task;
 use crate::state::AppState;
 
 /// How often pending events are looked at.
@@ -126,7 +127,7 @@ pub async fn run(state: AppState, mut stop: watch::Receiver<bool>) {
             Some(res) = events.recv() => match res {
                 Ok(event) if event.need_rescan() => {
                     tracing::warn!("certificates folder: the watcher lost events; rescanning");
-                    enqueue(&state, org, BackgroundTask::RescanFolder, rescan_job_id(org)).await;
+                    enqueue(&state, org, &RescanFolder, rescan_job_id(org)).await;
                 }
                 Ok(event) if is_change(&event.kind) => {
                     let now = Instant::now();
@@ -172,7 +173,7 @@ pub async fn run(state: AppState, mut stop: watch::Receiver<bool>) {
                         max = state.settings.watcher_max_events_per_minute,
                         "certificates folder: more changes than watcher_max_events_per_minute; rescanning the whole folder"
                     );
-                    enqueue(&state, org, BackgroundTask::RescanFolder, rescan_job_id(org)).await;
+                    enqueue(&state, org, &RescanFolder, rescan_job_id(org)).await;
                 }
             }
         }
@@ -184,15 +185,16 @@ pub async fn run(state: AppState, mut stop: watch::Receiver<bool>) {
 async fn settle(state: &AppState, org: OrgId, path: &Path) {
     let key = PathKey::of(path);
     let sealed = SealedPath::seal(&state.master_key, path);
-    let (job, task) = if tokio::fs::symlink_metadata(path).await.is_ok() {
-        (FileJob::Ingest, BackgroundTask::IngestFile { path: sealed })
+    if tokio::fs::symlink_metadata(path).await.is_ok() {
+        let id = FileJob::Ingest.id(org, &key);
+        enqueue(state, org, &IngestFile { path: sealed }, id).await;
     } else {
-        (FileJob::Delete, BackgroundTask::RemoveFile { path: sealed })
-    };
-    enqueue(state, org, task, job.id(org, &key)).await;
+        let id = FileJob::Delete.id(org, &key);
+        enqueue(state, org, &RemoveFile { path: sealed }, id).await;
+    }
 }
 
-async fn enqueue(state: &AppState, org: OrgId, task: BackgroundTask, id: String) {
+async fn enqueue<T: Task>(state: &AppState, org: OrgId, task: &T, id: String) {
     match state.queue.push_unique(task, &id).await {
         Ok(()) => tracing::debug!(job = %id, org = %org, "certificate job queued"),
         Err(e) => tracing::error!(job = %id, error = %e, "cannot queue a certificate job"),

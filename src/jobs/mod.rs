@@ -12,6 +12,7 @@ pub mod open_installations;
 pub mod permission;
 pub mod removal;
 mod state;
+pub mod tasks;
 
 use chrono::{DateTime, Duration, Utc};
 use sea_orm::entity::prelude::*;

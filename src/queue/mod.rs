@@ -1,9 +1,10 @@
 //! The embedded job queue: apalis on the application's database server (apalis-postgres in
 //! schema `apalis`; with SQLite, apalis-sqlite in a file beside the application's, see
 //! [`sqlite_queue_path`]), one in-process worker started by `serve`, and periodic jobs (see
-//! [`periodic`]).
+//! [`periodic`]). It runs what the areas register ([`Registry`]) and imports none of them.
 
-pub mod periodic;
+mod periodic;
+pub mod registry;
 mod tasks;
 
 use std::sync::Arc;
@@ -18,10 +19,9 @@ use apalis_sqlite::SqliteStorage;
 use sea_orm::DatabaseConnection;
 use sea_orm::sqlx::sqlite::SqlitePoolOptions;
 
-pub use tasks::{BackgroundTask, SealedPath};
+pub use registry::{Periodic, Queued, Registry, Task};
 
 use crate::settings::{DatabaseUrl, Settings};
-use crate::state::AppState;
 
 #[derive(Debug, thiserror::Error)]
 pub enum QueueError {
@@ -43,7 +43,7 @@ pub fn sqlite_queue_path(app_db: &std::path::Path) -> std::path::PathBuf {
     app_db.with_file_name(format!("{stem}-queue.db"))
 }
 
-/// Durable storage of [`BackgroundTask`]s: a SQLite file beside the application's, or the
+/// Durable storage of [`Queued`] tasks: a SQLite file beside the application's, or the
 /// application's PostgreSQL database (schema `apalis`).
 #[derive(Clone)]
 pub struct Queue {
@@ -54,8 +54,8 @@ pub struct Queue {
 
 #[derive(Clone)]
 enum Storage {
-    Sqlite(SqliteStorage<BackgroundTask>),
-    Postgres(PostgresStorage<BackgroundTask>),
+    Sqlite(SqliteStorage<Queued>),
+    Postgres(PostgresStorage<Queued>),
 }
 
 /// A wake-up for the worker: set by a push, taken by the worker's poll stream.
@@ -188,12 +188,10 @@ impl Queue {
     /// Adds a task unless one with the same `unique_id` is still waiting (apalis' idempotency
     /// key): a burst of events on one file queues one job. The worker frees the id when the
     /// job starts ([`Queue::release_unique`]), so a later change queues again.
-    pub async fn push_unique(
-        &self,
-        task: BackgroundTask,
-        unique_id: &str,
-    ) -> Result<(), QueueError> {
-        let task = TaskBuilder::new(task).idempotency_key(unique_id).build();
+    pub async fn push_unique<T: Task>(&self, task: &T, unique_id: &str) -> Result<(), QueueError> {
+        let task = TaskBuilder::new(Queued::new(task).map_err(QueueError::Push)?)
+            .idempotency_key(unique_id)
+            .build();
         match &self.storage {
             // `INSERT ... ON CONFLICT DO NOTHING`: a waiting duplicate is silently kept.
             Storage::Sqlite(s) => s
@@ -212,11 +210,7 @@ impl Queue {
     }
 
     /// Frees a running task's unique id (see [`Queue::push_unique`]).
-    pub async fn release_unique(
-        &self,
-        db: &DatabaseConnection,
-        id: &TaskId,
-    ) -> Result<(), sea_orm::sqlx::Error> {
+    pub async fn release_unique(&self, id: &TaskId) -> Result<(), sea_orm::sqlx::Error> {
         use sea_orm::sqlx;
         let id = id.to_string();
         match &self.storage {
@@ -226,10 +220,10 @@ impl Queue {
                     .execute(s.pool())
                     .await?;
             }
-            Storage::Postgres(_) => {
+            Storage::Postgres(s) => {
                 sqlx::query("UPDATE apalis.jobs SET idempotency_key = NULL WHERE id = $1 AND idempotency_key IS NOT NULL")
                     .bind(id)
-                    .execute(db.get_postgres_connection_pool())
+                    .execute(s.pool())
                     .await?;
             }
         }
@@ -237,7 +231,8 @@ impl Queue {
     }
 
     /// Adds a task; it survives restarts until a worker completes it.
-    pub async fn push(&self, task: BackgroundTask) -> Result<(), QueueError> {
+    pub async fn push<T: Task>(&self, task: &T) -> Result<(), QueueError> {
+        let task = Queued::new(task).map_err(QueueError::Push)?;
         let push_err = |e: &dyn std::fmt::Display| QueueError::Push(e.to_string());
         match &self.storage {
             Storage::Sqlite(s) => s.clone().push(task).await.map_err(|e| push_err(&e))?,
@@ -267,8 +262,13 @@ pub const HEARTBEAT: Duration = Duration::from_secs(1);
 /// How long a failed queue worker waits before it starts again.
 const WORKER_RESTART_DELAY: Duration = Duration::from_secs(1);
 
-/// The worker and the periodic jobs, ready to run until shutdown.
-pub fn monitor(state: AppState, queue: Queue) -> Monitor {
+/// The worker and the periodic jobs of `registry`, run with `ctx`, ready to run until shutdown.
+pub fn monitor<Ctx: Clone + Send + Sync + 'static>(
+    ctx: Ctx,
+    queue: Queue,
+    registry: Registry<Ctx>,
+    tz: chrono_tz::Tz,
+) -> Monitor {
     // A worker stops when its storage fails under it (a full disk, a database gone): without
     // a restart the queue would stay dead after the storage came back. It is started again a
     // second later, so that storage still failing costs one attempt a second, not a spin; the
@@ -288,23 +288,28 @@ pub fn monitor(state: AppState, queue: Queue) -> Monitor {
     // its heartbeats, and apalis refuses a second worker of the same name (the queue would
     // stay dead after a quick restart). Its tasks are re-enqueued once it is seen dead.
     let worker_name = format!("certhub-worker-{}", uuid::Uuid::new_v4().simple());
-    let worker_state = state.clone();
+    let monitor = periodic::register(monitor, &registry, ctx.clone(), tz);
+    let registry = Arc::new(registry);
     let wake = queue.wake.clone();
-    let monitor = match queue.storage {
+    let handle = queue.clone();
+    match queue.storage {
         Storage::Sqlite(storage) => monitor.register(move |_| {
             WorkerBuilder::new(worker_name.clone())
                 .backend(storage.clone().poll_with_stream(Wakeups::new(wake.clone())))
-                .data(worker_state.clone())
-                .build(tasks::run)
+                .data(ctx.clone())
+                .data(registry.clone())
+                .data(handle.clone())
+                .build(tasks::run::<Ctx>)
         }),
         Storage::Postgres(storage) => monitor.register(move |_| {
             WorkerBuilder::new(worker_name.clone())
                 .backend(storage.clone().poll_with_stream(Wakeups::new(wake.clone())))
-                .data(worker_state.clone())
-                .build(tasks::run)
+                .data(ctx.clone())
+                .data(registry.clone())
+                .data(handle.clone())
+                .build(tasks::run::<Ctx>)
         }),
-    };
-    periodic::register(monitor, state)
+    }
 }
 
 /// Runs the monitor until `shutdown` resolves, then lets running jobs finish (up to
