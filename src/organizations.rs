@@ -27,7 +27,8 @@ pub mod entity {
     impl ActiveModelBehavior for ActiveModel {}
 }
 
-pub use entity::{Entity as Organizations, Model as Organization};
+pub type Organizations = entity::Entity;
+pub type Organization = entity::Model;
 
 /// Creates the office if it does not exist yet; returns it.
 pub async fn ensure<C: ConnectionTrait>(

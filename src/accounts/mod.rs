@@ -1,12 +1,16 @@
-//! Users of an office and the one-time links with which they choose a password.
+//! Accounts: the office's users and their roles, passwords and the one-time links that set
+//! them, logins (sessions, lockout, access tokens) and user administration. HTTP handlers are
+//! in `routes`; everything else knows nothing of actix.
 
 pub mod access_token;
+pub mod administration;
 pub mod authentication;
-pub mod admin;
-pub mod api;
+pub mod first_access;
 pub mod lockout;
+pub mod login;
 pub mod password;
 pub mod password_set;
+pub mod routes;
 pub mod session;
 pub mod tasks;
 pub mod user;

@@ -47,6 +47,15 @@ impl Password {
     }
 }
 
+/// Runs bcrypt work (`hash`, `verify`) on the blocking pool, off the request's thread.
+pub async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, AppError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| AppError::Internal(e.to_string()))
+}
+
 /// base64(SHA-256(password)): 44 bytes, always within bcrypt's limit, no NUL bytes.
 fn prehash(raw: &str) -> Zeroizing<String> {
     Zeroizing::new(STANDARD.encode(Sha256::digest(raw.as_bytes())))

@@ -5,11 +5,13 @@ use sea_orm::entity::prelude::*;
 use sea_orm::{ActiveValue::Set, ConnectionTrait};
 use serde_json::json;
 
-use super::User;
+use super::password::Password;
+use super::user::{self, User, Users};
 use crate::audit::{self, Actor, AuditAction, Entry};
-use crate::crypto::{SecretString, Token};
-use crate::domain::OrgId;
+use crate::crypto::{SecretString, Token, TokenHash};
+use crate::domain::{Email, OrgId};
 use crate::error::AppError;
+use crate::state::AppState;
 
 pub mod entity {
     use sea_orm::entity::prelude::*;
@@ -110,4 +112,51 @@ pub async fn purge_expired<C: ConnectionTrait>(conn: &C) -> Result<u64, DbErr> {
         .exec(conn)
         .await?;
     Ok(res.rows_affected)
+}
+
+/// Consumes the one-time `token`, sets the user's password, ends their other sessions. Shared
+/// by the API and the portal page.
+pub async fn set_password_with_token(
+    state: &AppState,
+    token: &str,
+    new_password: &str,
+    ip: Option<String>,
+) -> Result<(), AppError> {
+    let invalid = || AppError::BadRequest("invalid or expired token".into());
+    let hash = TokenHash::of(token);
+    let row = entity::Entity::find()
+        .filter(entity::Column::TokenHash.eq(hash.as_str()))
+        .one(&state.db)
+        .await?
+        .filter(|r| hash.matches(&r.token_hash) && r.used_at.is_none() && r.expires_at > Utc::now())
+        .ok_or_else(invalid)?;
+    let target = Users::find_by_id(row.user_id)
+        .one(&state.db)
+        .await?
+        .ok_or_else(invalid)?;
+    let email = Email::parse(&target.email).map_err(AppError::Internal)?;
+    let password = Password::parse(new_password, &email)?;
+    let cost = state.settings.bcrypt_cost;
+    let password_hash = super::password::blocking(move || password.hash(cost)).await??;
+
+    let txn = crate::db::begin_write(&state.db).await?;
+    // Single use even under concurrency: only one request flips used_at.
+    let claimed = entity::Entity::update_many()
+        .col_expr(
+            entity::Column::UsedAt,
+            sea_orm::sea_query::Expr::value(Utc::now()),
+        )
+        .filter(entity::Column::Id.eq(row.id))
+        .filter(entity::Column::UsedAt.is_null())
+        .exec(&txn)
+        .await?
+        .rows_affected;
+    if claimed != 1 {
+        txn.rollback().await?;
+        return Err(invalid());
+    }
+    void_unused(&txn, target.id).await?;
+    user::store_password(&txn, &target, password_hash, ip).await?;
+    txn.commit().await?;
+    Ok(())
 }

@@ -34,7 +34,8 @@ pub mod entity {
     impl ActiveModelBehavior for ActiveModel {}
 }
 
-pub use entity::{Entity as Users, Model as User};
+pub type Users = entity::Entity;
+pub type User = entity::Model;
 
 impl User {
     /// The user's role (stored as text; a bad value is a server-side fault).

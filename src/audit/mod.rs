@@ -49,7 +49,8 @@ pub mod entity {
     impl ActiveModelBehavior for ActiveModel {}
 }
 
-pub use entity::{Entity as AuditLog, Model as AuditRow};
+pub type AuditLog = entity::Entity;
+pub type AuditRow = entity::Model;
 
 /// Who did it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -54,7 +54,9 @@ pub mod entity {
     impl ActiveModelBehavior for ActiveModel {}
 }
 
-pub use entity::{Column, Entity as Devices, Model as Device};
+pub use entity::Column;
+pub type Devices = entity::Entity;
+pub type Device = entity::Model;
 
 /// How long an enrollment code can be exchanged for the device's credentials.
 pub const ENROLLMENT_TTL_MIN: i64 = 15;

@@ -70,15 +70,15 @@ macro_rules! api_routes {
 api_routes! {
     get "/health" => super::health::get, "system", "Liveness and database reachability", ok 200: crate::protocol::Health, ok 503: crate::protocol::Health;
     get "/openapi.json" => openapi, "system", "This description of the API", ok 200: serde_json::Value;
-    post "/api/v1/auth/login" => crate::accounts::api::login, "auth", "Log in: access token + HttpOnly refresh cookie", body: crate::accounts::api::LoginBody, ok 200: crate::accounts::api::AccessTokenResponse;
-    post "/api/v1/auth/refresh" => crate::accounts::api::refresh, "auth", "Rotate the refresh cookie, new access token", ok 200: crate::accounts::api::AccessTokenResponse;
-    post "/api/v1/auth/logout" => crate::accounts::api::logout, "auth", "Revoke the session", ok 200: crate::accounts::api::Acknowledged;
-    get "/api/v1/auth/me" => crate::accounts::api::me, "auth", "The logged-in user", ok 200: crate::accounts::api::UserView;
-    post "/api/v1/auth/password/set/init" => crate::accounts::api::password_set_init, "auth", "One-time password-set link for a user (ADMIN/DEV)", body: crate::accounts::api::SetInitBody, ok 200: crate::accounts::api::PasswordLinkResponse;
-    post "/api/v1/auth/password/set/confirm" => crate::accounts::api::password_set_confirm, "auth", "Choose a password with a one-time token", body: crate::accounts::api::SetConfirmBody, ok 200: crate::accounts::api::Acknowledged;
-    get "/api/v1/admin/users" => crate::accounts::admin::list, "admin", "Users of the office (ADMIN/DEV)", ok 200: Vec<crate::accounts::api::UserView>;
-    post "/api/v1/admin/users" => crate::accounts::admin::create, "admin", "Create a user; returns their password-set link (ADMIN/DEV)", body: crate::accounts::admin::CreateBody, ok 201: crate::accounts::admin::CreatedResponse;
-    patch "/api/v1/admin/users/{id}" => crate::accounts::admin::patch, "admin", "Change a user (ADMIN/DEV)", body: crate::accounts::admin::PatchBody, ok 200: crate::accounts::api::UserView;
+    post "/api/v1/auth/login" => crate::accounts::routes::login, "auth", "Log in: access token + HttpOnly refresh cookie", body: crate::accounts::routes::LoginBody, ok 200: crate::accounts::routes::AccessTokenResponse;
+    post "/api/v1/auth/refresh" => crate::accounts::routes::refresh, "auth", "Rotate the refresh cookie, new access token", ok 200: crate::accounts::routes::AccessTokenResponse;
+    post "/api/v1/auth/logout" => crate::accounts::routes::logout, "auth", "Revoke the session", ok 200: crate::accounts::routes::Acknowledged;
+    get "/api/v1/auth/me" => crate::accounts::routes::me, "auth", "The logged-in user", ok 200: crate::accounts::administration::UserView;
+    post "/api/v1/auth/password/set/init" => crate::accounts::routes::password_set_init, "auth", "One-time password-set link for a user (ADMIN/DEV)", body: crate::accounts::routes::SetInitBody, ok 200: crate::accounts::routes::PasswordLinkResponse;
+    post "/api/v1/auth/password/set/confirm" => crate::accounts::routes::password_set_confirm, "auth", "Choose a password with a one-time token", body: crate::accounts::routes::SetConfirmBody, ok 200: crate::accounts::routes::Acknowledged;
+    get "/api/v1/admin/users" => crate::accounts::routes::list, "admin", "Users of the office (ADMIN/DEV)", ok 200: Vec<crate::accounts::administration::UserView>;
+    post "/api/v1/admin/users" => crate::accounts::routes::create, "admin", "Create a user; returns their password-set link (ADMIN/DEV)", body: crate::accounts::administration::CreateBody, ok 201: crate::accounts::routes::CreatedResponse;
+    patch "/api/v1/admin/users/{id}" => crate::accounts::routes::patch, "admin", "Change a user (ADMIN/DEV)", body: crate::accounts::administration::PatchBody, ok 200: crate::accounts::administration::UserView;
     post "/api/v1/admin/devices" => crate::devices::admin::create, "devices", "Provision a device: its token and a 15-minute enrollment code, shown once (ADMIN/DEV)", body: crate::devices::admin::CreateBody, ok 201: crate::devices::admin::CredentialsResponse;
     get "/api/v1/admin/devices" => crate::devices::admin::list, "devices", "Devices of the office with owner, last contact and installed certificates (ADMIN/DEV)", ok 200: Vec<crate::devices::admin::DeviceView>;
     get "/api/v1/admin/devices/{id}" => crate::devices::admin::get, "devices", "One device of the office (ADMIN/DEV)", ok 200: crate::devices::admin::DeviceView;

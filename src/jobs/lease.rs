@@ -49,7 +49,9 @@ pub mod entity {
     impl ActiveModelBehavior for ActiveModel {}
 }
 
-pub use entity::{Column, Entity as Leases, Model as Lease};
+pub use entity::Column;
+pub type Leases = entity::Entity;
+pub type Lease = entity::Model;
 
 /// The audit log's name for an installation.
 pub const ENTITY: &str = "installation";

@@ -66,7 +66,9 @@ pub mod entity {
     impl ActiveModelBehavior for ActiveModel {}
 }
 
-pub use entity::{Column, Entity as InstallJobs, Model as InstallJob};
+pub use entity::Column;
+pub type InstallJobs = entity::Entity;
+pub type InstallJob = entity::Model;
 
 /// The audit log's name for a job.
 pub const ENTITY: &str = "install_job";

@@ -3,17 +3,14 @@
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use maud::{Markup, html};
-use sea_orm::{EntityTrait, PaginatorTrait};
 use serde::Deserialize;
 
 use super::session::{Csrf, PortalUser, SESSION_COOKIE, removal, session_cookie};
 use super::{layout, page, redirect};
-use crate::accounts::{NewUser, Password, api, session, user};
-use crate::audit::{self, Actor, AuditAction, Entry};
-use crate::crypto::TokenHash;
-use crate::domain::{Email, OrgId, Role};
+use crate::accounts::{Password, first_access, login, password_set};
+use crate::domain::Email;
 use crate::error::AppError;
-use crate::http::extract::client_ip;
+use crate::http::extract::{client, client_ip};
 use crate::state::AppState;
 
 fn error_box(message: Option<&str>) -> Markup {
@@ -65,7 +62,7 @@ pub async fn login_submit(
     let form = form.into_inner();
     Csrf::verify(&req, &form.csrf)?;
     let csrf = Csrf::for_request(&req, &state);
-    match api::attempt_login(&state, &req, &form.email, form.password).await {
+    match login::attempt_login(&state, &client(&req), &form.email, form.password).await {
         Ok((_, login)) => Ok(HttpResponse::SeeOther()
             .insert_header((actix_web::http::header::LOCATION, "/"))
             .cookie(session_cookie(&state, login.token.expose().to_owned()))
@@ -105,17 +102,7 @@ pub async fn logout(
 ) -> Result<HttpResponse, AppError> {
     Csrf::verify(&req, &form.csrf)?;
     if let Some(cookie) = req.cookie(SESSION_COOKIE) {
-        let txn = crate::db::begin_write(&state.db).await?;
-        if let Some((user_id, org_id)) = session::revoke_presented(&txn, cookie.value()).await? {
-            audit::append(
-                &txn,
-                Entry::new(OrgId(org_id), AuditAction::Logout, Actor::User(user_id))
-                    .entity("user", user_id)
-                    .ip(client_ip(&req)),
-            )
-            .await?;
-        }
-        txn.commit().await?;
+        login::logout(&state, Some(cookie.value()), None, client_ip(&req)).await?;
     }
     Ok(HttpResponse::SeeOther()
         .insert_header((actix_web::http::header::LOCATION, "/entrar"))
@@ -217,7 +204,7 @@ pub async fn set_password_submit(
     if form.new_password != form.confirm {
         return Ok(retry("As senhas não conferem."));
     }
-    match api::set_password_with_token(&state, &form.token, &form.new_password, client_ip(&req))
+    match password_set::set_password_with_token(&state, &form.token, &form.new_password, client_ip(&req))
         .await
     {
         Ok(()) => Ok(page(
@@ -253,32 +240,13 @@ fn first_access_form(csrf: &str, token: &str, message: Option<&str>) -> Markup {
     }
 }
 
-/// Takes the first-access token out of the state when `presented` matches it.
-fn take_setup_token(state: &AppState, presented: &str) -> Option<TokenHash> {
-    let mut guard = state.setup_token.lock().unwrap_or_else(|p| p.into_inner());
-    if is_setup_token(guard.as_ref(), presented) {
-        guard.take()
-    } else {
-        None
-    }
-}
-
-fn setup_token_matches(state: &AppState, presented: &str) -> bool {
-    let guard = state.setup_token.lock().unwrap_or_else(|p| p.into_inner());
-    is_setup_token(guard.as_ref(), presented)
-}
-
-fn is_setup_token(stored: Option<&TokenHash>, presented: &str) -> bool {
-    stored.is_some_and(|h| TokenHash::of(presented).matches(h.as_str()))
-}
-
 pub async fn first_access_page(
     state: web::Data<AppState>,
     req: HttpRequest,
     q: web::Query<TokenQuery>,
 ) -> HttpResponse {
     let csrf = Csrf::for_request(&req, &state);
-    if !setup_token_matches(&state, &q.token) {
+    if !first_access::setup_token_matches(&state, &q.token) {
         let body = html! { h1 { "Primeiro acesso" } p { "Este link não é válido (o administrador já foi criado, ou o servidor foi reiniciado e imprimiu um novo link)." } };
         return page(
             StatusCode::NOT_FOUND,
@@ -317,7 +285,7 @@ pub async fn first_access_submit(
     let form = form.into_inner();
     Csrf::verify(&req, &form.csrf)?;
     let csrf = Csrf::for_request(&req, &state);
-    if !setup_token_matches(&state, &form.token) {
+    if !first_access::setup_token_matches(&state, &form.token) {
         return Err(AppError::NotFound("first-access link is not valid".into()));
     }
     let retry = |message: &str| {
@@ -350,37 +318,7 @@ pub async fn first_access_submit(
     if nome.is_empty() || nome.chars().count() > 200 {
         return Ok(retry("Informe o nome (até 200 caracteres)."));
     }
-    let cost = state.settings.bcrypt_cost;
-    let hash = web::block(move || password.hash(cost))
-        .await
-        .map_err(|e| AppError::Internal(e.to_string()))??;
-    // Consume the link before writing, so two concurrent submissions cannot both succeed.
-    let Some(token_hash) = take_setup_token(&state, &form.token) else {
-        return Err(AppError::NotFound("first-access link is not valid".into()));
-    };
-    let created = async {
-        let txn = crate::db::begin_write(&state.db).await?;
-        if user::Users::find().count(&txn).await? > 0 {
-            txn.rollback().await?;
-            return Err(AppError::Conflict(
-                "the first administrator already exists".into(),
-            ));
-        }
-        let new = NewUser {
-            email,
-            nome,
-            role: Role::Admin,
-        };
-        let created = user::create(&txn, OrgId(state.settings.org_id), &new, Actor::System).await?;
-        user::store_password(&txn, &created, hash, client_ip(&req)).await?;
-        txn.commit().await?;
-        Ok(())
-    }
-    .await;
-    if let Err(e) = created {
-        // Nothing was created: the link stays usable.
-        *state.setup_token.lock().unwrap_or_else(|p| p.into_inner()) = Some(token_hash);
-        return Err(e);
-    }
+    first_access::create_first_admin(&state, &form.token, nome, email, password, client_ip(&req))
+        .await?;
     Ok(redirect("/entrar"))
 }

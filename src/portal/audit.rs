@@ -89,7 +89,7 @@ pub async fn page(
     } else {
         api::verify_new_rows(&state, &staff.user).await?
     };
-    let users = crate::accounts::admin::list_users(&state.db, staff.user.org).await?;
+    let users = crate::accounts::administration::list_users(&state.db, staff.user.org).await?;
     let devices =
         crate::devices::admin::list_views(&state.db, staff.user.org, &state.contacts).await?;
     let user_name = |id: Uuid| users.iter().find(|u| u.id == id).map(|u| u.nome.clone());

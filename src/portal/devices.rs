@@ -13,7 +13,7 @@ use super::dashboard::OFFLINE_AFTER_MINUTES;
 use super::error::{PageError, back_to};
 use super::session::AdminStaff;
 use super::{Section, check_csrf, done, staff_page};
-use crate::accounts::api::UserView;
+use crate::accounts::administration::UserView;
 use crate::devices::admin::{self, CreateBody, CredentialsResponse, DeviceView, PatchBody};
 use crate::state::AppState;
 
@@ -65,7 +65,7 @@ pub async fn list(
         .into_iter()
         .filter(|d| !offline_only || (d.public_key.is_some() && d.is_allowed && !online(d, now)))
         .collect();
-    let users = crate::accounts::admin::list_users(&state.db, staff.user.org).await?;
+    let users = crate::accounts::administration::list_users(&state.db, staff.user.org).await?;
     let tz = state.settings.timezone;
     let body = html! {
         h1 { "Dispositivos" }
@@ -204,7 +204,7 @@ pub async fn detail(
     )
     .await
     .map_err(back_to("/dispositivos"))?;
-    let users = crate::accounts::admin::list_users(&state.db, staff.user.org).await?;
+    let users = crate::accounts::administration::list_users(&state.db, staff.user.org).await?;
     let tz = state.settings.timezone;
     let now = Utc::now();
     let csrf = &staff.csrf.value;

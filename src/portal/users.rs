@@ -10,7 +10,7 @@ use super::components::{self as c, csrf_field};
 use super::error::{PageError, back_to};
 use super::session::AdminStaff;
 use super::{Section, check_csrf, done, staff_page};
-use crate::accounts::admin::{CreateBody, PatchBody};
+use crate::accounts::administration::{CreateBody, PatchBody};
 use crate::accounts::password_set::PasswordSetLink;
 use crate::domain::Role;
 use crate::error::AppError;
@@ -43,7 +43,7 @@ pub async fn list(
     params: web::Query<ListParams>,
 ) -> Result<HttpResponse, PageError> {
     let staff = &admin.0;
-    let users = crate::accounts::admin::list_users(&state.db, staff.user.org).await?;
+    let users = crate::accounts::administration::list_users(&state.db, staff.user.org).await?;
     let tz = state.settings.timezone;
     let csrf = &staff.csrf.value;
     let roles = grantable(&admin);
@@ -151,7 +151,7 @@ pub async fn create(
 ) -> Result<HttpResponse, PageError> {
     let form = form.into_inner();
     check_csrf(&req, &form.csrf)?;
-    let created = crate::accounts::admin::create_user(
+    let created = crate::accounts::administration::create_user(
         &state,
         &admin.0.user,
         CreateBody {
@@ -192,7 +192,7 @@ pub async fn update(
 ) -> Result<HttpResponse, PageError> {
     let form = form.into_inner();
     check_csrf(&req, &form.csrf)?;
-    crate::accounts::admin::update_user(
+    crate::accounts::administration::update_user(
         &state,
         &admin.0.user,
         path.into_inner(),
@@ -220,7 +220,7 @@ pub async fn password_link(
         .await?
         .ok_or_else(|| AppError::NotFound("no such user in this office".into()))
         .map_err(back_to("/usuarios"))?;
-    let link = crate::accounts::api::issue_password_link(&state, &admin.0.user, &target)
+    let link = crate::accounts::administration::issue_password_link(&state, &admin.0.user, &target)
         .await
         .map_err(back_to("/usuarios"))?;
     Ok(link_page(

@@ -1,25 +1,73 @@
-//! `/api/v1/admin/users`: user administration for ADMIN/DEV within their own office.
+//! User administration by ADMIN/DEV within their own office: the users as the office sees
+//! them, creating one (with their password-set link), changing one (role, auto-approve,
+//! activation, names), and issuing a new password-set link.
 
-use actix_web::{HttpResponse, web};
 use chrono::Utc;
 use sea_orm::entity::prelude::*;
 use sea_orm::{ActiveValue::Set, PaginatorTrait, QueryOrder};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
-use super::api::UserView;
-use super::user::{self, Users};
-use super::{NewUser, password_set, session};
+use super::password_set::{self, PasswordSetLink};
+use super::session;
+use super::user::{self, NewUser, User, Users};
 use crate::audit::{self, Actor, AuditAction, Entry};
-use crate::domain::{Email, Role};
+use crate::domain::{Email, OrgId, Role};
 use crate::error::AppError;
-use crate::http::extract::{AdminUser, AuthUser};
+use crate::identity::AuthUser;
 use crate::state::AppState;
+
+/// A user as the API shows it (no password hash).
+#[derive(Serialize, schemars::JsonSchema)]
+pub struct UserView {
+    pub id: Uuid,
+    pub org_id: i64,
+    pub email: String,
+    pub nome: String,
+    pub role_global: String,
+    pub is_active: bool,
+    pub auto_approve_install_jobs: bool,
+    pub ad_username: Option<String>,
+    pub has_password: bool,
+    pub created_at: chrono::DateTime<Utc>,
+}
+
+impl From<&User> for UserView {
+    fn from(u: &User) -> Self {
+        Self {
+            id: u.id,
+            org_id: u.org_id,
+            email: u.email.clone(),
+            nome: u.nome.clone(),
+            role_global: u.role_global.clone(),
+            is_active: u.is_active,
+            auto_approve_install_jobs: u.auto_approve_install_jobs,
+            ad_username: u.ad_username.clone(),
+            has_password: u.password_hash.is_some(),
+            created_at: u.created_at,
+        }
+    }
+}
+
+/// The user of `org` with e-mail `raw`.
+pub async fn find_by_email<C: ConnectionTrait>(
+    db: &C,
+    org: OrgId,
+    raw: &str,
+) -> Result<User, AppError> {
+    let email = Email::parse(raw).map_err(AppError::Validation)?;
+    Users::find()
+        .filter(user::entity::Column::Email.eq(email.as_str()))
+        .filter(user::entity::Column::OrgId.eq(org.0))
+        .one(db)
+        .await?
+        .ok_or_else(|| AppError::NotFound("no user with that e-mail in this office".into()))
+}
 
 /// The users of `org` by e-mail.
 pub async fn list_users<C: ConnectionTrait>(
     db: &C,
-    org: crate::domain::OrgId,
+    org: OrgId,
 ) -> Result<Vec<UserView>, AppError> {
     let users = Users::find()
         .filter(user::entity::Column::OrgId.eq(org.0))
@@ -27,11 +75,6 @@ pub async fn list_users<C: ConnectionTrait>(
         .all(db)
         .await?;
     Ok(users.iter().map(UserView::from).collect())
-}
-
-/// `GET /api/v1/admin/users`
-pub async fn list(state: web::Data<AppState>, admin: AdminUser) -> Result<HttpResponse, AppError> {
-    Ok(HttpResponse::Ok().json(list_users(&state.db, admin.0.org).await?))
 }
 
 #[derive(Deserialize, Default, schemars::JsonSchema)]
@@ -50,7 +93,7 @@ pub struct CreateBody {
 /// A new user and their one-time password-set link (shown once).
 pub struct Created {
     pub user: UserView,
-    pub link: super::password_set::PasswordSetLink,
+    pub link: PasswordSetLink,
 }
 
 fn parse_role(raw: &str) -> Result<Role, AppError> {
@@ -65,28 +108,6 @@ fn may_grant(admin: &AuthUser, role: Role) -> Result<(), AppError> {
         ));
     }
     Ok(())
-}
-
-/// `POST /api/v1/admin/users`: creates the user and returns their one-time password-set link.
-pub async fn create(
-    state: web::Data<AppState>,
-    admin: AdminUser,
-    body: web::Json<CreateBody>,
-) -> Result<HttpResponse, AppError> {
-    let created = create_user(&state, &admin.0, body.into_inner()).await?;
-    Ok(HttpResponse::Created().json(CreatedResponse {
-        user: created.user,
-        password_set_link: created.link.url.expose().to_owned(),
-        expires_at: created.link.expires_at,
-    }))
-}
-
-/// Response of `POST /api/v1/admin/users`: the user and their one-time password-set link.
-#[derive(serde::Serialize, schemars::JsonSchema)]
-pub struct CreatedResponse {
-    pub user: UserView,
-    pub password_set_link: String,
-    pub expires_at: chrono::DateTime<chrono::Utc>,
 }
 
 /// Creates a user of the admin's office and issues their password-set link.
@@ -151,17 +172,6 @@ pub struct PatchBody {
     pub ad_username: Option<String>,
     pub email: Option<String>,
     pub nome: Option<String>,
-}
-
-/// `PATCH /api/v1/admin/users/{id}`
-pub async fn patch(
-    state: web::Data<AppState>,
-    admin: AdminUser,
-    path: web::Path<Uuid>,
-    body: web::Json<PatchBody>,
-) -> Result<HttpResponse, AppError> {
-    let view = update_user(&state, &admin.0, path.into_inner(), body.into_inner()).await?;
-    Ok(HttpResponse::Ok().json(view))
 }
 
 /// Changes user `id` of the admin's office: role, auto-approve, activation, names. Deactivation
@@ -323,4 +333,46 @@ pub async fn update_user(
         state.job_hub.notify(device);
     }
     Ok(UserView::from(&updated))
+}
+
+/// A one-time password-set link for `target` (a user of the admin's office), issued by an
+/// ADMIN/DEV who may administer them; a refusal is audited `PASSWORD_SET_DENIED`.
+pub async fn issue_password_link(
+    state: &AppState,
+    admin: &AuthUser,
+    target: &User,
+) -> Result<PasswordSetLink, AppError> {
+    admin.require_admin()?;
+    if target.org_id != admin.org.0 {
+        return Err(AppError::NotFound("no such user in this office".into()));
+    }
+    if !admin.role.may_administer(target.role()?) {
+        // Setting a DEV's password would let an ADMIN log in as the DEV and grant itself DEV.
+        audit::record(
+            &state.db,
+            Entry::new(
+                admin.org,
+                AuditAction::PasswordSetDenied,
+                Actor::User(admin.user.id),
+            )
+            .entity("user", target.id)
+            .meta(json!({"reason": "target_is_dev"}))
+            .ip(admin.ip.clone()),
+        )
+        .await?;
+        return Err(AppError::Forbidden(
+            "only a DEV can issue a password link for a DEV".into(),
+        ));
+    }
+    let txn = crate::db::begin_write(&state.db).await?;
+    let link = password_set::issue(
+        &txn,
+        &state.settings.public_url,
+        state.settings.password_set_ttl_hours,
+        target,
+        Actor::User(admin.user.id),
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(link)
 }
