@@ -5,6 +5,8 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::error::AppError;
+
 /// An office (organisation). Every row that belongs to an office carries its id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "server", derive(schemars::JsonSchema))]
@@ -132,6 +134,57 @@ impl fmt::Display for Thumbprint {
     }
 }
 
+/// Free text a person or an agent typed (a host name, a reason, an error message): trimmed,
+/// never blank, at most `MAX` characters. Blank text is no text: [`Text::optional`] gives
+/// `None` for it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Text<const MAX: usize>(String);
+
+/// A device's host name, domain or OS version.
+pub type Label = Text<255>;
+/// A version string an agent reports.
+pub type Version = Text<64>;
+/// Why a user asks, approves, denies or removes.
+pub type Reason = Text<500>;
+
+impl<const MAX: usize> Text<MAX> {
+    /// `raw` trimmed, `None` when absent or blank; longer than `MAX` characters is refused,
+    /// naming `field`.
+    pub fn optional(field: &str, raw: Option<String>) -> Result<Option<Self>, AppError> {
+        let Some(text) = raw.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty()) else {
+            return Ok(None);
+        };
+        if text.chars().count() > MAX {
+            return Err(AppError::Validation(format!(
+                "{field}: at most {MAX} characters"
+            )));
+        }
+        Ok(Some(Self(text)))
+    }
+
+    /// As [`Text::optional`], for text that must be there: blank is refused with `missing`.
+    pub fn required(field: &str, raw: String, missing: &str) -> Result<Self, AppError> {
+        Self::optional(field, Some(raw))?
+            .ok_or_else(|| AppError::Validation(format!("{field}: {missing}")))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<const MAX: usize> From<Text<MAX>> for String {
+    fn from(text: Text<MAX>) -> Self {
+        text.0
+    }
+}
+
+impl<const MAX: usize> fmt::Display for Text<MAX> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -164,5 +217,20 @@ mod tests {
         assert_eq!(t.as_str(), "ABCD0123456789ABCDEF0123456789ABCDEF0123");
         assert!(Thumbprint::parse("ABCD").is_err());
         assert!(Thumbprint::parse(&"G".repeat(40)).is_err());
+    }
+
+    #[test]
+    fn free_text_is_trimmed_blank_is_none_and_long_is_refused() {
+        assert_eq!(
+            Text::<5>::optional("f", Some("  abc \n".into())).unwrap().unwrap().as_str(),
+            "abc"
+        );
+        assert_eq!(Text::<5>::optional("f", Some(" \t ".into())).unwrap(), None);
+        assert_eq!(Text::<5>::optional("f", None).unwrap(), None);
+        assert!(Text::<5>::optional("f", Some("ééééé".into())).unwrap().is_some());
+        let err = Text::<5>::optional("hostname", Some("abcdef".into())).unwrap_err();
+        assert_eq!(err.to_string(), "hostname: at most 5 characters");
+        let err = Text::<5>::required("hostname", " ".into(), "required").unwrap_err();
+        assert_eq!(err.to_string(), "hostname: required");
     }
 }

@@ -81,7 +81,7 @@ pub async fn prepare(settings: Settings) -> Result<AppState, StartError> {
             settings.access_token_ttl_min,
             settings.agent.device_token_ttl_min,
         )),
-        device_auth_limits: Arc::new(crate::devices::agent::AuthLimits::new(
+        device_auth_limits: Arc::new(crate::devices::limits::AuthLimits::new(
             settings.agent.device_auth_per_minute,
         )),
         payload_limiter: Arc::new(crate::jobs::agent::payload_limiter()),

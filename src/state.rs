@@ -25,7 +25,7 @@ pub struct AppState {
     /// Login attempts per client IP (the per-account lockout lives in the database).
     pub login_limiter: Arc<Throttle<std::net::IpAddr>>,
     /// `/agent/auth` and `/agent/enroll` calls per device and per client IP.
-    pub device_auth_limits: Arc<crate::devices::agent::AuthLimits>,
+    pub device_auth_limits: Arc<crate::devices::limits::AuthLimits>,
     /// Payload downloads per device (seed S6: 5 a minute).
     pub payload_limiter: Arc<Throttle<uuid::Uuid>>,
     /// While the database has no user: the hash of the first-access link's token (memory only).

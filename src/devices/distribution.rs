@@ -2,13 +2,9 @@
 //! (`irm <server>/agent/install.ps1?code=... | iex`), the script it runs, and the agent `.exe`
 //! the server was released with (`agent_exe_file`).
 
-use actix_web::http::header;
-use actix_web::{HttpResponse, web};
-use serde::Deserialize;
-
-use super::EnrollmentCode;
+use super::enrollment::EnrollmentCode;
 use crate::error::AppError;
-use crate::state::AppState;
+use crate::settings::Settings;
 
 const SCRIPT: &str = include_str!("../../templates/install-agent.ps1");
 
@@ -32,48 +28,28 @@ pub fn install_command(server: &str, code: &EnrollmentCode) -> String {
     )
 }
 
-#[derive(Deserialize, schemars::JsonSchema)]
-pub struct ScriptQuery {
-    code: Option<String>,
-}
-
-/// `GET /agent/install.ps1?code=ABCD-EFGH-JK`: the script that downloads, installs and pairs.
-pub async fn script(
-    state: web::Data<AppState>,
-    query: web::Query<ScriptQuery>,
-) -> Result<HttpResponse, AppError> {
-    let code = match query.into_inner().code.filter(|c| !c.trim().is_empty()) {
+/// The script for `server`, pairing with the code typed in `raw` (none when blank).
+pub fn script_for(server: &str, raw: Option<String>) -> Result<String, AppError> {
+    let code = match raw.filter(|c| !c.trim().is_empty()) {
         None => None,
         Some(raw) => Some(EnrollmentCode::parse(&raw).ok_or_else(|| {
             AppError::Validation("code: an enrollment code such as ABCD-EFGH-JK".into())
         })?),
     };
-    Ok(HttpResponse::Ok()
-        .insert_header((header::CONTENT_TYPE, "text/plain; charset=utf-8"))
-        .body(install_script(&state.settings.public_url, code.as_ref())))
+    Ok(install_script(server, code.as_ref()))
 }
 
-/// `GET /agent/certhub-agent.exe`: the agent this server was released with.
-pub async fn executable(state: web::Data<AppState>) -> Result<HttpResponse, AppError> {
-    let Some(path) = &state.settings.agent_exe_file else {
+/// The agent executable this server was released with (`agent_exe_file`).
+pub async fn agent_executable(settings: &Settings) -> Result<Vec<u8>, AppError> {
+    let Some(path) = &settings.agent_exe_file else {
         return Err(AppError::NotFound(
             "no agent executable is configured on this server (agent_exe_file)".into(),
         ));
     };
-    let bytes = tokio::fs::read(path).await.map_err(|e| {
+    tokio::fs::read(path).await.map_err(|e| {
         tracing::error!(path = %path.display(), error = %e, "cannot read agent_exe_file");
         AppError::NotFound("the configured agent executable cannot be read".into())
-    })?;
-    Ok(HttpResponse::Ok()
-        .insert_header((
-            header::CONTENT_TYPE,
-            "application/vnd.microsoft.portable-executable",
-        ))
-        .insert_header((
-            header::CONTENT_DISPOSITION,
-            "attachment; filename=\"Certhub.Agent.exe\"",
-        ))
-        .body(bytes))
+    })
 }
 
 #[cfg(test)]

@@ -3,7 +3,29 @@
 
 use std::fmt;
 
-use crate::crypto::{SecretString, TokenHash};
+use chrono::{DateTime, Duration, Utc};
+
+use crate::crypto::{SecretString, Token, TokenHash};
+
+/// How long an enrollment code can be exchanged for the device's credentials.
+pub const ENROLLMENT_TTL_MIN: i64 = 15;
+
+/// A device's fresh secrets, shown once to the admin: only their hashes are stored.
+pub struct FreshCredentials {
+    pub token: Token,
+    pub code: EnrollmentCode,
+    pub code_expires_at: DateTime<Utc>,
+}
+
+impl FreshCredentials {
+    pub fn generate(now: DateTime<Utc>) -> Self {
+        Self {
+            token: Token::generate(),
+            code: EnrollmentCode::generate(),
+            code_expires_at: now + Duration::minutes(ENROLLMENT_TTL_MIN),
+        }
+    }
+}
 
 /// Crockford's base 32: no I, L, O or U, and a mistyped O, I or L still reads as 0 or 1.
 const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";

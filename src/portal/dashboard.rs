@@ -152,7 +152,7 @@ async fn attention(state: &AppState, staff: &Staff) -> Result<Markup, PageError>
     .await?
     .total;
     let devices =
-        crate::devices::admin::list_views(&state.db, staff.user.org, &state.contacts).await?;
+        crate::devices::provisioning::list_views(&state.db, staff.user.org, &state.contacts).await?;
     let offline = devices
         .iter()
         .filter(|d| d.public_key.is_some() && d.is_allowed)

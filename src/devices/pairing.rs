@@ -1,125 +1,46 @@
-//! `/api/v1/agent/*` for pairing and staying in touch: enrollment with a one-time code, device
-//! authentication (device id + token -> DEVICE access token) and the heartbeat.
+//! Pairing and staying paired: enrollment with a one-time code (the device's id, a fresh token,
+//! its public key registered), device authentication (device id + token -> a DEVICE access
+//! token), and the key check. Unknown, used and expired codes look alike; so do an unknown
+//! device and a wrong token. Every refusal is audited, the first of a rate-limited run too.
 
 use std::net::IpAddr;
 
-use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::Utc;
 use sea_orm::entity::prelude::*;
 use sea_orm::sea_query::Expr;
 use serde_json::json;
 
-use super::{Column, Device, Devices, EnrollmentCode, KeyCheck, check_key};
+use super::enrollment::EnrollmentCode;
+use super::entity::{Column, Device, Devices};
+use super::limits::{Endpoint, Scope};
 use crate::audit::{self, Actor, AuditAction, Entry};
-use crate::crypto::{Token, TokenHash};
-use crate::domain::OrgId;
+use crate::crypto::{DevicePublicKey, Token, TokenHash};
+use crate::domain::{Label, OrgId, Version};
 use crate::error::AppError;
-use crate::http::extract::{AuthDevice, client_addr, client_ip};
-use crate::throttle::{Refusal, Throttle};
-use crate::protocol::{
-    DeviceAuthRequest, DeviceAuthResponse, DeviceCredentials, EnrollRequest, HeartbeatRequest,
-    HeartbeatResponse,
-};
+use crate::protocol::{DeviceAuthRequest, DeviceAuthResponse, DeviceCredentials, EnrollRequest};
 use crate::state::AppState;
+use crate::throttle::Refusal;
 
-/// Limits on pairing and device authentication, all answered from memory.
-///
-/// Every call counts against its client IP (`/agent/auth` and `/agent/enroll` separately).
-/// Only *failed* `/agent/auth` attempts count against a device, per device and client IP, so a
-/// stranger who knows a device id (every VIEW user can see them) spends only their own quota
-/// and cannot keep the real agent out; a ceiling per device, ten times higher, bounds the
-/// failures from everywhere together.
-pub struct AuthLimits {
-    auth_per_ip: Throttle<IpAddr>,
-    enroll_per_ip: Throttle<IpAddr>,
-    failures: Throttle<(Uuid, Option<IpAddr>)>,
-    device_failures: Throttle<Uuid>,
+/// What a device presents as its key, checked against the one it registered.
+pub enum KeyCheck {
+    /// No key registered yet: this one will be.
+    Register(String),
+    /// The registered key.
+    Same,
 }
 
-/// Which limit refused a request (the audit row's `limit`).
-#[derive(Debug, Clone, Copy)]
-enum Scope {
-    Ip,
-    DeviceAndIp,
-    Device,
-}
-
-impl Scope {
-    fn as_str(self) -> &'static str {
-        match self {
-            Scope::Ip => "ip",
-            Scope::DeviceAndIp => "device_ip",
-            Scope::Device => "device",
-        }
-    }
-}
-
-impl AuthLimits {
-    pub fn new(per_minute: u32) -> Self {
-        Self {
-            auth_per_ip: Throttle::per_minute(per_minute),
-            enroll_per_ip: Throttle::per_minute(per_minute),
-            failures: Throttle::per_minute(per_minute),
-            device_failures: Throttle::per_minute(per_minute.saturating_mul(10)),
-        }
-    }
-
-    /// Before the request is looked at: the per-IP quota, and for `/agent/auth` whether the
-    /// device is in a run of refused failures.
-    fn check(
-        &self,
-        endpoint: Endpoint,
-        device: Option<Uuid>,
-        ip: Option<IpAddr>,
-    ) -> Result<(), (Scope, Refusal)> {
-        let per_ip = match endpoint {
-            Endpoint::Enroll => &self.enroll_per_ip,
-            Endpoint::Auth => &self.auth_per_ip,
-        };
-        if let Some(ip) = ip {
-            per_ip.check(&ip).map_err(|r| (Scope::Ip, r))?;
-        }
-        if let Some(id) = device {
-            self.failures
-                .refusing(&(id, ip))
-                .map_err(|r| (Scope::DeviceAndIp, r))?;
-            self.device_failures
-                .refusing(&id)
-                .map_err(|r| (Scope::Device, r))?;
-        }
-        Ok(())
-    }
-
-    /// Counts a failed `/agent/auth` against the device; `Some` when that starts a refusal run.
-    fn failed(&self, device: Uuid, ip: Option<IpAddr>) -> Option<(Scope, Refusal)> {
-        let pair = self.failures.check(&(device, ip)).err();
-        let all = self.device_failures.check(&device).err();
-        pair.map(|r| (Scope::DeviceAndIp, r))
-            .or(all.map(|r| (Scope::Device, r)))
-            .filter(|(_, r)| r.audit.is_some())
-    }
-
-    /// Forgets idle keys; see [`Throttle::prune`].
-    pub fn prune(&self) -> u64 {
-        self.auth_per_ip.prune()
-            + self.enroll_per_ip.prune()
-            + self.failures.prune()
-            + self.device_failures.prune()
-    }
-}
-
-#[derive(Debug, Clone, Copy)]
-enum Endpoint {
-    Enroll,
-    Auth,
-}
-
-impl Endpoint {
-    fn as_str(self) -> &'static str {
-        match self {
-            Endpoint::Enroll => "enroll",
-            Endpoint::Auth => "auth",
-        }
+/// Parses `presented` (standard base64 of the raw 32 X25519 bytes) and compares it with the
+/// device's key: a different key is refused until an admin rotates the device.
+pub fn check_key(device: &Device, presented: &str) -> Result<KeyCheck, AppError> {
+    let key = DevicePublicKey::parse(presented)
+        .map_err(|e| AppError::Validation(format!("public_key: {e}")))?
+        .to_base64();
+    match &device.public_key {
+        None => Ok(KeyCheck::Register(key)),
+        Some(registered) if *registered == key => Ok(KeyCheck::Same),
+        Some(_) => Err(AppError::Conflict(
+            "this device already registered a different public key; an admin must rotate the device first".into(),
+        )),
     }
 }
 
@@ -127,7 +48,7 @@ impl Endpoint {
 /// followed the previous audited one); the rest are answered from memory.
 async fn audit_refusal(
     state: &AppState,
-    req: &HttpRequest,
+    addr: Option<IpAddr>,
     endpoint: Endpoint,
     device: Option<Uuid>,
     (scope, refusal): (Scope, Refusal),
@@ -152,7 +73,7 @@ async fn audit_refusal(
         "limit": scope.as_str(),
         "refused_since_last_row": followed,
     }))
-    .ip(client_ip(req));
+    .ip(addr.map(|a| a.to_string()));
     if let Some(id) = device {
         entry = entry.entity("device", id);
     }
@@ -164,28 +85,28 @@ async fn audit_refusal(
 /// Applies the limits; past them, answers 429 (auditing the first refusal of a run).
 async fn rate_limit(
     state: &AppState,
-    req: &HttpRequest,
+    addr: Option<IpAddr>,
     endpoint: Endpoint,
     device: Option<Uuid>,
 ) -> Result<(), AppError> {
     let Err(refused) = state
         .device_auth_limits
-        .check(endpoint, device, client_addr(req))
+        .check(endpoint, device, addr)
     else {
         return Ok(());
     };
     let retry_after_secs = refused.1.retry_after_secs;
-    audit_refusal(state, req, endpoint, device, refused).await?;
+    audit_refusal(state, addr, endpoint, device, refused).await?;
     Err(AppError::TooManyRequests { retry_after_secs })
 }
 
 /// Audits a refused key (not secret: it is a public key) and answers 409.
-async fn key_rejected(
+async fn key_rejected<T>(
     state: &AppState,
     device: &Device,
     ip: Option<String>,
     err: AppError,
-) -> Result<HttpResponse, AppError> {
+) -> Result<T, AppError> {
     if matches!(err, AppError::Conflict(_)) {
         audit::record(
             &state.db,
@@ -202,31 +123,20 @@ async fn key_rejected(
     Err(err)
 }
 
-fn clean(field: &str, value: Option<String>, max: usize) -> Result<Option<String>, AppError> {
-    let value = value.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
-    if value.as_ref().is_some_and(|v| v.chars().count() > max) {
-        return Err(AppError::Validation(format!(
-            "{field}: at most {max} characters"
-        )));
-    }
-    Ok(value)
-}
-
 const CODE_REFUSED: &str = "enrollment code is unknown, already used or expired";
 
-/// `POST /api/v1/agent/enroll`: exchanges a one-time enrollment code for the device's id and a
-/// fresh token, registering its public key. Unknown, used and expired codes get the same 410.
+/// Exchanges a one-time enrollment code for the device's id and a fresh token, registering its
+/// public key. Unknown, used and expired codes get the same 410.
 pub async fn enroll(
-    state: web::Data<AppState>,
-    req: HttpRequest,
-    body: web::Json<EnrollRequest>,
-) -> Result<HttpResponse, AppError> {
-    rate_limit(&state, &req, Endpoint::Enroll, None).await?;
-    let body = body.into_inner();
-    let ip = client_ip(&req);
-    let hostname = clean("hostname", body.hostname, 255)?;
-    let os_version = clean("os_version", body.os_version, 255)?;
-    let agent_version = clean("agent_version", body.agent_version, 64)?;
+    state: &AppState,
+    addr: Option<IpAddr>,
+    body: EnrollRequest,
+) -> Result<DeviceCredentials, AppError> {
+    rate_limit(state, addr, Endpoint::Enroll, None).await?;
+    let ip = addr.map(|a| a.to_string());
+    let hostname = Label::optional("hostname", body.hostname)?.map(String::from);
+    let os_version = Label::optional("os_version", body.os_version)?.map(String::from);
+    let agent_version = Version::optional("agent_version", body.agent_version)?.map(String::from);
     let code = EnrollmentCode::parse(&body.enrollment_code);
     let hash = code.as_ref().map(EnrollmentCode::hash);
     let device = match &hash {
@@ -267,7 +177,7 @@ pub async fn enroll(
     let key = match check_key(&device, &body.public_key) {
         Ok(KeyCheck::Register(key)) => key,
         Ok(KeyCheck::Same) => device.public_key.clone().unwrap_or_default(),
-        Err(e) => return key_rejected(&state, &device, ip, e).await,
+        Err(e) => return key_rejected(state, &device, ip, e).await,
     };
     let token = Token::generate();
     let txn = crate::db::begin_write(&state.db).await?;
@@ -322,22 +232,21 @@ pub async fn enroll(
     super::cache::announce(&txn, device.id).await?;
     txn.commit().await?;
     state.device_cache.forget(device.id);
-    Ok(HttpResponse::Ok().json(DeviceCredentials {
+    Ok(DeviceCredentials {
         device_id: device.id,
         device_token: token.expose().to_owned(),
-    }))
+    })
 }
 
-/// `POST /api/v1/agent/auth`: device id + token -> a DEVICE access token. Unknown device and
-/// wrong token get the same 401; the first `public_key` is registered, a different one is 409.
-pub async fn auth(
-    state: web::Data<AppState>,
-    req: HttpRequest,
-    body: web::Json<DeviceAuthRequest>,
-) -> Result<HttpResponse, AppError> {
-    let body = body.into_inner();
-    rate_limit(&state, &req, Endpoint::Auth, Some(body.device_id)).await?;
-    let ip = client_ip(&req);
+/// Device id + token -> a DEVICE access token. Unknown device and wrong token get the same
+/// 401; the first `public_key` is registered, a different one is 409.
+pub async fn authenticate(
+    state: &AppState,
+    addr: Option<IpAddr>,
+    body: DeviceAuthRequest,
+) -> Result<DeviceAuthResponse, AppError> {
+    rate_limit(state, addr, Endpoint::Auth, Some(body.device_id)).await?;
+    let ip = addr.map(|a| a.to_string());
     let presented = TokenHash::of(&body.device_token);
     let found = Devices::find_by_id(body.device_id).one(&state.db).await?;
     let refusal = match &found {
@@ -366,9 +275,9 @@ pub async fn auth(
         tracing::warn!(device_id = %body.device_id, reason, "device authentication failed");
         if let Some(refused) = state
             .device_auth_limits
-            .failed(body.device_id, client_addr(&req))
+            .failed(body.device_id, addr)
         {
-            audit_refusal(&state, &req, Endpoint::Auth, Some(body.device_id), refused).await?;
+            audit_refusal(state, addr, Endpoint::Auth, Some(body.device_id), refused).await?;
         }
         return Err(AppError::Unauthorized);
     }
@@ -377,7 +286,7 @@ pub async fn auth(
         return Err(AppError::Forbidden("this device is blocked".into()));
     }
     let key = match body.public_key.as_deref().map(|k| check_key(&device, k)) {
-        Some(Err(e)) => return key_rejected(&state, &device, ip, e).await,
+        Some(Err(e)) => return key_rejected(state, &device, ip, e).await,
         Some(Ok(KeyCheck::Register(key))) => Some(key),
         Some(Ok(KeyCheck::Same)) | None => None,
     };
@@ -443,28 +352,9 @@ pub async fn auth(
         state
             .tokens
             .issue_device(device.id, OrgId(device.org_id), presented.as_str())?;
-    Ok(HttpResponse::Ok().json(DeviceAuthResponse {
+    Ok(DeviceAuthResponse {
         access_token,
         token_type: "bearer".into(),
         expires_in: state.tokens.device_ttl_secs(),
-    }))
-}
-
-/// `POST /api/v1/agent/heartbeat` (DEVICE): records that the agent is alive and which version
-/// it runs; returns the server's clock and the agent policy.
-pub async fn heartbeat(
-    state: web::Data<AppState>,
-    device: AuthDevice,
-    body: web::Json<HeartbeatRequest>,
-) -> Result<HttpResponse, AppError> {
-    let agent_version = clean("agent_version", body.into_inner().agent_version, 64)?;
-    let now = Utc::now();
-    // No write per heartbeat: kept in memory, flushed with the others every few seconds.
-    state
-        .contacts
-        .heartbeat(device.device.id, now, agent_version);
-    Ok(HttpResponse::Ok().json(HeartbeatResponse {
-        server_time: now,
-        policy: super::policy::agent_policy(&state.settings),
-    }))
+    })
 }

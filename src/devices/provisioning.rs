@@ -1,23 +1,25 @@
-//! `/api/v1/admin/devices`: provisioning, listing, renaming and changing the owner, token
-//! rotation and blocking (ADMIN/DEV, own office only). Every change is audited in its
-//! transaction; tokens and codes never are.
+//! The office's devices as ADMIN/DEV manage them (own office only): provisioning, listing,
+//! renaming and changing the owner, token rotation and blocking. Every change is audited in
+//! its transaction; tokens and codes never are.
 
 use std::collections::HashMap;
 
-use actix_web::{HttpResponse, web};
 use chrono::{DateTime, Utc};
 use sea_orm::entity::prelude::*;
 use sea_orm::{ActiveValue::Set, QueryOrder};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use super::contact::ContactBook;
+use super::enrollment::FreshCredentials;
+use super::entity::{self, Column, Device, Devices};
 use super::installed::{self, Installed};
-use super::{Column, Device, Devices, FreshCredentials, find_in_org};
+use super::targeting::find_in_org;
 use crate::accounts::user::{self, Users};
 use crate::audit::{self, Actor, AuditAction, Entry};
-use crate::domain::OrgId;
+use crate::domain::{Label, OrgId};
 use crate::error::AppError;
-use crate::http::extract::AdminUser;
+use crate::identity::AuthUser;
 use crate::state::AppState;
 
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
@@ -51,7 +53,7 @@ pub struct DeviceView {
 
 impl DeviceView {
     /// The fresher of the database's and memory's last contact (see [`super::contact`]).
-    pub fn with_contact(mut self, book: &super::contact::ContactBook) -> Self {
+    pub fn with_contact(mut self, book: &ContactBook) -> Self {
         if let Some(c) = book.unwritten(self.id) {
             self.last_seen_at = self.last_seen_at.max(c.last_seen_at);
             self.last_heartbeat_at = self.last_heartbeat_at.max(c.last_heartbeat_at);
@@ -151,16 +153,6 @@ fn credentials_response(
     }
 }
 
-fn optional_text(field: &str, value: Option<String>) -> Result<Option<String>, AppError> {
-    let value = value.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
-    if value.as_ref().is_some_and(|v| v.chars().count() > 255) {
-        return Err(AppError::Validation(format!(
-            "{field}: at most 255 characters"
-        )));
-    }
-    Ok(value)
-}
-
 /// A device's owner must be a user of its office.
 async fn check_owner<C: ConnectionTrait>(
     conn: &C,
@@ -191,28 +183,17 @@ pub struct CreateBody {
     pub owner_user_id: Option<Uuid>,
 }
 
-/// `POST /api/v1/admin/devices`: the device, its token and an enrollment code, shown once.
-pub async fn create(
-    state: web::Data<AppState>,
-    admin: AdminUser,
-    body: web::Json<CreateBody>,
-) -> Result<HttpResponse, AppError> {
-    let creds = provision(&state, &admin.0, body.into_inner()).await?;
-    Ok(HttpResponse::Created().json(creds))
-}
-
 /// Provisions a device: its token and enrollment code, returned once and stored hashed.
 pub async fn provision(
     state: &AppState,
-    admin: &crate::identity::AuthUser,
+    admin: &AuthUser,
     body: CreateBody,
 ) -> Result<CredentialsResponse, AppError> {
     admin.require_admin()?;
-    let hostname = optional_text("hostname", Some(body.hostname))?
-        .ok_or_else(|| AppError::Validation("hostname: required".into()))?;
-    let domain = optional_text("domain", body.domain)?;
-    let os_version = optional_text("os_version", body.os_version)?;
-    let agent_version = optional_text("agent_version", body.agent_version)?;
+    let hostname = String::from(Label::required("hostname", body.hostname, "required")?);
+    let domain = Label::optional("domain", body.domain)?.map(String::from);
+    let os_version = Label::optional("os_version", body.os_version)?.map(String::from);
+    let agent_version = Label::optional("agent_version", body.agent_version)?.map(String::from);
     let txn = crate::db::begin_write(&state.db).await?;
     if let Some(owner) = body.owner_user_id {
         check_owner(&txn, admin.org, owner).await?;
@@ -220,7 +201,7 @@ pub async fn provision(
     let now = Utc::now();
     let creds = FreshCredentials::generate(now);
     let id = Uuid::new_v4();
-    let device = Devices::insert(super::entity::ActiveModel {
+    let device = Devices::insert(entity::ActiveModel {
         id: Set(id),
         org_id: Set(admin.org.0),
         hostname: Set(hostname.clone()),
@@ -265,7 +246,7 @@ pub async fn provision(
 pub async fn list_views<C: ConnectionTrait>(
     db: &C,
     org: OrgId,
-    contacts: &super::contact::ContactBook,
+    contacts: &ContactBook,
 ) -> Result<Vec<DeviceView>, AppError> {
     let devices = Devices::find()
         .filter(Column::OrgId.eq(org.0))
@@ -285,43 +266,18 @@ pub async fn find_view<C: ConnectionTrait>(
     db: &C,
     org: OrgId,
     id: Uuid,
-    contacts: &super::contact::ContactBook,
+    contacts: &ContactBook,
 ) -> Result<DeviceView, AppError> {
     Ok(view(db, find_in_org(db, org, id).await?)
         .await?
         .with_contact(contacts))
 }
 
-/// `GET /api/v1/admin/devices`
-pub async fn list(state: web::Data<AppState>, admin: AdminUser) -> Result<HttpResponse, AppError> {
-    Ok(HttpResponse::Ok().json(list_views(&state.db, admin.0.org, &state.contacts).await?))
-}
-
-/// `GET /api/v1/admin/devices/{id}`
-pub async fn get(
-    state: web::Data<AppState>,
-    admin: AdminUser,
-    path: web::Path<Uuid>,
-) -> Result<HttpResponse, AppError> {
-    Ok(HttpResponse::Ok()
-        .json(find_view(&state.db, admin.0.org, path.into_inner(), &state.contacts).await?))
-}
-
-/// `POST /api/v1/admin/devices/{id}/rotate-token`: a new token and enrollment code; the old
-/// token, the access tokens issued with it and the registered key stop working.
-pub async fn rotate_token(
-    state: web::Data<AppState>,
-    admin: AdminUser,
-    path: web::Path<Uuid>,
-) -> Result<HttpResponse, AppError> {
-    Ok(HttpResponse::Ok().json(rotate(&state, &admin.0, path.into_inner()).await?))
-}
-
 /// A new token and enrollment code for device `id`, returned once; the old token and the
 /// registered key stop working and its waiting installs are cancelled.
 pub async fn rotate(
     state: &AppState,
-    admin: &crate::identity::AuthUser,
+    admin: &AuthUser,
     id: Uuid,
 ) -> Result<CredentialsResponse, AppError> {
     admin.require_admin()?;
@@ -330,7 +286,7 @@ pub async fn rotate(
     let now = Utc::now();
     let creds = FreshCredentials::generate(now);
     let had_key = device.public_key.is_some();
-    let device = Devices::update(super::entity::ActiveModel {
+    let device = Devices::update(entity::ActiveModel {
         id: Set(device.id),
         device_token_hash: Set(Some(creds.token.hash().as_str().to_owned())),
         token_rotated_at: Set(Some(now)),
@@ -366,7 +322,7 @@ pub async fn rotate(
 /// Cancels the installs still waiting for a device that was rotated or blocked.
 async fn cancel_installs_for<C: ConnectionTrait>(
     conn: &C,
-    admin: &crate::identity::AuthUser,
+    admin: &AuthUser,
     device: Uuid,
     reason: &str,
 ) -> Result<(), AppError> {
@@ -402,31 +358,20 @@ pub struct PatchBody {
     pub owner_user_id: Option<Option<Uuid>>,
 }
 
-/// `PATCH /api/v1/admin/devices/{id} {hostname?, owner_user_id?}`: renames the device or
-/// changes (or clears, with `null`) its owner; audited `DEVICE_UPDATED` with before and after.
-pub async fn patch(
-    state: web::Data<AppState>,
-    admin: AdminUser,
-    path: web::Path<Uuid>,
-    body: web::Json<PatchBody>,
-) -> Result<HttpResponse, AppError> {
-    let view = update(&state, &admin.0, path.into_inner(), body.into_inner()).await?;
-    Ok(HttpResponse::Ok().json(view))
-}
-
 /// Renames device `id` or changes its owner; audited with the before and after.
 pub async fn update(
     state: &AppState,
-    admin: &crate::identity::AuthUser,
+    admin: &AuthUser,
     id: Uuid,
     body: PatchBody,
 ) -> Result<DeviceView, AppError> {
     admin.require_admin()?;
     let hostname = match body.hostname {
-        Some(h) => Some(
-            optional_text("hostname", Some(h))?
-                .ok_or_else(|| AppError::Validation("hostname: must not be empty".into()))?,
-        ),
+        Some(h) => Some(String::from(Label::required(
+            "hostname",
+            h,
+            "must not be empty",
+        )?)),
         None => None,
     };
     let txn = crate::db::begin_write(&state.db).await?;
@@ -434,7 +379,7 @@ pub async fn update(
     if let Some(Some(owner)) = body.owner_user_id {
         check_owner(&txn, admin.org, owner).await?;
     }
-    let mut active = super::entity::ActiveModel {
+    let mut active = entity::ActiveModel {
         id: Set(device.id),
         ..Default::default()
     };
@@ -478,7 +423,7 @@ pub async fn update(
 /// Blocks (`allowed = false`: its waiting installs are cancelled) or unblocks device `id`.
 pub async fn set_allowed(
     state: &AppState,
-    admin: &crate::identity::AuthUser,
+    admin: &AuthUser,
     id: Uuid,
     allowed: bool,
 ) -> Result<DeviceView, AppError> {
@@ -490,7 +435,7 @@ pub async fn set_allowed(
         txn.rollback().await?;
         return Ok(device);
     }
-    let device = Devices::update(super::entity::ActiveModel {
+    let device = Devices::update(entity::ActiveModel {
         id: Set(device.id),
         is_allowed: Set(allowed),
         ..Default::default()
@@ -519,25 +464,4 @@ pub async fn set_allowed(
     state.device_cache.forget(device.id);
     state.job_hub.changed();
     Ok(device)
-}
-
-/// `POST /api/v1/admin/devices/{id}/block`: the device can no longer authenticate, and its
-/// access tokens stop working at once.
-pub async fn block(
-    state: web::Data<AppState>,
-    admin: AdminUser,
-    path: web::Path<Uuid>,
-) -> Result<HttpResponse, AppError> {
-    let view = set_allowed(&state, &admin.0, path.into_inner(), false).await?;
-    Ok(HttpResponse::Ok().json(view))
-}
-
-/// `POST /api/v1/admin/devices/{id}/unblock`
-pub async fn unblock(
-    state: web::Data<AppState>,
-    admin: AdminUser,
-    path: web::Path<Uuid>,
-) -> Result<HttpResponse, AppError> {
-    let view = set_allowed(&state, &admin.0, path.into_inner(), true).await?;
-    Ok(HttpResponse::Ok().json(view))
 }
