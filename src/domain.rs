@@ -222,12 +222,19 @@ mod tests {
     #[test]
     fn free_text_is_trimmed_blank_is_none_and_long_is_refused() {
         assert_eq!(
-            Text::<5>::optional("f", Some("  abc \n".into())).unwrap().unwrap().as_str(),
+            Text::<5>::optional("f", Some("  abc \n".into()))
+                .unwrap()
+                .unwrap()
+                .as_str(),
             "abc"
         );
         assert_eq!(Text::<5>::optional("f", Some(" \t ".into())).unwrap(), None);
         assert_eq!(Text::<5>::optional("f", None).unwrap(), None);
-        assert!(Text::<5>::optional("f", Some("ééééé".into())).unwrap().is_some());
+        assert!(
+            Text::<5>::optional("f", Some("ééééé".into()))
+                .unwrap()
+                .is_some()
+        );
         let err = Text::<5>::optional("hostname", Some("abcdef".into())).unwrap_err();
         assert_eq!(err.to_string(), "hostname: at most 5 characters");
         let err = Text::<5>::required("hostname", " ".into(), "required").unwrap_err();

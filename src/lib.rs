@@ -33,6 +33,8 @@ pub mod jobs;
 #[cfg(feature = "server")]
 pub mod organizations;
 #[cfg(feature = "server")]
+pub mod paging;
+#[cfg(feature = "server")]
 pub mod portal;
 #[cfg(feature = "server")]
 pub mod queue;

@@ -8,13 +8,13 @@ use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 
 use crate::accounts::access_token::AccessTokens;
-use crate::state::AppState;
 use crate::crypto::keystore::{self, KeySource};
 use crate::domain::OrgId;
-use crate::throttle::Throttle;
 use crate::http::{api, bodies, middleware};
 use crate::queue::{self, Queue};
 use crate::settings::Settings;
+use crate::state::AppState;
+use crate::throttle::Throttle;
 
 /// Errors that stop the server from starting, each with a message for the operator.
 #[derive(Debug, thiserror::Error)]
@@ -84,7 +84,7 @@ pub async fn prepare(settings: Settings) -> Result<AppState, StartError> {
         device_auth_limits: Arc::new(crate::devices::limits::AuthLimits::new(
             settings.agent.device_auth_per_minute,
         )),
-        payload_limiter: Arc::new(crate::jobs::agent::payload_limiter()),
+        payload_limiter: Arc::new(crate::jobs::payload::payload_limiter()),
         login_limiter: Arc::new(Throttle::per_minute(per_minute.get())),
         setup_token: Arc::new(std::sync::Mutex::new(None)),
         job_hub: Arc::new(crate::jobs::hub::JobHub::new()),
@@ -303,7 +303,7 @@ pub async fn serve(settings: Settings) -> Result<(), StartError> {
     // Wake-ups from other server processes sharing the PostgreSQL database.
     let listener = match &settings.database {
         crate::settings::DatabaseUrl::Postgres { url } => {
-            Some(tokio::spawn(crate::jobs::hub::listen(
+            Some(tokio::spawn(crate::jobs::listener::listen(
                 url.clone(),
                 state.job_hub.clone(),
                 state.device_cache.clone(),
@@ -370,7 +370,11 @@ mod tests {
         let names: Vec<_> = registry.periodic_jobs().iter().map(|j| j.name).collect();
         assert_eq!(names, ["maintenance", "expiry-check", "job-sweep"]);
         for job in registry.periodic_jobs() {
-            assert!(cron::Schedule::from_str(job.schedule).is_ok(), "{}", job.name);
+            assert!(
+                cron::Schedule::from_str(job.schedule).is_ok(),
+                "{}",
+                job.name
+            );
         }
     }
 }

@@ -65,10 +65,7 @@ pub async fn find_by_email<C: ConnectionTrait>(
 }
 
 /// The users of `org` by e-mail.
-pub async fn list_users<C: ConnectionTrait>(
-    db: &C,
-    org: OrgId,
-) -> Result<Vec<UserView>, AppError> {
+pub async fn list_users<C: ConnectionTrait>(db: &C, org: OrgId) -> Result<Vec<UserView>, AppError> {
     let users = Users::find()
         .filter(user::entity::Column::OrgId.eq(org.0))
         .order_by_asc(user::entity::Column::Email)

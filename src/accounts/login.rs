@@ -81,8 +81,8 @@ pub async fn attempt_login(
     txn.commit().await?;
 
     let stored = user.as_ref().and_then(|u| u.password_hash.clone());
-    let ok = password::blocking(move || password::verify(&presented, stored.as_deref(), cost))
-        .await?;
+    let ok =
+        password::blocking(move || password::verify(&presented, stored.as_deref(), cost)).await?;
     let active_user = user.filter(|u| u.is_active && ok);
 
     let txn = crate::db::begin_write(&state.db).await?;
@@ -136,8 +136,7 @@ pub async fn refresh(
     origin: &Origin,
 ) -> Result<Refreshed, AppError> {
     let txn = crate::db::begin_write(&state.db).await?;
-    let outcome =
-        session::rotate(&txn, presented, state.settings.refresh_ttl_days, origin).await?;
+    let outcome = session::rotate(&txn, presented, state.settings.refresh_ttl_days, origin).await?;
     let (user_id, login) = match outcome {
         Rotation::Rotated { user_id, login, .. } => (user_id, login),
         Rotation::ReuseDetected { user_id, org_id } => {

@@ -15,7 +15,7 @@ use super::{AuditAction, AuditLog, AuditRow};
 use crate::domain::OrgId;
 use crate::error::AppError;
 use crate::http::extract::{AdminUser, AuthUser};
-use crate::http::paging::Paging;
+use crate::paging::Paging;
 use crate::state::AppState;
 
 /// Rows read per query while streaming the CSV.
@@ -168,7 +168,7 @@ pub async fn find_page(
     state: &AppState,
     admin: &AuthUser,
     q: &AuditQuery,
-) -> Result<crate::http::paging::Page<AuditItem>, AppError> {
+) -> Result<crate::paging::Page<AuditItem>, AppError> {
     admin.require_admin()?;
     let paging = Paging::parse(q.page, q.page_size)?;
     let select = AuditLog::find()

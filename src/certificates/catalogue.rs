@@ -16,7 +16,7 @@ use super::pkcs12::CertificateInfo;
 use crate::domain::OrgId;
 use crate::error::AppError;
 use crate::identity::AuthUser;
-use crate::http::paging::{Page, Paging};
+use crate::paging::{Page, Paging};
 use crate::state::AppState;
 
 /// Folds text for searching: lower case, accents dropped ("JOSÉ" → "jose", "Ç" → "c"),

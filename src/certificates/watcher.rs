@@ -14,8 +14,8 @@ use notify::{Event, EventKind, RecursiveMode, Watcher};
 use tokio::sync::{mpsc, watch};
 
 use super::ingest::{PathKey, is_certificate_name};
-use crate::domain::OrgId;
 use super::tasks::{IngestFile, RemoveFile, RescanFolder, SealedPath};
+use crate::domain::OrgId;
 use crate::queue::Task;
 use crate::state::AppState;
 

@@ -5,7 +5,7 @@
 //! A change that matters to authentication (rotate, block, unblock, enroll, key registration,
 //! rename) calls [`announce`] inside its transaction and [`DeviceCache::forget`] after the
 //! COMMIT. On PostgreSQL the `NOTIFY` reaches every other server process's listener
-//! (`jobs::hub::listen`), which forgets the device too, so a block takes effect everywhere as
+//! (`jobs::listener`), which forgets the device too, so a block takes effect everywhere as
 //! soon as the notification arrives (milliseconds). A lost connection clears the whole cache,
 //! and no entry lives longer than [`TTL`] whatever happens.
 

@@ -89,10 +89,7 @@ async fn rate_limit(
     endpoint: Endpoint,
     device: Option<Uuid>,
 ) -> Result<(), AppError> {
-    let Err(refused) = state
-        .device_auth_limits
-        .check(endpoint, device, addr)
-    else {
+    let Err(refused) = state.device_auth_limits.check(endpoint, device, addr) else {
         return Ok(());
     };
     let retry_after_secs = refused.1.retry_after_secs;
@@ -273,10 +270,7 @@ pub async fn authenticate(
         )
         .await?;
         tracing::warn!(device_id = %body.device_id, reason, "device authentication failed");
-        if let Some(refused) = state
-            .device_auth_limits
-            .failed(body.device_id, addr)
-        {
+        if let Some(refused) = state.device_auth_limits.failed(body.device_id, addr) {
             audit_refusal(state, addr, Endpoint::Auth, Some(body.device_id), refused).await?;
         }
         return Err(AppError::Unauthorized);

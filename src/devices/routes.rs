@@ -60,8 +60,7 @@ pub async fn patch(
     path: web::Path<Uuid>,
     body: web::Json<PatchBody>,
 ) -> Result<HttpResponse, AppError> {
-    let view =
-        provisioning::update(&state, &admin.0, path.into_inner(), body.into_inner()).await?;
+    let view = provisioning::update(&state, &admin.0, path.into_inner(), body.into_inner()).await?;
     Ok(HttpResponse::Ok().json(view))
 }
 

@@ -50,6 +50,5 @@ pub fn path_config() -> web::PathConfig {
 }
 
 pub fn query_config() -> web::QueryConfig {
-    web::QueryConfig::default()
-        .error_handler(|err, _| AppError::BadRequest(err.to_string()).into())
+    web::QueryConfig::default().error_handler(|err, _| AppError::BadRequest(err.to_string()).into())
 }

@@ -3,10 +3,8 @@
 pub mod api;
 pub mod assets;
 pub mod bodies;
-pub mod extract;
 mod error;
+pub mod extract;
 pub mod health;
 pub mod middleware;
-pub mod paging;
 pub mod proxy;
-

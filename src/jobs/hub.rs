@@ -5,20 +5,17 @@
 //!
 //! Across processes (several `certhub` behind one PostgreSQL database): every move to
 //! `PENDING` also runs [`announce`] inside its transaction, a `NOTIFY` that PostgreSQL delivers
-//! at COMMIT, and each process's [`listen`] task turns those into local [`JobHub::notify`]
-//! calls. SQLite has one writer process, so the in-process call is all it needs. The same
-//! listener forgets cached device rows another process changed (`devices::cache`).
+//! at COMMIT, and each process's listener (`jobs::listener`) turns those into local
+//! [`JobHub::notify`] calls. SQLite has one writer process, so the in-process call is all it
+//! needs.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
 
 use sea_orm::{ConnectionTrait, DbBackend, DbErr};
 use tokio::sync::Notify;
 use tokio::sync::futures::Notified;
 use uuid::Uuid;
-
-use crate::devices::cache::{CHANNEL as DEVICE_CHANNEL, DeviceCache};
 
 /// The PostgreSQL channel a job's device id is announced on when the job becomes `PENDING`.
 pub const CHANNEL: &str = "certhub_job_pending";
@@ -37,89 +34,10 @@ pub async fn announce_change<C: ConnectionTrait>(conn: &C) -> Result<(), DbErr> 
 }
 
 /// Inside the transaction that makes a job for `device` `PENDING`: on PostgreSQL, a `NOTIFY`
-/// that every server process's [`listen`] receives once (and only if) the transaction commits.
+/// that every server process's listener receives once (and only if) the transaction commits.
 /// Nothing on SQLite.
 pub async fn announce<C: ConnectionTrait>(conn: &C, device: Uuid) -> Result<(), DbErr> {
     crate::db::notify(conn, CHANNEL, &device.to_string()).await
-}
-
-/// Relays [`announce`]d devices to `hub` until `stop` turns true, over a dedicated PostgreSQL
-/// connection (not one of the pool's). When that connection drops, notifications sent
-/// meanwhile are lost: once it is back, every local waiter is woken to look at the database.
-pub async fn listen(
-    url: String,
-    hub: Arc<JobHub>,
-    devices: Arc<DeviceCache>,
-    mut stop: tokio::sync::watch::Receiver<bool>,
-) {
-    use sea_orm::sqlx::postgres::PgListener;
-    let mut backoff = Duration::from_millis(500);
-    loop {
-        let connected = async {
-            let mut listener = PgListener::connect(&url).await?;
-            listener
-                .listen_all([CHANNEL, CHANGED_CHANNEL, DEVICE_CHANNEL])
-                .await?;
-            Ok::<_, sea_orm::sqlx::Error>(listener)
-        };
-        let mut listener = tokio::select! {
-            r = connected => match r {
-                Ok(l) => l,
-                Err(e) => {
-                    tracing::warn!(error = %e, retry_in = ?backoff, "job wake-up listener cannot connect to PostgreSQL");
-                    tokio::select! {
-                        _ = tokio::time::sleep(backoff) => {}
-                        _ = stop.changed() => return,
-                    }
-                    // Capped low: until the listener is back, approvals made through another
-                    // process reach this one's agents only when their long-polls end.
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
-                    continue;
-                }
-            },
-            _ = stop.changed() => return,
-        };
-        backoff = Duration::from_millis(500);
-        // Anything announced before LISTEN took effect is in the database: look again.
-        hub.notify_all();
-        hub.changed();
-        devices.forget_all();
-        tracing::debug!(channel = CHANNEL, "listening for job wake-ups");
-        loop {
-            let next = tokio::select! {
-                n = listener.try_recv() => n,
-                _ = stop.changed() => return,
-            };
-            match next {
-                Ok(Some(n)) if n.channel() == CHANGED_CHANNEL => hub.changed(),
-                Ok(Some(n)) => match (n.channel(), n.payload().parse::<Uuid>()) {
-                    (DEVICE_CHANNEL, Ok(device)) => devices.forget(device),
-                    (_, Ok(device)) => hub.notify(device),
-                    (channel, Err(_)) => {
-                        tracing::warn!(
-                            channel,
-                            payload = n.payload(),
-                            "ignored a malformed notification"
-                        );
-                        if channel == DEVICE_CHANNEL {
-                            devices.forget_all();
-                        }
-                    }
-                },
-                // Reconnected (eagerly) after a lost connection.
-                Ok(None) => {
-                    tracing::warn!("job wake-up listener reconnected; waking every waiter");
-                    hub.notify_all();
-                    hub.changed();
-                    devices.forget_all();
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "job wake-up listener failed; reconnecting");
-                    break;
-                }
-            }
-        }
-    }
 }
 
 #[derive(Debug)]

@@ -1,19 +1,21 @@
 //! Installations as users see them: which certificate is on which PC until when, which are
-//! overdue, and ending one now (`POST /api/v1/installations/{id}/remove`, a `REMOVE` job).
+//! overdue, and ending one now (a `REMOVE` job).
 
-use actix_web::{HttpResponse, web};
 use chrono::{DateTime, Duration, Utc};
 use sea_orm::entity::prelude::*;
 use sea_orm::{Condition, QueryOrder};
 use serde::{Deserialize, Serialize};
 
-use super::api::{DeviceRef, Named, Names};
+use super::entity::{Column as JobColumn, InstallJobs};
 use super::lease::{self, Column, Lease, Leases};
-use super::{InstallJobs, JobStatus, JobType};
+use super::names::{DeviceRef, Named, Names};
+use super::requests::{self, JobView};
+use super::status::{JobStatus, JobType};
 use crate::audit::Actor;
+use crate::domain::Reason;
 use crate::error::AppError;
 use crate::identity::AuthUser;
-use crate::http::paging::Paging;
+use crate::paging::{Page, Paging};
 use crate::state::AppState;
 
 /// A `REMOVE` job of an installation.
@@ -59,9 +61,9 @@ async fn views<C: ConnectionTrait>(
     )
     .await?;
     let mut removals: std::collections::HashMap<Uuid, RemovalRef> = InstallJobs::find()
-        .filter(super::Column::JobType.eq(JobType::Remove.as_str()))
-        .filter(super::Column::LeaseId.is_in(leases.iter().map(|l| l.id)))
-        .order_by_asc(super::Column::CreatedAt)
+        .filter(JobColumn::JobType.eq(JobType::Remove.as_str()))
+        .filter(JobColumn::LeaseId.is_in(leases.iter().map(|l| l.id)))
+        .order_by_asc(JobColumn::CreatedAt)
         .all(db)
         .await?
         .into_iter()
@@ -119,16 +121,6 @@ pub enum StateFilter {
     All,
 }
 
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ListQuery {
-    state: Option<StateFilter>,
-    device_id: Option<Uuid>,
-    user_id: Option<Uuid>,
-    page: Option<i64>,
-    page_size: Option<i64>,
-}
-
 /// Which installations a listing shows (a VIEW: only those of their own requests).
 #[derive(Debug, Clone)]
 pub struct InstallationFilter {
@@ -153,7 +145,7 @@ pub async fn find_page(
     user: &AuthUser,
     filter: &InstallationFilter,
     paging: Paging,
-) -> Result<crate::http::paging::Page<InstallationView>, AppError> {
+) -> Result<Page<InstallationView>, AppError> {
     let mut cond = Condition::all().add(Column::OrgId.eq(user.org.0));
     match filter.state {
         StateFilter::Open => cond = cond.add(Column::RemovedAt.is_null()),
@@ -183,59 +175,17 @@ pub async fn find_page(
     Ok(paging.page(total, items))
 }
 
-/// `GET /api/v1/installations?state=open|overdue|removed|all&device_id=&user_id=&page=&page_size=`:
-/// the office's installations (a VIEW: those of their own requests), newest first.
-pub async fn list(
-    state: web::Data<AppState>,
-    user: AuthUser,
-    query: web::Query<ListQuery>,
-) -> Result<HttpResponse, AppError> {
-    let q = query.into_inner();
-    let paging = Paging::parse(q.page, q.page_size)?;
-    let filter = InstallationFilter {
-        state: q.state.unwrap_or(StateFilter::Open),
-        device_id: q.device_id,
-        user_id: q.user_id,
-    };
-    Ok(HttpResponse::Ok().json(find_page(&state, &user, &filter, paging).await?))
-}
-
-/// `GET /api/v1/installations/{id}`
-pub async fn get(
-    state: web::Data<AppState>,
-    user: AuthUser,
-    path: web::Path<Uuid>,
-) -> Result<HttpResponse, AppError> {
-    let lease = visible(&state.db, &user, path.into_inner()).await?;
-    let mut v = views(&state.db, vec![lease], grace(&state)).await?;
-    let view = v
+/// Installation `id`, if `user` may see it.
+pub async fn find_view(
+    state: &AppState,
+    user: &AuthUser,
+    id: Uuid,
+) -> Result<InstallationView, AppError> {
+    let lease = visible(&state.db, user, id).await?;
+    views(&state.db, vec![lease], grace(state))
+        .await?
         .pop()
-        .ok_or_else(|| AppError::Internal("installation view missing".into()))?;
-    Ok(HttpResponse::Ok().json(view))
-}
-
-#[derive(Deserialize, Default, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RemoveBody {
-    reason: Option<String>,
-}
-
-/// `POST /api/v1/installations/{id}/remove {reason?}` (the user who asked for the install, or
-/// ADMIN/DEV): a `PENDING` `REMOVE` job for the device, delivered through its long-poll; 201,
-/// or 200 with the one already open. A removed installation is 409.
-pub async fn remove(
-    state: web::Data<AppState>,
-    user: AuthUser,
-    path: web::Path<Uuid>,
-    body: web::Json<RemoveBody>,
-) -> Result<HttpResponse, AppError> {
-    let reason = body.into_inner().reason;
-    let (view, created) = request_removal(&state, &user, path.into_inner(), reason).await?;
-    if created {
-        Ok(HttpResponse::Created().json(view))
-    } else {
-        Ok(HttpResponse::Ok().json(view))
-    }
+        .ok_or_else(|| AppError::Internal("installation view missing".into()))
 }
 
 /// Ends installation `id` now ("Remover agora"): its `REMOVE` job, and whether this call
@@ -245,8 +195,8 @@ pub async fn request_removal(
     user: &AuthUser,
     id: Uuid,
     reason: Option<String>,
-) -> Result<(super::api::JobView, bool), AppError> {
-    let reason = super::api::reason_of(reason, "reason")?;
+) -> Result<(JobView, bool), AppError> {
+    let reason = Reason::optional("reason", reason)?.map(String::from);
     let txn = crate::db::begin_write(&state.db).await?;
     let lease = visible(&txn, user, id).await?;
     let (job, created) = super::removal::request(
@@ -258,10 +208,10 @@ pub async fn request_removal(
         user.ip.clone(),
     )
     .await?;
-    let view = super::api::view(&txn, job).await?;
+    let view = requests::view(&txn, job).await?;
     txn.commit().await?;
     if created {
-        super::api::wake_if_pending(state, &view);
+        requests::wake_if_pending(state, &view);
     }
     Ok((view, created))
 }

@@ -7,15 +7,14 @@ use chrono::{DateTime, Duration, NaiveTime, TimeZone, Utc};
 use chrono_tz::Tz;
 use sea_orm::entity::prelude::*;
 use sea_orm::sea_query::Expr;
-use sea_orm::{QueryOrder, QuerySelect};
 use serde_json::json;
 
-use super::{Column as JobColumn, Event, InstallJobs, JobStatus, JobType};
+use super::entity::{Column as JobColumn, InstallJobs};
+use super::status::{Event, JobStatus, JobType};
 use crate::audit::{self, Actor, AuditAction, Entry};
 use crate::domain::OrgId;
 use crate::error::AppError;
 use crate::protocol::CleanupMode;
-use crate::state::AppState;
 
 pub mod entity {
     use sea_orm::entity::prelude::*;
@@ -142,7 +141,7 @@ pub async fn close<C: ConnectionTrait>(
         .await?;
     for job in waiting {
         let meta = json!({"reason": "the certificate was removed meanwhile", "removal_mode": mode.as_str()});
-        match super::apply(
+        match super::transition::apply(
             conn,
             &job,
             Event::Cancel,
@@ -159,73 +158,6 @@ pub async fn close<C: ConnectionTrait>(
         }
     }
     Ok(true)
-}
-
-/// Finds open leases past `expires_at + lease_grace_minutes` not yet flagged (in `org`, or in
-/// every office): each is marked `overdue_at`, audited `LEASE_OVERDUE` and handed a `REMOVE`
-/// job (unless one is open), in its own transaction; the device's long-poll is woken.
-pub async fn sweep_overdue(
-    state: &AppState,
-    org: Option<OrgId>,
-    actor: Actor,
-    now: DateTime<Utc>,
-) -> Result<u64, AppError> {
-    let grace = Duration::minutes(state.settings.agent.lease_grace_minutes);
-    let mut due = Leases::find()
-        .filter(Column::RemovedAt.is_null())
-        .filter(Column::OverdueAt.is_null())
-        .filter(Column::ExpiresAt.lte(now - grace))
-        .order_by_asc(Column::ExpiresAt)
-        .limit(1000);
-    if let Some(org) = org {
-        due = due.filter(Column::OrgId.eq(org.0));
-    }
-    let mut flagged = 0;
-    for lease in due.all(&state.db).await? {
-        let txn = crate::db::begin_write(&state.db).await?;
-        let marked = Leases::update_many()
-            .col_expr(Column::OverdueAt, Expr::value(now))
-            .filter(Column::Id.eq(lease.id))
-            .filter(Column::RemovedAt.is_null())
-            .filter(Column::OverdueAt.is_null())
-            .exec(&txn)
-            .await?
-            .rows_affected;
-        if marked != 1 {
-            txn.rollback().await?;
-            continue;
-        }
-        audit::append(
-            &txn,
-            Entry::new(OrgId(lease.org_id), AuditAction::LeaseOverdue, actor)
-                .entity(ENTITY, lease.id)
-                .meta(json!({
-                    "device_id": lease.device_id,
-                    "cert_id": lease.cert_id,
-                    "thumbprint": lease.thumbprint,
-                    "expires_at": lease.expires_at,
-                    "grace_minutes": grace.num_minutes(),
-                })),
-        )
-        .await?;
-        let (job, created) = super::removal::request(
-            &txn,
-            &lease,
-            None,
-            actor,
-            Some("overdue: no removal reported".to_owned()),
-            None,
-        )
-        .await?;
-        txn.commit().await?;
-        state.job_hub.changed();
-        if created {
-            state.job_hub.notify(job.device_id);
-        }
-        tracing::warn!(installation_id = %lease.id, device_id = %lease.device_id, remove_job_id = %job.id, "installation overdue: REMOVE job queued");
-        flagged += 1;
-    }
-    Ok(flagged)
 }
 
 /// The first `cleanup` (local time in `tz`) strictly after `at`.

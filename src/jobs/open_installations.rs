@@ -1,13 +1,12 @@
-//! `GET /api/v1/agent/installations` (DEVICE): the device's open installations, so its agent
-//! can reconcile them with its own record (`installed_thumbprints.json`, which the user may
-//! edit) at start-up and at every cleanup: a certificate the server lists is removed when due.
+//! A device's open installations, so its agent can reconcile them with its own record
+//! (`installed_thumbprints.json`, which the user may edit) at start-up and at every cleanup: a
+//! certificate the server lists is removed when due.
 
-use actix_web::{HttpResponse, web};
 use sea_orm::entity::prelude::*;
 use sea_orm::{QueryOrder, QuerySelect};
 
-use super::api::Names;
 use super::lease::{Column, Leases};
+use super::names::Names;
 use crate::error::AppError;
 use crate::identity::AuthDevice;
 use crate::protocol::{OpenInstallation, OpenInstallations};
@@ -16,12 +15,9 @@ use crate::state::AppState;
 /// The most a device is told about at once (an agent holds a handful).
 const MAX_LISTED: u64 = 500;
 
-/// `GET /api/v1/agent/installations`: this device's installations not removed yet, oldest
-/// first, with the certificate's name and the lease's end.
-pub async fn list(
-    state: web::Data<AppState>,
-    device: AuthDevice,
-) -> Result<HttpResponse, AppError> {
+/// This device's installations not removed yet, oldest first, with the certificate's name and
+/// the lease's end.
+pub async fn list(state: &AppState, device: &AuthDevice) -> Result<OpenInstallations, AppError> {
     let leases = Leases::find()
         .filter(Column::OrgId.eq(device.org.0))
         .filter(Column::DeviceId.eq(device.device.id))
@@ -49,5 +45,5 @@ pub async fn list(
             expires_at: l.expires_at,
         })
         .collect();
-    Ok(HttpResponse::Ok().json(OpenInstallations { installations }))
+    Ok(OpenInstallations { installations })
 }

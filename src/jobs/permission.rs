@@ -8,8 +8,9 @@ use sea_orm::entity::prelude::*;
 use sea_orm::{ConnectionTrait, QuerySelect};
 use serde_json::json;
 
+use super::entity::{Column, InstallJob, InstallJobs};
 use super::lease::{self, Leases};
-use super::{Column, Event, InstallJob, InstallJobs, JobStatus, JobType};
+use super::status::{Event, JobStatus, JobType};
 use crate::accounts::user::{self, Users};
 use crate::audit::Actor;
 use crate::certificates::entity::{Column as CertColumn, Entity as Certificates};
@@ -99,7 +100,7 @@ pub async fn end_revoked<C: ConnectionTrait>(
     let meta = json!({"reason": why.code(), "by": "server_recheck"});
     match job.status()? {
         JobStatus::Pending | JobStatus::Requested => {
-            super::apply(conn, job, Event::Cancel, actor, ip, Vec::new(), meta).await?;
+            super::transition::apply(conn, job, Event::Cancel, actor, ip, Vec::new(), meta).await?;
         }
         JobStatus::InProgress => {
             let changes = vec![
@@ -107,7 +108,7 @@ pub async fn end_revoked<C: ConnectionTrait>(
                 (Column::ErrorMessage, Some(why.message().to_owned()).into()),
                 (Column::PayloadTokenHash, Option::<String>::None.into()),
             ];
-            super::apply(conn, job, Event::Failed, actor, ip, changes, meta).await?;
+            super::transition::apply(conn, job, Event::Failed, actor, ip, changes, meta).await?;
         }
         _ => {}
     }
@@ -147,7 +148,7 @@ pub async fn cancel_open_installs<C: ConnectionTrait>(
     };
     let jobs = query.all(conn).await?;
     for job in &jobs {
-        super::apply(
+        super::transition::apply(
             conn,
             job,
             Event::Cancel,

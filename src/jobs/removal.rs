@@ -6,8 +6,10 @@
 use sea_orm::entity::prelude::*;
 use sea_orm::sea_query::Expr;
 
+use super::entity::{Column, InstallJob, InstallJobs};
 use super::lease::{self, Lease, Leases};
-use super::{Column, Event, InstallJob, InstallJobs, JobStatus, JobType, NewJob};
+use super::status::{Event, JobStatus, JobType};
+use super::transition::NewJob;
 use crate::audit::Actor;
 use crate::domain::OrgId;
 use crate::error::AppError;
@@ -47,7 +49,7 @@ pub async fn request<C: ConnectionTrait>(
     if let Some(job) = existing {
         return Ok((job, false));
     }
-    let job = super::create(
+    let job = super::transition::create(
         conn,
         NewJob {
             org: OrgId(lease.org_id),

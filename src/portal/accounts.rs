@@ -204,8 +204,13 @@ pub async fn set_password_submit(
     if form.new_password != form.confirm {
         return Ok(retry("As senhas não conferem."));
     }
-    match password_set::set_password_with_token(&state, &form.token, &form.new_password, client_ip(&req))
-        .await
+    match password_set::set_password_with_token(
+        &state,
+        &form.token,
+        &form.new_password,
+        client_ip(&req),
+    )
+    .await
     {
         Ok(()) => Ok(page(
             StatusCode::OK,

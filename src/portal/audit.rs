@@ -91,7 +91,8 @@ pub async fn page(
     };
     let users = crate::accounts::administration::list_users(&state.db, staff.user.org).await?;
     let devices =
-        crate::devices::provisioning::list_views(&state.db, staff.user.org, &state.contacts).await?;
+        crate::devices::provisioning::list_views(&state.db, staff.user.org, &state.contacts)
+            .await?;
     let user_name = |id: Uuid| users.iter().find(|u| u.id == id).map(|u| u.nome.clone());
     let device_name = |id: Uuid| {
         devices

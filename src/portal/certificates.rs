@@ -15,7 +15,7 @@ use super::{Section, check_csrf, done, staff_page};
 use crate::certificates::catalogue::{self, CertificateView, ListQuery, Listing, StatusFilter};
 use crate::certificates::upload::{self, Outcome};
 use crate::error::AppError;
-use crate::jobs::api::InstallBody;
+use crate::jobs::requests::InstallBody;
 use crate::state::AppState;
 
 #[derive(Debug, Deserialize)]
@@ -286,7 +286,7 @@ pub async fn request_install(
                 .map_err(back_to(&back))?,
         ),
     };
-    crate::jobs::api::request(
+    crate::jobs::requests::request(
         &state,
         &staff.user,
         id,

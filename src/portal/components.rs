@@ -6,8 +6,8 @@ use chrono_tz::Tz;
 use maud::{Markup, html};
 
 use crate::certificates::document::{Cnpj, Cpf};
-use crate::http::paging::Page;
 use crate::jobs::JobStatus;
+use crate::paging::Page;
 
 /// `02/12/2026 17:45` in the office's time zone.
 pub fn when(tz: Tz, at: DateTime<Utc>) -> String {

@@ -11,10 +11,10 @@ use super::error::PageError;
 use super::session::{Csrf, PortalUser, Staff};
 use super::{Section, layout, page, staff_page};
 use crate::certificates::catalogue::{self, Listing, StatusFilter};
-use crate::http::paging::Paging;
 use crate::jobs::JobStatus;
-use crate::jobs::api::JobFilter;
 use crate::jobs::installations::{self, InstallationFilter, StateFilter};
+use crate::jobs::requests::JobFilter;
+use crate::paging::Paging;
 use crate::state::AppState;
 
 /// A device that has not called in for this long is shown as offline.
@@ -102,7 +102,7 @@ pub async fn home(
 /// files that failed to open.
 async fn attention(state: &AppState, staff: &Staff) -> Result<Markup, PageError> {
     let one = Paging::parse(None, Some(1))?;
-    let waiting = crate::jobs::api::find_page(
+    let waiting = crate::jobs::requests::find_page(
         &state.db,
         &staff.user,
         &JobFilter {
@@ -152,7 +152,8 @@ async fn attention(state: &AppState, staff: &Staff) -> Result<Markup, PageError>
     .await?
     .total;
     let devices =
-        crate::devices::provisioning::list_views(&state.db, staff.user.org, &state.contacts).await?;
+        crate::devices::provisioning::list_views(&state.db, staff.user.org, &state.contacts)
+            .await?;
     let offline = devices
         .iter()
         .filter(|d| d.public_key.is_some() && d.is_allowed)

@@ -14,7 +14,9 @@ use super::error::{PageError, back_to};
 use super::session::AdminStaff;
 use super::{Section, check_csrf, done, staff_page};
 use crate::accounts::administration::UserView;
-use crate::devices::provisioning::{self as admin, CreateBody, CredentialsResponse, DeviceView, PatchBody};
+use crate::devices::provisioning::{
+    self as admin, CreateBody, CredentialsResponse, DeviceView, PatchBody,
+};
 use crate::state::AppState;
 
 fn online(d: &DeviceView, now: chrono::DateTime<Utc>) -> bool {

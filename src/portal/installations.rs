@@ -11,8 +11,8 @@ use super::components::{self as c, csrf_field};
 use super::error::{PageError, back_to};
 use super::session::Staff;
 use super::{Section, check_csrf, done, staff_page};
-use crate::http::paging::Paging;
 use crate::jobs::installations::{self, InstallationFilter, StateFilter};
+use crate::paging::Paging;
 use crate::state::AppState;
 
 #[derive(Debug, Deserialize)]

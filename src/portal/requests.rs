@@ -18,9 +18,9 @@ use super::error::{PageError, back_to};
 use super::session::Staff;
 use super::{Section, check_csrf, done, staff_page};
 use crate::identity::AuthUser;
-use crate::http::paging::Paging;
-use crate::jobs::api::{Decision, JobFilter, JobView};
+use crate::jobs::requests::{Decision, JobFilter, JobView};
 use crate::jobs::{JobStatus, JobType};
+use crate::paging::Paging;
 use crate::state::AppState;
 
 /// A live page keeps its stream this long, then reconnects (and the session is checked again).
@@ -55,7 +55,7 @@ pub async fn list(
     };
     // Rendered as of now: the stream sends what changes after this instant.
     let since = Utc::now();
-    let found = crate::jobs::api::find_page(
+    let found = crate::jobs::requests::find_page(
         &state.db,
         &staff.user,
         &filter,
@@ -174,7 +174,7 @@ async fn decide(
     notice: &str,
 ) -> Result<HttpResponse, PageError> {
     check_csrf(req, &form.csrf)?;
-    crate::jobs::api::decide(state, &staff.user, id, decision(Some(form.reason)))
+    crate::jobs::requests::decide(state, &staff.user, id, decision(Some(form.reason)))
         .await
         .map_err(back_to("/solicitacoes"))?;
     Ok(done("/solicitacoes", notice))
@@ -277,7 +277,8 @@ async fn next(mut live: Live) -> Option<(Result<Bytes, PageError>, Live)> {
         if live.look {
             live.look = false;
             let changed =
-                match crate::jobs::api::changed_since(&live.state.db, &live.user, live.since).await
+                match crate::jobs::requests::changed_since(&live.state.db, &live.user, live.since)
+                    .await
                 {
                     Ok(c) => c,
                     Err(e) => {

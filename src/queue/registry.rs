@@ -61,7 +61,8 @@ impl Queued {
     }
 }
 
-type Handler<Ctx> = Arc<dyn Fn(Queued, Ctx) -> BoxFuture<'static, Result<(), BoxDynError>> + Send + Sync>;
+type Handler<Ctx> =
+    Arc<dyn Fn(Queued, Ctx) -> BoxFuture<'static, Result<(), BoxDynError>> + Send + Sync>;
 
 /// A job run on a cron schedule (`sec min hour day month weekday`, in the office's timezone).
 pub struct Periodic<Ctx> {
@@ -153,7 +154,10 @@ mod tests {
     fn a_task_is_stored_as_its_name_and_fields_as_before() {
         let queued = Queued::new(&Ingest { path: "x".into() }).unwrap();
         let stored: Value = serde_json::to_value(&queued).unwrap();
-        assert_eq!(stored, serde_json::json!({"task": "ingest_file", "path": "x"}));
+        assert_eq!(
+            stored,
+            serde_json::json!({"task": "ingest_file", "path": "x"})
+        );
         assert_eq!(
             serde_json::to_value(Queued::new(&Rescan).unwrap()).unwrap(),
             serde_json::json!({"task": "rescan_folder"})
@@ -169,12 +173,17 @@ mod tests {
     async fn each_kind_runs_its_handler_and_an_unknown_kind_is_an_error() {
         let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
         let mut registry = Registry::<Arc<std::sync::Mutex<Vec<String>>>>::default();
-        registry.task(|t: Ingest, seen: Arc<std::sync::Mutex<Vec<String>>>| async move {
-            seen.lock().unwrap().push(t.path);
-            Ok(())
-        });
+        registry.task(
+            |t: Ingest, seen: Arc<std::sync::Mutex<Vec<String>>>| async move {
+                seen.lock().unwrap().push(t.path);
+                Ok(())
+            },
+        );
         registry
-            .run(Queued::new(&Ingest { path: "a".into() }).unwrap(), seen.clone())
+            .run(
+                Queued::new(&Ingest { path: "a".into() }).unwrap(),
+                seen.clone(),
+            )
             .await
             .unwrap();
         assert_eq!(*seen.lock().unwrap(), vec!["a".to_owned()]);
@@ -183,10 +192,12 @@ mod tests {
             .await
             .unwrap_err();
         assert!(err.to_string().contains("rescan_folder"), "{err}");
-        registry.task(|_: Rescan, seen: Arc<std::sync::Mutex<Vec<String>>>| async move {
-            seen.lock().unwrap().push("rescan".into());
-            Ok(())
-        });
+        registry.task(
+            |_: Rescan, seen: Arc<std::sync::Mutex<Vec<String>>>| async move {
+                seen.lock().unwrap().push("rescan".into());
+                Ok(())
+            },
+        );
         registry
             .run(Queued::new(&Rescan).unwrap(), seen.clone())
             .await

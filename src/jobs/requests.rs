@@ -1,41 +1,23 @@
-//! The user side of install jobs: request an install, approve or deny it (ADMIN/DEV), cancel
-//! it, list and read jobs (`REMOVE` jobs too), and reap stuck ones on demand.
+//! The user side of install jobs: ask to install a certificate, approve or deny the request
+//! (ADMIN/DEV), cancel it, and read and list jobs (`REMOVE` jobs too) as the user may see them.
 
-use std::collections::HashMap;
-
-use actix_web::{HttpResponse, web};
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Utc};
 use sea_orm::entity::prelude::*;
 use sea_orm::{Condition, DerivePartialModel, QueryOrder, QuerySelect};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::{Column, Event, InstallJob, InstallJobs, JobStatus, JobType, NewJob};
-use crate::accounts::user::{Users, entity::Column as UserColumn};
+use super::entity::{self, Column, InstallJob, InstallJobs};
+use super::names::{DeviceRef, Named, Names};
+use super::status::{Event, JobStatus, JobType};
+use super::transition::{self, NewJob};
 use crate::audit::Actor;
 use crate::certificates::entity::{Column as CertColumn, Entity as Certificates};
-use crate::devices::Devices;
-use crate::devices::entity::Column as DeviceColumn;
+use crate::domain::Reason;
 use crate::error::AppError;
-use crate::http::extract::{AdminUser, AuthUser};
-use crate::http::paging::Paging;
+use crate::identity::AuthUser;
+use crate::paging::{Page, Paging};
 use crate::state::AppState;
-
-const MAX_REASON_CHARS: usize = 500;
-/// A week: a longer threshold would never reap anything a person still waits for.
-const MAX_THRESHOLD_MINUTES: i64 = 7 * 24 * 60;
-
-#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
-pub struct Named {
-    pub id: Uuid,
-    pub name: String,
-}
-
-#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
-pub struct DeviceRef {
-    pub id: Uuid,
-    pub hostname: String,
-}
 
 /// A job as the API shows it: never a payload token or anything sealed.
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
@@ -61,86 +43,6 @@ pub struct JobView {
     pub error_message: Option<String>,
     /// The installation a `DONE` install opened, or the one a `REMOVE` job ends.
     pub installation_id: Option<Uuid>,
-}
-
-/// The names of the certificates, devices and users some rows refer to, read in three queries.
-pub struct Names {
-    certs: HashMap<Uuid, String>,
-    devices: HashMap<Uuid, String>,
-    users: HashMap<Uuid, String>,
-}
-
-fn unique(ids: impl Iterator<Item = Uuid>) -> Vec<Uuid> {
-    let mut v: Vec<Uuid> = ids.collect();
-    v.sort_unstable();
-    v.dedup();
-    v
-}
-
-impl Names {
-    pub async fn load<C: ConnectionTrait>(
-        db: &C,
-        certs: impl Iterator<Item = Uuid>,
-        devices: impl Iterator<Item = Uuid>,
-        users: impl Iterator<Item = Uuid>,
-    ) -> Result<Self, AppError> {
-        let certs = Certificates::find()
-            .select_only()
-            .column(CertColumn::Id)
-            .column(CertColumn::Name)
-            .filter(CertColumn::Id.is_in(unique(certs)))
-            .into_tuple::<(Uuid, String)>()
-            .all(db)
-            .await?
-            .into_iter()
-            .collect();
-        let devices = Devices::find()
-            .select_only()
-            .column(DeviceColumn::Id)
-            .column(DeviceColumn::Hostname)
-            .filter(DeviceColumn::Id.is_in(unique(devices)))
-            .into_tuple::<(Uuid, String)>()
-            .all(db)
-            .await?
-            .into_iter()
-            .collect();
-        let users = Users::find()
-            .select_only()
-            .column(UserColumn::Id)
-            .column(UserColumn::Nome)
-            .filter(UserColumn::Id.is_in(unique(users)))
-            .into_tuple::<(Uuid, String)>()
-            .all(db)
-            .await?
-            .into_iter()
-            .collect();
-        Ok(Self {
-            certs,
-            devices,
-            users,
-        })
-    }
-
-    pub fn cert(&self, id: Uuid) -> Named {
-        Named {
-            id,
-            name: self.certs.get(&id).cloned().unwrap_or_default(),
-        }
-    }
-
-    pub fn device(&self, id: Uuid) -> DeviceRef {
-        DeviceRef {
-            id,
-            hostname: self.devices.get(&id).cloned().unwrap_or_default(),
-        }
-    }
-
-    pub fn user(&self, id: Option<Uuid>) -> Option<Named> {
-        id.map(|id| Named {
-            id,
-            name: self.users.get(&id).cloned().unwrap_or_default(),
-        })
-    }
 }
 
 /// Builds the views of `jobs`.
@@ -193,20 +95,6 @@ pub async fn view<C: ConnectionTrait>(db: &C, job: InstallJob) -> Result<JobView
         .ok_or_else(|| AppError::Internal("job view missing".into()))
 }
 
-/// Trimmed; empty is none; at most 500 characters.
-pub fn reason_of(raw: Option<String>, field: &str) -> Result<Option<String>, AppError> {
-    let reason = raw.map(|r| r.trim().to_owned()).filter(|r| !r.is_empty());
-    if reason
-        .as_ref()
-        .is_some_and(|r| r.chars().count() > MAX_REASON_CHARS)
-    {
-        return Err(AppError::Validation(format!(
-            "{field}: at most {MAX_REASON_CHARS} characters"
-        )));
-    }
-    Ok(reason)
-}
-
 /// What an install request needs to know of a certificate (never its sealed columns).
 #[derive(Debug, Clone, DerivePartialModel)]
 #[sea_orm(entity = "Certificates")]
@@ -225,17 +113,6 @@ pub struct InstallBody {
     pub duration_minutes: Option<i64>,
 }
 
-/// `POST /api/v1/certificados/{id}/install {device_id, reason?, duration_minutes?}`
-pub async fn request_install(
-    state: web::Data<AppState>,
-    user: AuthUser,
-    path: web::Path<Uuid>,
-    body: web::Json<InstallBody>,
-) -> Result<HttpResponse, AppError> {
-    let view = request(&state, &user, path.into_inner(), body.into_inner()).await?;
-    Ok(HttpResponse::Created().json(view))
-}
-
 /// Asks to install certificate `cert_id` on a device the user may target: `REQUESTED`, or
 /// `PENDING` (and the device woken) for an auto-approved user.
 pub async fn request(
@@ -244,7 +121,7 @@ pub async fn request(
     cert_id: Uuid,
     body: InstallBody,
 ) -> Result<JobView, AppError> {
-    let reason = reason_of(body.reason, "reason")?;
+    let reason = Reason::optional("reason", body.reason)?.map(String::from);
     // Auto-approved or not, a lease never outlives max_lease_hours.
     let max = state.settings.agent.max_lease_hours * 60;
     let duration_minutes = match body.duration_minutes {
@@ -296,7 +173,7 @@ pub async fn request(
     if !device.is_allowed {
         return Err(AppError::Conflict("device blocked".into()));
     }
-    let job = super::create(
+    let job = transition::create(
         &txn,
         NewJob {
             org: user.org,
@@ -323,12 +200,6 @@ pub async fn request(
     Ok(view)
 }
 
-#[derive(Deserialize, Default, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct DecisionBody {
-    reason: Option<String>,
-}
-
 /// A decision on a job, by its requester or an ADMIN/DEV.
 #[derive(Debug, Clone)]
 pub enum Decision {
@@ -338,41 +209,6 @@ pub enum Decision {
     Deny(Option<String>),
     /// `REQUESTED`/`PENDING` -> `CANCELLED` (the requester, or ADMIN/DEV).
     Cancel,
-}
-
-/// `POST /api/v1/install-jobs/{id}/approve {reason?}` (ADMIN/DEV): `REQUESTED` -> `PENDING`.
-pub async fn approve(
-    state: web::Data<AppState>,
-    admin: AdminUser,
-    path: web::Path<Uuid>,
-    body: web::Json<DecisionBody>,
-) -> Result<HttpResponse, AppError> {
-    let decision = Decision::Approve(body.into_inner().reason);
-    let view = decide(&state, &admin.0, path.into_inner(), decision).await?;
-    Ok(HttpResponse::Ok().json(view))
-}
-
-/// `POST /api/v1/install-jobs/{id}/deny {reason}` (ADMIN/DEV): `REQUESTED` -> `DENIED`.
-pub async fn deny(
-    state: web::Data<AppState>,
-    admin: AdminUser,
-    path: web::Path<Uuid>,
-    body: web::Json<DecisionBody>,
-) -> Result<HttpResponse, AppError> {
-    let decision = Decision::Deny(body.into_inner().reason);
-    let view = decide(&state, &admin.0, path.into_inner(), decision).await?;
-    Ok(HttpResponse::Ok().json(view))
-}
-
-/// `POST /api/v1/install-jobs/{id}/cancel`: the requester or an ADMIN/DEV, from `REQUESTED` or
-/// `PENDING`.
-pub async fn cancel(
-    state: web::Data<AppState>,
-    user: AuthUser,
-    path: web::Path<Uuid>,
-) -> Result<HttpResponse, AppError> {
-    let view = decide(&state, &user, path.into_inner(), Decision::Cancel).await?;
-    Ok(HttpResponse::Ok().json(view))
 }
 
 /// Applies `decision` to job `id` of the user's office (one rule for the API and the portal).
@@ -385,7 +221,7 @@ pub async fn decide(
     let (event, changes, reason) = match decision {
         Decision::Approve(reason) => {
             user.require_admin()?;
-            let reason = reason_of(reason, "reason")?;
+            let reason = Reason::optional("reason", reason)?.map(String::from);
             let changes = vec![
                 (Column::ApprovedByUserId, Some(user.user.id).into()),
                 (Column::DecisionReason, reason.clone().into()),
@@ -394,7 +230,8 @@ pub async fn decide(
         }
         Decision::Deny(reason) => {
             user.require_admin()?;
-            let reason = reason_of(reason, "reason")?
+            let reason = Reason::optional("reason", reason)?
+                .map(String::from)
                 .ok_or_else(|| AppError::Validation("reason: required to deny".into()))?;
             let changes = vec![(Column::DecisionReason, Some(reason.clone()).into())];
             (Event::Deny, changes, Some(reason))
@@ -403,7 +240,7 @@ pub async fn decide(
     };
     let txn = crate::db::begin_write(&state.db).await?;
     let job = visible(&txn, user, id).await?;
-    let job = super::apply(
+    let job = transition::apply(
         &txn,
         &job,
         event,
@@ -429,38 +266,17 @@ pub fn wake_if_pending(state: &AppState, view: &JobView) {
 }
 
 /// A job of the user's office that the user may see: ADMIN/DEV every one, VIEW their own.
-async fn visible<C: ConnectionTrait>(
+pub async fn visible<C: ConnectionTrait>(
     db: &C,
     user: &AuthUser,
     id: Uuid,
 ) -> Result<InstallJob, AppError> {
-    let job = super::find(db, user.org, id).await?;
+    let job = entity::find(db, user.org, id).await?;
     if user.is_admin() || job.requested_by_user_id == Some(user.user.id) {
         Ok(job)
     } else {
-        Err(super::not_found())
+        Err(entity::not_found())
     }
-}
-
-/// `GET /api/v1/install-jobs/{id}`
-pub async fn get(
-    state: web::Data<AppState>,
-    user: AuthUser,
-    path: web::Path<Uuid>,
-) -> Result<HttpResponse, AppError> {
-    let job = visible(&state.db, &user, path.into_inner()).await?;
-    Ok(HttpResponse::Ok().json(view(&state.db, job).await?))
-}
-
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ListQuery {
-    status: Option<String>,
-    job_type: Option<String>,
-    user_id: Option<Uuid>,
-    device_id: Option<Uuid>,
-    page: Option<i64>,
-    page_size: Option<i64>,
 }
 
 /// Which jobs a listing shows.
@@ -473,6 +289,36 @@ pub struct JobFilter {
 }
 
 impl JobFilter {
+    /// A listing's filter from its query: `status` and `job_type` as the API spells them
+    /// (blank is no filter).
+    pub fn parse(
+        status: Option<&str>,
+        job_type: Option<&str>,
+        user_id: Option<Uuid>,
+        device_id: Option<Uuid>,
+    ) -> Result<Self, AppError> {
+        let mut filter = JobFilter {
+            user_id,
+            device_id,
+            ..Default::default()
+        };
+        if let Some(raw) = status.filter(|s| !s.trim().is_empty()) {
+            let status: JobStatus = raw
+                .parse()
+                .map_err(|e| AppError::Validation(format!("status: {e}")))?;
+            filter.statuses.push(status);
+        }
+        if let Some(raw) = job_type.filter(|s| !s.trim().is_empty()) {
+            let job_type: JobType = raw
+                .trim()
+                .to_ascii_uppercase()
+                .parse()
+                .map_err(|e| AppError::Validation(format!("job_type: {e}")))?;
+            filter.job_type = Some(job_type);
+        }
+        Ok(filter)
+    }
+
     /// The jobs of the user's office this filter selects; a VIEW only ever their own requests.
     fn condition(&self, user: &AuthUser) -> Condition {
         let mut cond = Condition::all().add(Column::OrgId.eq(user.org.0));
@@ -501,7 +347,7 @@ pub async fn find_page<C: ConnectionTrait>(
     user: &AuthUser,
     filter: &JobFilter,
     paging: Paging,
-) -> Result<crate::http::paging::Page<JobView>, AppError> {
+) -> Result<Page<JobView>, AppError> {
     let select = InstallJobs::find()
         .filter(filter.condition(user))
         .order_by_desc(Column::CreatedAt)
@@ -525,70 +371,4 @@ pub async fn changed_since<C: ConnectionTrait>(
         .all(db)
         .await?;
     views(db, jobs).await
-}
-
-/// `GET /api/v1/install-jobs?status=&job_type=&user_id=&device_id=&page=&page_size=`: the
-/// office's jobs, newest first; a VIEW sees only their own requests.
-pub async fn list(
-    state: web::Data<AppState>,
-    user: AuthUser,
-    query: web::Query<ListQuery>,
-) -> Result<HttpResponse, AppError> {
-    let q = query.into_inner();
-    let paging = Paging::parse(q.page, q.page_size)?;
-    let mut filter = JobFilter {
-        user_id: q.user_id,
-        device_id: q.device_id,
-        ..Default::default()
-    };
-    if let Some(raw) = q.status.as_deref().filter(|s| !s.trim().is_empty()) {
-        let status: JobStatus = raw
-            .parse()
-            .map_err(|e| AppError::Validation(format!("status: {e}")))?;
-        filter.statuses.push(status);
-    }
-    if let Some(raw) = q.job_type.as_deref().filter(|s| !s.trim().is_empty()) {
-        let job_type: JobType = raw
-            .trim()
-            .to_ascii_uppercase()
-            .parse()
-            .map_err(|e| AppError::Validation(format!("job_type: {e}")))?;
-        filter.job_type = Some(job_type);
-    }
-    let page = find_page(&state.db, &user, &filter, paging).await?;
-    Ok(HttpResponse::Ok().json(page))
-}
-
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ReapQuery {
-    threshold_minutes: Option<i64>,
-}
-
-/// `POST /api/v1/admin/jobs/reap?threshold_minutes=60` (ADMIN/DEV): the periodic sweep, now,
-/// for the admin's office: `IN_PROGRESS` older than the threshold (default
-/// `job_timeout_minutes`) -> `TIMEOUT`, requests past `request_ttl_hours` -> `EXPIRED`, and
-/// installations past their lease and grace -> overdue, with a `REMOVE` job.
-pub async fn reap(
-    state: web::Data<AppState>,
-    admin: AdminUser,
-    query: web::Query<ReapQuery>,
-) -> Result<HttpResponse, AppError> {
-    let threshold = query
-        .threshold_minutes
-        .unwrap_or(state.settings.job_timeout_minutes);
-    if !(1..=MAX_THRESHOLD_MINUTES).contains(&threshold) {
-        return Err(AppError::Validation(format!(
-            "threshold_minutes: between 1 and {MAX_THRESHOLD_MINUTES}"
-        )));
-    }
-    let done = super::sweep(
-        &state,
-        Some(admin.0.org),
-        Actor::User(admin.0.user.id),
-        Utc::now(),
-        Duration::minutes(threshold),
-    )
-    .await?;
-    Ok(HttpResponse::Ok().json(done))
 }
