@@ -1,7 +1,6 @@
 //! The catalogue as every role of the office sees it: search by name or CNPJ/CPF, filters by
 //! status and expiry, and paging, all in SQL that SQLite and PostgreSQL answer the same way.
 
-use actix_web::{HttpResponse, web};
 use chrono::{DateTime, Duration, Utc};
 use sea_orm::entity::prelude::*;
 use sea_orm::sea_query::{Expr, ExprTrait, Func};
@@ -15,9 +14,7 @@ use super::entity::{Column, Entity as Certificates};
 use super::pkcs12::CertificateInfo;
 use crate::domain::OrgId;
 use crate::error::AppError;
-use crate::identity::AuthUser;
 use crate::paging::{Page, Paging};
-use crate::state::AppState;
 
 /// Folds text for searching: lower case, accents dropped ("JOSÉ" → "jose", "Ç" → "c"),
 /// anything but letters and digits turned into single spaces.
@@ -330,30 +327,10 @@ pub fn not_found() -> AppError {
     AppError::NotFound("no such certificate in this office".into())
 }
 
-/// `GET /api/v1/certificados?q=&status=&within_days=&page=&page_size=`
-pub async fn list(
-    state: web::Data<AppState>,
-    user: AuthUser,
-    query: web::Query<ListQuery>,
-) -> Result<HttpResponse, AppError> {
-    let listing = Listing::try_from(query.into_inner())?;
-    let page = find_page(&state.db, user.org, &listing, Utc::now()).await?;
-    Ok(HttpResponse::Ok().json(page))
-}
-
-/// `GET /api/v1/certificados/{id}`
-pub async fn get(
-    state: web::Data<AppState>,
-    user: AuthUser,
-    path: web::Path<Uuid>,
-) -> Result<HttpResponse, AppError> {
-    let view = find_view(&state.db, user.org, path.into_inner()).await?;
-    Ok(HttpResponse::Ok().json(view))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use actix_web::web;
 
     #[test]
     fn search_keys_fold_case_accents_and_punctuation() {

@@ -1,35 +1,28 @@
 //! An admin sends certificate files from the browser or the API. The folder stays the source of
 //! truth: each accepted file is written into it (atomically, never over another file) and then
 //! ingested by the folder's own rules; a password typed for a file its name gave no working
-//! password for is stored as [`admin::store_password`] does. Every file gets its outcome and an
+//! password for is stored as [`vault::store_password`] does. Every file gets its outcome and an
 //! audit entry; a typed password is never written into a file name, a log, the audit or an answer.
 
-use std::cell::Cell;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::rc::Rc;
 
-use actix_multipart::{Multipart, MultipartError};
-use actix_web::error::PayloadError;
-use actix_web::http::header::{self, HeaderMap};
-use actix_web::{HttpRequest, HttpResponse, web};
-use futures_util::StreamExt;
 use sea_orm::entity::prelude::*;
 use sea_orm::{Condition, QuerySelect};
 use serde::Serialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use super::admin::{self, MAX_PASSWORD_CHARS};
 use super::entity::{Column, Entity as Certificates};
 use super::file_name;
 use super::ingest::{self, Action, PathKey, ReadRefusal};
 use super::pkcs12;
+use super::vault::{self, MAX_PASSWORD_CHARS};
 use crate::audit::{self, Actor, AuditAction, Entry};
 use crate::crypto::SecretString;
 use crate::domain::OrgId;
 use crate::error::AppError;
-use crate::http::extract::{AdminUser, AuthUser};
+use crate::identity::AuthUser;
 use crate::state::AppState;
 
 /// Files one upload may carry.
@@ -158,7 +151,7 @@ pub async fn upload(
     Ok(results)
 }
 
-fn too_many_files() -> AppError {
+pub fn too_many_files() -> AppError {
     AppError::Validation(format!("at most {MAX_FILES} files per upload"))
 }
 
@@ -363,7 +356,7 @@ async fn upload_one(
     result.certificate_id = row.map(|(id, _)| id);
     // The name gave no password that opens the file: the typed one, by the admin's own rule.
     if let (Some((id, true)), Some(password)) = (row, password) {
-        match admin::store_password(state, admin, id, password).await {
+        match vault::store_password(state, admin, id, password).await {
             Ok(_) => {
                 result.outcome = if existed {
                     Outcome::Updated
@@ -500,216 +493,6 @@ fn write_and_link(temp: &Path, target: &Path, bytes: &[u8]) -> std::io::Result<b
             std::fs::rename(temp, target)?;
             Ok(true)
         }
-    }
-}
-
-/// `POST /api/v1/admin/certificates/upload` (ADMIN/DEV), `multipart/form-data`: parts named
-/// `file` (repeated, the name from the part's `filename`) and optional parts named `password`;
-/// the i-th `password` part belongs to the i-th `file` part, an empty one (or none) means the
-/// file name's password. Answers `{"results": [UploadResult...]}`.
-pub async fn upload_route(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-    admin: AdminUser,
-    payload: web::Payload,
-) -> Result<HttpResponse, AppError> {
-    folder_for(&state, &admin.0)?;
-    let files = read_form(req.headers(), payload, state.settings.max_pfx_bytes).await?;
-    let results = upload(&state, &admin.0, files).await?;
-    Ok(HttpResponse::Ok()
-        .insert_header((header::CACHE_CONTROL, "no-store"))
-        .json(UploadResponse { results }))
-}
-
-/// Response of `POST /api/v1/admin/certificates/upload`: one result per file, in order.
-#[derive(Debug, Serialize, schemars::JsonSchema)]
-pub struct UploadResponse {
-    pub results: Vec<UploadResult>,
-}
-
-fn too_large(limit: u64) -> AppError {
-    AppError::PayloadTooLarge(format!(
-        "an upload is at most {MAX_FILES} files of max_pfx_bytes each ({limit} bytes in all)"
-    ))
-}
-
-/// Reads an upload's `multipart/form-data` body (see [`upload_route`]), streamed: the body is
-/// capped at [`request_limit`], each file at `max_pfx_bytes` + 1 (enough for [`upload`] to
-/// refuse it), each password at [`MAX_PASSWORD_CHARS`].
-pub async fn read_form(
-    headers: &HeaderMap,
-    payload: web::Payload,
-    max_pfx_bytes: u64,
-) -> Result<Vec<UploadedFile>, AppError> {
-    // The API has no CSRF field: it is authenticated by its bearer token.
-    read_parts(headers, payload, max_pfx_bytes, false)
-        .await
-        .map(|(files, _)| files)
-}
-
-/// [`read_form`] that also accepts the portal's `csrf` part, returned for the caller to check
-/// before anything is stored.
-pub async fn read_form_with_csrf(
-    headers: &HeaderMap,
-    payload: web::Payload,
-    max_pfx_bytes: u64,
-) -> Result<(Vec<UploadedFile>, Option<String>), AppError> {
-    read_parts(headers, payload, max_pfx_bytes, true).await
-}
-
-async fn read_parts(
-    headers: &HeaderMap,
-    payload: web::Payload,
-    max_pfx_bytes: u64,
-    allow_csrf: bool,
-) -> Result<(Vec<UploadedFile>, Option<String>), AppError> {
-    let mut csrf = None;
-    let limit = request_limit(max_pfx_bytes);
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|len| len > limit) {
-        return Err(too_large(limit));
-    }
-    let overflowed = Rc::new(Cell::new(false));
-    let capped = {
-        let overflowed = overflowed.clone();
-        let mut seen: u64 = 0;
-        payload.map(move |chunk| {
-            let chunk = chunk?;
-            seen += chunk.len() as u64;
-            if seen > limit {
-                overflowed.set(true);
-                return Err(PayloadError::Overflow);
-            }
-            Ok(chunk)
-        })
-    };
-    let malformed = |e: MultipartError| {
-        if overflowed.get() {
-            too_large(limit)
-        } else {
-            AppError::BadRequest(format!("malformed multipart/form-data body: {e}"))
-        }
-    };
-    let mut multipart = Multipart::new(headers, capped);
-    let mut files: Vec<(String, Vec<u8>)> = Vec::new();
-    let mut passwords: Vec<SecretString> = Vec::new();
-    let keep = usize::try_from(max_pfx_bytes.saturating_add(1)).unwrap_or(usize::MAX);
-    let max_password_bytes = MAX_PASSWORD_CHARS * 4;
-    while let Some(field) = multipart.next().await {
-        let mut field = field.map_err(malformed)?;
-        let part = field.name().unwrap_or_default().to_owned();
-        match part.as_str() {
-            "file" => {
-                if files.len() == MAX_FILES {
-                    return Err(too_many_files());
-                }
-                let name = field
-                    .content_disposition()
-                    .and_then(|cd| {
-                        cd.get_filename().map(str::to_owned).or_else(|| {
-                            String::from_utf8(cd.get_filename_ext()?.value.clone()).ok()
-                        })
-                    })
-                    .ok_or_else(|| {
-                        AppError::BadRequest(
-                            "each `file` part needs a filename in its Content-Disposition".into(),
-                        )
-                    })?;
-                let mut bytes = Vec::new();
-                while let Some(chunk) = field.next().await {
-                    let chunk = chunk.map_err(malformed)?;
-                    // Past the cap the rest is read and dropped: the body cap bounds it.
-                    let room = keep.saturating_sub(bytes.len());
-                    bytes.extend_from_slice(&chunk[..chunk.len().min(room)]);
-                }
-                files.push((name, bytes));
-            }
-            "password" => {
-                let mut bytes = zeroize::Zeroizing::new(Vec::with_capacity(max_password_bytes));
-                while let Some(chunk) = field.next().await {
-                    let chunk = chunk.map_err(malformed)?;
-                    if bytes.len() + chunk.len() > max_password_bytes {
-                        return Err(AppError::Validation(format!(
-                            "password: at most {MAX_PASSWORD_CHARS} characters"
-                        )));
-                    }
-                    bytes.extend_from_slice(&chunk);
-                }
-                let text = std::str::from_utf8(&bytes)
-                    .map_err(|_| AppError::BadRequest("password: not valid UTF-8".into()))?;
-                passwords.push(SecretString::new(text.to_owned()));
-            }
-            "csrf" if allow_csrf && csrf.is_none() => {
-                let mut bytes = Vec::new();
-                while let Some(chunk) = field.next().await {
-                    let chunk = chunk.map_err(malformed)?;
-                    if bytes.len() + chunk.len() > 256 {
-                        return Err(AppError::BadRequest("csrf: too long".into()));
-                    }
-                    bytes.extend_from_slice(&chunk);
-                }
-                csrf = Some(String::from_utf8_lossy(&bytes).into_owned());
-            }
-            other => {
-                let other: String = other.chars().take(64).collect();
-                return Err(AppError::BadRequest(format!(
-                    "unexpected part {other:?}: an upload has `file` and `password` parts"
-                )));
-            }
-        }
-    }
-    if files.is_empty() {
-        return Err(AppError::Validation(
-            "no `file` part: nothing to upload".into(),
-        ));
-    }
-    if passwords.len() > files.len() {
-        return Err(AppError::BadRequest(
-            "more `password` parts than `file` parts".into(),
-        ));
-    }
-    let mut passwords = passwords.into_iter();
-    let files = files
-        .into_iter()
-        .map(|(file_name, bytes)| UploadedFile {
-            file_name,
-            bytes,
-            password: passwords.next(),
-        })
-        .collect();
-    Ok((files, csrf))
-}
-
-/// The parts of `POST /api/v1/admin/certificates/upload` (`multipart/form-data`), for the API's
-/// description: the form is read part by part, never into one value.
-pub struct UploadForm;
-
-impl schemars::JsonSchema for UploadForm {
-    fn schema_name() -> std::borrow::Cow<'static, str> {
-        "UploadForm".into()
-    }
-
-    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
-        schemars::json_schema!({
-            "type": "object",
-            "required": ["file"],
-            "properties": {
-                "file": {
-                    "description": "Certificate files (.pfx, .p12), at most 20",
-                    "type": "array",
-                    "maxItems": 20,
-                    "items": {"type": "string", "format": "binary"}
-                },
-                "password": {
-                    "description": "The i-th password for the i-th file; empty = the file name's",
-                    "type": "array",
-                    "items": {"type": "string", "writeOnly": true}
-                }
-            }
-        })
     }
 }
 

@@ -311,7 +311,7 @@ pub async fn reveal_path(
     check_csrf(&req, &form.csrf)?;
     let id = path.into_inner();
     let back = format!("/certificados/{id}");
-    let raw = crate::certificates::admin::reveal_source_path(&state, &admin.0.user, id)
+    let raw = crate::certificates::vault::reveal_source_path(&state, &admin.0.user, id)
         .await
         .map_err(back_to(&back))?;
     let body = html! {
@@ -344,7 +344,7 @@ pub async fn set_password(
     check_csrf(&req, &form.csrf)?;
     let id = path.into_inner();
     let back = format!("/certificados/{id}");
-    crate::certificates::admin::store_password(&state, &admin.0.user, id, form.password)
+    crate::certificates::vault::store_password(&state, &admin.0.user, id, form.password)
         .await
         .map_err(back_to(&back))?;
     Ok(done(&back, "senha"))
@@ -413,10 +413,13 @@ pub async fn upload_submit(
     let back = "/certificados/enviar";
     let staff = &admin.0;
     // The body (bounded) is read for its CSRF field; nothing is stored before it is checked.
-    let (files, csrf) =
-        upload::read_form_with_csrf(req.headers(), payload, state.settings.max_pfx_bytes)
-            .await
-            .map_err(back_to(back))?;
+    let (files, csrf) = crate::certificates::upload_form::read_form_with_csrf(
+        req.headers(),
+        payload,
+        state.settings.max_pfx_bytes,
+    )
+    .await
+    .map_err(back_to(back))?;
     check_csrf(&req, csrf.as_deref().unwrap_or_default())?;
     upload::folder_for(&state, &staff.user).map_err(back_to(back))?;
     // A row left empty sends a part with no name and no bytes (and its password part).

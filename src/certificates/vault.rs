@@ -1,12 +1,9 @@
 //! An admin's vault operations on one certificate of their office: typing the password no
 //! file name gave, and revealing the raw source path. Both are audited with the admin as actor.
 
-use actix_web::http::header;
-use actix_web::{HttpResponse, web};
 use chrono::Utc;
 use sea_orm::ActiveValue::Set;
 use sea_orm::entity::prelude::*;
-use serde::Deserialize;
 use serde_json::json;
 
 use super::catalogue::{self, CertificateView};
@@ -17,7 +14,7 @@ use crate::audit::{self, Actor, AuditAction, Entry};
 use crate::crypto::SecretString;
 use crate::domain::OrgId;
 use crate::error::AppError;
-use crate::http::extract::{AdminUser, AuthUser};
+use crate::identity::AuthUser;
 use crate::state::AppState;
 
 /// Longer passwords are not typed by people; PBKDF2 over them would only cost CPU.
@@ -29,29 +26,6 @@ async fn find(state: &AppState, org: OrgId, id: Uuid) -> Result<entity::Model, A
         .one(&state.db)
         .await?
         .ok_or_else(catalogue::not_found)
-}
-
-#[derive(Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct PasswordBody {
-    password: SecretString,
-}
-
-/// `POST /api/v1/admin/certificates/{id}/password {"password"}`: see [`store_password`].
-pub async fn set_password(
-    state: web::Data<AppState>,
-    admin: AdminUser,
-    path: web::Path<Uuid>,
-    body: web::Json<PasswordBody>,
-) -> Result<HttpResponse, AppError> {
-    let view = store_password(
-        &state,
-        &admin.0,
-        path.into_inner(),
-        body.into_inner().password,
-    )
-    .await?;
-    Ok(HttpResponse::Ok().json(view))
 }
 
 /// Stores the password an admin typed for a certificate of their office, only once it opens
@@ -142,29 +116,10 @@ pub async fn store_password(
     catalogue::find_view(&state.db, admin.org, id).await
 }
 
-/// `GET /api/v1/admin/certificates/{id}/source-path`: the raw path, which may hold the
-/// password, for an admin who must find the file; never cached, always audited.
-pub async fn source_path(
-    state: web::Data<AppState>,
-    admin: AdminUser,
-    path: web::Path<Uuid>,
-) -> Result<HttpResponse, AppError> {
-    let raw = reveal_source_path(&state, &admin.0, path.into_inner()).await?;
-    Ok(HttpResponse::Ok()
-        .insert_header((header::CACHE_CONTROL, "no-store"))
-        .json(SourcePath { source_path: raw }))
-}
-
-/// Response of `GET /api/v1/admin/certificates/{id}/source-path`.
-#[derive(serde::Serialize, schemars::JsonSchema)]
-pub struct SourcePath {
-    pub source_path: String,
-}
-
 /// The raw source path of certificate `id` (ADMIN/DEV), audited `CERT_PATH_REVEALED`.
 pub async fn reveal_source_path(
     state: &AppState,
-    admin: &crate::identity::AuthUser,
+    admin: &AuthUser,
     id: Uuid,
 ) -> Result<String, AppError> {
     admin.require_admin()?;
