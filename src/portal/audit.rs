@@ -12,7 +12,8 @@ use super::error::PageError;
 use super::session::AdminStaff;
 use super::{Section, staff_page};
 use crate::audit::AuditAction;
-use crate::audit::api::{self, AuditQuery};
+use crate::audit::query::{self, AuditQuery};
+use crate::audit::verification;
 use crate::state::AppState;
 
 /// The page's filters, as the form sends them (empty fields are "any").
@@ -83,11 +84,11 @@ pub async fn page(
 ) -> Result<HttpResponse, PageError> {
     let staff = &admin.0;
     let f = filters.into_inner();
-    let rows = api::find_page(&state, &staff.user, &f.query()?).await?;
+    let rows = query::find_page(&state, &staff.user, &f.query()?).await?;
     let chain = if f.verificar == "tudo" {
-        api::verify_chain(&state, &staff.user).await?
+        verification::verify_chain(&state, &staff.user).await?
     } else {
-        api::verify_new_rows(&state, &staff.user).await?
+        verification::verify_new_rows(&state, &staff.user).await?
     };
     let users = crate::accounts::administration::list_users(&state.db, staff.user.org).await?;
     let devices =
@@ -188,5 +189,9 @@ pub async fn export(
     filters: web::Query<Filters>,
 ) -> Result<HttpResponse, PageError> {
     let q = filters.into_inner().query()?;
-    Ok(api::csv_export(&state, &admin.0.user, &q)?)
+    Ok(crate::audit::routes::csv_response(
+        &state,
+        &admin.0.user,
+        &q,
+    )?)
 }
