@@ -281,38 +281,23 @@ const MATRIX: &[Row] = &[
 ];
 
 /// An office with one certificate (ingested by the CLI only: the server itself has no
-/// certs_root) and a VIEW, an ADMIN and a DEV.
-struct Office {
-    db: TestDb,
-    app: TestApp,
-    view: Session,
-    admin: Session,
-    dev: Session,
+/// certs_root) and a VIEW, an ADMIN and a DEV, on SQLite.
+async fn office() -> (TestDb, Office) {
+    let db = TestDb::new(Backend::Sqlite).await.unwrap();
+    let o = Office::builder()
+        .user("dev@escritorio.com.br", "DEV")
+        .start(&db)
+        .await;
+    (db, o)
 }
 
-async fn office() -> Office {
-    let db = TestDb::new(Backend::Sqlite).await.unwrap();
-    let root = db.dir().join("certificados");
-    std::fs::create_dir_all(&root).unwrap();
-    std::fs::write(
-        root.join("EMPRESA X LTDA Senha 1234.pfx"),
-        fixture("ecnpj-aes.pfx"),
+/// Provisions a device as the ADMIN: its id and token.
+async fn provision(o: &Office) -> (String, String) {
+    let body = o.provision("PC-MATRIZ").await;
+    (
+        body["id"].as_str().unwrap().to_owned(),
+        body["device_token"].as_str().unwrap().to_owned(),
     )
-    .unwrap();
-    ingest(&db, &root, &[]);
-    let app = spawn_app(&db).await;
-    let view = app.onboard(&db, "view@escritorio.com.br", "VIEW", PW).await;
-    let admin = app
-        .onboard(&db, "admin@escritorio.com.br", "ADMIN", PW)
-        .await;
-    let dev = app.onboard(&db, "dev@escritorio.com.br", "DEV", PW).await;
-    Office {
-        db,
-        app,
-        view,
-        admin,
-        dev,
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -326,48 +311,13 @@ async fn every_route_with_every_role() {
             "{method} {path} has no row in the access matrix"
         );
     }
-    let Office {
-        db: _db,
-        app,
-        view,
-        admin,
-        dev,
-    } = office().await;
+    let (_db, o) = office().await;
+    let (app, view, admin, dev) = (&o.app, &o.view, &o.admin, o.user("dev@escritorio.com.br"));
     // The calling device, paired for real, and a second one the admin routes act on.
-    let (device_id, device_token) = provision(&app, &admin.access).await;
-    let res = app
-        .send(
-            "POST",
-            "/api/v1/agent/auth",
-            Some(serde_json::json!({"device_id": device_id, "device_token": device_token})),
-            None,
-            None,
-        )
-        .await;
-    assert_eq!(res.status(), 200);
-    let body: serde_json::Value = res.json().await.unwrap();
-    let device = body["access_token"].as_str().unwrap().to_owned();
-    let (target_device_id, _) = provision(&app, &admin.access).await;
-    let me: serde_json::Value = app
-        .send("GET", "/api/v1/auth/me", None, Some(&view.access), None)
-        .await
-        .json()
-        .await
-        .unwrap();
-    let view_id = me["id"].as_str().unwrap().to_owned();
-    let catalogue: serde_json::Value = app
-        .send(
-            "GET",
-            "/api/v1/certificados",
-            None,
-            Some(&view.access),
-            None,
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
-    let cert_id = catalogue["items"][0]["id"].as_str().unwrap().to_owned();
+    let (device_id, device_token) = provision(&o).await;
+    let device = o.device_jwt(&device_id, &device_token).await;
+    let (target_device_id, _) = provision(&o).await;
+    let (view_id, cert_id) = (o.view_id.clone(), o.cert.clone());
 
     let callers: [Option<&str>; 5] = [
         None,
@@ -413,25 +363,6 @@ async fn every_route_with_every_role() {
             );
         }
     }
-}
-
-/// Provisions a device as `admin`: its id and token.
-async fn provision(app: &TestApp, admin: &str) -> (String, String) {
-    let res = app
-        .send(
-            "POST",
-            "/api/v1/admin/devices",
-            Some(serde_json::json!({"hostname": "PC-MATRIZ"})),
-            Some(admin),
-            None,
-        )
-        .await;
-    assert_eq!(res.status(), 201);
-    let body: serde_json::Value = res.json().await.unwrap();
-    (
-        body["id"].as_str().unwrap().to_owned(),
-        body["device_token"].as_str().unwrap().to_owned(),
-    )
 }
 
 /// Expected status of a portal page for: anonymous, VIEW, ADMIN, DEV (cookie sessions). A 303
@@ -586,31 +517,19 @@ async fn every_portal_page_with_every_role() {
             "{method} {path} has no row in the portal access matrix"
         );
     }
-    let Office {
-        db: _db,
-        app,
-        view,
-        admin,
-        ..
-    } = office().await;
-    let (device_id, _) = provision(&app, &admin.access).await;
-    let (_, me, _) = app
-        .call_json("GET", "/api/v1/auth/me", None, &view.access)
-        .await;
-    let view_id = me["id"].as_str().unwrap().to_owned();
-    let (_, catalogue, _) = app
-        .call_json("GET", "/api/v1/certificados", None, &view.access)
-        .await;
-    let cert_id = catalogue["items"][0]["id"].as_str().unwrap().to_owned();
+    let (_db, o) = office().await;
+    let app = &o.app;
+    let (device_id, _) = provision(&o).await;
+    let (view_id, cert_id) = (o.view_id.clone(), o.cert.clone());
     let job_id = uuid::Uuid::new_v4().to_string();
 
-    let mut callers = vec![crate::portal::anonymous(&app).await];
+    let mut callers = vec![anonymous(app).await];
     for email in [
         "view@escritorio.com.br",
         "admin@escritorio.com.br",
         "dev@escritorio.com.br",
     ] {
-        callers.push(crate::portal::session(&app, email, PW).await);
+        callers.push(session(app, email, PW).await);
     }
     let mut n = 0;
     let mut wrong = Vec::new();

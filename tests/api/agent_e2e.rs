@@ -3,326 +3,19 @@
 //! `REMOVE` job, at start-up past the deadline, and reports that wait for a stopped server.
 //! Plus `GET /api/v1/agent/installations`, the list the agent reconciles with.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use certhub::crypto::{DeviceSecretKey, PayloadContext};
+use certhub::crypto::PayloadContext;
 use certhub::protocol::SealedPayload;
 use serde_json::{Value, json};
 
+use crate::helpers::agent::{Pc, pfx_probes};
 use crate::helpers::*;
 use crate::on_both_databases;
 
-const AGENT: &str = env!("CARGO_BIN_EXE_certhub-agent");
-const PW: &str = "SenhaForte123!";
-const PFX_PASSWORD: &str = "1234";
-
-pub(crate) struct Office {
-    pub(crate) app: TestApp,
-    pub(crate) admin: Session,
-    pub(crate) view: Session,
-    pub(crate) cert: String,
-}
-
-impl Office {
-    pub(crate) async fn call(
-        &self,
-        method: &str,
-        path: &str,
-        body: Option<Value>,
-        token: &str,
-    ) -> (u16, Value) {
-        let (status, json, _) = self.app.call_json(method, path, body, token).await;
-        (status, json)
-    }
-
-    /// A device provisioned by the admin: `{id, device_token, enrollment_code}`.
-    pub(crate) async fn provision(&self, hostname: &str) -> Value {
-        let (status, d) = self
-            .call(
-                "POST",
-                "/api/v1/admin/devices",
-                Some(json!({"hostname": hostname})),
-                &self.admin.access,
-            )
-            .await;
-        assert_eq!(status, 201, "{d}");
-        d
-    }
-
-    /// VIEW asks, ADMIN approves: the job's id.
-    pub(crate) async fn approved(&self, device_id: &str, minutes: i64) -> String {
-        let path = format!("/api/v1/certificados/{}/install", self.cert);
-        let body = json!({"device_id": device_id, "reason": "SPED", "duration_minutes": minutes});
-        let (status, job) = self
-            .call("POST", &path, Some(body), &self.view.access)
-            .await;
-        assert_eq!(status, 201, "{job}");
-        let id = job["id"].as_str().unwrap().to_owned();
-        let (status, job) = self
-            .call(
-                "POST",
-                &format!("/api/v1/install-jobs/{id}/approve"),
-                Some(json!({})),
-                &self.admin.access,
-            )
-            .await;
-        assert_eq!(status, 200, "{job}");
-        id
-    }
-
-    pub(crate) async fn job(&self, id: &str) -> Value {
-        self.call(
-            "GET",
-            &format!("/api/v1/install-jobs/{id}"),
-            None,
-            &self.admin.access,
-        )
-        .await
-        .1
-    }
-
-    pub(crate) async fn installation(&self, id: &str) -> Value {
-        self.call(
-            "GET",
-            &format!("/api/v1/installations/{id}"),
-            None,
-            &self.admin.access,
-        )
-        .await
-        .1
-    }
-
-    /// Waits for the job to reach `status`; how long it took.
-    pub(crate) async fn wait_job(&self, id: &str, status: &str, timeout: Duration) -> Duration {
-        let start = Instant::now();
-        let ok = eventually(timeout, || async { self.job(id).await["status"] == status }).await;
-        assert!(ok, "job {id} not {status}: {}", self.job(id).await);
-        start.elapsed()
-    }
-
-    pub(crate) async fn wait_removed(&self, installation: &str, timeout: Duration) -> Value {
-        let ok = eventually(timeout, || async {
-            self.installation(installation).await["removed_at"].is_string()
-        })
-        .await;
-        let view = self.installation(installation).await;
-        assert!(ok, "installation still open: {view}");
-        view
-    }
-}
-
-pub(crate) async fn office(db: &TestDb, env: &[(&str, &str)]) -> Office {
-    let root = db.dir().join("certificados");
-    std::fs::create_dir_all(&root).unwrap();
-    std::fs::write(
-        root.join("EMPRESA X LTDA Senha 1234.pfx"),
-        fixture("ecnpj-aes.pfx"),
-    )
-    .unwrap();
-    ingest(db, &root, &[]);
-    let app = spawn_app_with(db, env).await;
-    let admin = app
-        .onboard(db, "admin@escritorio.com.br", "ADMIN", PW)
-        .await;
-    let view = app.onboard(db, "view@escritorio.com.br", "VIEW", PW).await;
-    let res = app
-        .send(
-            "GET",
-            "/api/v1/certificados",
-            None,
-            Some(&view.access),
-            None,
-        )
-        .await;
-    let certs: Value = res.json().await.unwrap();
-    Office {
-        cert: certs["items"][0]["id"].as_str().unwrap().to_owned(),
-        app,
-        admin,
-        view,
-    }
-}
-
-/// A PC with the agent: its own data folder and, while running, its process.
-/// A PC with the agent: its own data folder and, while running, its process. The Linux
-/// `certhub-agent`, or `certhub-agent.exe` under Wine (`tests/api/agent_wine.rs`).
-pub(crate) struct Pc {
-    pub(crate) home: tempfile::TempDir,
-    child: Option<Child>,
-    /// The Windows exe, run through `scripts/wine-runner.sh`.
-    wine: Option<PathBuf>,
-}
-
-impl Pc {
-    fn new() -> Self {
-        Self {
-            home: tempfile::tempdir().unwrap(),
-            child: None,
-            wine: None,
-        }
-    }
-
-    pub(crate) fn under_wine(exe: PathBuf) -> Self {
-        let mut pc = Self::new();
-        pc.wine = Some(exe);
-        pc
-    }
-
-    fn command(&self, clock_offset_secs: i64) -> Command {
-        let mut cmd = match &self.wine {
-            None => {
-                let mut cmd = Command::new(AGENT);
-                cmd.env_clear()
-                    .env("PATH", std::env::var("PATH").unwrap_or_default())
-                    .env("CERTHUB_AGENT_HOME", self.home.path());
-                cmd
-            }
-            Some(exe) => {
-                let mut cmd = Command::new(
-                    Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/wine-runner.sh"),
-                );
-                // Wine maps `/` to drive Z:.
-                let home = format!("Z:{}", self.home.path().display()).replace('/', "\\");
-                cmd.arg(exe).env("CERTHUB_AGENT_HOME", home);
-                cmd
-            }
-        };
-        cmd.env(
-            "CERTHUB_AGENT_CLOCK_OFFSET_SECS",
-            clock_offset_secs.to_string(),
-        )
-        .stdin(Stdio::null());
-        cmd
-    }
-
-    pub(crate) fn once(&self, args: &[&str], clock_offset_secs: i64) -> Output {
-        let out = self.command(clock_offset_secs).args(args).output().unwrap();
-        Output {
-            status: out.status,
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
-    }
-
-    pub(crate) fn pair(&self, args: &[&str]) {
-        let mut all = vec!["pair"];
-        all.extend_from_slice(args);
-        let out = self.once(&all, 0);
-        assert!(out.status.success(), "{out:?}");
-    }
-
-    /// `certhub-agent run --headless`; returns once it has sent a heartbeat (long-polling).
-    pub(crate) async fn start(&mut self, clock_offset_secs: i64) {
-        let state = self.home.path().join("state.json");
-        let before = std::fs::metadata(&state).and_then(|m| m.modified()).ok();
-        let child = self
-            .command(clock_offset_secs)
-            .args(["run", "--headless"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        self.child = Some(child);
-        let beat = eventually(Duration::from_secs(30), || async {
-            std::fs::metadata(&state).and_then(|m| m.modified()).ok() != before
-        })
-        .await;
-        assert!(beat, "no heartbeat; log:\n{}", self.log());
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-
-    /// SIGKILL: no chance to tidy up.
-    pub(crate) fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    fn store(&self) -> Vec<String> {
-        let mut v: Vec<String> = std::fs::read_dir(self.home.path().join("store"))
-            .into_iter()
-            .flatten()
-            .filter_map(|e| {
-                e.ok()?
-                    .file_name()
-                    .into_string()
-                    .ok()?
-                    .strip_suffix(".json")
-                    .map(str::to_owned)
-            })
-            .collect();
-        v.sort();
-        v
-    }
-
-    async fn wait_store(&self, expected: usize) -> Vec<String> {
-        let ok = eventually(Duration::from_secs(20), || async {
-            self.store().len() == expected
-        })
-        .await;
-        assert!(
-            ok,
-            "store {:?}, expected {expected}; log:\n{}",
-            self.store(),
-            self.log()
-        );
-        self.store()
-    }
-
-    pub(crate) fn log(&self) -> String {
-        std::fs::read_to_string(self.home.path().join("logs/agent.log")).unwrap_or_default()
-    }
-
-    /// No file of the agent (but the secrets file, whose job it is) holds any of `probes`.
-    pub(crate) fn assert_nothing_leaked(&self, probes: &[String]) {
-        fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
-            for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-                let p = e.path();
-                if p.is_dir() {
-                    walk(&p, out);
-                } else {
-                    out.push(p);
-                }
-            }
-        }
-        let mut files = Vec::new();
-        walk(self.home.path(), &mut files);
-        assert!(files.iter().any(|f| f.ends_with("agent.log")));
-        for f in files.iter().filter(|f| !f.ends_with("secrets.dat")) {
-            let text = String::from_utf8_lossy(&std::fs::read(f).unwrap()).into_owned();
-            for p in probes {
-                assert!(
-                    !holds_secret(&text, p),
-                    "{} holds {p}:\n{text}",
-                    f.display()
-                );
-            }
-        }
-    }
-}
-
-impl Drop for Pc {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-pub(crate) fn pfx_probes() -> Vec<String> {
-    use base64::Engine;
-    let b64 = base64::engine::general_purpose::STANDARD.encode(fixture("ecnpj-aes.pfx"));
-    vec![
-        b64[..64].to_owned(),
-        format!("\"{PFX_PASSWORD}\""),
-        format!("={PFX_PASSWORD}"),
-    ]
-}
-
 on_both_databases! {
     async fn paired_by_code_an_approval_is_installed_at_once_and_removed_at_the_lease_end(db: TestDb) {
-        let o = office(&db, &[]).await;
+        let o = office(&db).await;
         let device = o.provision("PC-01").await;
         let mut pc = Pc::new();
         // The seed's spelling of the URL, with /api/v1.
@@ -357,7 +50,7 @@ on_both_databases! {
     }
 
     async fn paired_by_id_and_token_a_remove_job_takes_it_out(db: TestDb) {
-        let o = office(&db, &[]).await;
+        let o = office(&db).await;
         let device = o.provision("PC-02").await;
         let token = device["device_token"].as_str().unwrap();
         let id = device["id"].as_str().unwrap();
@@ -400,7 +93,7 @@ on_both_databases! {
     }
 
     async fn removals_wait_for_a_stopped_server_and_start_up_removes_what_is_due(db: TestDb) {
-        let mut o = office(&db, &[]).await;
+        let mut o = office(&db).await;
         let port = o.app.address.rsplit(':').next().unwrap().to_owned();
         let device = o.provision("PC-03").await;
         let id = device["id"].as_str().unwrap().to_owned();
@@ -445,16 +138,11 @@ on_both_databases! {
     }
 
     async fn the_agent_lists_its_own_open_installations_only(db: TestDb) {
-        let o = office(&db, &[]).await;
+        let o = office(&db).await;
         let mut devices = Vec::new();
         for name in ["PC-A", "PC-B"] {
-            let d = o.provision(name).await;
-            let key = DeviceSecretKey::generate();
-            let body = json!({"device_id": d["id"], "device_token": d["device_token"], "public_key": key.public_key().to_base64()});
-            let res = o.app.send("POST", "/api/v1/agent/auth", Some(body), None, None).await;
-            assert_eq!(res.status(), 200);
-            let auth: Value = res.json().await.unwrap();
-            devices.push((d["id"].as_str().unwrap().to_owned(), key, auth["access_token"].as_str().unwrap().to_owned()));
+            let d = o.device(name, true).await;
+            devices.push((d.id, d.key, d.jwt));
         }
         let (a_id, a_key, a_jwt) = &devices[0];
         let (_, _, b_jwt) = &devices[1];
@@ -553,7 +241,7 @@ async fn the_agent_explains_what_is_wrong() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn foreign_certificates_rotated_tokens_blocked_devices_and_skewed_clocks() {
     let db = TestDb::new(Backend::Sqlite).await.unwrap();
-    let o = office(&db, &[]).await;
+    let o = office(&db).await;
     let (_, cert) = o
         .call(
             "GET",
@@ -647,7 +335,7 @@ async fn foreign_certificates_rotated_tokens_blocked_devices_and_skewed_clocks()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_removal_made_while_the_server_is_down_is_reported_when_it_returns() {
     let db = TestDb::new(Backend::Sqlite).await.unwrap();
-    let mut o = office(&db, &[]).await;
+    let mut o = office(&db).await;
     let port = o.app.address.rsplit(':').next().unwrap().to_owned();
     let device = o.provision("PC-06").await;
     let mut pc = Pc::new();

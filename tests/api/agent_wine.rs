@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::agent_e2e::{Office, Pc, office, pfx_probes};
+use crate::helpers::agent::{Pc, pfx_probes};
 use crate::helpers::*;
 
 /// SHA-1 of `tests/fixtures/pfx/ecnpj-aes.pfx`'s certificate.
@@ -124,7 +124,7 @@ async fn under_wine_an_approval_is_installed_non_exportable_and_removed_with_its
     let Some(exe) = wine_agent() else { return };
     let _prefix = PREFIX.lock().await;
     let db = TestDb::new(Backend::Sqlite).await.unwrap();
-    let o = office(&db, &[]).await;
+    let o = office(&db).await;
     reset_store();
     assert!(!in_my(THUMBPRINT));
     let (mut pc, device) = paired(&o, exe, "PC-WINE-01").await;
@@ -206,7 +206,7 @@ async fn under_wine_removals_survive_a_stopped_server_and_a_restart_past_the_dea
     let Some(exe) = wine_agent() else { return };
     let _prefix = PREFIX.lock().await;
     let db = TestDb::new(Backend::Sqlite).await.unwrap();
-    let mut o = office(&db, &[]).await;
+    let mut o = office(&db).await;
     reset_store();
     let port = o.app.address.rsplit(':').next().unwrap().to_owned();
     let (mut pc, device) = paired(&o, exe, "PC-WINE-02").await;

@@ -14,16 +14,15 @@ const ECPF_PASSWORD: &str = "sénha-ção";
 /// Two good files, a person's certificate under a wrong password, and a wrong-password copy
 /// of the company's.
 fn folder(db: &TestDb) -> std::path::PathBuf {
-    let root = db.dir().join("certificados");
-    std::fs::create_dir_all(&root).unwrap();
-    for (name, fixture_name) in [
-        ("EMPRESA X LTDA Senha 1234.pfx", "ecnpj-aes.pfx"),
-        ("PADARIA BOA senha_abc123.pfx", "ecnpj-octet-legacy.pfx"),
-        ("JOSÉ DA SILVA senha errada.pfx", "ecpf-utf8.pfx"),
-        ("errada Senha 9999.pfx", "ecnpj-aes.pfx"),
-    ] {
-        std::fs::write(root.join(name), fixture(fixture_name)).unwrap();
-    }
+    let root = certificates_folder(
+        db,
+        &[
+            EMPRESA_X,
+            ("PADARIA BOA senha_abc123.pfx", "ecnpj-octet-legacy.pfx"),
+            ("JOSÉ DA SILVA senha errada.pfx", "ecpf-utf8.pfx"),
+            ("errada Senha 9999.pfx", "ecnpj-aes.pfx"),
+        ],
+    );
     let out = ingest(db, &root, &[]);
     assert!(
         out.stdout
@@ -67,19 +66,6 @@ async fn names(app: &TestApp, token: &str, query: &str) -> Vec<String> {
         .iter()
         .map(|c| c["name"].as_str().unwrap().to_owned())
         .collect()
-}
-
-async fn id_of(app: &TestApp, token: &str, name: &str) -> String {
-    let (_, body) = get_json(app, "/api/v1/certificados?status=all", token).await;
-    body["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == name)
-        .unwrap_or_else(|| panic!("{name} not listed: {body}"))["id"]
-        .as_str()
-        .unwrap()
-        .to_owned()
 }
 
 on_both_databases! {
@@ -190,7 +176,7 @@ on_both_databases! {
         let admin = app.onboard(&db, "admin@escritorio.com.br", "ADMIN", PW).await;
         let view = app.onboard(&db, "view@escritorio.com.br", "VIEW", PW).await;
         let a = admin.access.as_str();
-        let jose = id_of(&app, a, "JOSÉ DA SILVA").await;
+        let jose = cert_id(&app, a, "JOSÉ DA SILVA").await;
         let password_path = format!("/api/v1/admin/certificates/{jose}/password");
 
         // VIEW may not; a wrong password is refused, audited and not stored.
@@ -227,7 +213,7 @@ on_both_databases! {
         assert_eq!(db.scalar("SELECT COUNT(*) FROM certificates WHERE name = 'JOSÉ DA SILVA' AND parse_error IS NULL").await, 1);
 
         // A copy of a certificate already in the catalogue is not made a second row.
-        let errada = id_of(&app, a, "errada").await;
+        let errada = cert_id(&app, a, "errada").await;
         let errada_path = format!("/api/v1/admin/certificates/{errada}/password");
         let res = app.send("POST", &errada_path, Some(json!({"password": "1234"})), Some(a), None).await;
         assert_eq!(res.status(), 409);
@@ -240,7 +226,7 @@ on_both_databases! {
         assert_eq!(res.status(), 409);
 
         // The raw path, for admins only, never cached, audited without the path.
-        let empresa = id_of(&app, a, "EMPRESA X LTDA").await;
+        let empresa = cert_id(&app, a, "EMPRESA X LTDA").await;
         let path_url = format!("/api/v1/admin/certificates/{empresa}/source-path");
         assert_eq!(app.send("GET", &path_url, None, Some(&view.access), None).await.status(), 403);
         let res = app.send("GET", &path_url, None, Some(a), None).await;
@@ -268,8 +254,8 @@ on_both_databases! {
         folder(&db);
         let app = spawn_app(&db).await;
         let admin = app.onboard(&db, "admin@escritorio.com.br", "ADMIN", PW).await;
-        let empresa = id_of(&app, &admin.access, "EMPRESA X LTDA").await;
-        let jose = id_of(&app, &admin.access, "JOSÉ DA SILVA").await;
+        let empresa = cert_id(&app, &admin.access, "EMPRESA X LTDA").await;
+        let jose = cert_id(&app, &admin.access, "JOSÉ DA SILVA").await;
         let other_admin = app.onboard_in(&db, 2, "admin@outro.com.br", "ADMIN", PW).await;
         let other_view = app.onboard_in(&db, 2, "view@outro.com.br", "VIEW", PW).await;
         let audit_before = db.scalar("SELECT COUNT(*) FROM audit_log WHERE org_id = 1").await;

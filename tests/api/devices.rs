@@ -52,13 +52,6 @@ async fn auth(app: &TestApp, id: &str, token: &str, key: Option<&str>) -> reqwes
         .await
 }
 
-async fn device_jwt(app: &TestApp, id: &str, token: &str, key: Option<&str>) -> String {
-    let res = auth(app, id, token, key).await;
-    assert_eq!(res.status(), 200);
-    let body: Value = res.json().await.unwrap();
-    body["access_token"].as_str().unwrap().to_owned()
-}
-
 async fn heartbeat(app: &TestApp, jwt: &str) -> reqwest::Response {
     app.send(
         "POST",
@@ -446,7 +439,7 @@ on_both_databases! {
             .await;
         let d = provision(&app, &admin.access, pc()).await;
         let jwt = device_jwt(&app, &d.id, &d.token, Some(&public_key())).await;
-        let id_sql = crate::agent_jobs::uuid_sql(&db, &d.id);
+        let id_sql = uuid_sql(&db, &d.id);
         let written = format!(
             "SELECT COUNT(*) FROM devices WHERE last_heartbeat_at IS NOT NULL AND agent_version = '1.2.3' AND id = {id_sql}"
         );
@@ -475,7 +468,7 @@ on_both_databases! {
         let d = provision(&app, &admin.access, pc()).await;
         let jwt = device_jwt(&app, &d.id, &d.token, Some(&public_key())).await;
         assert_eq!(heartbeat(&app, &jwt).await.status(), 200);
-        let id_sql = crate::agent_jobs::uuid_sql(&db, &d.id);
+        let id_sql = uuid_sql(&db, &d.id);
         let written = eventually(std::time::Duration::from_secs(10), || async {
             db.scalar(&format!(
                 "SELECT COUNT(*) FROM devices WHERE last_heartbeat_at IS NOT NULL AND id = {id_sql}"

@@ -1,5 +1,8 @@
 //! spawn_app: the real `certhub` binary on port 0 with a fresh database per test, on a
-//! temporary SQLite file or on a throw-away PostgreSQL database.
+//! temporary SQLite file or on a throw-away PostgreSQL database. The fixtures built on it:
+//! [`Office`] (an office with its users, devices and jobs), the portal's cookie sessions and
+//! [`PortalOffice`], the real agent on a PC of its own ([`agent::Pc`]) and a headless Chromium
+//! ([`browser::Browser`]).
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -9,6 +12,16 @@ use std::time::{Duration, Instant};
 
 use sea_orm::sqlx::{self, Connection, Executor};
 use tempfile::TempDir;
+
+pub mod agent;
+pub mod browser;
+mod invariants;
+mod office;
+mod portal;
+
+pub use invariants::invariants;
+pub use office::*;
+pub use portal::*;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_certhub");
 

@@ -5,7 +5,6 @@
 
 use serde_json::{Value, json};
 
-use crate::agent_jobs::office;
 use crate::helpers::*;
 use crate::on_both_databases;
 

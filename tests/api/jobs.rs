@@ -7,8 +7,6 @@ use serde_json::{Value, json};
 use crate::helpers::*;
 use crate::on_both_databases;
 
-const PW: &str = "SenhaForte123!";
-
 async fn call(
     app: &TestApp,
     method: &str,
@@ -18,14 +16,6 @@ async fn call(
 ) -> (u16, Value) {
     let (status, json, _) = app.call_json(method, path, body, token).await;
     (status, json)
-}
-
-/// A UUID as an SQL literal: SQLite keeps UUIDs as 16-byte blobs, PostgreSQL as `uuid`.
-fn uuid_sql(db: &TestDb, id: &str) -> String {
-    match db.backend {
-        Backend::Sqlite => format!("X'{}'", id.replace('-', "")),
-        Backend::Postgres => format!("'{id}'"),
-    }
 }
 
 fn ago(d: Duration) -> String {
@@ -50,19 +40,11 @@ async fn insert_device(
     id
 }
 
-async fn user_id(app: &TestApp, s: &Session) -> String {
-    call(app, "GET", "/api/v1/auth/me", None, &s.access).await.1["id"]
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
-
-struct Office {
-    app: TestApp,
-    view: Session,
-    view_id: String,
+/// Office 1 with two good certificates and one that does not open, four devices and five
+/// users (one auto-approved); office 2 with an ADMIN and a device.
+struct JobsOffice {
+    office: Office,
     other_view: Session,
-    admin: Session,
     admin_id: String,
     auto: Session,
     auto_id: String,
@@ -78,79 +60,53 @@ struct Office {
     foreign: String,
 }
 
-/// Office 1 with two good certificates and one that does not open, four devices and five
-/// users (one auto-approved); office 2 with an ADMIN and a device.
-async fn office(db: &TestDb) -> Office {
-    let root = db.dir().join("certificados");
-    std::fs::create_dir_all(&root).unwrap();
-    for (name, fixture_name) in [
-        ("EMPRESA X LTDA Senha 1234.pfx", "ecnpj-aes.pfx"),
-        ("PADARIA BOA senha_abc123.pfx", "ecnpj-octet-legacy.pfx"),
-        ("JOSÉ DA SILVA senha errada.pfx", "ecpf-utf8.pfx"),
-    ] {
-        std::fs::write(root.join(name), fixture(fixture_name)).unwrap();
+impl std::ops::Deref for JobsOffice {
+    type Target = Office;
+
+    fn deref(&self) -> &Office {
+        &self.office
     }
-    ingest(db, &root, &[]);
-    let app = spawn_app(db).await;
-    let view = app.onboard(db, "view@escritorio.com.br", "VIEW", PW).await;
-    let other_view = app.onboard(db, "outra@escritorio.com.br", "VIEW", PW).await;
-    let admin = app
-        .onboard(db, "admin@escritorio.com.br", "ADMIN", PW)
+}
+
+async fn office(db: &TestDb) -> JobsOffice {
+    let office = Office::builder()
+        .certificate("PADARIA BOA senha_abc123.pfx", "ecnpj-octet-legacy.pfx")
+        .certificate("JOSÉ DA SILVA senha errada.pfx", "ecpf-utf8.pfx")
+        .user("outra@escritorio.com.br", "VIEW")
+        .user("auto@escritorio.com.br", "VIEW")
+        .user_in(2, "admin@outro.com.br", "ADMIN")
+        .start(db)
         .await;
-    let auto = app.onboard(db, "auto@escritorio.com.br", "VIEW", PW).await;
-    let outsider = app
-        .onboard_in(db, 2, "admin@outro.com.br", "ADMIN", PW)
-        .await;
-    let (view_id, admin_id, auto_id) = (
-        user_id(&app, &view).await,
-        user_id(&app, &admin).await,
-        user_id(&app, &auto).await,
+    let other_view = office.user("outra@escritorio.com.br").clone();
+    let auto = office.user("auto@escritorio.com.br").clone();
+    let outsider = office.user("admin@outro.com.br").clone();
+    let (admin_id, auto_id, other_id) = (
+        office.user_id(&office.admin).await,
+        office.user_id(&auto).await,
+        office.user_id(&other_view).await,
     );
-    let other_id = user_id(&app, &other_view).await;
-    let (status, body) = call(
-        &app,
-        "PATCH",
-        &format!("/api/v1/admin/users/{auto_id}"),
-        Some(json!({"auto_approve_install_jobs": true})),
-        &admin.access,
-    )
-    .await;
+    let (status, body) = office
+        .call(
+            "PATCH",
+            &format!("/api/v1/admin/users/{auto_id}"),
+            Some(json!({"auto_approve_install_jobs": true})),
+            &office.admin.access,
+        )
+        .await;
     assert_eq!(status, 200, "{body}");
-    let (_, certs) = call(
-        &app,
-        "GET",
-        "/api/v1/certificados?status=all",
-        None,
-        &admin.access,
-    )
-    .await;
-    let cert = |name: &str| {
-        certs["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|c| c["name"] == name)
-            .unwrap_or_else(|| panic!("{name}: {certs}"))["id"]
-            .as_str()
-            .unwrap()
-            .to_owned()
-    };
     let (empresa, padaria, jose) = (
-        cert("EMPRESA X LTDA"),
-        cert("PADARIA BOA"),
-        cert("JOSÉ DA SILVA"),
+        office.cert_id("EMPRESA X LTDA").await,
+        office.cert_id("PADARIA BOA").await,
+        office.cert_id("JOSÉ DA SILVA").await,
     );
-    let own = insert_device(db, 1, "PC-VIEW", Some(&view_id), true).await;
+    let own = insert_device(db, 1, "PC-VIEW", Some(&office.view_id), true).await;
     let others = insert_device(db, 1, "PC-OUTRA", Some(&other_id), true).await;
     let free = insert_device(db, 1, "PC-RECEPCAO", None, true).await;
     let blocked = insert_device(db, 1, "PC-BLOQUEADO", None, false).await;
     let foreign = insert_device(db, 2, "PC-OUTRO", None, true).await;
-    Office {
-        app,
-        view,
-        view_id,
+    JobsOffice {
+        office,
         other_view,
-        admin,
         admin_id,
         auto,
         auto_id,
@@ -166,7 +122,7 @@ async fn office(db: &TestDb) -> Office {
     }
 }
 
-async fn request(o: &Office, token: &str, cert: &str, body: Value) -> (u16, Value) {
+async fn request(o: &JobsOffice, token: &str, cert: &str, body: Value) -> (u16, Value) {
     call(
         &o.app,
         "POST",
@@ -174,13 +130,6 @@ async fn request(o: &Office, token: &str, cert: &str, body: Value) -> (u16, Valu
         Some(body),
         token,
     )
-    .await
-}
-
-async fn audits(db: &TestDb, action: &str) -> i64 {
-    db.scalar(&format!(
-        "SELECT COUNT(*) FROM audit_log WHERE action = '{action}'"
-    ))
     .await
 }
 

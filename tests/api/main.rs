@@ -9,7 +9,6 @@ mod agent_jobs;
 mod agent_wine;
 mod audit;
 mod audit_api;
-mod browser;
 mod catalogue;
 mod cli;
 mod config;

@@ -4,62 +4,6 @@ use crate::helpers::*;
 
 const PW: &str = "SenhaForte123!";
 
-/// A client with a cookie jar that does not follow redirects, like a browser whose answers are
-/// looked at one by one.
-pub(crate) fn browser() -> reqwest::Client {
-    reqwest::Client::builder()
-        .cookie_store(true)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
-}
-
-/// Submits the login form (`/entrar`) with `csrf`.
-pub(crate) async fn post_login(
-    b: &reqwest::Client,
-    app: &TestApp,
-    csrf: &str,
-    email: &str,
-    password: &str,
-) -> reqwest::Response {
-    b.post(app.url("/entrar"))
-        .form(&[("csrf", csrf), ("email", email), ("password", password)])
-        .send()
-        .await
-        .unwrap()
-}
-
-/// The CSRF value embedded in a page's form.
-pub(crate) fn csrf_of(html: &str) -> String {
-    let at =
-        html.find("name=\"csrf\" value=\"").expect("csrf field") + "name=\"csrf\" value=\"".len();
-    html[at..].split('"').next().unwrap().to_owned()
-}
-
-/// A browser that has opened the login page (so it holds the pre-login CSRF cookie), and its
-/// CSRF token.
-pub(crate) async fn anonymous(app: &TestApp) -> (reqwest::Client, String) {
-    let b = browser();
-    let page = b.get(app.url("/entrar")).send().await.unwrap();
-    let csrf = csrf_of(&page.text().await.unwrap());
-    (b, csrf)
-}
-
-/// A browser logged in to the portal as `email`, and the CSRF token of its session.
-pub(crate) async fn session(
-    app: &TestApp,
-    email: &str,
-    password: &str,
-) -> (reqwest::Client, String) {
-    let (b, csrf) = anonymous(app).await;
-    let res = post_login(&b, app, &csrf, email, password).await;
-    assert_eq!(res.status(), 303, "portal login as {email}");
-    let home = b.get(app.url("/")).send().await.unwrap();
-    assert_eq!(home.status(), 200);
-    let csrf = csrf_of(&home.text().await.unwrap());
-    (b, csrf)
-}
-
 async fn first_access_link(app: &TestApp) -> String {
     loop {
         let line = app
@@ -78,14 +22,7 @@ async fn first_access_creates_the_first_admin_once() {
     let app = spawn_app(&db).await;
     let link = first_access_link(&app).await;
     let b = browser();
-    let html = b
-        .get(app.url(&link))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let html = page_text(&b, &app.url(&link)).await;
     assert!(html.contains("Primeiro acesso"), "{html}");
     let csrf = csrf_of(&html);
     let token = link.split("token=").nth(1).unwrap().to_owned();
@@ -127,14 +64,7 @@ async fn portal_login_uses_a_cookie_session_and_every_form_checks_csrf() {
     let b = browser();
 
     // Choose the password through the page.
-    let html = b
-        .get(app.url(&format!("/definir-senha?token={token}")))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let html = page_text(&b, &app.url(&format!("/definir-senha?token={token}"))).await;
     let csrf = csrf_of(&html);
     let res = b
         .post(app.url("/definir-senha"))
@@ -179,14 +109,7 @@ async fn portal_login_uses_a_cookie_session_and_every_form_checks_csrf() {
         "the CSRF cookie belongs to the first browser"
     );
 
-    let html = b
-        .get(app.url("/entrar"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let html = page_text(&b, &app.url("/entrar")).await;
     let csrf = csrf_of(&html);
     let res = post_login(
         &b,
@@ -216,14 +139,7 @@ async fn portal_login_uses_a_cookie_session_and_every_form_checks_csrf() {
         cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
         "{cookie}"
     );
-    let home = b
-        .get(app.url("/"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let home = page_text(&b, &app.url("/")).await;
     assert!(home.contains("Olá, ") && home.contains("Sair"), "{home}");
 
     let csrf = csrf_of(&home);
@@ -234,14 +150,7 @@ async fn portal_login_uses_a_cookie_session_and_every_form_checks_csrf() {
         .await
         .unwrap();
     assert_eq!(res.status(), 303);
-    let home = b
-        .get(app.url("/"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let home = page_text(&b, &app.url("/")).await;
     assert!(!home.contains("Olá, "), "logged out");
     assert!(db.run(&["audit", "verify"]).status.success());
 }
@@ -249,7 +158,7 @@ async fn portal_login_uses_a_cookie_session_and_every_form_checks_csrf() {
 /// The whole first-day path in a real browser: first access, login, logout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_browser_first_access_login_and_logout() {
-    let Some(browser) = crate::browser::Browser::start().await else {
+    let Some(browser) = crate::helpers::browser::Browser::start().await else {
         return;
     };
     let db = TestDb::new(Backend::Sqlite).await.unwrap();

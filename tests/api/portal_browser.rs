@@ -5,9 +5,8 @@
 
 use std::time::{Duration, Instant};
 
-use crate::browser::Browser;
+use crate::helpers::browser::Browser;
 use crate::helpers::*;
-use crate::portal_pages::office;
 
 const PW: &str = "SenhaForte123!";
 const ENTER: &str = "\u{E007}";
@@ -61,7 +60,7 @@ async fn the_request_flow_in_two_real_browsers() {
     };
     let admin = Browser::start().await.expect("a second browser");
     let db = TestDb::new(Backend::Sqlite).await.unwrap();
-    let o = office(&db).await;
+    let o = portal_office(&db).await;
     let app = &o.app;
     view.set_size(1366, 768).await;
     admin.set_size(1280, 900).await;
@@ -121,7 +120,7 @@ async fn the_request_flow_in_two_real_browsers() {
     let html = admin.source().await;
     let at = html.find("data-job=\"").expect("the approved row") + "data-job=\"".len();
     let job = html[at..at + 36].to_owned();
-    let agent = crate::portal_pages::device_jwt(app, &o.device_id, &o.device_token).await;
+    let agent = o.device_jwt(&o.device_id, &o.device_token).await;
     let (status, _, text) = app
         .call_json(
             "POST",

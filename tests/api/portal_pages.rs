@@ -6,106 +6,8 @@ use std::time::{Duration, Instant};
 
 use crate::helpers::*;
 use crate::on_both_databases;
-use crate::portal::session;
 
 const PW: &str = "SenhaForte123!";
-const XSS_SCRIPT: &str = "<script>alert(1)</script>";
-const XSS_ATTR: &str = "\"><img src=x onerror=alert(1)>";
-
-/// An office with two certificates whose names are markup, a VIEW user, an ADMIN and a device
-/// owned by the VIEW user. Returns the app, the API sessions and the device's id and token.
-pub(crate) struct Office {
-    pub app: TestApp,
-    pub view: Session,
-    pub admin: Session,
-    pub device_id: String,
-    pub device_token: String,
-    pub view_id: String,
-}
-
-pub(crate) async fn office(db: &TestDb) -> Office {
-    let root = db.dir().join("certificados");
-    std::fs::create_dir_all(&root).unwrap();
-    std::fs::write(
-        root.join("EMPRESA X LTDA Senha 1234.pfx"),
-        fixture("ecnpj-aes.pfx"),
-    )
-    .unwrap();
-    std::fs::write(
-        root.join(format!("{XSS_ATTR} Senha 1234.pfx")),
-        fixture("ecnpj-renewed.pfx"),
-    )
-    .unwrap();
-    // A file whose name has the wrong password: it does not open until an admin types one.
-    std::fs::write(
-        root.join("JOSÉ DA SILVA senha errada.pfx"),
-        fixture("ecpf-utf8.pfx"),
-    )
-    .unwrap();
-    ingest(db, &root, &[]);
-    let app = spawn_app(db).await;
-    let view = app.onboard(db, "view@escritorio.com.br", "VIEW", PW).await;
-    let admin = app
-        .onboard(db, "admin@escritorio.com.br", "ADMIN", PW)
-        .await;
-    let (_, me, _) = app
-        .call_json("GET", "/api/v1/auth/me", None, &view.access)
-        .await;
-    let view_id = me["id"].as_str().unwrap().to_owned();
-    let (status, device, text) = app
-        .call_json(
-            "POST",
-            "/api/v1/admin/devices",
-            Some(serde_json::json!({"hostname": "PC-JOANA", "owner_user_id": view_id})),
-            &admin.access,
-        )
-        .await;
-    assert_eq!(status, 201, "{text}");
-    // Markup where people type text: a PC's name and a user's name (a file name cannot hold
-    // the slash of `</script>`).
-    let (status, _, text) = app
-        .call_json(
-            "POST",
-            "/api/v1/admin/devices",
-            Some(serde_json::json!({"hostname": XSS_SCRIPT})),
-            &admin.access,
-        )
-        .await;
-    assert_eq!(status, 201, "{text}");
-    let (status, _, text) = app
-        .call_json(
-            "POST",
-            "/api/v1/admin/users",
-            Some(serde_json::json!({"email": "xss@escritorio.com.br", "nome": XSS_SCRIPT, "role_global": "VIEW"})),
-            &admin.access,
-        )
-        .await;
-    assert_eq!(status, 201, "{text}");
-    Office {
-        app,
-        view,
-        admin,
-        device_id: device["id"].as_str().unwrap().to_owned(),
-        device_token: device["device_token"].as_str().unwrap().to_owned(),
-        view_id,
-    }
-}
-
-/// The DEVICE access token of a provisioned device (a scripted agent).
-pub(crate) async fn device_jwt(app: &TestApp, id: &str, token: &str) -> String {
-    let res = app
-        .send(
-            "POST",
-            "/api/v1/agent/auth",
-            Some(serde_json::json!({"device_id": id, "device_token": token})),
-            None,
-            None,
-        )
-        .await;
-    assert_eq!(res.status(), 200);
-    let body: serde_json::Value = res.json().await.unwrap();
-    body["access_token"].as_str().unwrap().to_owned()
-}
 
 async fn page(b: &reqwest::Client, app: &TestApp, path: &str) -> (u16, String) {
     let res = b.get(app.url(path)).send().await.unwrap();
@@ -123,7 +25,7 @@ async fn post(
 }
 
 /// Nothing secret and no live markup from a certificate name.
-fn assert_clean(html: &str, office: &Office, path: &str) {
+fn assert_clean(html: &str, office: &PortalOffice, path: &str) {
     for secret in [
         "Senha 1234",
         "1234.pfx",
@@ -140,7 +42,7 @@ fn assert_clean(html: &str, office: &Office, path: &str) {
 
 on_both_databases! {
     async fn every_page_for_each_role(db: TestDb) {
-        let o = office(&db).await;
+        let o = portal_office(&db).await;
         let app = &o.app;
         let (view, _) = session(app, "view@escritorio.com.br", PW).await;
         let (admin, _) = session(app, "admin@escritorio.com.br", PW).await;
@@ -209,7 +111,7 @@ on_both_databases! {
     }
 
     async fn request_approve_and_install_through_the_pages(db: TestDb) {
-        let o = office(&db).await;
+        let o = portal_office(&db).await;
         let app = &o.app;
         let (view, view_csrf) = session(app, "view@escritorio.com.br", PW).await;
         let (admin, admin_csrf) = session(app, "admin@escritorio.com.br", PW).await;
@@ -241,7 +143,7 @@ on_both_databases! {
         assert!(html.contains("data-status=\"PENDING\""), "{html}");
 
         // A scripted agent claims it and reports DONE: the installation shows, with "Remover agora".
-        let agent = device_jwt(app, &o.device_id, &o.device_token).await;
+        let agent = o.device_jwt(&o.device_id, &o.device_token).await;
         let (status, _, text) = app.call_json("POST", &format!("/api/v1/agent/jobs/{job}/claim"), None, &agent).await;
         assert_eq!(status, 200, "{text}");
         let (_, cert_json, _) = app.call_json("GET", &format!("/api/v1/certificados/{cert}"), None, &o.view.access).await;
@@ -282,7 +184,7 @@ on_both_databases! {
     }
 
     async fn the_requests_page_streams_status_changes(db: TestDb) {
-        let o = office(&db).await;
+        let o = portal_office(&db).await;
         let app = &o.app;
         let (view, _) = session(app, "view@escritorio.com.br", PW).await;
         let (_, catalogue, _) = app.call_json("GET", "/api/v1/certificados", None, &o.view.access).await;
@@ -333,7 +235,7 @@ on_both_databases! {
         assert!(latency < Duration::from_secs(1), "PENDING reached the page after {latency:?}");
 
         // The agent's claim and failure, with its reason, arrive the same way.
-        let agent = device_jwt(app, &o.device_id, &o.device_token).await;
+        let agent = o.device_jwt(&o.device_id, &o.device_token).await;
         app.call_json("POST", &format!("/api/v1/agent/jobs/{job}/claim"), None, &agent).await;
         wait_for(&mut stream, &mut seen, "\"status\":\"IN_PROGRESS\"".to_owned()).await;
         app.call_json(
@@ -349,7 +251,7 @@ on_both_databases! {
     }
 
     async fn the_audit_page_shows_the_chain_check(db: TestDb) {
-        let o = office(&db).await;
+        let o = portal_office(&db).await;
         let app = &o.app;
         let (admin, _) = session(app, "admin@escritorio.com.br", PW).await;
         let (_, html) = page(&admin, app, "/auditoria").await;
@@ -426,7 +328,7 @@ on_both_databases! {
     }
 
     async fn an_admin_types_the_password_of_a_file_that_did_not_open(db: TestDb) {
-        let o = office(&db).await;
+        let o = portal_office(&db).await;
         let app = &o.app;
         let (admin, csrf) = session(app, "admin@escritorio.com.br", PW).await;
         let (view, _) = session(app, "view@escritorio.com.br", PW).await;

@@ -20,8 +20,6 @@ use certhub::protocol::SealedPayload;
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
-use crate::agent_jobs::{Device, Office, office, office_with, token_of};
-use crate::faults::invariants;
 use crate::helpers::*;
 
 /// `/health` says 503 `unavailable`, with a reason.

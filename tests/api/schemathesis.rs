@@ -13,7 +13,6 @@ use base64::engine::general_purpose::STANDARD;
 use certhub::crypto::DeviceSecretKey;
 use serde_json::{Value, json};
 
-use crate::agent_jobs::office;
 use crate::helpers::*;
 
 const PW: &str = "SenhaForte123!";

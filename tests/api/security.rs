@@ -4,10 +4,8 @@ use std::net::IpAddr;
 
 use serde_json::{Value, json};
 
-use crate::agent_jobs::{Office, audits, office, token_of};
 use crate::helpers::*;
 use crate::on_both_databases;
-use crate::portal::{browser, csrf_of, post_login};
 
 const PW: &str = "SenhaForte123!";
 
@@ -144,15 +142,7 @@ async fn agent_auth(
 }
 
 async fn provision(o: &Office, hostname: &str) -> (String, String) {
-    let (status, d) = o
-        .call(
-            "POST",
-            "/api/v1/admin/devices",
-            Some(json!({"hostname": hostname})),
-            &o.admin.access,
-        )
-        .await;
-    assert_eq!(status, 201, "{d}");
+    let d = o.provision(hostname).await;
     (
         d["id"].as_str().unwrap().to_owned(),
         d["device_token"].as_str().unwrap().to_owned(),

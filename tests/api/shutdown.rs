@@ -26,9 +26,8 @@ on_both_databases! {
     }
 
     async fn sigterm_ends_the_live_portal_streams(db: TestDb) {
-        let office = crate::portal_pages::office(&db).await;
-        let mut app = office.app;
-        let (view, _) = crate::portal::session(&app, "view@escritorio.com.br", "SenhaForte123!").await;
+        let mut app = portal_office(&db).await.into_office().app;
+        let (view, _) = session(&app, "view@escritorio.com.br", "SenhaForte123!").await;
         let mut stream = view.get(app.url("/solicitacoes/eventos")).send().await.unwrap();
         assert_eq!(stream.status(), 200);
         let started = std::time::Instant::now();

@@ -7,19 +7,15 @@ use crate::on_both_databases;
 
 /// A folder with what a real one holds: good files, bad files and things that are not files.
 fn make_folder(db: &TestDb) -> std::path::PathBuf {
-    let root = db.dir().join("certificados");
-    std::fs::create_dir_all(root.join("sub")).unwrap();
-    std::fs::write(
-        root.join("EMPRESA X LTDA Senha 1234.pfx"),
-        fixture("ecnpj-aes.pfx"),
-    )
-    .unwrap();
-    std::fs::write(
-        root.join("PADARIA BOA senha_abc123.P12"),
-        fixture("ecnpj-octet-legacy.pfx"),
-    )
-    .unwrap();
-    std::fs::write(root.join("errada Senha 9999.pfx"), fixture("ecnpj-aes.pfx")).unwrap();
+    let root = certificates_folder(
+        db,
+        &[
+            EMPRESA_X,
+            ("PADARIA BOA senha_abc123.P12", "ecnpj-octet-legacy.pfx"),
+            ("errada Senha 9999.pfx", "ecnpj-aes.pfx"),
+            ("sub/dentro Senha 1234.pfx", "ecnpj-aes.pfx"),
+        ],
+    );
     std::fs::write(
         root.join("lixo.pfx"),
         (0..4096u32)
@@ -30,11 +26,6 @@ fn make_folder(db: &TestDb) -> std::path::PathBuf {
     std::fs::write(root.join("vazio.pfx"), b"").unwrap();
     std::fs::write(root.join("grande.pfx"), vec![0u8; 200_000]).unwrap();
     std::fs::write(root.join("notas.txt"), b"senha de todos: 1234").unwrap();
-    std::fs::write(
-        root.join("sub/dentro Senha 1234.pfx"),
-        fixture("ecnpj-aes.pfx"),
-    )
-    .unwrap();
     std::fs::create_dir_all(root.join("pasta.pfx")).unwrap();
     #[cfg(unix)]
     std::os::unix::fs::symlink(
@@ -104,13 +95,7 @@ on_both_databases! {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn start_up_reconciles_the_folder() {
     let db = TestDb::new(Backend::Sqlite).await.unwrap();
-    let root = db.dir().join("certificados");
-    std::fs::create_dir_all(&root).unwrap();
-    std::fs::write(
-        root.join("EMPRESA X LTDA Senha 1234.pfx"),
-        fixture("ecnpj-aes.pfx"),
-    )
-    .unwrap();
+    let root = certificates_folder(&db, &[EMPRESA_X]);
     let env = [("CERTHUB_CERTS_ROOT", root.to_str().unwrap())];
     let app = spawn_app_with(&db, &env).await;
     let ingested = eventually(std::time::Duration::from_secs(15), || async {
@@ -237,9 +222,7 @@ async fn bad_files_are_recorded_or_skipped_and_harm_nothing() {
 on_both_databases! {
     /// A renewal for the same CNPJ supersedes the older certificate; both stay listed.
     async fn a_renewal_supersedes_the_older_certificate(db: TestDb) {
-        let root = db.dir().join("certificados");
-        std::fs::create_dir_all(&root).unwrap();
-        std::fs::write(root.join("EMPRESA X LTDA Senha 1234.pfx"), fixture("ecnpj-aes.pfx")).unwrap();
+        let root = certificates_folder(&db, &[EMPRESA_X]);
         ingest(&db, &root, &[]);
         std::fs::write(root.join("EMPRESA X LTDA 2026 Senha 1234.pfx"), fixture("ecnpj-renewed.pfx")).unwrap();
         let out = ingest(&db, &root, &[]);

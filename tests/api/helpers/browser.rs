@@ -1,17 +1,19 @@
-//! A real headless Chromium driven over the W3C WebDriver protocol (chromedriver), for the
-//! portal's pages. Without chromedriver the test is skipped on a laptop and fails in CI.
+//! A real headless Chromium driven over the W3C WebDriver protocol (chromedriver, through the
+//! `fantoccini` client), for the portal's pages. Without chromedriver the test is skipped on a
+//! laptop and fails in CI.
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use fantoccini::elements::Element;
+use fantoccini::{Client, ClientBuilder, Locator};
+use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::{Value, json};
 
-const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
-
+/// One chromedriver and its one session: a Chromium with a fresh profile of its own.
 pub struct Browser {
+    client: Client,
     driver: Child,
-    base: String,
-    client: reqwest::Client,
     _profile: tempfile::TempDir,
 }
 
@@ -27,6 +29,11 @@ fn find_chromedriver() -> Option<String> {
         .into_iter()
         .find(|p| std::path::Path::new(p).exists())
         .map(str::to_owned)
+}
+
+/// Fails the test with what WebDriver said about `what`.
+fn ok<T>(what: &str, result: Result<T, fantoccini::error::CmdError>) -> T {
+    result.unwrap_or_else(|e| panic!("webdriver {what}: {e}"))
 }
 
 impl Browser {
@@ -48,129 +55,93 @@ impl Browser {
             .local_addr()
             .unwrap()
             .port();
-        let driver = Command::new(driver_bin)
+        let mut driver = Command::new(driver_bin)
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("start chromedriver");
-        let profile = tempfile::tempdir().unwrap();
-        let mut browser = Browser {
-            driver,
-            base: format!("http://127.0.0.1:{port}"),
-            client: reqwest::Client::new(),
-            _profile: profile,
-        };
+        let base = format!("http://127.0.0.1:{port}");
+        let status = reqwest::Client::new();
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            if let Ok(res) = browser
-                .client
-                .get(format!("{}/status", browser.base))
-                .send()
-                .await
+            if let Ok(res) = status.get(format!("{base}/status")).send().await
                 && res.status().is_success()
             {
                 break;
             }
-            assert!(Instant::now() < deadline, "chromedriver did not start");
+            if Instant::now() >= deadline {
+                let _ = driver.kill();
+                let _ = driver.wait();
+                panic!("chromedriver did not start");
+            }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        let caps = json!({"capabilities": {"alwaysMatch": {
-            "browserName": "chrome",
-            "goog:chromeOptions": {
+        let profile = tempfile::tempdir().unwrap();
+        let mut caps = serde_json::Map::new();
+        caps.insert("browserName".to_owned(), json!("chrome"));
+        caps.insert(
+            "goog:chromeOptions".to_owned(),
+            json!({
                 "binary": "/usr/bin/chromium",
                 "args": [
                     "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                     "--disable-quic", "--no-first-run", "--disable-background-networking",
                     "--disable-component-update", "--disable-sync",
-                    format!("--user-data-dir={}", browser._profile.path().display()),
+                    format!("--user-data-dir={}", profile.path().display()),
                 ]
-            }
-        }}});
-        let session = browser.call("POST", "/session", Some(caps)).await;
-        let id = session["sessionId"]
-            .as_str()
-            .expect("session id")
-            .to_owned();
-        browser.base = format!("{}/session/{id}", browser.base);
-        Some(browser)
-    }
-
-    async fn call(&self, method: &str, path: &str, body: Option<Value>) -> Value {
-        let mut req = self
-            .client
-            .request(method.parse().unwrap(), format!("{}{path}", self.base));
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let res: Value = req
-            .send()
-            .await
-            .expect("webdriver")
-            .json()
-            .await
-            .expect("webdriver json");
-        assert!(
-            res["value"].get("error").is_none(),
-            "webdriver {method} {path}: {res}"
+            }),
         );
-        res["value"].clone()
+        let client = match ClientBuilder::new(HttpConnector::new())
+            .capabilities(caps)
+            .connect(&base)
+            .await
+        {
+            Ok(client) => client,
+            Err(e) => {
+                let _ = driver.kill();
+                let _ = driver.wait();
+                panic!("webdriver session: {e}");
+            }
+        };
+        Some(Browser {
+            client,
+            driver,
+            _profile: profile,
+        })
     }
 
     pub async fn goto(&self, url: &str) {
-        self.call("POST", "/url", Some(json!({"url": url}))).await;
+        ok(&format!("goto {url}"), self.client.goto(url).await);
     }
 
-    async fn element(&self, css: &str) -> String {
-        let v = self
-            .call(
-                "POST",
-                "/element",
-                Some(json!({"using": "css selector", "value": css})),
-            )
-            .await;
-        v[ELEMENT].as_str().expect("element id").to_owned()
+    async fn element(&self, css: &str) -> Element {
+        ok(
+            &format!("find {css}"),
+            self.client.find(Locator::Css(css)).await,
+        )
     }
 
     pub async fn type_into(&self, css: &str, text: &str) {
-        let id = self.element(css).await;
-        self.call(
-            "POST",
-            &format!("/element/{id}/value"),
-            Some(json!({"text": text})),
-        )
-        .await;
+        let e = self.element(css).await;
+        ok(&format!("type into {css}"), e.send_keys(text).await);
     }
 
     pub async fn click(&self, css: &str) {
-        let id = self.element(css).await;
-        self.call("POST", &format!("/element/{id}/click"), Some(json!({})))
-            .await;
+        let e = self.element(css).await;
+        ok(&format!("click {css}"), e.click().await);
     }
 
     pub async fn source(&self) -> String {
-        self.call("GET", "/source", None)
-            .await
-            .as_str()
-            .unwrap_or_default()
-            .to_owned()
+        ok("source", self.client.source().await)
     }
 
     pub async fn url(&self) -> String {
-        self.call("GET", "/url", None)
-            .await
-            .as_str()
-            .unwrap_or_default()
-            .to_owned()
+        ok("url", self.client.current_url().await).to_string()
     }
 
     pub async fn script(&self, script: &str) -> Value {
-        self.call(
-            "POST",
-            "/execute/sync",
-            Some(json!({"script": script, "args": []})),
-        )
-        .await
+        ok("execute", self.client.execute(script, Vec::new()).await)
     }
 
     /// Waits (up to 10 s) until the page source contains `text`; returns the source.
@@ -199,38 +170,23 @@ impl Browser {
 
     /// The window's size, in CSS pixels.
     pub async fn set_size(&self, width: u32, height: u32) {
-        self.call(
-            "POST",
-            "/window/rect",
-            Some(json!({"width": width, "height": height})),
-        )
-        .await;
+        ok(
+            "window size",
+            self.client.set_window_size(width, height).await,
+        );
     }
 
     /// A PNG of the viewport, written to `path`.
     pub async fn screenshot(&self, path: &std::path::Path) {
-        use base64::Engine;
-        let png = self.call("GET", "/screenshot", None).await;
-        let png = base64::engine::general_purpose::STANDARD
-            .decode(png.as_str().expect("screenshot"))
-            .expect("base64 PNG");
+        let png = ok("screenshot", self.client.screenshot().await);
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(path, png).unwrap();
     }
 
     /// Sends keys (WebDriver codes: `\u{E004}` Tab, `\u{E007}` Enter) to the focused element.
     pub async fn press(&self, keys: &str) {
-        let active = self.call("GET", "/element/active", None).await;
-        let id = active[ELEMENT]
-            .as_str()
-            .expect("a focused element")
-            .to_owned();
-        self.call(
-            "POST",
-            &format!("/element/{id}/value"),
-            Some(json!({"text": keys})),
-        )
-        .await;
+        let active = ok("active element", self.client.active_element().await);
+        ok("send keys", active.send_keys(keys).await);
     }
 
     /// Presses Tab until the focused element matches `css` (at most 60 times); `false` if it
@@ -278,21 +234,24 @@ impl Browser {
             return None;
         };
         self.script(&format!("{source}\nreturn true;")).await;
-        let found = self
-            .call(
-                "POST",
-                "/execute/async",
-                Some(json!({"script": "const done = arguments[arguments.length - 1]; \
+        let found = ok(
+            "axe",
+            self.client
+                .execute_async(
+                    "const done = arguments[arguments.length - 1]; \
                     axe.run(document, {runOnly: {type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa']}}) \
                     .then(r => done(r.violations.filter(v => v.impact === 'serious' || v.impact === 'critical') \
                     .map(v => ({id: v.id, impact: v.impact, help: v.help, nodes: v.nodes.slice(0, 3).map(n => n.html)})))) \
-                    .catch(e => done([{id: 'axe-error', help: String(e)}]));", "args": []})),
-            )
-            .await;
+                    .catch(e => done([{id: 'axe-error', help: String(e)}]));",
+                    Vec::new(),
+                )
+                .await,
+        );
         Some(found.as_array().cloned().unwrap_or_default())
     }
 
+    /// Ends the WebDriver session: Chromium closes.
     pub async fn quit(self) {
-        let _ = self.client.delete(&self.base).send().await;
+        let _ = self.client.clone().close().await;
     }
 }

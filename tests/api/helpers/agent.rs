@@ -1,0 +1,188 @@
+//! The real agent on a PC of its own: the Linux `certhub-agent` (directory store) or the
+//! Windows `certhub-agent.exe` under Wine, paired, run, killed and asked for its status.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use super::{Output, eventually, fixture, holds_secret};
+
+const AGENT: &str = env!("CARGO_BIN_EXE_certhub-agent");
+/// The password of `ecnpj-aes.pfx` (EMPRESA X LTDA), in its file name.
+pub const PFX_PASSWORD: &str = "1234";
+
+/// A PC with the agent: its own data folder and, while running, its process. The Linux
+/// `certhub-agent`, or `certhub-agent.exe` under Wine (`tests/api/agent_wine.rs`).
+pub struct Pc {
+    pub home: tempfile::TempDir,
+    child: Option<Child>,
+    /// The Windows exe, run through `scripts/wine-runner.sh`.
+    wine: Option<PathBuf>,
+}
+
+impl Pc {
+    pub fn new() -> Self {
+        Self {
+            home: tempfile::tempdir().unwrap(),
+            child: None,
+            wine: None,
+        }
+    }
+
+    pub fn under_wine(exe: PathBuf) -> Self {
+        let mut pc = Self::new();
+        pc.wine = Some(exe);
+        pc
+    }
+
+    fn command(&self, clock_offset_secs: i64) -> Command {
+        let mut cmd = match &self.wine {
+            None => {
+                let mut cmd = Command::new(AGENT);
+                cmd.env_clear()
+                    .env("PATH", std::env::var("PATH").unwrap_or_default())
+                    .env("CERTHUB_AGENT_HOME", self.home.path());
+                cmd
+            }
+            Some(exe) => {
+                let mut cmd = Command::new(
+                    Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/wine-runner.sh"),
+                );
+                // Wine maps `/` to drive Z:.
+                let home = format!("Z:{}", self.home.path().display()).replace('/', "\\");
+                cmd.arg(exe).env("CERTHUB_AGENT_HOME", home);
+                cmd
+            }
+        };
+        cmd.env(
+            "CERTHUB_AGENT_CLOCK_OFFSET_SECS",
+            clock_offset_secs.to_string(),
+        )
+        .stdin(Stdio::null());
+        cmd
+    }
+
+    pub fn once(&self, args: &[&str], clock_offset_secs: i64) -> Output {
+        let out = self.command(clock_offset_secs).args(args).output().unwrap();
+        Output {
+            status: out.status,
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    pub fn pair(&self, args: &[&str]) {
+        let mut all = vec!["pair"];
+        all.extend_from_slice(args);
+        let out = self.once(&all, 0);
+        assert!(out.status.success(), "{out:?}");
+    }
+
+    /// `certhub-agent run --headless`; returns once it has sent a heartbeat (long-polling).
+    pub async fn start(&mut self, clock_offset_secs: i64) {
+        let state = self.home.path().join("state.json");
+        let before = std::fs::metadata(&state).and_then(|m| m.modified()).ok();
+        let child = self
+            .command(clock_offset_secs)
+            .args(["run", "--headless"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let beat = eventually(Duration::from_secs(30), || async {
+            std::fs::metadata(&state).and_then(|m| m.modified()).ok() != before
+        })
+        .await;
+        assert!(beat, "no heartbeat; log:\n{}", self.log());
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+
+    /// SIGKILL: no chance to tidy up.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// The thumbprints in the agent's directory store.
+    pub fn store(&self) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(self.home.path().join("store"))
+            .into_iter()
+            .flatten()
+            .filter_map(|e| {
+                e.ok()?
+                    .file_name()
+                    .into_string()
+                    .ok()?
+                    .strip_suffix(".json")
+                    .map(str::to_owned)
+            })
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// Waits (20 s) until the store holds `expected` certificates.
+    pub async fn wait_store(&self, expected: usize) -> Vec<String> {
+        let ok = eventually(Duration::from_secs(20), || async {
+            self.store().len() == expected
+        })
+        .await;
+        assert!(
+            ok,
+            "store {:?}, expected {expected}; log:\n{}",
+            self.store(),
+            self.log()
+        );
+        self.store()
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.home.path().join("logs/agent.log")).unwrap_or_default()
+    }
+
+    /// No file of the agent (but the secrets file, whose job it is) holds any of `probes`.
+    pub fn assert_nothing_leaked(&self, probes: &[String]) {
+        fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+            for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    walk(&p, out);
+                } else {
+                    out.push(p);
+                }
+            }
+        }
+        let mut files = Vec::new();
+        walk(self.home.path(), &mut files);
+        assert!(files.iter().any(|f| f.ends_with("agent.log")));
+        for f in files.iter().filter(|f| !f.ends_with("secrets.dat")) {
+            let text = String::from_utf8_lossy(&std::fs::read(f).unwrap()).into_owned();
+            for p in probes {
+                assert!(
+                    !holds_secret(&text, p),
+                    "{} holds {p}:\n{text}",
+                    f.display()
+                );
+            }
+        }
+    }
+}
+
+impl Drop for Pc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+pub fn pfx_probes() -> Vec<String> {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(fixture("ecnpj-aes.pfx"));
+    vec![
+        b64[..64].to_owned(),
+        format!("\"{PFX_PASSWORD}\""),
+        format!("={PFX_PASSWORD}"),
+    ]
+}
