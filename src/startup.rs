@@ -10,7 +10,7 @@ use actix_web::{App, HttpServer, web};
 use crate::accounts::access_token::AccessTokens;
 use crate::crypto::keystore::{self, KeySource};
 use crate::domain::OrgId;
-use crate::http::{api, bodies, middleware};
+use crate::http::{bodies, middleware, routes};
 use crate::queue::{self, Queue};
 use crate::settings::Settings;
 use crate::state::AppState;
@@ -242,7 +242,7 @@ pub async fn serve(settings: Settings) -> Result<(), StartError> {
             )))
             .wrap(from_fn(middleware::refuse_nul_text))
             .wrap(from_fn(middleware::request_context))
-            .configure(api::configure)
+            .configure(routes::configure)
             .configure(crate::portal::configure)
             .default_service(web::to(bodies::not_found))
     })

@@ -5,13 +5,17 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use maud::{Markup, html};
 use serde::Deserialize;
 
+use super::forms::{CsrfForm, PublicForm, csrf_form};
+use super::layout::layout;
+use super::respond::{page, redirect};
 use super::session::{Csrf, PortalUser, SESSION_COOKIE, removal, session_cookie};
-use super::{layout, page, redirect};
 use crate::accounts::{Password, first_access, login, password_set};
 use crate::domain::Email;
 use crate::error::AppError;
 use crate::http::extract::{client, client_ip};
 use crate::state::AppState;
+
+csrf_form!(LoginForm, SetPasswordForm, FirstAccessForm);
 
 fn error_box(message: Option<&str>) -> Markup {
     html! { @if let Some(m) = message { p.error role="alert" { (m) } } }
@@ -57,10 +61,9 @@ pub struct LoginForm {
 pub async fn login_submit(
     state: web::Data<AppState>,
     req: HttpRequest,
-    form: web::Form<LoginForm>,
+    form: PublicForm<LoginForm, AppError>,
 ) -> Result<HttpResponse, AppError> {
     let form = form.into_inner();
-    Csrf::verify(&req, &form.csrf)?;
     let csrf = Csrf::for_request(&req, &state);
     match login::attempt_login(&state, &client(&req), &form.email, form.password).await {
         Ok((_, login)) => Ok(HttpResponse::SeeOther()
@@ -98,9 +101,8 @@ pub async fn login_submit(
 pub async fn logout(
     state: web::Data<AppState>,
     req: HttpRequest,
-    form: web::Form<super::CsrfForm>,
+    _form: PublicForm<CsrfForm, AppError>,
 ) -> Result<HttpResponse, AppError> {
-    Csrf::verify(&req, &form.csrf)?;
     if let Some(cookie) = req.cookie(SESSION_COOKIE) {
         login::logout(&state, Some(cookie.value()), None, client_ip(&req)).await?;
     }
@@ -184,10 +186,9 @@ fn pt_message(e: &AppError) -> Option<String> {
 pub async fn set_password_submit(
     state: web::Data<AppState>,
     req: HttpRequest,
-    form: web::Form<SetPasswordForm>,
+    form: PublicForm<SetPasswordForm, AppError>,
 ) -> Result<HttpResponse, AppError> {
     let form = form.into_inner();
-    Csrf::verify(&req, &form.csrf)?;
     let csrf = Csrf::for_request(&req, &state);
     let retry = |message: &str| {
         page(
@@ -285,10 +286,9 @@ pub struct FirstAccessForm {
 pub async fn first_access_submit(
     state: web::Data<AppState>,
     req: HttpRequest,
-    form: web::Form<FirstAccessForm>,
+    form: PublicForm<FirstAccessForm, AppError>,
 ) -> Result<HttpResponse, AppError> {
     let form = form.into_inner();
-    Csrf::verify(&req, &form.csrf)?;
     let csrf = Csrf::for_request(&req, &state);
     if !first_access::setup_token_matches(&state, &form.token) {
         return Err(AppError::NotFound("first-access link is not valid".into()));

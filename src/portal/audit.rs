@@ -9,8 +9,9 @@ use uuid::Uuid;
 
 use super::components as c;
 use super::error::PageError;
+use super::layout::Section;
+use super::respond::staff_page;
 use super::session::AdminStaff;
-use super::{Section, staff_page};
 use crate::audit::AuditAction;
 use crate::audit::query::{self, AuditQuery};
 use crate::audit::verification;

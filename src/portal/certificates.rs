@@ -10,13 +10,17 @@ use uuid::Uuid;
 
 use super::components::{self as c, csrf_field};
 use super::error::{PageError, back_to};
+use super::forms::{CsrfForm, Submitted, csrf_form};
+use super::layout::Section;
+use super::respond::{done, staff_page};
 use super::session::{AdminStaff, Staff};
-use super::{Section, check_csrf, done, staff_page};
 use crate::certificates::catalogue::{self, CertificateView, ListQuery, Listing, StatusFilter};
 use crate::certificates::upload::{self, Outcome};
 use crate::error::AppError;
 use crate::jobs::requests::InstallBody;
 use crate::state::AppState;
+
+csrf_form!(InstallForm, PasswordForm);
 
 #[derive(Debug, Deserialize)]
 pub struct ListParams {
@@ -269,13 +273,10 @@ pub struct InstallForm {
 
 pub async fn request_install(
     state: web::Data<AppState>,
-    req: HttpRequest,
-    staff: Staff,
     path: web::Path<Uuid>,
-    form: web::Form<InstallForm>,
+    submitted: Submitted<Staff, InstallForm>,
 ) -> Result<HttpResponse, PageError> {
-    let form = form.into_inner();
-    check_csrf(&req, &form.csrf)?;
+    let Submitted { user: staff, form } = submitted;
     let id = path.into_inner();
     let back = format!("/certificados/{id}");
     let duration_minutes = match form.duration_minutes.trim() {
@@ -303,12 +304,10 @@ pub async fn request_install(
 
 pub async fn reveal_path(
     state: web::Data<AppState>,
-    req: HttpRequest,
-    admin: AdminStaff,
     path: web::Path<Uuid>,
-    form: web::Form<super::CsrfForm>,
+    submitted: Submitted<AdminStaff, CsrfForm>,
 ) -> Result<HttpResponse, PageError> {
-    check_csrf(&req, &form.csrf)?;
+    let admin = submitted.user;
     let id = path.into_inner();
     let back = format!("/certificados/{id}");
     let raw = crate::certificates::vault::reveal_source_path(&state, &admin.0.user, id)
@@ -335,13 +334,10 @@ pub struct PasswordForm {
 
 pub async fn set_password(
     state: web::Data<AppState>,
-    req: HttpRequest,
-    admin: AdminStaff,
     path: web::Path<Uuid>,
-    form: web::Form<PasswordForm>,
+    submitted: Submitted<AdminStaff, PasswordForm>,
 ) -> Result<HttpResponse, PageError> {
-    let form = form.into_inner();
-    check_csrf(&req, &form.csrf)?;
+    let Submitted { user: admin, form } = submitted;
     let id = path.into_inner();
     let back = format!("/certificados/{id}");
     crate::certificates::vault::store_password(&state, &admin.0.user, id, form.password)
@@ -420,7 +416,8 @@ pub async fn upload_submit(
     )
     .await
     .map_err(back_to(back))?;
-    check_csrf(&req, csrf.as_deref().unwrap_or_default())?;
+    super::session::Csrf::verify(&req, csrf.as_deref().unwrap_or_default())
+        .map_err(PageError::from)?;
     upload::folder_for(&state, &staff.user).map_err(back_to(back))?;
     // A row left empty sends a part with no name and no bytes (and its password part).
     let files: Vec<_> = files

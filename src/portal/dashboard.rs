@@ -8,8 +8,9 @@ use maud::{Markup, html};
 
 use super::components::{self as c, csrf_field};
 use super::error::PageError;
+use super::layout::{Section, layout};
+use super::respond::{page, staff_page};
 use super::session::{Csrf, PortalUser, Staff};
-use super::{Section, layout, page, staff_page};
 use crate::certificates::catalogue::{self, Listing, StatusFilter};
 use crate::jobs::JobStatus;
 use crate::jobs::installations::{self, InstallationFilter, StateFilter};

@@ -2,7 +2,7 @@
 //! with the PowerShell line that installs and pairs the agent; owner, token rotation,
 //! block/unblock, last contact, agent version, online/offline and what is installed now.
 
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpResponse, web};
 use chrono::{Duration, Utc};
 use maud::{Markup, html};
 use serde::Deserialize;
@@ -11,13 +11,17 @@ use uuid::Uuid;
 use super::components::{self as c, csrf_field};
 use super::dashboard::OFFLINE_AFTER_MINUTES;
 use super::error::{PageError, back_to};
+use super::forms::{CsrfForm, Submitted, csrf_form};
+use super::layout::Section;
+use super::respond::{done, staff_page};
 use super::session::AdminStaff;
-use super::{Section, check_csrf, done, staff_page};
 use crate::accounts::administration::UserView;
 use crate::devices::provisioning::{
     self as admin, CreateBody, CredentialsResponse, DeviceView, PatchBody,
 };
 use crate::state::AppState;
+
+csrf_form!(ProvisionForm, UpdateForm);
 
 fn online(d: &DeviceView, now: chrono::DateTime<Utc>) -> bool {
     d.last_seen_at
@@ -166,12 +170,9 @@ fn credentials_page(
 
 pub async fn provision(
     state: web::Data<AppState>,
-    req: HttpRequest,
-    admin: AdminStaff,
-    form: web::Form<ProvisionForm>,
+    submitted: Submitted<AdminStaff, ProvisionForm>,
 ) -> Result<HttpResponse, PageError> {
-    let form = form.into_inner();
-    check_csrf(&req, &form.csrf)?;
+    let Submitted { user: admin, form } = submitted;
     let creds = admin::provision(
         &state,
         &admin.0.user,
@@ -279,13 +280,10 @@ pub struct UpdateForm {
 
 pub async fn update(
     state: web::Data<AppState>,
-    req: HttpRequest,
-    admin: AdminStaff,
     path: web::Path<Uuid>,
-    form: web::Form<UpdateForm>,
+    submitted: Submitted<AdminStaff, UpdateForm>,
 ) -> Result<HttpResponse, PageError> {
-    let form = form.into_inner();
-    check_csrf(&req, &form.csrf)?;
+    let Submitted { user: admin, form } = submitted;
     let id = path.into_inner();
     let back = format!("/dispositivos/{id}");
     admin::update(
@@ -304,12 +302,10 @@ pub async fn update(
 
 pub async fn rotate(
     state: web::Data<AppState>,
-    req: HttpRequest,
-    admin: AdminStaff,
     path: web::Path<Uuid>,
-    form: web::Form<super::CsrfForm>,
+    submitted: Submitted<AdminStaff, CsrfForm>,
 ) -> Result<HttpResponse, PageError> {
-    check_csrf(&req, &form.csrf)?;
+    let admin = submitted.user;
     let id = path.into_inner();
     let creds = admin::rotate(&state, &admin.0.user, id)
         .await
@@ -319,13 +315,10 @@ pub async fn rotate(
 
 async fn set_allowed(
     state: &AppState,
-    req: &HttpRequest,
     admin: &AdminStaff,
     id: Uuid,
-    csrf: &str,
     allowed: bool,
 ) -> Result<HttpResponse, PageError> {
-    check_csrf(req, csrf)?;
     let back = format!("/dispositivos/{id}");
     admin::set_allowed(state, &admin.0.user, id, allowed)
         .await
@@ -338,20 +331,16 @@ async fn set_allowed(
 
 pub async fn block(
     state: web::Data<AppState>,
-    req: HttpRequest,
-    admin: AdminStaff,
     path: web::Path<Uuid>,
-    form: web::Form<super::CsrfForm>,
+    submitted: Submitted<AdminStaff, CsrfForm>,
 ) -> Result<HttpResponse, PageError> {
-    set_allowed(&state, &req, &admin, path.into_inner(), &form.csrf, false).await
+    set_allowed(&state, &submitted.user, path.into_inner(), false).await
 }
 
 pub async fn unblock(
     state: web::Data<AppState>,
-    req: HttpRequest,
-    admin: AdminStaff,
     path: web::Path<Uuid>,
-    form: web::Form<super::CsrfForm>,
+    submitted: Submitted<AdminStaff, CsrfForm>,
 ) -> Result<HttpResponse, PageError> {
-    set_allowed(&state, &req, &admin, path.into_inner(), &form.csrf, true).await
+    set_allowed(&state, &submitted.user, path.into_inner(), true).await
 }

@@ -139,6 +139,6 @@ impl ResponseError for PageError {
         if let AppError::TooManyRequests { retry_after_secs } = &self.error {
             res.insert_header((header::RETRY_AFTER, *retry_after_secs));
         }
-        res.body(super::layout(heading(status), None, None, body).into_string())
+        res.body(super::layout::layout(heading(status), None, None, body).into_string())
     }
 }

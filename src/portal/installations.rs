@@ -1,7 +1,7 @@
 //! Instalações: open, overdue and removed installations — who, where, until when — with
 //! "Remover agora" (the early-removal API); a VIEW sees their own, ADMIN/DEV everyone's.
 
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpResponse, web};
 use chrono::Utc;
 use maud::html;
 use serde::Deserialize;
@@ -9,11 +9,15 @@ use uuid::Uuid;
 
 use super::components::{self as c, csrf_field};
 use super::error::{PageError, back_to};
+use super::forms::{Submitted, csrf_form};
+use super::layout::Section;
+use super::respond::{done, staff_page};
 use super::session::Staff;
-use super::{Section, check_csrf, done, staff_page};
 use crate::jobs::installations::{self, InstallationFilter, StateFilter};
 use crate::paging::Paging;
 use crate::state::AppState;
+
+csrf_form!(RemoveForm);
 
 #[derive(Debug, Deserialize)]
 pub struct ListParams {
@@ -152,13 +156,10 @@ fn local_back(raw: &str) -> &str {
 
 pub async fn remove(
     state: web::Data<AppState>,
-    req: HttpRequest,
-    staff: Staff,
     path: web::Path<Uuid>,
-    form: web::Form<RemoveForm>,
+    submitted: Submitted<Staff, RemoveForm>,
 ) -> Result<HttpResponse, PageError> {
-    let form = form.into_inner();
-    check_csrf(&req, &form.csrf)?;
+    let Submitted { user: staff, form } = submitted;
     let back = local_back(&form.back);
     installations::request_removal(
         &state,

@@ -7,7 +7,7 @@ use std::time::Duration as StdDuration;
 
 use actix_web::http::header;
 use actix_web::web::Bytes;
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpResponse, web};
 use chrono::{DateTime, Utc};
 use maud::{Markup, html};
 use serde::Deserialize;
@@ -15,8 +15,10 @@ use uuid::Uuid;
 
 use super::components::{self as c, csrf_field};
 use super::error::{PageError, back_to};
+use super::forms::{Submitted, csrf_form};
+use super::layout::Section;
+use super::respond::{done, staff_page};
 use super::session::Staff;
-use super::{Section, check_csrf, done, staff_page};
 use crate::identity::AuthUser;
 use crate::jobs::requests::{Decision, JobFilter, JobView};
 use crate::jobs::{JobStatus, JobType};
@@ -164,16 +166,17 @@ pub struct DecisionForm {
     reason: String,
 }
 
+csrf_form!(DecisionForm);
+
+/// A request decided from the list: the decision, then back to the list with its notice.
 async fn decide(
     state: &AppState,
-    req: &HttpRequest,
-    staff: &Staff,
     id: Uuid,
-    form: DecisionForm,
+    submitted: Submitted<Staff, DecisionForm>,
     decision: fn(Option<String>) -> Decision,
     notice: &str,
 ) -> Result<HttpResponse, PageError> {
-    check_csrf(req, &form.csrf)?;
+    let Submitted { user: staff, form } = submitted;
     crate::jobs::requests::decide(state, &staff.user, id, decision(Some(form.reason)))
         .await
         .map_err(back_to("/solicitacoes"))?;
@@ -182,18 +185,13 @@ async fn decide(
 
 pub async fn approve(
     state: web::Data<AppState>,
-    req: HttpRequest,
-    staff: Staff,
     path: web::Path<Uuid>,
-    form: web::Form<DecisionForm>,
+    submitted: Submitted<Staff, DecisionForm>,
 ) -> Result<HttpResponse, PageError> {
-    let id = path.into_inner();
     decide(
         &state,
-        &req,
-        &staff,
-        id,
-        form.into_inner(),
+        path.into_inner(),
+        submitted,
         Decision::Approve,
         "aprovado",
     )
@@ -202,18 +200,13 @@ pub async fn approve(
 
 pub async fn deny(
     state: web::Data<AppState>,
-    req: HttpRequest,
-    staff: Staff,
     path: web::Path<Uuid>,
-    form: web::Form<DecisionForm>,
+    submitted: Submitted<Staff, DecisionForm>,
 ) -> Result<HttpResponse, PageError> {
-    let id = path.into_inner();
     decide(
         &state,
-        &req,
-        &staff,
-        id,
-        form.into_inner(),
+        path.into_inner(),
+        submitted,
         Decision::Deny,
         "negado",
     )
@@ -222,18 +215,13 @@ pub async fn deny(
 
 pub async fn cancel(
     state: web::Data<AppState>,
-    req: HttpRequest,
-    staff: Staff,
     path: web::Path<Uuid>,
-    form: web::Form<DecisionForm>,
+    submitted: Submitted<Staff, DecisionForm>,
 ) -> Result<HttpResponse, PageError> {
-    let id = path.into_inner();
     decide(
         &state,
-        &req,
-        &staff,
-        id,
-        form.into_inner(),
+        path.into_inner(),
+        submitted,
         |_| Decision::Cancel,
         "cancelado",
     )

@@ -1,20 +1,24 @@
 //! Usuários (ADMIN/DEV): create a user, change their role, auto-approve and activation, and
 //! generate a password-set link, shown once.
 
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpResponse, web};
 use maud::html;
 use serde::Deserialize;
 use uuid::Uuid;
 
 use super::components::{self as c, csrf_field};
 use super::error::{PageError, back_to};
+use super::forms::{CsrfForm, Submitted, csrf_form};
+use super::layout::Section;
+use super::respond::{done, staff_page};
 use super::session::AdminStaff;
-use super::{Section, check_csrf, done, staff_page};
 use crate::accounts::administration::{CreateBody, PatchBody};
 use crate::accounts::password_set::PasswordSetLink;
 use crate::domain::Role;
 use crate::error::AppError;
 use crate::state::AppState;
+
+csrf_form!(CreateForm, UpdateForm);
 
 #[derive(Debug, Deserialize)]
 pub struct ListParams {
@@ -145,12 +149,9 @@ pub struct CreateForm {
 
 pub async fn create(
     state: web::Data<AppState>,
-    req: HttpRequest,
-    admin: AdminStaff,
-    form: web::Form<CreateForm>,
+    submitted: Submitted<AdminStaff, CreateForm>,
 ) -> Result<HttpResponse, PageError> {
-    let form = form.into_inner();
-    check_csrf(&req, &form.csrf)?;
+    let Submitted { user: admin, form } = submitted;
     let created = crate::accounts::administration::create_user(
         &state,
         &admin.0.user,
@@ -185,13 +186,10 @@ pub struct UpdateForm {
 
 pub async fn update(
     state: web::Data<AppState>,
-    req: HttpRequest,
-    admin: AdminStaff,
     path: web::Path<Uuid>,
-    form: web::Form<UpdateForm>,
+    submitted: Submitted<AdminStaff, UpdateForm>,
 ) -> Result<HttpResponse, PageError> {
-    let form = form.into_inner();
-    check_csrf(&req, &form.csrf)?;
+    let Submitted { user: admin, form } = submitted;
     crate::accounts::administration::update_user(
         &state,
         &admin.0.user,
@@ -210,12 +208,10 @@ pub async fn update(
 
 pub async fn password_link(
     state: web::Data<AppState>,
-    req: HttpRequest,
-    admin: AdminStaff,
     path: web::Path<Uuid>,
-    form: web::Form<super::CsrfForm>,
+    submitted: Submitted<AdminStaff, CsrfForm>,
 ) -> Result<HttpResponse, PageError> {
-    check_csrf(&req, &form.csrf)?;
+    let admin = submitted.user;
     let target = crate::accounts::user::find_in_org(&state.db, admin.0.user.org, path.into_inner())
         .await?
         .ok_or_else(|| AppError::NotFound("no such user in this office".into()))

@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use apalis::prelude::{BoxDynError, Data, TaskId};
 
-use super::Queue;
 use super::registry::{Queued, Registry};
+use super::storage::Queue;
 
 pub(super) async fn run<Ctx: Clone + Send + Sync + 'static>(
     task: Queued,

@@ -302,7 +302,7 @@ async fn provision(o: &Office) -> (String, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_route_with_every_role() {
-    let api = certhub::http::api::docs()
+    let api = certhub::http::routes::docs()
         .into_iter()
         .map(|r| (r.method, r.path));
     for (method, path) in api {

@@ -16,7 +16,7 @@ async fn openapi_documents_every_served_route() {
             "{expected} missing from /openapi.json"
         );
     }
-    for route in certhub::http::api::docs() {
+    for route in certhub::http::routes::docs() {
         assert!(paths[route.path][route.method].is_object());
         let path = route
             .path
