@@ -1,34 +1,20 @@
 //! An address block of the `trusted_proxies` setting (`http::proxy` believes their forwarding
-//! headers); here so the configuration parses without the HTTP stack.
+//! headers); here so the configuration parses without the HTTP stack. The arithmetic is the
+//! `ipnet` crate's; this adds the forms an office types (a bare address is one host) and
+//! compares IPv4-mapped IPv6 addresses as IPv4.
 
 use std::net::IpAddr;
 use std::str::FromStr;
 
+use ipnet::IpNet;
+
 /// An address block such as `10.0.0.0/8`, `192.168.1.10` (one host) or `::1/128`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Cidr {
-    network: IpAddr,
-    prefix: u8,
-}
+pub struct Cidr(IpNet);
 
 impl Cidr {
     pub fn contains(&self, ip: IpAddr) -> bool {
-        let ip = canonical(ip);
-        match (self.network, ip) {
-            (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                let mask = u32::MAX
-                    .checked_shl(32 - u32::from(self.prefix))
-                    .unwrap_or(0);
-                u32::from(net) & mask == u32::from(ip) & mask
-            }
-            (IpAddr::V6(net), IpAddr::V6(ip)) => {
-                let mask = u128::MAX
-                    .checked_shl(128 - u32::from(self.prefix))
-                    .unwrap_or(0);
-                u128::from(net) & mask == u128::from(ip) & mask
-            }
-            _ => false,
-        }
+        self.0.contains(&canonical(ip))
     }
 }
 
@@ -61,7 +47,9 @@ impl FromStr for Cidr {
                 .filter(|p| *p <= max)
                 .ok_or_else(|| format!("{s:?}: the prefix must be 0..={max}"))?,
         };
-        Ok(Self { network, prefix })
+        IpNet::new(network, prefix)
+            .map(Self)
+            .map_err(|_| format!("{s:?}: the prefix must be 0..={max}"))
     }
 }
 
@@ -72,4 +60,28 @@ pub fn parse_list(raw: &str) -> Result<Vec<Cidr>, String> {
         .filter(|s| !s.is_empty())
         .map(str::parse)
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blocks_hosts_and_mapped_addresses() {
+        let lan: Cidr = "192.168.0.0/16".parse().unwrap();
+        assert!(lan.contains("192.168.4.2".parse().unwrap()));
+        assert!(lan.contains("::ffff:192.168.4.2".parse().unwrap()));
+        assert!(!lan.contains("10.0.0.1".parse().unwrap()));
+        let host: Cidr = "10.0.0.7".parse().unwrap();
+        assert!(host.contains("10.0.0.7".parse().unwrap()));
+        assert!(!host.contains("10.0.0.8".parse().unwrap()));
+        let loopback6: Cidr = "::1/128".parse().unwrap();
+        assert!(loopback6.contains("::1".parse().unwrap()));
+        assert!(!loopback6.contains("127.0.0.1".parse().unwrap()));
+        let with_host_bits: Cidr = "10.1.2.3/8".parse().unwrap();
+        assert!(with_host_bits.contains("10.200.0.1".parse().unwrap()));
+        assert!("10.0.0.0/33".parse::<Cidr>().is_err());
+        assert!("::ffff:10.0.0.1/64".parse::<Cidr>().is_err());
+        assert_eq!(parse_list("10.0.0.1, 192.168.0.0/16,").unwrap().len(), 2);
+    }
 }
