@@ -17,7 +17,9 @@ use super::log;
 use super::outbox::{Outbox, Report};
 use super::store::{CertStore, Installed};
 use crate::crypto::{DeviceSecretKey, PayloadContext, SecretString};
-use crate::protocol::{AgentJob, AgentPolicy, CleanupMode, ResultRequest, ResultStatus};
+use crate::protocol::{
+    AgentJob, AgentJobStatus, AgentJobType, AgentPolicy, CleanupMode, ResultRequest, ResultStatus,
+};
 
 /// Longest the timer sleeps between looks at the wall clock.
 pub const TIMER_PERIOD: StdDuration = StdDuration::from_secs(30);
@@ -553,10 +555,11 @@ impl Agent {
 
     /// Acts on one job; `Err(delay)` asks to look at it again after `delay`.
     pub fn handle(&self, job: &AgentJob) -> Result<(), StdDuration> {
-        match job.job_type.as_str() {
-            "INSTALL" => self.install(job),
-            "REMOVE" => self.remove_job(job),
-            other => {
+        match job.job_type {
+            AgentJobType::Install => self.install(job),
+            AgentJobType::Remove => self.remove_job(job),
+            // A newer server's kind of job: looked at again later, never acted on.
+            other @ AgentJobType::Unknown => {
                 log::warn(format!("Job {} of unknown type {other}: ignored", job.id));
                 Err(StdDuration::from_secs(300))
             }
@@ -721,7 +724,7 @@ impl Agent {
             key_deleted: None,
         };
         match self.client.result(job.id, &result) {
-            Ok(answer) if answer.status == "FAILED" => {
+            Ok(answer) if answer.status == AgentJobStatus::Failed => {
                 // The server did not accept it (e.g. another thumbprint): it must not stay.
                 log::warn(format!(
                     "Job {} recorded as FAILED by the server ({}): removing the certificate",
@@ -776,7 +779,7 @@ impl Agent {
             match self.client.claim(job.id) {
                 Ok(_) => {}
                 // This device holds it already (a lost answer): go on.
-                Err(e) if e.status() == Some(409) && job.status == "IN_PROGRESS" => {}
+                Err(e) if e.status() == Some(409) && job.status == AgentJobStatus::InProgress => {}
                 Err(e) => return Err(self.job_error(job, "claim", &e)),
             }
             let entry = self
@@ -958,8 +961,8 @@ mod tests {
     fn job(id: uuid::Uuid, thumbprint: &str) -> AgentJob {
         AgentJob {
             id,
-            job_type: "INSTALL".into(),
-            status: "PENDING".into(),
+            job_type: AgentJobType::Install,
+            status: AgentJobStatus::Pending,
             cert_id: uuid::Uuid::new_v4(),
             cert_name: Some("EMPRESA X LTDA".into()),
             thumbprint: Some(thumbprint.into()),
@@ -1314,8 +1317,8 @@ mod tests {
         let r = rig(&recording_server(Arc::clone(&requests), 409));
         installed(&r, "AA", "2026-07-15T20:00:00Z");
         let mut job = job(uuid::Uuid::new_v4(), "aa");
-        job.job_type = "REMOVE".into();
-        job.status = "IN_PROGRESS".into();
+        job.job_type = AgentJobType::Remove;
+        job.status = AgentJobStatus::InProgress;
         r.agent.handle(&job).unwrap();
         assert!(r.store.thumbprints().is_empty());
         let results: Vec<Value> = requests
@@ -1338,7 +1341,7 @@ mod tests {
         // A PENDING job another claim won is left alone.
         let r = rig(&recording_server(Arc::new(Mutex::new(Vec::new())), 409));
         installed(&r, "AA", "2026-07-15T20:00:00Z");
-        job.status = "PENDING".into();
+        job.status = AgentJobStatus::Pending;
         assert!(r.agent.handle(&job).is_err());
         assert_eq!(r.store.thumbprints(), vec!["AA".to_owned()]);
     }

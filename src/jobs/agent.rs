@@ -167,9 +167,9 @@ async fn open_jobs(state: &AppState, device: &AuthDevice) -> Result<Vec<AgentJob
             .into_iter()
             .collect()
     };
-    Ok(jobs
-        .into_iter()
+    jobs.into_iter()
         .map(|j| {
+            let (job_type, status) = (j.job_type()?.into(), j.status()?.into());
             let (cert_name, sha1) = certs.get(&j.cert_id).cloned().unzip();
             let removes = j.job_type == JobType::Remove.as_str();
             let installation_id = j.lease_id.filter(|_| removes);
@@ -177,20 +177,20 @@ async fn open_jobs(state: &AppState, device: &AuthDevice) -> Result<Vec<AgentJob
                 Some(lease) => installed.get(&lease).cloned(),
                 None => sha1.flatten(),
             };
-            AgentJob {
+            Ok(AgentJob {
                 cert_name,
                 thumbprint,
                 installation_id,
                 id: j.id,
-                job_type: j.job_type,
-                status: j.status,
+                job_type,
+                status,
                 cert_id: j.cert_id,
                 duration_minutes: j.duration_minutes,
                 created_at: j.created_at,
                 claimed_at: j.claimed_at,
-            }
+            })
         })
-        .collect())
+        .collect()
 }
 
 /// A job the device already holds `IN_PROGRESS` gets a new payload token once its last claim is
@@ -235,8 +235,8 @@ pub async fn claim(
         state.job_hub.changed();
         return Ok(HttpResponse::Ok().json(ClaimResponse {
             job_id: job.id,
-            status: job.status,
-            job_type: job.job_type,
+            status: job.status()?.into(),
+            job_type: job_type.into(),
             payload_token: None,
             payload_token_expires_at: None,
             expires_in: None,
@@ -305,8 +305,8 @@ pub async fn claim(
     state.job_hub.changed();
     Ok(HttpResponse::Ok().json(ClaimResponse {
         job_id: job.id,
-        status: job.status,
-        job_type: job.job_type,
+        status: job.status()?.into(),
+        job_type: job_type.into(),
         payload_token: Some(token.expose().to_owned()),
         payload_token_expires_at: Some(expires),
         expires_in: Some(PAYLOAD_TOKEN_TTL_SECS),
@@ -743,7 +743,7 @@ pub async fn result(
     state.job_hub.changed();
     Ok(HttpResponse::Ok().json(ResultResponse {
         job_id: job.id,
-        status: job.status,
+        status: job.status()?.into(),
         error_code: job.error_code,
         lease_expires_at: lease.map(|(_, at)| at),
     }))
