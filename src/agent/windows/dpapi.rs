@@ -9,7 +9,7 @@ use windows_sys::Win32::Security::Cryptography::{
 };
 use zeroize::{Zeroize, Zeroizing};
 
-use super::{last_error, wide};
+use super::{blob_of, last_error, wide};
 
 /// DPAPI refused to seal or open (wrong entropy, another user's blob, corrupt data).
 #[derive(Debug, Clone, thiserror::Error)]
@@ -80,13 +80,6 @@ pub fn unprotect(blob: &[u8], entropy: &[u8]) -> Result<Zeroizing<Vec<u8>>, Dpap
     // SAFETY: allocated by CryptUnprotectData with LocalAlloc.
     unsafe { LocalFree(output.pbData.cast()) };
     Ok(copy)
-}
-
-fn blob_of(bytes: &[u8]) -> CRYPT_INTEGER_BLOB {
-    CRYPT_INTEGER_BLOB {
-        cbData: bytes.len() as u32,
-        pbData: bytes.as_ptr() as *mut u8,
-    }
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use chrono::NaiveTime;
 
-use super::store::{KeyLocation, KeyStorage};
+use super::keys::{KeyLocation, KeyStorage};
 use super::tray::TrayHandle;
 use super::{dpapi, mutex, paths, registry, store, task};
 use crate::agent::config::{ConfigError, DataDir, DeviceSecrets, Secrets, write_atomic};
@@ -287,7 +287,7 @@ impl CertStore for CurrentUserMy {
             key_name: encode_key(&imported.key),
         };
         let verified = match found {
-            Some(f) if f.has_private_key => super::keys::key_refuses_export(&imported.thumbprint)
+            Some(f) if f.has_private_key => store::key_refuses_export(&imported.thumbprint)
                 .map_err(to_agent_error)
                 .and_then(|refuses| refuses.then_some(()).ok_or(StoreError::KeyExportable)),
             _ => Err(StoreError::StoreRefused(
