@@ -32,7 +32,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use certhub::crypto::{DeviceSecretKey, PayloadContext};
-use certhub::protocol::{AgentJob, AgentJobs, ClaimResponse, PayloadResponse, ResultResponse};
+use certhub::protocol::{
+    AgentJob, AgentJobStatus, AgentJobs, ClaimResponse, PayloadResponse, ResultResponse,
+};
 use futures_util::StreamExt;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
@@ -440,7 +442,7 @@ async fn handle(sh: &Shared, a: &Agent, job: &AgentJob) -> Result<(), Fail> {
         .bearer_auth(&a.jwt)
         .json(&json!({"status": "DONE", "thumbprint": payload.thumbprint}));
     let result: ResultResponse = send(req, "result", 200).await?;
-    if result.status != "DONE" {
+    if result.status != AgentJobStatus::Done {
         return Err(Fail {
             key: format!("result: {}", result.status),
             detail: format!("{:?}", result.error_code),

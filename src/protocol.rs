@@ -136,16 +136,79 @@ pub struct AgentPolicy {
     pub heartbeat_interval_seconds: u64,
 }
 
+/// What a job asks of the device (`job_type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "server", derive(schemars::JsonSchema))]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum AgentJobType {
+    /// Claim, fetch the sealed payload, import the certificate, report the result.
+    Install,
+    /// Take the certificate with `thumbprint` and its key out of the store now.
+    Remove,
+    /// A type a newer server knows and this agent does not: the agent leaves the job alone.
+    #[serde(other)]
+    #[cfg_attr(feature = "server", schemars(skip))]
+    Unknown,
+}
+
+impl AgentJobType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AgentJobType::Install => "INSTALL",
+            AgentJobType::Remove => "REMOVE",
+            AgentJobType::Unknown => "UNKNOWN",
+        }
+    }
+}
+
+impl std::fmt::Display for AgentJobType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where a job stands, as a device sees it: listed `PENDING` or `IN_PROGRESS`, claimed
+/// `IN_PROGRESS`, reported `DONE` or `FAILED` (the server's other statuses never reach a device).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "server", derive(schemars::JsonSchema))]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum AgentJobStatus {
+    Pending,
+    InProgress,
+    Done,
+    Failed,
+    /// A status a newer server sends and this agent does not know: treated as none of the above.
+    #[serde(other)]
+    #[cfg_attr(feature = "server", schemars(skip))]
+    Unknown,
+}
+
+impl AgentJobStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AgentJobStatus::Pending => "PENDING",
+            AgentJobStatus::InProgress => "IN_PROGRESS",
+            AgentJobStatus::Done => "DONE",
+            AgentJobStatus::Failed => "FAILED",
+            AgentJobStatus::Unknown => "UNKNOWN",
+        }
+    }
+}
+
+impl std::fmt::Display for AgentJobStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One job of `GET /api/v1/agent/jobs`: what the device is asked to do.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "server", derive(schemars::JsonSchema))]
 pub struct AgentJob {
     pub id: uuid::Uuid,
-    /// `INSTALL`, or `REMOVE`: take the certificate with `thumbprint` and its key out of the
-    /// store now.
-    pub job_type: String,
+    pub job_type: AgentJobType,
     /// `PENDING` or `IN_PROGRESS`.
-    pub status: String,
+    pub status: AgentJobStatus,
     pub cert_id: uuid::Uuid,
     pub cert_name: Option<String>,
     /// SHA-1 of the certificate to install or remove (upper-case hex).
@@ -172,8 +235,8 @@ pub struct AgentJobs {
 pub struct ClaimResponse {
     pub job_id: uuid::Uuid,
     /// `IN_PROGRESS`.
-    pub status: String,
-    pub job_type: String,
+    pub status: AgentJobStatus,
+    pub job_type: AgentJobType,
     /// Single use; `?token=` or header `X-Payload-Token` of the payload request.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub payload_token: Option<String>,
@@ -230,7 +293,7 @@ pub struct ResultRequest {
 pub struct ResultResponse {
     pub job_id: uuid::Uuid,
     /// `DONE` or `FAILED` (a `DONE` with another thumbprint is recorded as `FAILED`).
-    pub status: String,
+    pub status: AgentJobStatus,
     pub error_code: Option<String>,
     /// Until when the certificate may stay installed (a `DONE` install only): remove it then.
     pub lease_expires_at: Option<chrono::DateTime<chrono::Utc>>,
@@ -313,4 +376,34 @@ pub struct OpenInstallation {
 #[cfg_attr(feature = "server", derive(schemars::JsonSchema))]
 pub struct OpenInstallations {
     pub installations: Vec<OpenInstallation>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_types_and_statuses_keep_their_wire_strings_and_unknown_ones_parse() {
+        for t in [AgentJobType::Install, AgentJobType::Remove] {
+            let wire = serde_json::to_value(t).unwrap();
+            assert_eq!(wire, t.as_str());
+            assert_eq!(serde_json::from_value::<AgentJobType>(wire).unwrap(), t);
+        }
+        for s in [
+            AgentJobStatus::Pending,
+            AgentJobStatus::InProgress,
+            AgentJobStatus::Done,
+            AgentJobStatus::Failed,
+        ] {
+            let wire = serde_json::to_value(s).unwrap();
+            assert_eq!(wire, s.as_str());
+            assert_eq!(serde_json::from_value::<AgentJobStatus>(wire).unwrap(), s);
+        }
+        assert_eq!(AgentJobStatus::InProgress.as_str(), "IN_PROGRESS");
+        // A newer server's values are read, as Unknown, instead of failing the whole list.
+        let t: AgentJobType = serde_json::from_str("\"ROTATE\"").unwrap();
+        assert_eq!(t, AgentJobType::Unknown);
+        let s: AgentJobStatus = serde_json::from_str("\"PAUSED\"").unwrap();
+        assert_eq!(s, AgentJobStatus::Unknown);
+    }
 }

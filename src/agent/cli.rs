@@ -1,4 +1,5 @@
-//! The agent's command line. The seed's spellings (`--cleanup --mode manual`) work too.
+//! The agent's command line and the exit codes it ends with. The seed's spellings
+//! (`--cleanup --mode manual`) work too.
 
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -70,6 +71,13 @@ impl From<Mode> for CleanupMode {
             Mode::Startup => CleanupMode::Startup,
         }
     }
+}
+
+/// Exit codes: 0 done; 1 failed; 2 usage; 3 not paired; 4 server unreachable.
+pub mod exit {
+    pub const FAILED: u8 = 1;
+    pub const NOT_PAIRED: u8 = 3;
+    pub const UNREACHABLE: u8 = 4;
 }
 
 const COMMANDS: [&str; 6] = ["pair", "run", "cleanup", "status", "install", "uninstall"];

@@ -20,6 +20,11 @@ use crate::protocol::{
     HeartbeatResponse, OpenInstallations, PayloadResponse, Removed, ResultRequest, ResultResponse,
 };
 
+/// Version string the agent reports to the server (User-Agent, enrollment, heartbeat).
+pub fn version() -> &'static str {
+    env!("CARGO_PKG_VERSION")
+}
+
 /// The message the seed calls "Auth failed".
 pub const AUTH_FAILED: &str = "Falha de autenticação: token rotacionado ou inválido";
 
@@ -74,7 +79,7 @@ fn http_agent(timeout: Duration) -> ureq::Agent {
         .http_status_as_error(false)
         .timeout_connect(Some(Duration::from_secs(10)))
         .timeout_global(Some(timeout))
-        .user_agent(format!("certhub-agent/{}", super::version()))
+        .user_agent(format!("certhub-agent/{}", version()))
         .max_idle_connections(2)
         .build()
         .into()
@@ -265,7 +270,7 @@ impl Client {
 
     pub fn heartbeat(&self) -> Result<HeartbeatResponse, ClientError> {
         let body = HeartbeatRequest {
-            agent_version: Some(super::version().to_owned()),
+            agent_version: Some(version().to_owned()),
         };
         self.call("POST", "/agent/heartbeat", Some(&body), None, true)
     }

@@ -1,13 +1,14 @@
 //! What differs between Windows and the rest: where secrets live, which certificate store,
 //! start with the session, the daily cleanup task, one instance per session, notifications.
 //! The Windows edge (`agent/windows/`) implements [`Platform`]; every other system gets
-//! [`Portable`]: a 0600 secrets file, the directory store, and no-ops for the rest.
+//! [`Portable`]: a 0600 secrets file, the directory store, and no-ops for the rest. Which one
+//! runs is chosen at the top (`agent::current_platform`).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::config::{DataDir, FileSecrets, Secrets};
-use super::jobs::Agent;
+use super::runtime::Agent;
 use super::store::CertStore;
 
 /// Held while this process is the session's one agent; dropping it lets another start.
@@ -47,7 +48,7 @@ pub trait Platform: Send + Sync {
     /// The tray (icon: paired / reachable / error; menu: Status, Abrir portal, Remover
     /// certificados agora, Parear dispositivo, Iniciar com o Windows, Sair) on the main thread
     /// until the user picks Sair. Its items call [`super::status::Status::gather`],
-    /// [`Agent::cleanup`] and [`super::pair`]; the job loop runs on another thread meanwhile.
+    /// [`Agent::cleanup`] and [`super::pairing::pair`]; the job loop runs on another thread meanwhile.
     fn run_tray(&self, agent: Arc<Agent>) {
         let _ = agent;
     }
@@ -99,18 +100,5 @@ impl Platform for Portable {
 
     fn remove_cleanup_task(&self) -> Result<(), String> {
         Ok(())
-    }
-}
-
-/// The platform this build runs on: the Windows edge on Windows (DPAPI secrets, the
-/// CurrentUser `MY` store, HKCU Run, the task, the mutex, the tray), [`Portable`] elsewhere.
-pub fn current() -> Arc<dyn Platform> {
-    #[cfg(windows)]
-    {
-        Arc::new(super::windows::platform::Windows)
-    }
-    #[cfg(not(windows))]
-    {
-        Arc::new(Portable)
     }
 }

@@ -5,9 +5,10 @@ use std::fmt::Write;
 
 use chrono::{DateTime, Utc};
 
+use super::client::version;
 use super::config::{Config, DataDir};
-use super::jobs::{AgentState, MAX_SKEW_SECS};
 use super::leases::Ledger;
+use super::state::{AgentState, MAX_SKEW_SECS};
 
 /// What the status shows, gathered by the caller (the server check is optional).
 pub struct Status {
@@ -43,7 +44,7 @@ impl Status {
 
     pub fn render(&self) -> String {
         let mut out = String::new();
-        let _ = writeln!(out, "CertHub Agent {}", super::version());
+        let _ = writeln!(out, "CertHub Agent {}", version());
         match &self.config {
             Some(c) => {
                 let _ = writeln!(out, "Servidor:        {}", c.server_url);

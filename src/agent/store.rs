@@ -201,8 +201,8 @@ mod directory {
     use serde::{Deserialize, Serialize};
     use sha1::{Digest, Sha1};
 
-    use super::{CertStore, Installed, Removal, StoreError};
     use crate::agent::config::write_json;
+    use crate::agent::store::{CertStore, Installed, Removal, StoreError};
     use crate::crypto::SecretString;
 
     /// A store for systems without Windows' one: a folder with one JSON record per

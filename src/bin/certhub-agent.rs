@@ -1,3 +1,3 @@
 fn main() -> std::process::ExitCode {
-    certhub::agent::main()
+    certhub::agent::run()
 }

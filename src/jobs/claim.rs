@@ -66,8 +66,8 @@ pub async fn claim(
         state.job_hub.changed();
         return Ok(ClaimResponse {
             job_id: job.id,
-            status: job.status,
-            job_type: job.job_type,
+            status: job.status()?.into(),
+            job_type: job_type.into(),
             payload_token: None,
             payload_token_expires_at: None,
             expires_in: None,
@@ -136,8 +136,8 @@ pub async fn claim(
     state.job_hub.changed();
     Ok(ClaimResponse {
         job_id: job.id,
-        status: job.status,
-        job_type: job.job_type,
+        status: job.status()?.into(),
+        job_type: job_type.into(),
         payload_token: Some(token.expose().to_owned()),
         payload_token_expires_at: Some(expires),
         expires_in: Some(PAYLOAD_TOKEN_TTL_SECS),

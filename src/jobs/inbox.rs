@@ -117,9 +117,9 @@ async fn open_jobs(state: &AppState, device: &AuthDevice) -> Result<Vec<AgentJob
             .into_iter()
             .collect()
     };
-    Ok(jobs
-        .into_iter()
+    jobs.into_iter()
         .map(|j| {
+            let (job_type, status) = (j.job_type()?.into(), j.status()?.into());
             let (cert_name, sha1) = certs.get(&j.cert_id).cloned().unzip();
             let removes = j.job_type == JobType::Remove.as_str();
             let installation_id = j.lease_id.filter(|_| removes);
@@ -127,18 +127,18 @@ async fn open_jobs(state: &AppState, device: &AuthDevice) -> Result<Vec<AgentJob
                 Some(lease) => installed.get(&lease).cloned(),
                 None => sha1.flatten(),
             };
-            AgentJob {
+            Ok(AgentJob {
                 cert_name,
                 thumbprint,
                 installation_id,
                 id: j.id,
-                job_type: j.job_type,
-                status: j.status,
+                job_type,
+                status,
                 cert_id: j.cert_id,
                 duration_minutes: j.duration_minutes,
                 created_at: j.created_at,
                 claimed_at: j.claimed_at,
-            }
+            })
         })
-        .collect())
+        .collect()
 }

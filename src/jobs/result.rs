@@ -289,7 +289,7 @@ pub async fn report_result(
     state.job_hub.changed();
     Ok(ResultResponse {
         job_id: job.id,
-        status: job.status,
+        status: job.status()?.into(),
         error_code: job.error_code,
         lease_expires_at: lease.map(|(_, at)| at),
     })

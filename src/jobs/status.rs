@@ -220,6 +220,34 @@ impl FromStr for JobType {
     }
 }
 
+/// The job's type in the agent protocol (`job_type` of the agent's job list and claim).
+impl From<JobType> for crate::protocol::AgentJobType {
+    fn from(t: JobType) -> Self {
+        match t {
+            JobType::Install => Self::Install,
+            JobType::Remove => Self::Remove,
+        }
+    }
+}
+
+/// The job's status in the agent protocol. A device only ever sees `PENDING`, `IN_PROGRESS`,
+/// `DONE` and `FAILED` (the job list, a claim, a result); the rest never reach it.
+impl From<JobStatus> for crate::protocol::AgentJobStatus {
+    fn from(s: JobStatus) -> Self {
+        match s {
+            JobStatus::Pending => Self::Pending,
+            JobStatus::InProgress => Self::InProgress,
+            JobStatus::Done => Self::Done,
+            JobStatus::Failed => Self::Failed,
+            JobStatus::Requested
+            | JobStatus::Denied
+            | JobStatus::Expired
+            | JobStatus::Cancelled
+            | JobStatus::Timeout => Self::Unknown,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,18 +2,19 @@
 //! threads; this thread owns the tray icon and its menu, refreshes the icon from the agent's
 //! state file, and turns menu choices into the agent's own commands.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use chrono::{Local, TimeDelta, Utc};
 
-use super::platform::attach_tray;
 use super::tray::{Tray, TrayHandle};
 use super::{registry, ui};
 use crate::agent::config::{Config, DataDir};
-use crate::agent::jobs::{Agent, AgentState};
 use crate::agent::leases::{Clock, SystemClock};
+use crate::agent::pairing::pair_with;
 use crate::agent::platform::Platform;
+use crate::agent::runtime::Agent;
+use crate::agent::state::AgentState;
 use crate::agent::tray_model::{MenuCommand, StatusView, TrayState};
 use crate::protocol::CleanupMode;
 
@@ -21,6 +22,24 @@ use crate::protocol::CleanupMode;
 const REFRESH: Duration = Duration::from_secs(5);
 /// A heartbeat older than this means the server is not answering.
 const STALE_AFTER_SECS: i64 = 180;
+
+/// The tray of this process, once `run` has one: notifications become balloons.
+static TRAY: OnceLock<Mutex<Option<TrayHandle>>> = OnceLock::new();
+
+/// Lets notifications reach the tray (`None` when it closes).
+fn attach_tray(handle: Option<TrayHandle>) {
+    let slot = TRAY.get_or_init(|| Mutex::new(None));
+    *slot.lock().unwrap_or_else(|p| p.into_inner()) = handle;
+}
+
+/// A balloon from the tray, when this process shows one.
+pub fn balloon(title: &str, message: &str) {
+    if let Some(slot) = TRAY.get()
+        && let Some(tray) = slot.lock().unwrap_or_else(|p| p.into_inner()).as_ref()
+    {
+        let _ = tray.balloon(title, message);
+    }
+}
 
 /// The tray state the agent's files describe.
 pub fn tray_state(dir: &DataDir) -> TrayState {
@@ -121,15 +140,7 @@ pub fn run(dir: &DataDir, platform: &dyn Platform, agent: Arc<Agent>) -> Result<
                 .map(|c| c.server_url.to_string())
                 .unwrap_or_default();
             if let Ok(Some(request)) = ui::show_pair_dialog(&server) {
-                let paired = crate::agent::pair(
-                    dir,
-                    platform,
-                    &request.server_url,
-                    request.code,
-                    request.device_id.and_then(|id| id.parse().ok()),
-                    request.device_token,
-                );
-                match paired {
+                match pair_with(dir, platform, request) {
                     Ok(_) => {
                         // The new identity takes effect in a fresh agent.
                         restart = true;

@@ -9,7 +9,7 @@ use windows_sys::Win32::Security::Cryptography::{
 };
 use zeroize::{Zeroize, Zeroizing};
 
-use super::{last_error, wide};
+use super::{blob_of, last_error, wide};
 
 /// DPAPI refused to seal or open (wrong entropy, another user's blob, corrupt data).
 #[derive(Debug, Clone, thiserror::Error)]
@@ -36,18 +36,8 @@ pub fn protect(data: &[u8], entropy: &[u8]) -> Result<Vec<u8>, DpapiError> {
             &mut output,
         )
     };
-    if ok == 0 {
-        return Err(DpapiError {
-            operation: "protect the data",
-            code: last_error(),
-        });
-    }
-    // SAFETY: Windows returned `cbData` bytes at `pbData`, ours to copy and free.
-    let sealed = unsafe { std::slice::from_raw_parts(output.pbData, output.cbData as usize) };
-    let sealed = sealed.to_vec();
-    // SAFETY: allocated by CryptProtectData with LocalAlloc.
-    unsafe { LocalFree(output.pbData.cast()) };
-    Ok(sealed)
+    let mut sealed = take_output(ok, &output, "protect the data")?;
+    Ok(std::mem::take(&mut *sealed))
 }
 
 /// `CryptUnprotectData` with the same entropy; the plaintext is zeroized when dropped, and so
@@ -67,26 +57,29 @@ pub fn unprotect(blob: &[u8], entropy: &[u8]) -> Result<Zeroizing<Vec<u8>>, Dpap
             &mut output,
         )
     };
+    take_output(ok, &output, "unprotect the data")
+}
+
+/// A DPAPI call's outcome: its error, or its output copied out of Windows' buffer, which is
+/// wiped and freed (DPAPI allocates it with `LocalAlloc`).
+fn take_output(
+    ok: i32,
+    output: &CRYPT_INTEGER_BLOB,
+    operation: &'static str,
+) -> Result<Zeroizing<Vec<u8>>, DpapiError> {
     if ok == 0 {
         return Err(DpapiError {
-            operation: "unprotect the data",
+            operation,
             code: last_error(),
         });
     }
     // SAFETY: Windows returned `cbData` writable bytes at `pbData`, ours to copy, wipe and free.
-    let plain = unsafe { std::slice::from_raw_parts_mut(output.pbData, output.cbData as usize) };
-    let copy = Zeroizing::new(plain.to_vec());
-    plain.zeroize();
-    // SAFETY: allocated by CryptUnprotectData with LocalAlloc.
+    let data = unsafe { std::slice::from_raw_parts_mut(output.pbData, output.cbData as usize) };
+    let copy = Zeroizing::new(data.to_vec());
+    data.zeroize();
+    // SAFETY: allocated by CryptProtectData / CryptUnprotectData with LocalAlloc.
     unsafe { LocalFree(output.pbData.cast()) };
     Ok(copy)
-}
-
-fn blob_of(bytes: &[u8]) -> CRYPT_INTEGER_BLOB {
-    CRYPT_INTEGER_BLOB {
-        cbData: bytes.len() as u32,
-        pbData: bytes.as_ptr() as *mut u8,
-    }
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ use windows_sys::Win32::Security::Cryptography::{
 };
 use zeroize::Zeroizing;
 
-use super::store::{self, Cert, KeyLocation, KeyStorage, StoreError};
+use super::handles::Cert;
 use super::{last_error, wide};
 
 /// A key operation Windows refused, with its error code (never key material).
@@ -28,13 +28,45 @@ pub struct KeyError {
 /// `NTE_BAD_KEYSET`: the container or key does not exist.
 const KEY_ABSENT: u32 = NTE_BAD_KEYSET as u32;
 
-/// The private key of the certificate with `thumbprint` in CurrentUser `MY` refuses to be
-/// exported (true is what CertHub wants).
-pub fn key_refuses_export(thumbprint: &str) -> Result<bool, StoreError> {
-    let hash = store::parse_thumbprint(thumbprint)?;
-    let my = store::open_my_store()?;
-    let cert = store::find_in_store(&my, &hash).ok_or(StoreError::NotFound)?;
-    Ok(context_key_refuses_export(&cert)?)
+/// Which key store holds a private key; the protocol's `key_storage`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyStorage {
+    /// A CNG key storage provider (Windows' default for PFX imports that prefer CNG).
+    Cng,
+    /// A legacy CryptoAPI cryptographic service provider container.
+    Capi,
+}
+
+impl KeyStorage {
+    /// `"CNG"` or `"CAPI"`, as the install result reports it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyStorage::Cng => "CNG",
+            KeyStorage::Capi => "CAPI",
+        }
+    }
+}
+
+/// Where a certificate's private key lives (its `CERT_KEY_PROV_INFO_PROP_ID`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyLocation {
+    pub storage: KeyStorage,
+    /// Provider name, e.g. "Microsoft Software Key Storage Provider".
+    pub provider: String,
+    /// CryptoAPI container name, or CNG key name.
+    pub container: String,
+    /// CryptoAPI provider type (`PROV_RSA_FULL`, ...); 0 for CNG.
+    pub provider_type: u32,
+    /// `AT_KEYEXCHANGE`, `AT_SIGNATURE` (Wine reports 3), or 0 for CNG.
+    pub key_spec: u32,
+}
+
+impl KeyLocation {
+    pub(super) fn same_key_as(&self, other: &KeyLocation) -> bool {
+        self.storage == other.storage
+            && self.provider.eq_ignore_ascii_case(&other.provider)
+            && self.container.eq_ignore_ascii_case(&other.container)
+    }
 }
 
 /// Acquires the certificate's private key and tries to export it as plaintext: a

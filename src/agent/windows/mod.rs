@@ -4,6 +4,7 @@
 
 pub mod app;
 pub mod dpapi;
+mod handles;
 pub mod keys;
 pub mod mutex;
 pub mod paths;
@@ -18,6 +19,7 @@ pub mod ui;
 mod test_support;
 
 use windows_sys::Win32::Foundation::GetLastError;
+use windows_sys::Win32::Security::Cryptography::CRYPT_INTEGER_BLOB;
 
 /// `s` as a NUL-terminated UTF-16 string for the `W` functions.
 fn wide(s: &str) -> Vec<u16> {
@@ -46,4 +48,12 @@ unsafe fn from_wide_ptr(p: *const u16) -> String {
 fn last_error() -> u32 {
     // SAFETY: no arguments; reads thread-local state.
     unsafe { GetLastError() }
+}
+
+/// A blob that borrows `bytes`, for the calls that only read their input.
+fn blob_of(bytes: &[u8]) -> CRYPT_INTEGER_BLOB {
+    CRYPT_INTEGER_BLOB {
+        cbData: bytes.len() as u32,
+        pbData: bytes.as_ptr() as *mut u8,
+    }
 }

@@ -3,16 +3,16 @@
 //! tray's balloons. Each method is a thin adapter over one function of this module's siblings.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
 
 use chrono::NaiveTime;
 
-use super::store::{KeyLocation, KeyStorage};
-use super::tray::TrayHandle;
-use super::{dpapi, mutex, paths, registry, store, task};
+use super::keys::{KeyLocation, KeyStorage};
+use super::{app, dpapi, mutex, paths, registry, store, task};
 use crate::agent::config::{ConfigError, DataDir, DeviceSecrets, Secrets, write_atomic};
-use crate::agent::jobs::Agent;
+use crate::agent::pairing::pair_with;
 use crate::agent::platform::{InstanceGuard, Platform};
+use crate::agent::runtime::Agent;
 use crate::agent::store::{CertStore, Installed, Removal, StoreError};
 use crate::agent::task_xml::{CLEANUP_TASK_NAME, render_cleanup_task};
 use crate::crypto::SecretString;
@@ -23,15 +23,6 @@ pub const INSTALLED_EXE: &str = "Certhub.Agent.exe";
 /// DPAPI's optional entropy: another program of the same user must also know it to unprotect
 /// `secrets.dat` with `CryptUnprotectData`.
 const SECRETS_ENTROPY: &[u8] = b"CertHub agent device secrets v1";
-
-/// The tray of this process, once `run` has one: notifications become balloons.
-static TRAY: OnceLock<Mutex<Option<TrayHandle>>> = OnceLock::new();
-
-/// Lets notifications reach the tray (`None` when it closes).
-pub fn attach_tray(handle: Option<TrayHandle>) {
-    let slot = TRAY.get_or_init(|| Mutex::new(None));
-    *slot.lock().unwrap_or_else(|p| p.into_inner()) = handle;
-}
 
 pub struct Windows;
 
@@ -61,11 +52,7 @@ impl Platform for Windows {
 
     fn notify(&self, title: &str, message: &str) {
         crate::agent::log::info(format!("{title}: {message}"));
-        if let Some(slot) = TRAY.get()
-            && let Some(tray) = slot.lock().unwrap_or_else(|p| p.into_inner()).as_ref()
-        {
-            let _ = tray.balloon(title, message);
-        }
+        app::balloon(title, message);
     }
 
     fn set_autostart(&self, enabled: bool) -> Result<(), String> {
@@ -138,15 +125,7 @@ impl Platform for Windows {
             let Ok(Some(request)) = super::ui::show_pair_dialog("") else {
                 return false;
             };
-            let paired = crate::agent::pair(
-                dir,
-                self,
-                &request.server_url,
-                request.code,
-                request.device_id.and_then(|id| id.parse().ok()),
-                request.device_token,
-            );
-            match paired {
+            match pair_with(dir, self, request) {
                 Ok(_) => return true,
                 // The dialog comes back for another try; the reason is in the log.
                 Err(message) => crate::agent::log::warn(format!("Pairing failed: {message}")),
@@ -156,7 +135,7 @@ impl Platform for Windows {
 
     fn run_tray(&self, agent: Arc<Agent>) {
         let dir = agent.dir.clone();
-        if let Err(e) = super::app::run(&dir, self, agent) {
+        if let Err(e) = app::run(&dir, self, agent) {
             crate::agent::log::error(e);
         }
     }
@@ -287,7 +266,7 @@ impl CertStore for CurrentUserMy {
             key_name: encode_key(&imported.key),
         };
         let verified = match found {
-            Some(f) if f.has_private_key => super::keys::key_refuses_export(&imported.thumbprint)
+            Some(f) if f.has_private_key => store::key_refuses_export(&imported.thumbprint)
                 .map_err(to_agent_error)
                 .and_then(|refuses| refuses.then_some(()).ok_or(StoreError::KeyExportable)),
             _ => Err(StoreError::StoreRefused(

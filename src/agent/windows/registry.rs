@@ -1,4 +1,6 @@
 //! Start at logon: the value `CertHubAgent` under HKCU `...\CurrentVersion\Run`.
+//!
+//! Why no crate: winreg 0.56 is a thin layer over the windows-sys 0.61 we link, for three calls.
 
 use std::ptr;
 

@@ -10,17 +10,17 @@ use windows_sys::Win32::Security::Cryptography::{
     CERT_CONTEXT, CERT_FIND_SHA1_HASH, CERT_FRIENDLY_NAME_PROP_ID, CERT_KEY_CONTEXT_PROP_ID,
     CERT_KEY_PROV_INFO_PROP_ID, CERT_SHA1_HASH_PROP_ID, CERT_STORE_ADD_NEW, CERT_STORE_CTRL_COMMIT,
     CERT_STORE_PROV_SYSTEM_W, CERT_SYSTEM_STORE_CURRENT_USER, CRYPT_INTEGER_BLOB,
-    CRYPT_KEY_PROV_INFO, CRYPT_USER_KEYSET, CertAddCertificateContextToStore, CertCloseStore,
-    CertControlStore, CertDeleteCertificateFromStore, CertDuplicateCertificateContext,
-    CertEnumCertificatesInStore, CertFindCertificateInStore, CertFreeCertificateContext,
-    CertGetCertificateContextProperty, CertOpenStore, CertSetCertificateContextProperty,
-    HCERTSTORE, PFXImportCertStore, PFXIsPFXBlob, PKCS_7_ASN_ENCODING, PKCS12_NO_PERSIST_KEY,
-    PKCS12_PREFER_CNG_KSP, X509_ASN_ENCODING,
+    CRYPT_KEY_PROV_INFO, CRYPT_USER_KEYSET, CertAddCertificateContextToStore, CertControlStore,
+    CertDeleteCertificateFromStore, CertDuplicateCertificateContext, CertEnumCertificatesInStore,
+    CertFindCertificateInStore, CertGetCertificateContextProperty, CertOpenStore,
+    CertSetCertificateContextProperty, PFXImportCertStore, PFXIsPFXBlob, PKCS_7_ASN_ENCODING,
+    PKCS12_NO_PERSIST_KEY, PKCS12_PREFER_CNG_KSP, X509_ASN_ENCODING,
 };
 use zeroize::Zeroizing;
 
-use super::keys::{self, KeyError};
-use super::{from_wide_ptr, last_error, wide};
+use super::handles::{Cert, Store};
+use super::keys::{self, KeyError, KeyLocation, KeyStorage};
+use super::{blob_of, from_wide_ptr, last_error, wide};
 
 const ENCODING: u32 = X509_ASN_ENCODING | PKCS_7_ASN_ENCODING;
 /// What `PFXImportCertStore` leaves on a wrong password: `ERROR_INVALID_PASSWORD` (also as an
@@ -28,47 +28,6 @@ const ENCODING: u32 = X509_ASN_ENCODING | PKCS_7_ASN_ENCODING;
 const WRONG_PASSWORD_CODES: [u32; 3] = [ERROR_INVALID_PASSWORD, 0x8007_0056, NTE_BAD_DATA as u32];
 /// `CRYPT_E_EXISTS`: `CERT_STORE_ADD_NEW` found the certificate already there.
 const CRYPT_E_EXISTS: u32 = 0x8009_2005;
-
-/// Which key store holds a private key; the protocol's `key_storage`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KeyStorage {
-    /// A CNG key storage provider (Windows' default for PFX imports that prefer CNG).
-    Cng,
-    /// A legacy CryptoAPI cryptographic service provider container.
-    Capi,
-}
-
-impl KeyStorage {
-    /// `"CNG"` or `"CAPI"`, as the install result reports it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            KeyStorage::Cng => "CNG",
-            KeyStorage::Capi => "CAPI",
-        }
-    }
-}
-
-/// Where a certificate's private key lives (its `CERT_KEY_PROV_INFO_PROP_ID`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KeyLocation {
-    pub storage: KeyStorage,
-    /// Provider name, e.g. "Microsoft Software Key Storage Provider".
-    pub provider: String,
-    /// CryptoAPI container name, or CNG key name.
-    pub container: String,
-    /// CryptoAPI provider type (`PROV_RSA_FULL`, ...); 0 for CNG.
-    pub provider_type: u32,
-    /// `AT_KEYEXCHANGE`, `AT_SIGNATURE` (Wine reports 3), or 0 for CNG.
-    pub key_spec: u32,
-}
-
-impl KeyLocation {
-    fn same_key_as(&self, other: &KeyLocation) -> bool {
-        self.storage == other.storage
-            && self.provider.eq_ignore_ascii_case(&other.provider)
-            && self.container.eq_ignore_ascii_case(&other.container)
-    }
-}
 
 /// What `import_non_exportable` installed.
 #[derive(Debug, Clone)]
@@ -153,46 +112,6 @@ impl StoreError {
             StoreError::InvalidThumbprint => "INVALID_THUMBPRINT",
             StoreError::Key(_) => "KEY_ERROR",
         }
-    }
-}
-
-/// An open certificate store, closed on drop.
-pub(super) struct Store(HCERTSTORE);
-
-impl Drop for Store {
-    fn drop(&mut self) {
-        // SAFETY: the handle came from CertOpenStore/PFXImportCertStore and is closed once.
-        unsafe { CertCloseStore(self.0, 0) };
-    }
-}
-
-#[cfg(test)]
-impl Store {
-    pub(super) fn raw(&self) -> HCERTSTORE {
-        self.0
-    }
-}
-
-/// A certificate context we own a reference to, freed on drop.
-pub(super) struct Cert(*const CERT_CONTEXT);
-
-impl Cert {
-    pub(super) fn as_ptr(&self) -> *const CERT_CONTEXT {
-        self.0
-    }
-
-    /// Gives up ownership without freeing (for calls that free the context themselves).
-    fn into_raw(self) -> *const CERT_CONTEXT {
-        let p = self.0;
-        std::mem::forget(self);
-        p
-    }
-}
-
-impl Drop for Cert {
-    fn drop(&mut self) {
-        // SAFETY: we own one reference to this context.
-        unsafe { CertFreeCertificateContext(self.0) };
     }
 }
 
@@ -422,6 +341,15 @@ pub fn delete_orphan_key(key: &KeyLocation) -> Result<bool, StoreError> {
         keys::delete_key(key)?;
     }
     Ok(!keys::key_exists(key))
+}
+
+/// The private key of the certificate with `thumbprint` in CurrentUser `MY` refuses to be
+/// exported (true is what CertHub wants).
+pub fn key_refuses_export(thumbprint: &str) -> Result<bool, StoreError> {
+    let hash = parse_thumbprint(thumbprint)?;
+    let my = open_my_store()?;
+    let cert = find_in_store(&my, &hash).ok_or(StoreError::NotFound)?;
+    Ok(keys::context_key_refuses_export(&cert)?)
 }
 
 /// Finds a certificate in CurrentUser `MY` by its SHA-1 thumbprint (hex, any case).
@@ -700,19 +628,12 @@ fn filetime_to_utc(t: FILETIME) -> Option<DateTime<Utc>> {
     )
 }
 
-fn blob_of(bytes: &[u8]) -> CRYPT_INTEGER_BLOB {
-    CRYPT_INTEGER_BLOB {
-        cbData: bytes.len() as u32,
-        pbData: bytes.as_ptr() as *mut u8,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use windows_sys::Win32::Security::Cryptography::CRYPT_EXPORTABLE;
 
     use super::*;
-    use crate::agent::windows::keys::{key_exists, key_refuses_export};
+    use crate::agent::windows::keys::key_exists;
     use crate::agent::windows::registry::hkcu_key_exists;
     use crate::agent::windows::test_support::*;
 

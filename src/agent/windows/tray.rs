@@ -6,6 +6,8 @@
 //! windows get the `TaskbarCreated` broadcast (Explorer restarted, the icon must be added
 //! again), and `SetForegroundWindow` before `TrackPopupMenu` (so the menu closes when the user
 //! clicks elsewhere) needs one.
+//!
+//! Why no crate: tray-icon 0.26 adds ~250 KB (muda, a menu channel) and ui.rs is Win32 anyway.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;

@@ -2,6 +2,8 @@
 //! and the tray share (window classes, the message font, the window-state pointer). Each is a
 //! plain window with child controls and its own modal loop on the calling (tray) thread; the
 //! texts come from `tray_model`.
+//!
+//! Why no crate: native-windows-gui 1.0 brings winapi 0.3, a second Win32 binding, for two windows.
 
 use std::cell::{Cell, RefCell};
 use std::io;

@@ -1,0 +1,347 @@
+//! A running agent: its pieces (identity, client, store, clock), the records it keeps under one
+//! lock (the ledger of what it installed and the outbox of removal reports), its saved state,
+//! the heartbeat and the reconciliation with the server's list. What it does with them lives
+//! beside it: `polling.rs` (the job loop), `install.rs`, `removal.rs` and `timer.rs`.
+
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::Duration as StdDuration;
+
+use chrono::Utc;
+
+use super::backoff::Backoff;
+use super::client::{Client, ClientError};
+use super::config::{Config, ConfigError, DataDir, Secrets, write_json};
+use super::leases::{Clock, DailyCleanup, Ledger};
+use super::log;
+use super::outbox::Outbox;
+use super::state::{AgentState, MAX_SKEW_SECS};
+use super::store::CertStore;
+use crate::crypto::DeviceSecretKey;
+use crate::protocol::{AgentJob, AgentPolicy};
+
+/// The ledger and the outbox change together, under one lock.
+pub(super) struct Local {
+    pub(super) ledger: Ledger,
+    pub(super) outbox: Outbox,
+}
+
+/// Shows the user a notification: title, message.
+pub type Notifier = dyn Fn(&str, &str) + Send + Sync;
+
+/// [`Local`] held under both locks; the file lock goes when this is dropped.
+pub(super) struct LocalGuard<'a> {
+    guard: MutexGuard<'a, Local>,
+    _file: Option<std::fs::File>,
+}
+
+impl std::ops::Deref for LocalGuard<'_> {
+    type Target = Local;
+    fn deref(&self) -> &Local {
+        &self.guard
+    }
+}
+
+impl std::ops::DerefMut for LocalGuard<'_> {
+    fn deref_mut(&mut self) -> &mut Local {
+        &mut self.guard
+    }
+}
+
+/// An exclusive lock on `records.lock` (flock / LockFileEx); `None` if the file cannot be
+/// opened (logged), in which case only the in-process lock applies.
+fn lock_file(dir: &DataDir) -> Option<std::fs::File> {
+    let path = dir.path().join("records.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .and_then(|f| f.lock().map(|()| f));
+    match file {
+        Ok(f) => Some(f),
+        Err(e) => {
+            log::warn(format!("{}: {e}", path.display()));
+            None
+        }
+    }
+}
+
+/// A running agent's pieces.
+pub struct Agent {
+    pub dir: DataDir,
+    pub config: Config,
+    pub client: Client,
+    pub(super) key: DeviceSecretKey,
+    pub(super) store: Box<dyn CertStore>,
+    pub(super) clock: Arc<dyn Clock>,
+    local: Mutex<Local>,
+    state: Mutex<AgentState>,
+    pub(super) wake: (Mutex<bool>, Condvar),
+    pub(super) flush_backoff: Mutex<Backoff>,
+    pub(super) notify: Box<Notifier>,
+}
+
+impl Agent {
+    pub fn open(
+        dir: DataDir,
+        secrets: &dyn Secrets,
+        store: Box<dyn CertStore>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, ConfigError> {
+        let config = Config::load(&dir)?;
+        let device = secrets.load()?.ok_or(ConfigError::NotPaired)?;
+        let client = Client::new(
+            config.server_url.clone(),
+            config.device_id,
+            device.device_token.clone(),
+            device.key.public_key().to_base64(),
+        );
+        // A ledger edited into nonsense must not stop the agent: it starts empty and the
+        // server's list of open installations brings back what is really installed.
+        let ledger = Ledger::load(&dir.ledger()).unwrap_or_else(|e| {
+            log::error(format!("{e}: set aside, rebuilt from the server's list"));
+            let aside = dir
+                .ledger()
+                .with_extension(format!("json.damaged-{}", Utc::now().timestamp()));
+            let _ = std::fs::rename(dir.ledger(), aside);
+            Ledger::default()
+        });
+        let local = Local {
+            ledger,
+            outbox: Outbox::load(dir.outbox())?,
+        };
+        Ok(Self {
+            state: Mutex::new(AgentState::load(&dir)),
+            dir,
+            config,
+            client,
+            key: device.key.clone(),
+            store,
+            clock,
+            local: Mutex::new(local),
+            wake: (Mutex::new(false), Condvar::new()),
+            flush_backoff: Mutex::new(Backoff::default()),
+            notify: Box::new(|_, _| {}),
+        })
+    }
+
+    /// Where notifications go (the tray's balloon on Windows).
+    pub fn with_notifier(mut self, notify: impl Fn(&str, &str) + Send + Sync + 'static) -> Self {
+        self.notify = Box::new(notify);
+        self
+    }
+
+    /// The ledger and outbox, locked against this process's other thread and against other
+    /// processes (the scheduled task's `cleanup` while `run` is up: a lock file), and read
+    /// again from disk since that process may have changed them.
+    pub(super) fn local(&self) -> LocalGuard<'_> {
+        let guard = self.local.lock().unwrap_or_else(|e| e.into_inner());
+        let file = lock_file(&self.dir);
+        let mut local = LocalGuard { guard, _file: file };
+        match Ledger::load(&self.dir.ledger()) {
+            Ok(ledger) => local.ledger = ledger,
+            Err(e) => {
+                // Edited into nonsense: the last good record is written back over it.
+                log::error(format!("{e}: keeping the last good record"));
+                if let Err(e) = local.ledger.save(&self.dir.ledger()) {
+                    log::error(e.to_string());
+                }
+            }
+        }
+        match Outbox::load(self.dir.outbox()) {
+            Ok(outbox) => local.outbox = outbox,
+            Err(e) => log::error(format!("{e}: keeping the last good outbox")),
+        }
+        local
+    }
+
+    fn state(&self) -> MutexGuard<'_, AgentState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn daily(&self) -> DailyCleanup {
+        self.state().daily()
+    }
+
+    fn save_state(&self) {
+        let state = self.state().clone();
+        if let Err(e) = write_json(&self.dir.state(), &state) {
+            log::warn(format!("Could not save state.json: {e}"));
+        }
+    }
+
+    pub(super) fn note_error(&self, e: &ClientError) {
+        self.state().last_error = Some(e.to_string());
+        self.save_state();
+    }
+
+    /// Wakes the timer (a new deadline, or a report to send).
+    pub(super) fn poke_timer(&self) {
+        let (flag, cv) = &self.wake;
+        *flag.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        cv.notify_all();
+    }
+
+    /// `POST /agent/heartbeat`: keeps the policy and checks the clock against the server's.
+    pub fn heartbeat(&self) -> Result<AgentPolicy, ClientError> {
+        let sent = self.clock.now();
+        let beat = self.client.heartbeat();
+        let beat = match beat {
+            Ok(b) => b,
+            Err(e) => {
+                self.note_error(&e);
+                return Err(e);
+            }
+        };
+        let skew = (sent - beat.server_time).num_seconds();
+        if skew.abs() > MAX_SKEW_SECS {
+            log::warn(format!(
+                "Clock skew: this PC's clock is {skew} s off the server's ({}); certificates are removed by the server's lease times, fix the PC's clock",
+                beat.server_time.to_rfc3339()
+            ));
+        }
+        if DailyCleanup::from_policy(&beat.policy).is_none() {
+            log::warn(format!(
+                "Unreadable policy cleanup_time {:?} / timezone {:?}: using 18:00 America/Sao_Paulo",
+                beat.policy.cleanup_time, beat.policy.timezone
+            ));
+        }
+        {
+            let mut state = self.state();
+            state.policy = Some(beat.policy.clone());
+            state.last_heartbeat_at = Some(sent);
+            state.clock_skew_seconds = Some(skew);
+            state.last_error = None;
+        }
+        self.save_state();
+        Ok(beat.policy)
+    }
+
+    /// Merges the server's open installations into the ledger (start-up and every cleanup).
+    pub fn reconcile(&self) -> Result<usize, ClientError> {
+        let open = self.client.installations()?;
+        let now = self.clock.now();
+        let mut local = self.local();
+        // A removal whose report is still on its way is not brought back.
+        let open: Vec<_> = open
+            .installations
+            .into_iter()
+            .filter(|o| !local.outbox.holds(&o.thumbprint))
+            .collect();
+        let before = local.ledger.clone();
+        let added = local.ledger.reconcile(&open, now);
+        if local.ledger != before
+            && let Err(e) = local.ledger.save(&self.dir.ledger())
+        {
+            log::error(format!("Could not save installed_thumbprints.json: {e}"));
+        }
+        if added > 0 {
+            log::warn(format!(
+                "{added} installation(s) the server lists were missing from installed_thumbprints.json: restored, they will be removed when due"
+            ));
+        }
+        Ok(added)
+    }
+
+    pub(super) fn job_error(&self, job: &AgentJob, step: &str, e: &ClientError) -> StdDuration {
+        log::warn(format!("Job {} ({step}): {e}", job.id));
+        match e.status() {
+            Some(409) => StdDuration::from_secs(3),
+            Some(429) => StdDuration::from_secs(20),
+            _ if e.is_transient() => StdDuration::from_secs(5),
+            _ => StdDuration::from_secs(30),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use mockito::Matcher;
+
+    use super::*;
+    use crate::agent::config::FileSecrets;
+    use crate::agent::store::MemoryStore;
+    use crate::agent::test_support::*;
+
+    #[test]
+    fn a_401_re_authenticates_once_then_reports_the_rotated_token() {
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let mut server = mockito::Server::new();
+        // The first authentication works; the token is rotated right after.
+        for status in [200, 401] {
+            let counter = Arc::clone(&seen);
+            respond(&mut server, "POST", AUTH, status, move |_| {
+                counter.lock().unwrap().auths += 1;
+                if status == 200 {
+                    access_token()
+                } else {
+                    unauthorized()
+                }
+            });
+        }
+        for method in ["GET", "POST"] {
+            server
+                .mock(method, Matcher::Any)
+                .match_request(|r| r.path() != AUTH)
+                .with_status(401)
+                .with_header("content-type", "application/json")
+                .with_body(unauthorized().to_string())
+                .create();
+        }
+        let r = rig(server);
+        let err = r.agent.heartbeat().unwrap_err();
+        assert_eq!(err, ClientError::AuthFailed);
+        assert!(
+            err.to_string()
+                .contains("Falha de autenticação: token rotacionado ou inválido")
+        );
+        assert_eq!(
+            seen.lock().unwrap().auths,
+            2,
+            "re-authenticated exactly once"
+        );
+        assert!(
+            AgentState::load(&r.agent.dir)
+                .last_error
+                .unwrap()
+                .contains("token rotacionado")
+        );
+    }
+
+    #[test]
+    fn a_ledger_edited_into_nonsense_neither_stops_the_agent_nor_keeps_a_certificate() {
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let r = rig(recording_server(Arc::clone(&requests), 200));
+        installed(&r, "AA", "2026-07-15T14:00:00Z");
+        // While running: the damaged file is replaced by the last good record.
+        r.agent.timer_tick();
+        std::fs::write(r.agent.dir.ledger(), b"{ not json").unwrap();
+        r.clock.set("2026-07-15T14:00:01Z".parse().unwrap());
+        r.agent.timer_tick();
+        assert!(r.store.thumbprints().is_empty());
+        assert!(
+            Ledger::load(&r.agent.dir.ledger())
+                .unwrap()
+                .installed
+                .is_empty()
+        );
+        // At start-up: set aside, and the agent starts.
+        std::fs::write(r.agent.dir.ledger(), b"{ not json").unwrap();
+        let secrets = FileSecrets::new(&r.agent.dir);
+        let again = Agent::open(
+            r.agent.dir.clone(),
+            &secrets,
+            Box::new(MemoryStore::default()),
+            Arc::clone(&r.clock) as Arc<dyn Clock>,
+        );
+        assert!(again.is_ok());
+        assert!(
+            Ledger::load(&r.agent.dir.ledger())
+                .unwrap()
+                .installed
+                .is_empty()
+        );
+    }
+}
