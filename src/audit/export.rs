@@ -156,10 +156,11 @@ mod tests {
     fn the_header_and_an_empty_field_are_written_as_before() {
         let mut w = writer();
         w.write_record(CSV_HEADER).unwrap();
-        w.write_record(["1", "", "x"]).unwrap();
+        w.write_record(["1", "", "x", "system", "", "", "", "", "{}"])
+            .unwrap();
         assert_eq!(
             String::from_utf8(w.into_inner().unwrap()).unwrap(),
-            "seq,at,action,actor_type,actor_id,entity_type,entity_id,ip,meta\r\n1,,x\r\n"
+            "seq,at,action,actor_type,actor_id,entity_type,entity_id,ip,meta\r\n1,,x,system,,,,,{}\r\n"
         );
     }
 }
