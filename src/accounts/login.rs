@@ -124,7 +124,7 @@ pub async fn attempt_login(
 /// What presenting a refresh token gave.
 pub enum Refreshed {
     /// A new refresh token for the same login, and its active user.
-    Rotated { user: User, login: Login },
+    Rotated { user: Box<User>, login: Login },
     /// Unknown, expired, reused (the whole family is revoked, audited) or its user inactive.
     Refused,
 }
@@ -166,7 +166,10 @@ pub async fn refresh(
         return Ok(Refreshed::Refused);
     };
     txn.commit().await?;
-    Ok(Refreshed::Rotated { user, login })
+    Ok(Refreshed::Rotated {
+        user: Box::new(user),
+        login,
+    })
 }
 
 /// Ends the login behind the refresh (or portal session) token `presented`, or, without one,
