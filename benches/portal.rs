@@ -491,6 +491,7 @@ async fn seed(db: &DatabaseConnection, org: OrgId, cfg: &Config) -> Seeded {
             payload_token_expires_at: Set(None),
             payload_token_used_at: Set(None),
             lease_id: Set(lease_id),
+            removal_cause: Set(None),
             created_at: Set(created),
             updated_at: Set(if waiting { decided.min(now) } else { finished }),
         };

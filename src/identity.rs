@@ -43,10 +43,23 @@ impl AuthUser {
     }
 }
 
-/// An authenticated, allowed device (DEVICE access token) whose token was not rotated since.
+/// An authenticated device (DEVICE access token) whose token was not rotated since. A blocked
+/// device is one too, for the removals only: every other use checks [`Self::require_allowed`].
 #[derive(Debug, Clone)]
 pub struct AuthDevice {
     pub device: Device,
     pub org: OrgId,
     pub ip: Option<String>,
+}
+
+impl AuthDevice {
+    /// 403 for a blocked device: it may still list, claim and report its `REMOVE` jobs, report
+    /// cleanups and read its open installations, and nothing else.
+    pub fn require_allowed(&self) -> Result<(), AppError> {
+        if self.device.is_allowed {
+            Ok(())
+        } else {
+            Err(AppError::Forbidden("this device is blocked".into()))
+        }
+    }
 }

@@ -38,6 +38,8 @@ pub mod paging;
 pub mod portal;
 #[cfg(feature = "server")]
 pub mod queue;
+#[cfg(any(feature = "parsers", feature = "agent"))]
+pub mod schedule;
 #[cfg(feature = "parsers")]
 pub mod settings;
 #[cfg(feature = "server")]

@@ -305,7 +305,7 @@ pub async fn update_user(
         wake = crate::jobs::permission::remove_installations_of(
             &txn,
             admin.org,
-            updated.id,
+            crate::jobs::permission::Whose::Requester(updated.id),
             actor,
             admin.ip.clone(),
             "user_deactivated",

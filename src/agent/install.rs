@@ -4,15 +4,15 @@
 
 use std::time::Duration as StdDuration;
 
-use chrono::{DateTime, Duration, Utc};
-
-use super::leases::{DailyCleanup, LedgerEntry};
+use super::leases::LedgerEntry;
 use super::log;
 use super::outbox::Report;
 use super::runtime::Agent;
 use super::store::Installed;
+use super::tray_model::installed_balloon;
 use crate::crypto::{PayloadContext, SecretString};
 use crate::protocol::{AgentJob, AgentJobStatus, CleanupMode, ResultRequest, ResultStatus};
+use crate::schedule::local_time;
 
 impl Agent {
     pub(super) fn install(&self, job: &AgentJob) -> Result<(), StdDuration> {
@@ -49,12 +49,11 @@ impl Agent {
             .unwrap_or_default()
             .to_ascii_uppercase();
         let now = self.clock.now();
-        let daily = self.daily();
-        let mut until = daily.next_after(now);
-        if let Some(m) = job.duration_minutes {
-            until = until.min(now + Duration::minutes(i64::from(m)));
-        }
-        let outcome = self.import(job, &payload.sealed, &expected, until, &daily);
+        let rule = self.lease_rule();
+        // The server's rule, so the name, the log and the balloon say what the lease will be.
+        let until = rule.end(now, job.duration_minutes.map(i64::from));
+        let tz = rule.cleanup.tz;
+        let outcome = self.import(job, &payload.sealed, &expected, local_time(until, now, tz));
         let installed = match outcome {
             Ok(i) => i,
             Err((code, message)) => {
@@ -96,17 +95,27 @@ impl Agent {
             }
         }
         let name = job.cert_name.clone().unwrap_or_default();
-        let local_until = until.with_timezone(&daily.tz).format("%H:%M");
         log::info(format!(
-            "Installed {name} ({}) until {local_until}, key in {}",
-            entry.installed.thumbprint, entry.installed.key_storage
+            "Installed {name} ({}) until {} ({}), key in {}",
+            entry.installed.thumbprint,
+            local_time(until, now, tz),
+            until.to_rfc3339(),
+            entry.installed.key_storage
         ));
-        (self.notify)(
-            "Certificado instalado",
-            &format!("{name} instalado até {local_until}"),
-        );
         self.poke_timer();
-        self.report_installed(job, &entry)
+        let reported = self.report_installed(job, &entry);
+        // After the report: at once, with the end the server recorded (it may differ by the
+        // seconds between the two clocks, or be earlier), and never for a refused install.
+        let end = self
+            .local()
+            .ledger
+            .get(&entry.installed.thumbprint)
+            .and_then(|e| e.expires_at);
+        if let Some(end) = end {
+            let balloon = installed_balloon(&name, &local_time(end, now, tz));
+            (self.notify)(&balloon.title, &balloon.text);
+        }
+        reported
     }
 
     /// Opens the envelope and imports; every failure as `(error_code, message)` with no
@@ -116,8 +125,7 @@ impl Agent {
         job: &AgentJob,
         sealed: &crate::protocol::SealedPayload,
         expected: &str,
-        until: DateTime<Utc>,
-        daily: &DailyCleanup,
+        until: String,
     ) -> Result<Installed, (&'static str, String)> {
         let context = PayloadContext::new(job.id, self.config.device_id);
         let secret = crate::crypto::open(&self.key, &context, sealed)
@@ -142,9 +150,8 @@ impl Agent {
             return Ok(existing.installed);
         }
         let friendly = format!(
-            "CertHub · {} · até {}",
+            "CertHub · {} · até {until}",
             job.cert_name.as_deref().unwrap_or("certificado"),
-            until.with_timezone(&daily.tz).format("%H:%M")
         );
         let installed = self
             .store
@@ -292,6 +299,57 @@ mod tests {
             &PayloadContext::new(job, device),
             &secret,
         )
+    }
+
+    #[test]
+    fn after_18h_the_balloons_say_the_real_end_and_the_name() {
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let sealed = Arc::new(Mutex::new(None));
+        let ledger = Arc::new(Mutex::new(None));
+        let server = install_server(Arc::clone(&seen), Arc::clone(&sealed), Arc::clone(&ledger));
+        let mut r = rig(server);
+        let balloons = Arc::new(Mutex::new(Vec::<(String, String)>::new()));
+        let shown = Arc::clone(&balloons);
+        let agent = r.agent;
+        r.agent = agent.with_notifier(move |title, text| {
+            shown
+                .lock()
+                .unwrap()
+                .push((title.to_owned(), text.to_owned()));
+        });
+        *ledger.lock().unwrap() = Some(r.agent.dir.ledger());
+        // 23:06 in São Paulo: the next 18:00 is 19 h off, the 10 h cap ends it at 09:06.
+        r.clock.set("2026-07-16T02:06:00Z".parse().unwrap());
+        let thumb = "CD".repeat(20);
+        let id = uuid::Uuid::new_v4();
+        *sealed.lock().unwrap() = Some((
+            sealed_for(&r.key, id, r.device, MemoryStore::pfx(&thumb, "pw"), "pw"),
+            thumb.clone(),
+        ));
+        let mut until_the_end = job(id, &thumb);
+        until_the_end.duration_minutes = None;
+        r.agent.handle(&until_the_end).unwrap();
+        let entry = Ledger::load(&r.agent.dir.ledger())
+            .unwrap()
+            .get(&thumb)
+            .cloned()
+            .unwrap();
+        assert_eq!(
+            entry.expires_at,
+            Some("2026-07-16T12:06:00Z".parse().unwrap())
+        );
+        assert_eq!(
+            balloons.lock().unwrap().as_slice(),
+            [(
+                "Certificado instalado".to_owned(),
+                "EMPRESA X LTDA instalado até 09:06 de amanhã".to_owned()
+            )]
+        );
+        r.agent.cleanup(CleanupMode::Manual);
+        assert_eq!(
+            balloons.lock().unwrap().last().unwrap().1,
+            "EMPRESA X LTDA removido deste computador"
+        );
     }
 
     #[test]

@@ -5,13 +5,13 @@
 
 use std::path::Path;
 
-use chrono::{DateTime, Duration, NaiveTime, TimeZone, Utc};
-use chrono_tz::Tz;
+use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::config::{ConfigError, read_json, write_json};
 use super::store::Installed;
-use crate::protocol::{AgentPolicy, OpenInstallation};
+use crate::protocol::OpenInstallation;
+pub use crate::schedule::{DailyCleanup, LeaseRule};
 
 /// Wall-clock time, injected so tests (and the debug-only `CERTHUB_AGENT_CLOCK_OFFSET_SECS`)
 /// can move it.
@@ -69,60 +69,6 @@ impl Clock for FixedClock {
     }
 }
 
-/// The daily cleanup: `cleanup_time` in the office's timezone (from the server's policy).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DailyCleanup {
-    pub time: NaiveTime,
-    pub tz: Tz,
-}
-
-impl Default for DailyCleanup {
-    /// The seed's rule until the server says otherwise: 18:00 in São Paulo.
-    fn default() -> Self {
-        Self {
-            time: NaiveTime::from_hms_opt(18, 0, 0).unwrap_or_default(),
-            tz: chrono_tz::America::Sao_Paulo,
-        }
-    }
-}
-
-impl DailyCleanup {
-    /// From the heartbeat's policy; a value it cannot read keeps the default (logged by the
-    /// caller).
-    pub fn from_policy(policy: &AgentPolicy) -> Option<Self> {
-        let time = NaiveTime::parse_from_str(&policy.cleanup_time, "%H:%M").ok()?;
-        let tz = policy.timezone.parse::<Tz>().ok()?;
-        Some(Self { time, tz })
-    }
-
-    /// The first cleanup instant strictly after `at`. A wall-clock time that a DST gap skips
-    /// resolves to an hour later.
-    pub fn next_after(&self, at: DateTime<Utc>) -> DateTime<Utc> {
-        let local = at.with_timezone(&self.tz).naive_local();
-        let mut day = local.date();
-        loop {
-            let candidate = day.and_time(self.time);
-            let resolved = self
-                .tz
-                .from_local_datetime(&candidate)
-                .earliest()
-                .or_else(|| {
-                    self.tz
-                        .from_local_datetime(&(candidate + Duration::hours(1)))
-                        .earliest()
-                })
-                .map(|t| t.with_timezone(&Utc));
-            if let Some(t) = resolved.filter(|t| *t > at) {
-                return t;
-            }
-            match day.succ_opt() {
-                Some(d) => day = d,
-                None => return at,
-            }
-        }
-    }
-}
-
 /// One certificate this agent put in the store.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LedgerEntry {
@@ -145,9 +91,10 @@ pub struct LedgerEntry {
 
 impl LedgerEntry {
     /// When it must be gone: the lease's end (the earlier of the file's and the server's) and
-    /// the first daily cleanup after it was installed, whichever comes first.
-    pub fn deadline(&self, daily: &DailyCleanup) -> DateTime<Utc> {
-        let mut at = daily.next_after(self.installed_at);
+    /// the end the office's rule gives an installation made when it was (the first daily
+    /// cleanup after it, or the cap), whichever comes first.
+    pub fn deadline(&self, rule: &LeaseRule) -> DateTime<Utc> {
+        let mut at = rule.end(self.installed_at, None);
         for end in [self.expires_at, self.server_expires_at]
             .into_iter()
             .flatten()
@@ -157,8 +104,16 @@ impl LedgerEntry {
         at
     }
 
-    pub fn is_due(&self, now: DateTime<Utc>, daily: &DailyCleanup) -> bool {
-        self.deadline(daily) <= now
+    /// The certificate's name for the user (its thumbprint when the server never gave one).
+    pub fn display_name(&self) -> String {
+        self.cert_name
+            .clone()
+            .filter(|n| !n.trim().is_empty())
+            .unwrap_or_else(|| format!("Certificado {}", self.installed.thumbprint))
+    }
+
+    pub fn is_due(&self, now: DateTime<Utc>, rule: &LeaseRule) -> bool {
+        self.deadline(rule) <= now
     }
 }
 
@@ -204,17 +159,17 @@ impl Ledger {
     }
 
     /// Entries due at `now`.
-    pub fn due(&self, now: DateTime<Utc>, daily: &DailyCleanup) -> Vec<LedgerEntry> {
+    pub fn due(&self, now: DateTime<Utc>, rule: &LeaseRule) -> Vec<LedgerEntry> {
         self.installed
             .iter()
-            .filter(|e| e.is_due(now, daily))
+            .filter(|e| e.is_due(now, rule))
             .cloned()
             .collect()
     }
 
     /// The next deadline of any entry.
-    pub fn next_deadline(&self, daily: &DailyCleanup) -> Option<DateTime<Utc>> {
-        self.installed.iter().map(|e| e.deadline(daily)).min()
+    pub fn next_deadline(&self, rule: &LeaseRule) -> Option<DateTime<Utc>> {
+        self.installed.iter().map(|e| e.deadline(rule)).min()
     }
 
     /// Merges the server's open installations of this device: the server's lease end is kept
@@ -272,65 +227,8 @@ mod tests {
     }
 
     #[test]
-    fn eighteen_hundred_in_sao_paulo_is_21_utc_all_year() {
-        // Brazil has had no DST since 2019: 18:00 is 21:00 UTC in January and July alike.
-        let daily = DailyCleanup::default();
-        assert_eq!(
-            daily.next_after(utc("2026-01-15T12:00:00Z")),
-            utc("2026-01-15T21:00:00Z")
-        );
-        assert_eq!(
-            daily.next_after(utc("2026-07-15T12:00:00Z")),
-            utc("2026-07-15T21:00:00Z")
-        );
-        // At or after 18:00 local it is tomorrow's.
-        assert_eq!(
-            daily.next_after(utc("2026-07-15T21:00:00Z")),
-            utc("2026-07-16T21:00:00Z")
-        );
-        assert_eq!(
-            daily.next_after(utc("2026-07-15T23:30:00Z")),
-            utc("2026-07-16T21:00:00Z")
-        );
-    }
-
-    #[test]
-    fn the_daily_rule_follows_the_policy_timezone_and_its_dst() {
-        let policy = |time: &str, tz: &str| AgentPolicy {
-            cleanup_time: time.into(),
-            timezone: tz.into(),
-            max_lease_hours: 10,
-            poll_interval_seconds: 5,
-            long_poll_seconds: 25,
-            heartbeat_interval_seconds: 60,
-        };
-        let ny = DailyCleanup::from_policy(&policy("18:00", "America/New_York")).unwrap();
-        assert_eq!(
-            ny.next_after(utc("2026-01-15T12:00:00Z")),
-            utc("2026-01-15T23:00:00Z")
-        );
-        assert_eq!(
-            ny.next_after(utc("2026-07-15T12:00:00Z")),
-            utc("2026-07-15T22:00:00Z")
-        );
-        // 02:30 does not exist on the spring-forward day: an hour later.
-        let gap = DailyCleanup::from_policy(&policy("02:30", "America/New_York")).unwrap();
-        assert_eq!(
-            gap.next_after(utc("2026-03-08T05:00:00Z")),
-            utc("2026-03-08T07:30:00Z")
-        );
-        let tokyo = DailyCleanup::from_policy(&policy("18:00", "Asia/Tokyo")).unwrap();
-        assert_eq!(
-            tokyo.next_after(utc("2026-07-15T12:00:00Z")),
-            utc("2026-07-16T09:00:00Z")
-        );
-        assert!(DailyCleanup::from_policy(&policy("6pm", "America/Sao_Paulo")).is_none());
-        assert!(DailyCleanup::from_policy(&policy("18:00", "Mars/Olympus")).is_none());
-    }
-
-    #[test]
     fn due_at_the_lease_end_or_at_18h_whichever_first() {
-        let daily = DailyCleanup::default();
+        let daily = LeaseRule::default();
         // Installed 10:00 local with a 1-hour lease: due 11:00 local.
         let short = entry("A", "2026-07-15T13:00:00Z", Some("2026-07-15T14:00:00Z"));
         assert!(!short.is_due(utc("2026-07-15T13:59:59Z"), &daily));
@@ -354,7 +252,7 @@ mod tests {
 
     #[test]
     fn a_laptop_that_slept_through_18h_finds_everything_due_on_waking() {
-        let daily = DailyCleanup::default();
+        let daily = LeaseRule::default();
         let clock = FixedClock::at(utc("2026-07-15T20:59:00Z"));
         let ledger = Ledger {
             installed: vec![entry(
@@ -398,7 +296,7 @@ mod tests {
             },
         ];
         assert_eq!(ledger.reconcile(&open, now), 1);
-        let daily = DailyCleanup::default();
+        let daily = LeaseRule::default();
         assert_eq!(
             ledger.get("AA").unwrap().deadline(&daily),
             utc("2026-07-15T15:00:00Z")

@@ -19,10 +19,12 @@ impl Agent {
         let mut reconciled = false;
         let mut retry_at: HashMap<uuid::Uuid, Instant> = HashMap::new();
         let mut long_poll = 25;
+        let mut blocked = false;
         loop {
             if Instant::now() >= next_heartbeat {
                 match self.heartbeat() {
                     Ok(policy) => {
+                        blocked = false;
                         long_poll = policy.long_poll_seconds.clamp(1, 30);
                         next_heartbeat = Instant::now()
                             + StdDuration::from_secs(policy.heartbeat_interval_seconds.max(5));
@@ -31,6 +33,14 @@ impl Agent {
                             self.poke_timer();
                         }
                         self.flush();
+                    }
+                    Err(ClientError::Blocked) => {
+                        // Blocked: no installs, but the removals the server sends still run.
+                        if !blocked {
+                            log::warn("This device is blocked: only removals are carried out");
+                            blocked = true;
+                        }
+                        next_heartbeat = Instant::now() + StdDuration::from_secs(60);
                     }
                     Err(e) => {
                         self.wait_after(&e, &mut backoff);
@@ -41,6 +51,9 @@ impl Agent {
             let jobs = match self.client.jobs(long_poll) {
                 Ok(list) => {
                     backoff.reset();
+                    if !blocked {
+                        self.clear_error();
+                    }
                     list.jobs
                 }
                 Err(e) => {

@@ -9,6 +9,7 @@ use super::log;
 use super::outbox::Report;
 use super::runtime::{Agent, Local};
 use super::store::Installed;
+use super::tray_model::removed_balloon;
 use crate::protocol::{AgentJob, AgentJobStatus, CleanupMode, ResultRequest, ResultStatus};
 
 /// What a cleanup did.
@@ -52,8 +53,8 @@ impl Agent {
 
     pub(super) fn due_entries(&self) -> Vec<LedgerEntry> {
         let now = self.clock.now();
-        let daily = self.daily();
-        self.local().ledger.due(now, &daily)
+        let rule = self.lease_rule();
+        self.local().ledger.due(now, &rule)
     }
 
     /// `cleanup --mode ...` and the timer: removes (scheduled/manual: everything the agent
@@ -78,12 +79,13 @@ impl Agent {
         let mut outcome = CleanupOutcome::default();
         for entry in entries {
             let thumbprint = entry.installed.thumbprint.clone();
+            let name = entry.display_name();
             match self.remove(Report::Cleanup { mode }, entry) {
                 Ok(key_deleted) => {
                     log::info(format!(
-                        "Removed {thumbprint} ({mode:?}), key deleted: {key_deleted}"
+                        "Removed {name} ({thumbprint}, {mode:?}), key deleted: {key_deleted}"
                     ));
-                    (self.notify)("Certificado removido", &thumbprint);
+                    self.notify_removed(&name);
                     outcome.removed.push(thumbprint);
                 }
                 Err(e) => {
@@ -101,6 +103,11 @@ impl Agent {
             outcome.unreported
         ));
         outcome
+    }
+
+    fn notify_removed(&self, name: &str) {
+        let balloon = removed_balloon(name);
+        (self.notify)(&balloon.title, &balloon.text);
     }
 
     /// One removal through the outbox (durable intent, ledger, store, outcome).
@@ -178,13 +185,14 @@ impl Agent {
                     expires_at: None,
                     server_expires_at: None,
                 });
+            let name = entry.display_name();
             match self.remove(Report::JobResult { job_id: job.id }, entry) {
                 Ok(key_deleted) => {
                     log::info(format!(
-                        "Removed {thumbprint} (REMOVE job {}), key deleted: {key_deleted}",
+                        "Removed {name} ({thumbprint}, REMOVE job {}), key deleted: {key_deleted}",
                         job.id
                     ));
-                    (self.notify)("Certificado removido", &thumbprint);
+                    self.notify_removed(&name);
                 }
                 Err(e) => {
                     log::error(format!("REMOVE job {}: {e}", job.id));

@@ -11,7 +11,7 @@ use chrono::Utc;
 use super::backoff::Backoff;
 use super::client::{Client, ClientError};
 use super::config::{Config, ConfigError, DataDir, Secrets, write_json};
-use super::leases::{Clock, DailyCleanup, Ledger};
+use super::leases::{Clock, DailyCleanup, LeaseRule, Ledger};
 use super::log;
 use super::outbox::Outbox;
 use super::state::{AgentState, MAX_SKEW_SECS};
@@ -163,6 +163,10 @@ impl Agent {
         self.state().daily()
     }
 
+    pub fn lease_rule(&self) -> LeaseRule {
+        self.state().lease_rule()
+    }
+
     fn save_state(&self) {
         let state = self.state().clone();
         if let Err(e) = write_json(&self.dir.state(), &state) {
@@ -173,6 +177,14 @@ impl Agent {
     pub(super) fn note_error(&self, e: &ClientError) {
         self.state().last_error = Some(e.to_string());
         self.save_state();
+    }
+
+    /// The server answered again: the tray turns back at once, not at the next heartbeat.
+    pub(super) fn clear_error(&self) {
+        let had = self.state().last_error.take().is_some();
+        if had {
+            self.save_state();
+        }
     }
 
     /// Wakes the timer (a new deadline, or a report to send).
@@ -200,7 +212,7 @@ impl Agent {
                 beat.server_time.to_rfc3339()
             ));
         }
-        if DailyCleanup::from_policy(&beat.policy).is_none() {
+        if LeaseRule::from_policy(&beat.policy).is_none() {
             log::warn(format!(
                 "Unreadable policy cleanup_time {:?} / timezone {:?}: using 18:00 America/Sao_Paulo",
                 beat.policy.cleanup_time, beat.policy.timezone

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::config::{DataDir, read_json};
-use super::leases::DailyCleanup;
+use super::leases::{DailyCleanup, LeaseRule};
 use crate::protocol::AgentPolicy;
 
 /// Clock skew against the server's worth a warning.
@@ -28,9 +28,14 @@ impl AgentState {
     }
 
     pub fn daily(&self) -> DailyCleanup {
+        self.lease_rule().cleanup
+    }
+
+    /// The office's lease rule from the last policy (the seed's 18:00 and 10 h before any).
+    pub fn lease_rule(&self) -> LeaseRule {
         self.policy
             .as_ref()
-            .and_then(DailyCleanup::from_policy)
+            .and_then(LeaseRule::from_policy)
             .unwrap_or_default()
     }
 }

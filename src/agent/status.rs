@@ -84,7 +84,8 @@ impl Status {
         if let Some(e) = &self.state.last_error {
             let _ = writeln!(out, "Último erro:     {e}");
         }
-        let daily = self.state.daily();
+        let rule = self.state.lease_rule();
+        let daily = rule.cleanup;
         let _ = writeln!(
             out,
             "Limpeza diária:  {} ({})",
@@ -97,7 +98,7 @@ impl Status {
             self.ledger.installed.len()
         );
         for e in &self.ledger.installed {
-            let deadline = e.deadline(&daily);
+            let deadline = e.deadline(&rule);
             let left = (deadline - self.now).num_minutes();
             let left = if left <= 0 {
                 "vencido: será removido agora".to_owned()

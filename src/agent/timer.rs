@@ -21,11 +21,11 @@ impl Agent {
             if self.reconcile().is_ok() {
                 due = self.due_entries();
             }
-            let daily = self.daily();
+            let rule = self.lease_rule();
             // At the daily time it is the scheduled cleanup; earlier, a lease's end.
             let scheduled = due
                 .iter()
-                .any(|e| e.deadline(&daily) == daily.next_after(e.installed_at));
+                .any(|e| e.deadline(&rule) == rule.cleanup.next_after(e.installed_at));
             let mode = if scheduled {
                 CleanupMode::Scheduled
             } else {
@@ -37,11 +37,11 @@ impl Agent {
             self.flush();
         }
         let now = self.clock.now();
-        let daily = self.daily();
+        let rule = self.lease_rule();
         let local = self.local();
         let until = local
             .ledger
-            .next_deadline(&daily)
+            .next_deadline(&rule)
             .map(|d| (d - now).to_std().unwrap_or_default())
             .unwrap_or(TIMER_PERIOD);
         let mut backoff = self.flush_backoff.lock().unwrap_or_else(|e| e.into_inner());

@@ -7,6 +7,8 @@ use std::fmt;
 
 use chrono::{DateTime, Local, TimeDelta};
 
+use super::state::AgentState;
+
 /// The product name, first word of every tooltip and the balloons' title.
 pub const APP_NAME: &str = "CertHub";
 
@@ -444,6 +446,33 @@ fn valid_server_url(url: &str) -> bool {
     !host.is_empty() && port_ok && !url.chars().any(char::is_whitespace)
 }
 
+/// Seconds without a heartbeat after which the server counts as away.
+pub const STALE_AFTER_SECS: i64 = 180;
+
+impl TrayState {
+    /// What the agent's files say: not paired, refused (token, blocked), the server away (one
+    /// failed call is enough, not a stale heartbeat), or online.
+    pub fn of(paired: bool, state: &AgentState, now: chrono::DateTime<chrono::Utc>) -> Self {
+        if !paired {
+            return TrayState::NotPaired;
+        }
+        if let Some(error) = state
+            .last_error
+            .as_deref()
+            .filter(|e| e.contains("Falha de autenticação") || e.contains("bloqueado"))
+        {
+            return TrayState::Error(error.to_owned());
+        }
+        if state.last_error.is_some() {
+            return TrayState::ServerUnreachable;
+        }
+        match state.last_heartbeat_at {
+            Some(at) if (now - at).num_seconds() <= STALE_AFTER_SECS => TrayState::Online,
+            _ => TrayState::ServerUnreachable,
+        }
+    }
+}
+
 /// A balloon notification's title and text.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Balloon {
@@ -471,6 +500,32 @@ pub fn removed_balloon(cert_name: &str) -> Balloon {
 mod tests {
     use super::*;
     use chrono::TimeZone;
+
+    #[test]
+    fn one_failed_call_turns_the_tray_amber_and_an_answer_turns_it_back() {
+        let now = chrono::Utc::now();
+        let mut state = AgentState {
+            last_heartbeat_at: Some(now - chrono::Duration::seconds(10)),
+            ..Default::default()
+        };
+        assert_eq!(TrayState::of(true, &state, now), TrayState::Online);
+        state.last_error = Some(
+            "Servidor inacessível (http://certhub:8010): connection refused. Verifique a rede e se o CertHub está no ar."
+                .into(),
+        );
+        assert_eq!(
+            TrayState::of(true, &state, now),
+            TrayState::ServerUnreachable
+        );
+        state.last_error = Some("Dispositivo bloqueado pelo administrador do CertHub.".into());
+        assert!(matches!(
+            TrayState::of(true, &state, now),
+            TrayState::Error(_)
+        ));
+        state.last_error = None;
+        assert_eq!(TrayState::of(true, &state, now), TrayState::Online);
+        assert_eq!(TrayState::of(false, &state, now), TrayState::NotPaired);
+    }
 
     #[test]
     fn tooltips_are_in_portuguese_and_fit() {

@@ -51,6 +51,13 @@ actions! {
     RemoveTimeout => "REMOVE_TIMEOUT",
     RemoveCancelled => "REMOVE_CANCELLED",
     LeaseOverdue => "LEASE_OVERDUE",
+    // the other ways a certificate leaves a PC (CERT_REMOVED_18H is the cleanup routine's)
+    CertRemovedLeaseEnd => "CERT_REMOVED_LEASE_END",
+    CertRemovedOnRequest => "CERT_REMOVED_ON_REQUEST",
+    CertRemovedDeviceBlocked => "CERT_REMOVED_DEVICE_BLOCKED",
+    CertRemovedUserDeactivated => "CERT_REMOVED_USER_DEACTIVATED",
+    CertRemovedOverdue => "CERT_REMOVED_OVERDUE",
+    CertRemovedUninstall => "CERT_REMOVED_UNINSTALL",
     // accounts (seed S2)
     LoginOk => "LOGIN_OK",
     LoginFailed => "LOGIN_FAILED",

@@ -59,6 +59,9 @@ pub enum StatusFilter {
     /// Their file is in the folder (expired ones included).
     #[default]
     Available,
+    /// What may be asked for now: in the folder, opened, not expired (the portal's
+    /// "Disponíveis").
+    Installable,
     /// Their file left the folder.
     Unavailable,
     /// Past their notAfter, available or not.
@@ -178,6 +181,10 @@ impl Listing {
         let mut c = Condition::all().add(Column::OrgId.eq(org.0));
         c = match self.status {
             StatusFilter::Available => c.add(Column::IsAvailable.eq(true)),
+            StatusFilter::Installable => c
+                .add(Column::IsAvailable.eq(true))
+                .add(Column::ParseError.is_null())
+                .add(Column::NotAfter.gt(now)),
             StatusFilter::Unavailable => c.add(Column::IsAvailable.eq(false)),
             StatusFilter::Expired => c.add(Column::NotAfter.lt(now)),
             StatusFilter::Expiring => c

@@ -332,7 +332,7 @@ async fn upload_one(
     };
 
     let existed = row_at(state, &key).await?.is_some();
-    let mut result = match ingest_retrying(state, &path).await {
+    let mut result = match ingest_retrying(state, &path, password.as_ref()).await {
         Ok(item) => {
             let outcome = match item.action {
                 Action::Ingested => Outcome::Ingested,
@@ -354,7 +354,7 @@ async fn upload_one(
     };
     let row = row_at(state, &key).await?;
     result.certificate_id = row.map(|(id, _)| id);
-    // The name gave no password that opens the file: the typed one, by the admin's own rule.
+    // An unchanged file that did not open before: the typed one, by the admin's own rule.
     if let (Some((id, true)), Some(password)) = (row, password) {
         match vault::store_password(state, admin, id, password).await {
             Ok(_) => {
@@ -376,6 +376,14 @@ async fn upload_one(
                 });
             }
         }
+    }
+    let stored = matches!(result.outcome, Outcome::Ingested | Outcome::Updated);
+    if stored && info.not_after <= chrono::Utc::now() {
+        // Kept (the folder is the source of truth), but never offered as available.
+        result.detail = Some(format!(
+            "expired on {}: stored, but it cannot be installed",
+            info.not_after.format("%Y-%m-%d")
+        ));
     }
     if written && result.outcome == Outcome::Failed {
         undo(state, &path, &shown).await;
@@ -437,12 +445,18 @@ async fn same_bytes_at(path: &Path, max: u64, sha256: &str) -> Result<Option<boo
 
 /// The folder's ingest of one file, once more if it fails: the watcher may be storing the
 /// same new file at the same moment, and the second try then finds it stored.
-async fn ingest_retrying(state: &AppState, path: &Path) -> Result<ingest::Item, AppError> {
-    match ingest::ingest_file(state, path).await {
+/// The typed password is tried first, so a file it opens is stored right the first time (no
+/// `CERT_PARSE_FAILED` before the `CERT_INGESTED`).
+async fn ingest_retrying(
+    state: &AppState,
+    path: &Path,
+    password: Option<&SecretString>,
+) -> Result<ingest::Item, AppError> {
+    match ingest::ingest_file_with(state, path, password.cloned()).await {
         Ok(item) => Ok(item),
         Err(first) => {
             tracing::warn!(error = %first, "ingesting an uploaded certificate: trying again");
-            ingest::ingest_file(state, path).await
+            ingest::ingest_file_with(state, path, password.cloned()).await
         }
     }
 }

@@ -1,5 +1,6 @@
 //! Whether a device's bearer token is good: a DEVICE access token minted with the device token
-//! stored now (not one rotated away since), for a device that is allowed. The row comes from
+//! stored now (not one rotated away since). A blocked device's token is good for its removals
+//! only ([`AuthDevice::require_allowed`]). The row comes from
 //! [`super::cache`], which every change to it (block, rotation) empties of that device, in
 //! every server process; the contact is noted in memory ([`super::contact`]).
 
@@ -49,9 +50,7 @@ pub async fn device_for_token(
     if !bound {
         return Err(AppError::Unauthorized);
     }
-    if !device.is_allowed {
-        return Err(AppError::Forbidden("this device is blocked".into()));
-    }
+    // A blocked device gets through for its removals; the rest checks `require_allowed`.
     // In memory: written with the others every `device_contact_flush_seconds`.
     state.contacts.seen(device.id, Utc::now());
     Ok(AuthDevice {

@@ -39,6 +39,18 @@ pub fn script_for(server: &str, raw: Option<String>) -> Result<String, AppError>
     Ok(install_script(server, code.as_ref()))
 }
 
+/// Why `/agent/certhub-agent.exe` would not answer with a file (so the one-line install would
+/// fail at its download): `None` when it would.
+pub fn agent_missing(settings: &Settings) -> Option<&'static str> {
+    let Some(path) = &settings.agent_exe_file else {
+        return Some("este servidor não tem o agente configurado (agent_exe_file)");
+    };
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_file() && m.len() > 0 => None,
+        _ => Some("o arquivo do agente configurado (agent_exe_file) não pode ser lido"),
+    }
+}
+
 /// The agent executable this server was released with (`agent_exe_file`).
 pub async fn agent_executable(settings: &Settings) -> Result<Vec<u8>, AppError> {
     let Some(path) = &settings.agent_exe_file else {

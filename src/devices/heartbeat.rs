@@ -16,6 +16,8 @@ pub fn heartbeat(
     device: &AuthDevice,
     body: HeartbeatRequest,
 ) -> Result<HeartbeatResponse, AppError> {
+    // A blocked agent learns it here (and goes on polling for its removals).
+    device.require_allowed()?;
     let agent_version = Version::optional("agent_version", body.agent_version)?.map(String::from);
     let now = Utc::now();
     state

@@ -276,11 +276,12 @@ pub async fn authenticate(
         return Err(AppError::Unauthorized);
     }
     let device = found.ok_or(AppError::Unauthorized)?;
-    if !device.is_allowed {
-        return Err(AppError::Forbidden("this device is blocked".into()));
-    }
+    // A blocked device still gets a token, good for its removals only; it registers no key.
     let key = match body.public_key.as_deref().map(|k| check_key(&device, k)) {
         Some(Err(e)) => return key_rejected(state, &device, ip, e).await,
+        Some(Ok(KeyCheck::Register(_))) if !device.is_allowed => {
+            return Err(AppError::Forbidden("this device is blocked".into()));
+        }
         Some(Ok(KeyCheck::Register(key))) => Some(key),
         Some(Ok(KeyCheck::Same)) | None => None,
     };
@@ -330,7 +331,6 @@ pub async fn authenticate(
         .col_expr(Column::LastSeenAt, Expr::value(now))
         .filter(Column::Id.eq(device.id))
         .filter(Column::DeviceTokenHash.eq(presented.as_str()))
-        .filter(Column::IsAllowed.eq(true))
         .exec(&txn)
         .await?
         .rows_affected;

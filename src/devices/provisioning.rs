@@ -420,7 +420,8 @@ pub async fn update(
     Ok(device)
 }
 
-/// Blocks (`allowed = false`: its waiting installs are cancelled) or unblocks device `id`.
+/// Blocks (`allowed = false`: its waiting installs are cancelled and everything installed there
+/// is handed a `REMOVE` job) or unblocks device `id`.
 pub async fn set_allowed(
     state: &AppState,
     admin: &AuthUser,
@@ -457,11 +458,24 @@ pub async fn set_allowed(
     .await?;
     if !allowed {
         cancel_installs_for(&txn, admin, device.id, "device_blocked").await?;
+        // What is installed there leaves too: a blocked device still performs its removals.
+        crate::jobs::permission::remove_installations_of(
+            &txn,
+            admin.org,
+            crate::jobs::permission::Whose::Device(device.id),
+            Actor::User(admin.user.id),
+            admin.ip.clone(),
+            "device_blocked",
+        )
+        .await?;
     }
     let device = view(&txn, device).await?.with_contact(&state.contacts);
     super::cache::announce(&txn, device.id).await?;
     txn.commit().await?;
     state.device_cache.forget(device.id);
     state.job_hub.changed();
+    if !allowed {
+        state.job_hub.notify(device.id);
+    }
     Ok(device)
 }

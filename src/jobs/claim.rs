@@ -45,6 +45,9 @@ pub async fn claim(
     let txn = crate::db::begin_write(&state.db).await?;
     let job = find_for_device(&txn, device, id).await?;
     let job_type = job.job_type()?;
+    if job_type != JobType::Remove {
+        device.require_allowed()?;
+    }
     if job_type == JobType::Remove {
         if job.status()? == JobStatus::InProgress {
             return Err(AppError::Conflict(

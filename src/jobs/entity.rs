@@ -34,6 +34,8 @@ pub struct Model {
     pub payload_token_expires_at: Option<DateTimeUtc>,
     pub payload_token_used_at: Option<DateTimeUtc>,
     pub lease_id: Option<Uuid>,
+    /// Why a `REMOVE` job was made ([`super::removal::RemovalCause`]).
+    pub removal_cause: Option<String>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }

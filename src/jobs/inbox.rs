@@ -71,12 +71,17 @@ fn jitter(max: std::time::Duration) -> std::time::Duration {
     max.mul_f64(f64::from(r) / f64::from(u32::MAX))
 }
 
-/// This device's `PENDING` and `IN_PROGRESS` jobs, oldest first, with their certificates'
+/// This device's `PENDING` and `IN_PROGRESS` jobs (a blocked device's `REMOVE` jobs), oldest first, with their certificates'
 /// names and thumbprints (a `REMOVE` job's is the installed one's).
 async fn open_jobs(state: &AppState, device: &AuthDevice) -> Result<Vec<AgentJob>, AppError> {
-    let jobs = InstallJobs::find()
+    let mut query = InstallJobs::find()
         .filter(Column::OrgId.eq(device.org.0))
-        .filter(Column::DeviceId.eq(device.device.id))
+        .filter(Column::DeviceId.eq(device.device.id));
+    if !device.device.is_allowed {
+        // Blocked: its removals only.
+        query = query.filter(Column::JobType.eq(JobType::Remove.as_str()));
+    }
+    let jobs = query
         .filter(Column::Status.is_in([JobStatus::Pending.as_str(), JobStatus::InProgress.as_str()]))
         .order_by_asc(Column::CreatedAt)
         .order_by_asc(Column::Id)

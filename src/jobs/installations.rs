@@ -202,6 +202,7 @@ pub async fn request_removal(
     let (job, created) = super::removal::request(
         &txn,
         &lease,
+        super::removal::RemovalCause::Requested,
         Some(user.user.id),
         Actor::User(user.user.id),
         reason,

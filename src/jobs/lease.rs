@@ -3,14 +3,13 @@
 //! certificate (seed S5, "Regra das 18h"), or a `REMOVE` job ends it early. A lease still open
 //! `lease_grace_minutes` past its end is overdue: audited once and handed a `REMOVE` job.
 
-use chrono::{DateTime, Duration, NaiveTime, TimeZone, Utc};
-use chrono_tz::Tz;
+use chrono::{DateTime, Duration, Utc};
 use sea_orm::entity::prelude::*;
 use sea_orm::sea_query::Expr;
 use serde_json::json;
 
 use super::entity::{Column as JobColumn, InstallJobs};
-use super::status::{Event, JobStatus, JobType};
+use super::status::{Event, JobStatus, JobType, RemovalCause};
 use crate::audit::{self, Actor, AuditAction, Entry};
 use crate::domain::OrgId;
 use crate::error::AppError;
@@ -67,15 +66,36 @@ impl Lease {
 pub enum RemovalMode {
     /// Reported by the agent through `POST /api/v1/agent/cleanup`.
     Cleanup(CleanupMode),
-    /// The result of a `REMOVE` job.
-    RemoveJob,
+    /// The result of a `REMOVE` job, made for its cause.
+    RemoveJob(RemovalCause),
 }
 
 impl RemovalMode {
+    /// `installations.removal_mode`: the cleanup's mode, `remove_job` for one asked for, or
+    /// the cause of a `REMOVE` job the server made.
     pub fn as_str(self) -> &'static str {
         match self {
             RemovalMode::Cleanup(mode) => mode.as_str(),
-            RemovalMode::RemoveJob => "remove_job",
+            RemovalMode::RemoveJob(RemovalCause::Requested) => "remove_job",
+            RemovalMode::RemoveJob(cause) => cause.as_str(),
+        }
+    }
+
+    /// The seed's `CERT_REMOVED_18H` for the cleanup routine the runbook checks (the daily
+    /// time, `--cleanup --mode manual`, and start-up finishing what 18:00 left), and an action
+    /// of its own for every other way a certificate leaves a PC.
+    pub fn audit_action(self) -> AuditAction {
+        match self {
+            RemovalMode::Cleanup(CleanupMode::Lease) => AuditAction::CertRemovedLeaseEnd,
+            RemovalMode::Cleanup(_) => AuditAction::CertRemoved18h,
+            RemovalMode::RemoveJob(RemovalCause::Requested) => AuditAction::CertRemovedOnRequest,
+            RemovalMode::RemoveJob(RemovalCause::DeviceBlocked) => {
+                AuditAction::CertRemovedDeviceBlocked
+            }
+            RemovalMode::RemoveJob(RemovalCause::UserDeactivated) => {
+                AuditAction::CertRemovedUserDeactivated
+            }
+            RemovalMode::RemoveJob(RemovalCause::Overdue) => AuditAction::CertRemovedOverdue,
         }
     }
 }
@@ -94,7 +114,7 @@ pub async fn find<C: ConnectionTrait>(conn: &C, org: OrgId, id: Uuid) -> Result<
 }
 
 /// Closes `lease` on `conn` (the caller's transaction) unless something closed it first:
-/// records when and how, writes `CERT_REMOVED_18H` (the seed's name for every removal) and
+/// records when and how, audits it ([`RemovalMode::audit_action`]) and
 /// cancels the `REMOVE` jobs still waiting for it. `false` when it was already closed.
 pub async fn close<C: ConnectionTrait>(
     conn: &C,
@@ -120,7 +140,7 @@ pub async fn close<C: ConnectionTrait>(
     let org = OrgId(lease.org_id);
     audit::append(
         conn,
-        Entry::new(org, AuditAction::CertRemoved18h, actor)
+        Entry::new(org, mode.audit_action(), actor)
             .entity("certificate", lease.cert_id)
             .meta(json!({
                 "mode": mode.as_str(),
@@ -160,49 +180,30 @@ pub async fn close<C: ConnectionTrait>(
     Ok(true)
 }
 
-/// The first `cleanup` (local time in `tz`) strictly after `at`.
-pub fn next_cleanup(at: DateTime<Utc>, cleanup: NaiveTime, tz: Tz) -> DateTime<Utc> {
-    let local = at.with_timezone(&tz).naive_local();
-    let mut day = local.date();
-    loop {
-        let candidate = day.and_time(cleanup);
-        // In a DST gap the wall-clock time does not exist: the first instant after it does.
-        let resolved = tz
-            .from_local_datetime(&candidate)
-            .earliest()
-            .or_else(|| {
-                tz.from_local_datetime(&(candidate + Duration::hours(1)))
-                    .earliest()
-            })
-            .map(|t| t.with_timezone(&Utc));
-        if let Some(t) = resolved.filter(|t| *t > at) {
-            return t;
-        }
-        day = day.succ_opt().expect("a date far from the end of time");
-    }
-}
-
-/// When a lease opened at `installed_at` ends: the earliest of the next daily cleanup, the
-/// longest lease the office allows, and the duration the requester asked for.
-pub fn expires_at(
-    installed_at: DateTime<Utc>,
-    cleanup: NaiveTime,
-    tz: Tz,
-    max_lease_hours: i64,
-    duration_minutes: Option<i32>,
-) -> DateTime<Utc> {
-    let mut end = next_cleanup(installed_at, cleanup, tz)
-        .min(installed_at + Duration::hours(max_lease_hours));
-    if let Some(m) = duration_minutes {
-        end = end.min(installed_at + Duration::minutes(i64::from(m)));
-    }
-    end
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::{NaiveTime, TimeZone};
     use chrono_tz::America::Sao_Paulo;
+    use chrono_tz::Tz;
+
+    use crate::schedule::{DailyCleanup, LeaseRule};
+
+    /// When a lease opened at `installed_at` ends: the office's rule ([`LeaseRule`], the one the
+    /// agent follows too) for the duration the requester asked for.
+    fn expires_at(
+        installed_at: DateTime<Utc>,
+        cleanup: NaiveTime,
+        tz: Tz,
+        max_lease_hours: i64,
+        duration_minutes: Option<i32>,
+    ) -> DateTime<Utc> {
+        let rule = LeaseRule {
+            cleanup: DailyCleanup { time: cleanup, tz },
+            max_hours: max_lease_hours,
+        };
+        rule.end(installed_at, duration_minutes.map(i64::from))
+    }
 
     fn six_pm() -> NaiveTime {
         NaiveTime::from_hms_opt(18, 0, 0).unwrap()
@@ -308,22 +309,27 @@ mod tests {
             ..lease
         };
         assert!(!removed.is_overdue(sp("2026-11-24 09:00"), grace));
-        assert_eq!(RemovalMode::RemoveJob.as_str(), "remove_job");
+        assert_eq!(
+            RemovalMode::RemoveJob(RemovalCause::Requested).as_str(),
+            "remove_job"
+        );
+        for mode in [
+            CleanupMode::Scheduled,
+            CleanupMode::Manual,
+            CleanupMode::Startup,
+        ] {
+            assert_eq!(
+                RemovalMode::Cleanup(mode).audit_action(),
+                AuditAction::CertRemoved18h
+            );
+        }
+        assert_eq!(
+            RemovalMode::RemoveJob(RemovalCause::DeviceBlocked).audit_action(),
+            AuditAction::CertRemovedDeviceBlocked
+        );
         assert_eq!(
             RemovalMode::Cleanup(CleanupMode::Scheduled).as_str(),
             "scheduled"
-        );
-    }
-
-    #[test]
-    fn a_cleanup_time_inside_a_dst_gap_moves_past_it() {
-        // New York skips 02:00-03:00 on 2026-03-08.
-        let tz = chrono_tz::America::New_York;
-        let at = Utc.with_ymd_and_hms(2026, 3, 8, 5, 0, 0).unwrap();
-        let two_thirty = NaiveTime::from_hms_opt(2, 30, 0).unwrap();
-        assert_eq!(
-            next_cleanup(at, two_thirty, tz).to_rfc3339(),
-            "2026-03-08T07:30:00+00:00"
         );
     }
 }

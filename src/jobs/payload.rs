@@ -169,6 +169,7 @@ pub async fn payload(
     id: Uuid,
     presented: Option<String>,
 ) -> Result<PayloadResponse, AppError> {
+    device.require_allowed()?;
     rate_limit(state, device, id).await?;
     let presented = presented
         .as_deref()

@@ -162,19 +162,29 @@ pub async fn cancel_open_installs<C: ConnectionTrait>(
     Ok(jobs.len())
 }
 
-/// Asks every device holding one of `user_id`'s open installations to remove it (a `REMOVE`
-/// job each, as an early removal). Returns the devices to wake once committed.
+/// Asks every device holding one of the open installations of a requester (deactivated) or
+/// on a device (blocked) to remove it: a `REMOVE` job each, made for that cause. Returns the
+/// devices to wake once committed.
 pub async fn remove_installations_of<C: ConnectionTrait>(
     conn: &C,
     org: OrgId,
-    user_id: Uuid,
+    whose: Whose,
     actor: Actor,
     ip: Option<String>,
     reason: &str,
 ) -> Result<Vec<Uuid>, AppError> {
-    let open = Leases::find()
+    let (query, cause) = match whose {
+        Whose::Requester(id) => (
+            Leases::find().filter(lease::Column::UserId.eq(id)),
+            super::removal::RemovalCause::UserDeactivated,
+        ),
+        Whose::Device(id) => (
+            Leases::find().filter(lease::Column::DeviceId.eq(id)),
+            super::removal::RemovalCause::DeviceBlocked,
+        ),
+    };
+    let open = query
         .filter(lease::Column::OrgId.eq(org.0))
-        .filter(lease::Column::UserId.eq(user_id))
         .filter(lease::Column::RemovedAt.is_null())
         .all(conn)
         .await?;
@@ -183,6 +193,7 @@ pub async fn remove_installations_of<C: ConnectionTrait>(
         let (job, _) = super::removal::request(
             conn,
             lease,
+            cause,
             None,
             actor,
             Some(reason.to_owned()),

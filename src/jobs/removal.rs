@@ -8,6 +8,7 @@ use sea_orm::sea_query::Expr;
 
 use super::entity::{Column, InstallJob, InstallJobs};
 use super::lease::{self, Lease, Leases};
+pub use super::status::RemovalCause;
 use super::status::{Event, JobStatus, JobType};
 use super::transition::NewJob;
 use crate::audit::Actor;
@@ -20,6 +21,7 @@ use crate::error::AppError;
 pub async fn request<C: ConnectionTrait>(
     conn: &C,
     lease: &Lease,
+    cause: RemovalCause,
     requested_by: Option<Uuid>,
     actor: Actor,
     reason: Option<String>,
@@ -60,6 +62,7 @@ pub async fn request<C: ConnectionTrait>(
             reason,
             duration_minutes: None,
             lease_id: Some(lease.id),
+            removal_cause: Some(cause),
             event: Event::RequestRemoval,
             actor,
             ip,

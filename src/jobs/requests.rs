@@ -133,6 +133,7 @@ pub async fn request(
             )));
         }
     };
+    refuse_after_hours(state)?;
     let txn = crate::db::begin_write(&state.db).await?;
     let cert = Certificates::find_by_id(cert_id)
         .filter(CertColumn::OrgId.eq(user.org.0))
@@ -184,6 +185,7 @@ pub async fn request(
             reason,
             duration_minutes,
             lease_id: None,
+            removal_cause: None,
             event: if user.user.auto_approve_install_jobs {
                 Event::AutoApprove
             } else {
@@ -198,6 +200,19 @@ pub async fn request(
     txn.commit().await?;
     wake_if_pending(state, &view);
     Ok(view)
+}
+
+/// With `after_hours_installs = false`, nothing is asked for or approved after hours.
+fn refuse_after_hours(state: &AppState) -> Result<(), AppError> {
+    let settings = &state.settings;
+    if settings.agent.after_hours_installs || !settings.is_after_hours(Utc::now()) {
+        return Ok(());
+    }
+    Err(AppError::Conflict(format!(
+        "after hours: installs are allowed from {} to {} (office time)",
+        settings.agent.workday_start.format("%H:%M"),
+        settings.agent.cleanup_time.format("%H:%M")
+    )))
 }
 
 /// A decision on a job, by its requester or an ADMIN/DEV.
@@ -221,6 +236,7 @@ pub async fn decide(
     let (event, changes, reason) = match decision {
         Decision::Approve(reason) => {
             user.require_admin()?;
+            refuse_after_hours(state)?;
             let reason = Reason::optional("reason", reason)?.map(String::from);
             let changes = vec![
                 (Column::ApprovedByUserId, Some(user.user.id).into()),

@@ -11,9 +11,10 @@ use serde_json::json;
 use super::claim::actor;
 use super::entity::{Column, ENTITY, InstallJob, find_for_device};
 use super::lease::{self, Lease, Leases, RemovalMode};
+use super::removal::RemovalCause;
 use super::status::{Event, JobStatus, JobType};
 use super::transition::apply;
-use crate::audit::{self, AuditAction, Entry};
+use crate::audit::{self, Actor, AuditAction, Entry};
 use crate::certificates::entity::{Column as CertColumn, Entity as Certificates};
 use crate::domain::{Text, Thumbprint};
 use crate::error::AppError;
@@ -168,8 +169,8 @@ async fn open_installation(
     (lease_id, expires_at): (Uuid, DateTime<Utc>),
     thumbprint: &Thumbprint,
     now: DateTime<Utc>,
-) -> Result<(), AppError> {
-    lease::entity::ActiveModel {
+) -> Result<Lease, AppError> {
+    let lease = lease::entity::ActiveModel {
         id: Set(lease_id),
         org_id: Set(job.org_id),
         device_id: Set(job.device_id),
@@ -187,7 +188,7 @@ async fn open_installation(
     }
     .insert(txn)
     .await?;
-    Ok(())
+    Ok(lease)
 }
 
 /// Records the agent's result for job `id` (see the module's rules).
@@ -216,14 +217,10 @@ pub async fn report_result(
     } = outcome(&report, job_type, expected.as_ref())?;
     let opens_lease = event == Event::Done && job_type == JobType::Install;
     let lease = opens_lease.then(|| {
-        let agent = &state.settings.agent;
-        let expires = lease::expires_at(
-            now,
-            agent.cleanup_time,
-            state.settings.timezone,
-            agent.max_lease_hours,
-            job.duration_minutes,
-        );
+        let expires = state
+            .settings
+            .lease_rule()
+            .end(now, job.duration_minutes.map(i64::from));
         (Uuid::new_v4(), expires)
     });
     let thumbprint = &report.thumbprint;
@@ -271,14 +268,29 @@ pub async fn report_result(
         }
         Err(e) => return Err(e),
     };
+    let mut wake = false;
     if let (Some(lease), Some(thumbprint)) = (lease, thumbprint) {
-        open_installation(&txn, &job, lease, thumbprint, now).await?;
+        let opened = open_installation(&txn, &job, lease, thumbprint, now).await?;
+        if !device.device.is_allowed {
+            // Installed from a payload fetched before the block: it leaves at once.
+            super::removal::request(
+                &txn,
+                &opened,
+                RemovalCause::DeviceBlocked,
+                None,
+                Actor::System,
+                None,
+                None,
+            )
+            .await?;
+            wake = true;
+        }
     }
     if let Some(installation) = removes.filter(|_| event == Event::Done) {
         lease::close(
             &txn,
             &installation,
-            RemovalMode::RemoveJob,
+            RemovalMode::RemoveJob(RemovalCause::parse(job.removal_cause.as_deref())),
             report.key_deleted,
             actor(device),
             device.ip.clone(),
@@ -287,6 +299,9 @@ pub async fn report_result(
     }
     txn.commit().await?;
     state.job_hub.changed();
+    if wake {
+        state.job_hub.notify(device.device.id);
+    }
     Ok(ResultResponse {
         job_id: job.id,
         status: job.status()?.into(),

@@ -248,6 +248,40 @@ impl From<JobStatus> for crate::protocol::AgentJobStatus {
     }
 }
 
+/// Why a `REMOVE` job was made; its removal is audited under the cause's own action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RemovalCause {
+    /// "Remover agora" in the portal, or `POST /api/v1/installations/{id}/remove`.
+    Requested,
+    /// The device was blocked.
+    DeviceBlocked,
+    /// The user who asked for the install was deactivated.
+    UserDeactivated,
+    /// The sweep found the lease overdue.
+    Overdue,
+}
+
+impl RemovalCause {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RemovalCause::Requested => "requested",
+            RemovalCause::DeviceBlocked => "device_blocked",
+            RemovalCause::UserDeactivated => "user_deactivated",
+            RemovalCause::Overdue => "overdue",
+        }
+    }
+
+    /// A stored cause; jobs made before causes were recorded were all asked for by someone.
+    pub fn parse(raw: Option<&str>) -> Self {
+        match raw {
+            Some("device_blocked") => RemovalCause::DeviceBlocked,
+            Some("user_deactivated") => RemovalCause::UserDeactivated,
+            Some("overdue") => RemovalCause::Overdue,
+            _ => RemovalCause::Requested,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

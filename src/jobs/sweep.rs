@@ -169,6 +169,7 @@ pub async fn sweep_overdue(
         let (job, created) = super::removal::request(
             &txn,
             &lease,
+            super::removal::RemovalCause::Overdue,
             None,
             actor,
             Some("overdue: no removal reported".to_owned()),

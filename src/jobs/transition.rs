@@ -26,8 +26,9 @@ pub struct NewJob {
     pub requested_by: Option<Uuid>,
     pub reason: Option<String>,
     pub duration_minutes: Option<i32>,
-    /// For a `REMOVE` job, the installation it ends.
+    /// For a `REMOVE` job, the installation it ends and why.
     pub lease_id: Option<Uuid>,
+    pub removal_cause: Option<super::status::RemovalCause>,
     /// `Request`, `AutoApprove` (the requester's `auto_approve_install_jobs`) or
     /// `RequestRemoval`.
     pub event: Event,
@@ -54,6 +55,7 @@ pub async fn create<C: ConnectionTrait>(conn: &C, new: NewJob) -> Result<Install
         duration_minutes: Set(new.duration_minutes),
         approved_at: Set(approved.then_some(now)),
         lease_id: Set(new.lease_id),
+        removal_cause: Set(new.removal_cause.map(|c| c.as_str().to_owned())),
         created_at: Set(now),
         updated_at: Set(now),
         ..Default::default()
@@ -78,6 +80,7 @@ pub async fn create<C: ConnectionTrait>(conn: &C, new: NewJob) -> Result<Install
             "duration_minutes": job.duration_minutes,
             "reason": job.reason,
             "installation_id": job.lease_id,
+            "removal_cause": job.removal_cause,
         })),
     )
     .await?;

@@ -128,7 +128,7 @@ pub async fn page(
                 select name="action" {
                     option value="" { "Todas" }
                     @for a in AuditAction::ALL {
-                        option value=(a.as_str()) selected[a.as_str() == f.action] { (a.as_str()) }
+                        option value=(a.as_str()) selected[a.as_str() == f.action] { (action_label(*a)) " (" (a.as_str()) ")" }
                     }
                 }
             }
@@ -164,7 +164,7 @@ pub async fn page(
                         tr {
                             td { (r.seq) }
                             td.nowrap { (c::when(tz, r.at)) }
-                            td.mono { (r.action) }
+                            td { (label_of(&r.action)) br; small.mono { (r.action) } }
                             td {
                                 @match (r.actor_type, r.actor_id) {
                                     ("user", Some(id)) => { (user_name(id).unwrap_or_else(|| id.to_string())) }
@@ -195,4 +195,78 @@ pub async fn export(
         &admin.0.user,
         &q,
     )?)
+}
+
+/// What an audited action means, in the office's words (the code stays beside it for the
+/// runbook's SQL).
+pub fn action_label(action: AuditAction) -> &'static str {
+    use AuditAction as A;
+    match action {
+        A::InstallRequested => "Instalação solicitada",
+        A::InstallApproved => "Instalação aprovada",
+        A::InstallDenied => "Instalação negada",
+        A::InstallCancelled => "Instalação cancelada",
+        A::InstallExpired => "Solicitação expirada",
+        A::InstallClaimed => "Instalação iniciada pelo agente",
+        A::PayloadIssued => "Certificado entregue ao agente",
+        A::PayloadDenied => "Entrega ao agente recusada",
+        A::PayloadRateLimited => "Entregas ao agente limitadas",
+        A::InstallDone => "Certificado instalado",
+        A::InstallFailed => "Instalação falhou",
+        A::InstallTimeout => "Instalação sem resposta do agente",
+        A::ResultDuplicate => "Resultado repetido do agente",
+        A::CertRemoved18h => "Removido na limpeza diária",
+        A::RemoveRequested => "Remoção pedida",
+        A::RemoveClaimed => "Remoção iniciada pelo agente",
+        A::RemoveDone => "Remoção concluída",
+        A::RemoveFailed => "Remoção falhou",
+        A::RemoveTimeout => "Remoção sem resposta do agente",
+        A::RemoveCancelled => "Remoção cancelada",
+        A::LeaseOverdue => "Remoção atrasada",
+        A::CertRemovedLeaseEnd => "Removido no fim do prazo",
+        A::CertRemovedOnRequest => "Removido a pedido (Remover agora)",
+        A::CertRemovedDeviceBlocked => "Removido: computador bloqueado",
+        A::CertRemovedUserDeactivated => "Removido: usuário desativado",
+        A::CertRemovedOverdue => "Removido por atraso",
+        A::CertRemovedUninstall => "Removido na desinstalação do agente",
+        A::LoginOk => "Entrada no portal",
+        A::LoginFailed => "Entrada recusada",
+        A::LoginLocked => "Conta bloqueada por tentativas",
+        A::Logout => "Saída do portal",
+        A::UserCreated => "Usuário criado",
+        A::UserUpdated => "Usuário alterado",
+        A::PasswordSetInitiated => "Link de senha gerado",
+        A::PasswordSet => "Senha definida",
+        A::PasswordSetDenied => "Link de senha recusado",
+        A::DeviceProvisioned => "Computador cadastrado",
+        A::DeviceUpdated => "Computador alterado",
+        A::DeviceTokenRotated => "Credencial do computador trocada",
+        A::DeviceBlocked => "Computador bloqueado",
+        A::DeviceUnblocked => "Computador desbloqueado",
+        A::DeviceAuthRateLimited => "Autenticações do agente limitadas",
+        A::DeviceAuthFailed => "Autenticação do agente recusada",
+        A::DeviceEnrolled => "Computador pareado",
+        A::DeviceEnrollDenied => "Pareamento recusado",
+        A::DeviceKeyRegistered => "Chave do agente registrada",
+        A::DeviceKeyRejected => "Chave do agente recusada",
+        A::CertIngested => "Certificado cadastrado",
+        A::CertUpdated => "Certificado atualizado",
+        A::CertRemovedFromSource => "Arquivo saiu da pasta",
+        A::CertParseFailed => "Arquivo não abriu",
+        A::CertPasswordRejected => "Senha do certificado recusada",
+        A::CertPathRevealed => "Caminho do arquivo mostrado",
+        A::CertUploaded => "Arquivo enviado pelo portal",
+        A::CertExpiring => "Certificado perto do vencimento",
+        A::MasterKeyCreated => "Chave mestra criada",
+        A::QueueProbeStarted => "Teste da fila iniciado",
+        A::QueueProbeFinished => "Teste da fila concluído",
+    }
+}
+
+/// [`action_label`] of a stored code; an unknown code shows as itself.
+fn label_of(code: &str) -> &str {
+    match code.parse::<AuditAction>() {
+        Ok(action) => action_label(action),
+        Err(_) => code,
+    }
 }

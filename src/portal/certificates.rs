@@ -40,12 +40,15 @@ fn status_of(raw: Option<&str>) -> StatusFilter {
         "unavailable" => StatusFilter::Unavailable,
         "unreadable" => StatusFilter::Unreadable,
         "all" => StatusFilter::All,
-        _ => StatusFilter::Available,
+        "in_folder" => StatusFilter::Available,
+        // "Disponíveis": what can be installed now, never an expired or unreadable file.
+        _ => StatusFilter::Installable,
     }
 }
 
-const FILTERS: [(&str, &str); 6] = [
+const FILTERS: [(&str, &str); 7] = [
     ("available", "Disponíveis"),
+    ("in_folder", "Na pasta (inclui vencidos e com erro)"),
     ("expiring", "A vencer"),
     ("expired", "Vencidos"),
     ("unavailable", "Indisponíveis"),
@@ -181,7 +184,8 @@ pub async fn detail(
     let installable = cert.is_available
         && cert.parse_error.is_none()
         && cert.not_after.is_some_and(|end| end > now);
-    let max_hours = state.settings.agent.max_lease_hours;
+    let choices = duration_choices(&state.settings, now);
+    let closed = !state.settings.agent.after_hours_installs && state.settings.is_after_hours(now);
     let body = html! {
         p { a href="/certificados" { "‹ Certificados" } }
         h1 { (cert.name) }
@@ -202,6 +206,12 @@ pub async fn detail(
             h2 id="instalar" { "Instalar no meu computador" }
             @if !installable {
                 p.muted { "Este certificado não pode ser instalado agora (indisponível, vencido ou o arquivo não abriu)." }
+            } @else if closed {
+                p.muted {
+                    "Fora do horário de instalação: o escritório instala certificados das "
+                    (state.settings.agent.workday_start.format("%H:%M")) " às "
+                    (state.settings.agent.cleanup_time.format("%H:%M")) "."
+                }
             } @else if devices.is_empty() {
                 p.empty { "Você ainda não tem um computador cadastrado. Peça a um administrador para cadastrar o seu em Dispositivos e instalar o agente CertHub nele." }
             } @else {
@@ -219,9 +229,8 @@ pub async fn detail(
                     }
                     label { "Por quanto tempo"
                         select name="duration_minutes" {
-                            option value="" { "Até as 18:00 de hoje" }
-                            @for h in [1_i64, 2, 4] {
-                                @if h <= max_hours { option value=(h * 60) { (h) " h" } }
+                            @for (value, label) in &choices {
+                                option value=(value.map(|m| m.to_string()).unwrap_or_default()) { (label) }
                             }
                         }
                     }
@@ -235,6 +244,33 @@ pub async fn detail(
         @if staff.is_admin() { (admin_tools(&staff, &cert)) }
     };
     Ok(staff_page(&staff, Section::Certificados, &cert.name, body))
+}
+
+/// The durations offered if the certificate were installed `now`, each naming when it would
+/// end: "Até as 18:00 de hoje" only while that is true; after hours the longest lease is the
+/// cap, and says so. Shorter ones only when they end earlier.
+fn duration_choices(
+    settings: &crate::settings::Settings,
+    now: chrono::DateTime<Utc>,
+) -> Vec<(Option<i64>, String)> {
+    let rule = settings.lease_rule();
+    let tz = rule.cleanup.tz;
+    let longest = rule.end(now, None);
+    let until = |end| crate::schedule::local_time(end, now, tz);
+    let today = |t: chrono::DateTime<Utc>| t.with_timezone(&tz).date_naive();
+    let first = if rule.ends_at_cleanup(now) && today(longest) == today(now) {
+        format!("Até as {} de hoje", until(longest))
+    } else {
+        format!("Até as {} (limite de {} h)", until(longest), rule.max_hours)
+    };
+    let mut choices = vec![(None, first)];
+    for hours in [1_i64, 2, 4] {
+        let end = rule.end(now, Some(hours * 60));
+        if end < longest {
+            choices.push((Some(hours * 60), format!("{hours} h (até {})", until(end))));
+        }
+    }
+    choices
 }
 
 fn admin_tools(staff: &Staff, cert: &CertificateView) -> Markup {

@@ -144,6 +144,14 @@ async fn attention(state: &AppState, staff: &Staff) -> Result<Markup, PageError>
         .total;
         expiring.push((days, n));
     }
+    let expired = catalogue::find_page(
+        &state.db,
+        staff.user.org,
+        &count(StatusFilter::Expired, 30),
+        now,
+    )
+    .await?
+    .total;
     let unreadable = catalogue::find_page(
         &state.db,
         staff.user.org,
@@ -180,6 +188,7 @@ async fn attention(state: &AppState, staff: &Staff) -> Result<Markup, PageError>
                 @for (days, n) in &expiring {
                     (tile(*n, &format!("certificados vencem em até {days} dias"), &format!("/certificados?status=expiring&dias={days}"), *days <= 7))
                 }
+                (tile(expired, "certificados vencidos", "/certificados?status=expired", true))
                 (tile(unreadable, "arquivos que não abriram", "/certificados?status=unreadable", true))
             }
         }

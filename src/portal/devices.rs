@@ -143,15 +143,26 @@ fn owner_of(raw: &str) -> Result<Option<Uuid>, PageError> {
 fn credentials_page(
     admin: &AdminStaff,
     creds: &CredentialsResponse,
-    tz: chrono_tz::Tz,
+    settings: &crate::settings::Settings,
 ) -> HttpResponse {
+    let tz = settings.timezone;
+    let missing = crate::devices::distribution::agent_missing(settings);
     let body = html! {
         p { a href="/dispositivos" { "‹ Dispositivos" } }
         h1 { "Credenciais de " (creds.device.hostname) }
         p.warn role="alert" { "Estas informações aparecem só agora. Copie o comando antes de sair desta página." }
         h2 { "Instalar e parear o agente" }
-        p { "No computador, abra o PowerShell do usuário e cole:" }
-        pre.command { code { (creds.install_command) } }
+        @if let Some(why) = missing {
+            // Never a line that would fail at its download: say what is missing instead.
+            p.warn role="alert" {
+                "A instalação por uma linha não está disponível: " (why) ". "
+                "Copie o Certhub.Agent.exe para o computador por outro meio e, no PowerShell do usuário, na pasta dele, rode:"
+            }
+            pre.command { code { ".\\Certhub.Agent.exe pair --server " (settings.public_url) " --code " (creds.enrollment_code) } }
+        } @else {
+            p { "No computador, abra o PowerShell do usuário e cole:" }
+            pre.command { code { (creds.install_command) } }
+        }
         p.muted { "O código de pareamento vale até " (c::when(tz, creds.enrollment_expires_at)) " e só pode ser usado uma vez." }
         dl.facts {
             dt { "Id do dispositivo" } dd.mono { (creds.id) }
@@ -184,7 +195,7 @@ pub async fn provision(
     )
     .await
     .map_err(back_to("/dispositivos"))?;
-    Ok(credentials_page(&admin, &creds, state.settings.timezone))
+    Ok(credentials_page(&admin, &creds, &state.settings))
 }
 
 #[derive(Debug, Deserialize)]
@@ -310,7 +321,7 @@ pub async fn rotate(
     let creds = admin::rotate(&state, &admin.0.user, id)
         .await
         .map_err(back_to(&format!("/dispositivos/{id}")))?;
-    Ok(credentials_page(&admin, &creds, state.settings.timezone))
+    Ok(credentials_page(&admin, &creds, &state.settings))
 }
 
 async fn set_allowed(

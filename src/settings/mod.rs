@@ -171,6 +171,10 @@ pub struct AgentSettings {
     pub cleanup_time: chrono::NaiveTime,
     /// Longest an installation may be leased for.
     pub max_lease_hours: i64,
+    /// Local time the working day starts; with `cleanup_time`, what counts as after hours.
+    pub workday_start: chrono::NaiveTime,
+    /// Whether installs may be requested and approved after hours (they end at the cap then).
+    pub after_hours_installs: bool,
     /// Minutes past a lease's end without a removal report before it counts as overdue.
     pub lease_grace_minutes: i64,
     pub poll_interval_seconds: u64,
@@ -230,6 +234,8 @@ const KEYS: &[(&str, Kind)] = &[
     ("device_auth_per_minute", Kind::Int),
     ("cleanup_time", Kind::Str),
     ("max_lease_hours", Kind::Int),
+    ("workday_start", Kind::Str),
+    ("after_hours_installs", Kind::Bool),
     ("lease_grace_minutes", Kind::Int),
     ("agent_poll_interval_seconds", Kind::Int),
     ("agent_long_poll_seconds", Kind::Int),
@@ -282,6 +288,8 @@ struct RawSettings {
     device_auth_per_minute: Option<u32>,
     cleanup_time: Option<String>,
     max_lease_hours: Option<i64>,
+    workday_start: Option<String>,
+    after_hours_installs: Option<bool>,
     lease_grace_minutes: Option<i64>,
     agent_poll_interval_seconds: Option<u64>,
     agent_long_poll_seconds: Option<u64>,
@@ -296,6 +304,23 @@ struct RawSettings {
 pub const DEFAULT_SQLITE_CACHE_KIB: u32 = 512;
 
 impl Settings {
+    /// The office's lease rule: the daily cleanup in its timezone and the longest lease.
+    pub fn lease_rule(&self) -> crate::schedule::LeaseRule {
+        crate::schedule::LeaseRule {
+            cleanup: crate::schedule::DailyCleanup {
+                time: self.agent.cleanup_time,
+                tz: self.timezone,
+            },
+            max_hours: self.agent.max_lease_hours,
+        }
+    }
+
+    /// `at` is after hours (see `workday_start`).
+    pub fn is_after_hours(&self, at: chrono::DateTime<chrono::Utc>) -> bool {
+        self.lease_rule()
+            .cleanup
+            .is_after_hours(at, self.agent.workday_start)
+    }
     /// Loads `path` (or `./config.toml` when it exists) and applies the process environment.
     pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
         Self::load_from(path, |k| std::env::var(k).ok())
@@ -531,7 +556,15 @@ impl Settings {
                 "%H:%M",
             )
             .map_err(|_| bad("cleanup_time", "expected HH:MM such as 18:00".into()))?,
-            max_lease_hours: raw.max_lease_hours.unwrap_or(10),
+            max_lease_hours: raw
+                .max_lease_hours
+                .unwrap_or(crate::schedule::DEFAULT_MAX_LEASE_HOURS),
+            workday_start: chrono::NaiveTime::parse_from_str(
+                raw.workday_start.as_deref().unwrap_or("07:00"),
+                "%H:%M",
+            )
+            .map_err(|_| bad("workday_start", "expected HH:MM such as 07:00".into()))?,
+            after_hours_installs: raw.after_hours_installs.unwrap_or(true),
             lease_grace_minutes: raw.lease_grace_minutes.unwrap_or(15),
             poll_interval_seconds: raw.agent_poll_interval_seconds.unwrap_or(5),
             long_poll_seconds: raw.agent_long_poll_seconds.unwrap_or(25),
@@ -542,6 +575,9 @@ impl Settings {
         }
         if agent.device_auth_per_minute == 0 {
             return Err(bad("device_auth_per_minute", "at least 1".into()));
+        }
+        if agent.workday_start >= agent.cleanup_time {
+            return Err(bad("workday_start", "must come before cleanup_time".into()));
         }
         if !(1..=24).contains(&agent.max_lease_hours) {
             return Err(bad("max_lease_hours", "between 1 and 24".into()));

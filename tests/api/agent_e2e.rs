@@ -40,8 +40,10 @@ on_both_databases! {
         let removed = o.wait_removed(&installation, Duration::from_secs(10)).await;
         assert_eq!(removed["removal_mode"], "lease", "{removed}");
         assert_eq!(removed["key_deleted"], true);
-        let audited = db.scalar("SELECT COUNT(*) FROM audit_log WHERE action = 'CERT_REMOVED_18H'").await;
+        // A lease's end is its own action; CERT_REMOVED_18H is the daily cleanup's.
+        let audited = db.scalar("SELECT COUNT(*) FROM audit_log WHERE action = 'CERT_REMOVED_LEASE_END'").await;
         assert_eq!(audited, 1);
+        assert_eq!(audits(&db, "CERT_REMOVED_18H").await, 0);
         assert!(pc.log().contains("Starting cleanup (Lease)"), "{}", pc.log());
         assert_eq!(std::fs::read_dir(pc.home.path().join("store/keys")).unwrap().count(), 0, "key left behind");
         let mut probes = pfx_probes();

@@ -8,7 +8,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use certhub::crypto::PayloadContext;
 use certhub::protocol::SealedPayload;
-use chrono::{DateTime, NaiveTime, Utc};
+use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
 use crate::helpers::agent::PFX_PASSWORD;
@@ -146,15 +146,15 @@ on_both_databases! {
         assert_eq!(status, 200, "{done}");
         assert_eq!(done["status"], "DONE");
         let lease_expires = time(&done["lease_expires_at"]);
-        let six_pm = NaiveTime::from_hms_opt(18, 0, 0).unwrap();
-        let next_six_pm = certhub::jobs::lease::next_cleanup(before, six_pm, chrono_tz::America::Sao_Paulo);
+        let rule = certhub::schedule::LeaseRule::default();
+        let next_six_pm = rule.cleanup.next_after(before);
         assert!(lease_expires <= next_six_pm, "{lease_expires} > {next_six_pm}");
         let (_, device) = o.call("GET", &format!("/api/v1/admin/devices/{}", pc.id), None, &o.admin.access).await;
         let installed = &device["installed"][0];
         assert_eq!(installed["thumbprint"], thumbprint.as_str());
         assert_eq!(installed["installed_by_user_id"], o.view_id.as_str());
         assert_eq!(time(&installed["expires_at"]), lease_expires);
-        let expected = certhub::jobs::lease::expires_at(time(&installed["installed_at"]), six_pm, chrono_tz::America::Sao_Paulo, 10, Some(90));
+        let expected = rule.end(time(&installed["installed_at"]), Some(90));
         assert_eq!(lease_expires, expected);
         let leases = db.scalar(&format!(
             "SELECT COUNT(*) FROM installations i JOIN cert_install_jobs j ON j.lease_id = i.id WHERE i.job_id = {} AND i.removed_at IS NULL",
@@ -473,9 +473,11 @@ on_both_databases! {
         assert_eq!(view["key_deleted"], true);
         assert!(view["removed_at"].is_string(), "{view}");
         assert_eq!(view["removal_job"]["status"], "DONE");
-        for action in ["REMOVE_REQUESTED", "REMOVE_CLAIMED", "REMOVE_DONE", "CERT_REMOVED_18H"] {
+        // "Remover agora" is recorded as what it is, not as the 18:00 cleanup.
+        for action in ["REMOVE_REQUESTED", "REMOVE_CLAIMED", "REMOVE_DONE", "CERT_REMOVED_ON_REQUEST"] {
             assert_eq!(audits(&db, action).await, 1, "{action}");
         }
+        assert_eq!(audits(&db, "CERT_REMOVED_18H").await, 0);
         assert_eq!(audits(&db, "INSTALL_DONE").await, 1, "a removal is not an install");
         let (_, device) = o.call("GET", &format!("/api/v1/admin/devices/{}", pc.id), None, &o.admin.access).await;
         assert_eq!(device["installed"], json!([]));

@@ -159,7 +159,7 @@ async fn under_wine_an_approval_is_installed_non_exportable_and_removed_with_its
     assert_eq!(removed["removal_mode"], "lease", "{removed}");
     assert_eq!(removed["key_deleted"], true);
     let audited = db
-        .scalar("SELECT COUNT(*) FROM audit_log WHERE action = 'CERT_REMOVED_18H'")
+        .scalar("SELECT COUNT(*) FROM audit_log WHERE action = 'CERT_REMOVED_LEASE_END'")
         .await;
     assert_eq!(audited, 1);
     assert!(

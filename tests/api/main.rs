@@ -20,6 +20,7 @@ mod hostile_text;
 mod jobs;
 mod limits;
 mod master_key;
+mod office_day;
 mod openapi;
 mod portal;
 mod portal_browser;

@@ -150,6 +150,11 @@ on_both_databases! {
 
         // Audited with the admin as actor, never a password.
         assert_eq!(db.scalar("SELECT COUNT(*) FROM audit_log WHERE action = 'CERT_UPLOADED' AND actor_user_id IS NOT NULL AND meta_json LIKE '%ingested%'").await, 3);
+        // One upload, one row, right the first time: a typed password is tried before the
+        // name's, so no "wrong password" failure comes before the certificate is stored.
+        assert_eq!(db.scalar("SELECT COUNT(*) FROM audit_log WHERE action = 'CERT_PARSE_FAILED'").await, 0);
+        assert_eq!(db.scalar("SELECT COUNT(*) FROM audit_log WHERE action = 'CERT_INGESTED'").await, 3);
+        assert_eq!(db.scalar("SELECT COUNT(*) FROM audit_log WHERE action = 'CERT_UPDATED'").await, 0);
         assert_eq!(db.scalar("SELECT COUNT(*) FROM audit_log WHERE meta_json LIKE '%Senha 1234%' OR meta_json LIKE '%abc123%' OR meta_json LIKE '%nha-%'").await, 0);
         let logs = app.logs();
         for secret in ["Senha 1234", "abc123", "sénha-ção"] {

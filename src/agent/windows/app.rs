@@ -20,8 +20,6 @@ use crate::protocol::CleanupMode;
 
 /// How often the icon follows the agent's state.
 const REFRESH: Duration = Duration::from_secs(5);
-/// A heartbeat older than this means the server is not answering.
-const STALE_AFTER_SECS: i64 = 180;
 
 /// The tray of this process, once `run` has one: notifications become balloons.
 static TRAY: OnceLock<Mutex<Option<TrayHandle>>> = OnceLock::new();
@@ -43,28 +41,18 @@ pub fn balloon(title: &str, message: &str) {
 
 /// The tray state the agent's files describe.
 pub fn tray_state(dir: &DataDir) -> TrayState {
-    if Config::load(dir).is_err() {
-        return TrayState::NotPaired;
-    }
-    let state = AgentState::load(dir);
-    if let Some(error) = state
-        .last_error
-        .as_deref()
-        .filter(|e| e.contains("Falha de autenticação") || e.contains("bloqueado"))
-    {
-        return TrayState::Error(error.to_owned());
-    }
-    match state.last_heartbeat_at {
-        Some(at) if (Utc::now() - at).num_seconds() <= STALE_AFTER_SECS => TrayState::Online,
-        _ => TrayState::ServerUnreachable,
-    }
+    TrayState::of(
+        Config::load(dir).is_ok(),
+        &AgentState::load(dir),
+        Utc::now(),
+    )
 }
 
 /// What the Status window shows.
 pub fn status_view(dir: &DataDir) -> StatusView {
     let now = SystemClock::from_env().now();
     let status = crate::agent::status::Status::gather(dir, now);
-    let daily = status.state.daily();
+    let rule = status.state.lease_rule();
     StatusView {
         state: tray_state(dir),
         server: status
@@ -82,13 +70,7 @@ pub fn status_view(dir: &DataDir) -> StatusView {
             .ledger
             .installed
             .iter()
-            .map(|e| {
-                let name = e
-                    .cert_name
-                    .clone()
-                    .unwrap_or_else(|| e.installed.thumbprint.clone());
-                (name, e.deadline(&daily) - now)
-            })
+            .map(|e| (e.display_name(), e.deadline(&rule) - now))
             .collect(),
         log_tail: status.log_tail,
     }

@@ -16,7 +16,7 @@ mod supersession;
 
 pub use removal::remove_file;
 pub use report::{Action, Item, Report};
-pub use scan::{ingest_file, scan, scan_now};
+pub use scan::{ingest_file, ingest_file_with, scan, scan_now};
 pub use source::{PathKey, ReadRefusal, is_certificate_name, read_certificate_file};
 pub use store::set_metadata;
 pub use supersession::refresh_supersession_of;

@@ -63,8 +63,9 @@ pub(super) async fn prepare(
         return Ok(Prepared::Done(item(&shown, Action::Unchanged, None)));
     }
 
-    // Candidates: a password an admin typed for this file, the file name's, the empty one.
-    let mut candidates: Vec<SecretString> = Vec::new();
+    // Candidates: a password typed with the upload, one an admin typed for this file, the file
+    // name's, the empty one.
+    let mut candidates: Vec<SecretString> = file.typed_password.iter().cloned().collect();
     if let Some(k) = known
         && let Some(sealed) = &k.password_sealed
         && let Ok(pw) = state

@@ -69,10 +69,20 @@ pub async fn scan(state: &AppState, dry_run: bool, limit: usize) -> Result<Repor
 
 /// Ingests one file of the folder (the watcher's job).
 pub async fn ingest_file(state: &AppState, path: &Path) -> Result<Item, AppError> {
-    let file = match SourceFile::new(path.to_owned()) {
+    ingest_file_with(state, path, None).await
+}
+
+/// [`ingest_file`], trying `typed_password` (an upload's) first: one ingest, one audit row.
+pub async fn ingest_file_with(
+    state: &AppState,
+    path: &Path,
+    typed_password: Option<crate::crypto::SecretString>,
+) -> Result<Item, AppError> {
+    let mut file = match SourceFile::new(path.to_owned()) {
         Ok(f) => f,
         Err(skip) => return Ok(skip),
     };
+    file.typed_password = typed_password;
     let org = OrgId(state.settings.org_id);
     let known = known_paths(&state.db, org, Some(&file.key)).await?;
     let mut items = process(state, org, vec![file], &known, false).await?;

@@ -41,6 +41,8 @@ pub(super) struct SourceFile {
     pub(super) path: PathBuf,
     pub(super) name: FileName,
     pub(super) key: PathKey,
+    /// A password an admin typed with the upload: tried first, and stored when it opens it.
+    pub(super) typed_password: Option<crate::crypto::SecretString>,
 }
 
 impl SourceFile {
@@ -58,6 +60,7 @@ impl SourceFile {
             name: file_name::parse(raw),
             key: PathKey::of(&path),
             path,
+            typed_password: None,
         })
     }
 }
