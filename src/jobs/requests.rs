@@ -205,7 +205,7 @@ pub async fn request(
 /// With `after_hours_installs = false`, nothing is asked for or approved after hours.
 fn refuse_after_hours(state: &AppState) -> Result<(), AppError> {
     let settings = &state.settings;
-    if settings.agent.after_hours_installs || !settings.is_after_hours(Utc::now()) {
+    if !settings.installs_closed(Utc::now()) {
         return Ok(());
     }
     Err(AppError::Conflict(format!(

@@ -185,7 +185,7 @@ pub async fn detail(
         && cert.parse_error.is_none()
         && cert.not_after.is_some_and(|end| end > now);
     let choices = duration_choices(&state.settings, now);
-    let closed = !state.settings.agent.after_hours_installs && state.settings.is_after_hours(now);
+    let closed = state.settings.installs_closed(now);
     let body = html! {
         p { a href="/certificados" { "‹ Certificados" } }
         h1 { (cert.name) }

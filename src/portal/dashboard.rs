@@ -126,40 +126,24 @@ async fn attention(state: &AppState, staff: &Staff) -> Result<Markup, PageError>
     .await?
     .total;
     let now = Utc::now();
-    let count = |status: StatusFilter, days: i64| Listing {
-        search: Default::default(),
-        status,
-        within: Duration::days(days),
-        paging: one,
+    // How many certificates a catalogue filter holds (within `days` for "expiring").
+    let count = async |status: StatusFilter, days: i64| {
+        let listing = Listing {
+            search: Default::default(),
+            status,
+            within: Duration::days(days),
+            paging: one,
+        };
+        catalogue::find_page(&state.db, staff.user.org, &listing, now)
+            .await
+            .map(|page| page.total)
     };
     let mut expiring = Vec::new();
     for days in [30, 15, 7] {
-        let n = catalogue::find_page(
-            &state.db,
-            staff.user.org,
-            &count(StatusFilter::Expiring, days),
-            now,
-        )
-        .await?
-        .total;
-        expiring.push((days, n));
+        expiring.push((days, count(StatusFilter::Expiring, days).await?));
     }
-    let expired = catalogue::find_page(
-        &state.db,
-        staff.user.org,
-        &count(StatusFilter::Expired, 30),
-        now,
-    )
-    .await?
-    .total;
-    let unreadable = catalogue::find_page(
-        &state.db,
-        staff.user.org,
-        &count(StatusFilter::Unreadable, 30),
-        now,
-    )
-    .await?
-    .total;
+    let expired = count(StatusFilter::Expired, 30).await?;
+    let unreadable = count(StatusFilter::Unreadable, 30).await?;
     let devices =
         crate::devices::provisioning::list_views(&state.db, staff.user.org, &state.contacts)
             .await?;

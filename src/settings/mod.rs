@@ -315,11 +315,14 @@ impl Settings {
         }
     }
 
-    /// `at` is after hours (see `workday_start`).
-    pub fn is_after_hours(&self, at: chrono::DateTime<chrono::Utc>) -> bool {
-        self.lease_rule()
-            .cleanup
-            .is_after_hours(at, self.agent.workday_start)
+    /// No install may be asked for or approved at `at`: after hours (see `workday_start`)
+    /// in an office with `after_hours_installs = false`.
+    pub fn installs_closed(&self, at: chrono::DateTime<chrono::Utc>) -> bool {
+        !self.agent.after_hours_installs
+            && self
+                .lease_rule()
+                .cleanup
+                .is_after_hours(at, self.agent.workday_start)
     }
     /// Loads `path` (or `./config.toml` when it exists) and applies the process environment.
     pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
