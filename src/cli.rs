@@ -204,6 +204,8 @@ async fn dispatch(command: Command, settings: Settings) -> Result<ExitCode, Star
                     Ok(ExitCode::SUCCESS)
                 }
                 Some(b) => {
+                    // Kept until acknowledged: the Painel shows it from now on.
+                    audit::breaks::keep(&db, &b, audit::breaks::FoundBy::Cli).await?;
                     println!(
                         "audit log BROKEN: organisation {} at seq {}{}: {}",
                         b.org_id,

@@ -102,6 +102,7 @@ pub fn tasks() -> queue::Registry<AppState> {
     let mut registry = queue::Registry::default();
     crate::accounts::tasks::register(&mut registry);
     crate::audit::probe::register(&mut registry);
+    crate::audit::tasks::register(&mut registry);
     crate::certificates::tasks::register(&mut registry);
     crate::jobs::tasks::register(&mut registry);
     registry
@@ -368,7 +369,10 @@ mod tests {
     fn every_periodic_schedule_parses() {
         let registry = super::tasks();
         let names: Vec<_> = registry.periodic_jobs().iter().map(|j| j.name).collect();
-        assert_eq!(names, ["maintenance", "expiry-check", "job-sweep"]);
+        assert_eq!(
+            names,
+            ["maintenance", "audit-walk", "expiry-check", "job-sweep"]
+        );
         for job in registry.periodic_jobs() {
             assert!(
                 cron::Schedule::from_str(job.schedule).is_ok(),

@@ -17,6 +17,7 @@ mod m20261125_000010_certificate_path_unique;
 mod m20261129_000011_lease_overdue;
 mod m20261203_000012_portal_listing_indexes;
 mod m20261207_000013_removal_cause;
+mod m20261207_000014_audit_breaks;
 mod util;
 
 pub struct Migrator;
@@ -38,6 +39,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261129_000011_lease_overdue::Migration),
             Box::new(m20261203_000012_portal_listing_indexes::Migration),
             Box::new(m20261207_000013_removal_cause::Migration),
+            Box::new(m20261207_000014_audit_breaks::Migration),
         ]
     }
 }

@@ -30,6 +30,9 @@ pub struct UserView {
     pub ad_username: Option<String>,
     pub has_password: bool,
     pub created_at: chrono::DateTime<Utc>,
+    /// Until when wrong passwords lock the account out (absent: not locked).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub locked_until: Option<chrono::DateTime<Utc>>,
 }
 
 impl From<&User> for UserView {
@@ -45,6 +48,7 @@ impl From<&User> for UserView {
             ad_username: u.ad_username.clone(),
             has_password: u.password_hash.is_some(),
             created_at: u.created_at,
+            locked_until: None,
         }
     }
 }
@@ -72,6 +76,71 @@ pub async fn list_users<C: ConnectionTrait>(db: &C, org: OrgId) -> Result<Vec<Us
         .all(db)
         .await?;
     Ok(users.iter().map(UserView::from).collect())
+}
+
+/// The users of `org` by e-mail, with who is locked out by wrong passwords and until when.
+pub async fn list_users_with_locks(
+    state: &AppState,
+    org: OrgId,
+) -> Result<Vec<UserView>, AppError> {
+    let mut users = list_users(&state.db, org).await?;
+    let locked = super::lockout::locked_among(
+        &state.db,
+        users.iter().map(|u| u.email.clone()).collect(),
+        state.settings.lockout_threshold,
+        state.settings.lockout_window_min,
+    )
+    .await?;
+    for u in &mut users {
+        u.locked_until = locked.get(&u.email).copied();
+    }
+    Ok(users)
+}
+
+/// Ends the lockout of user `id` (an ADMIN for VIEW/ADMIN, a DEV for all), audited
+/// `USER_UNLOCKED`. Unlocking an account that is not locked changes nothing and says so.
+pub async fn unlock_user(state: &AppState, admin: &AuthUser, id: Uuid) -> Result<bool, AppError> {
+    admin.require_admin()?;
+    let txn = crate::db::begin_write(&state.db).await?;
+    let target = Users::find_by_id(id)
+        .filter(user::entity::Column::OrgId.eq(admin.org.0))
+        .one(&txn)
+        .await?
+        .ok_or_else(|| AppError::NotFound("no such user in this office".into()))?;
+    if !admin.role.may_administer(target.role()?) {
+        return Err(AppError::Forbidden("only a DEV can unlock a DEV".into()));
+    }
+    super::lockout::lock_account(&txn, &target.email).await?;
+    let was_locked = super::lockout::locked_until(
+        &txn,
+        &target.email,
+        state.settings.lockout_threshold,
+        state.settings.lockout_window_min,
+    )
+    .await?;
+    let Some(until) = was_locked else {
+        txn.rollback().await?;
+        return Ok(false);
+    };
+    let forgotten = super::lockout::clear(&txn, &target.email).await?;
+    audit::append(
+        &txn,
+        Entry::new(
+            admin.org,
+            AuditAction::UserUnlocked,
+            Actor::User(admin.user.id),
+        )
+        .entity("user", target.id)
+        .meta(json!({
+            "email": target.email,
+            "locked_until": until.to_rfc3339(),
+            "failed_attempts_cleared": forgotten,
+        }))
+        .ip(admin.ip.clone()),
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(true)
 }
 
 #[derive(Deserialize, Default, schemars::JsonSchema)]

@@ -75,6 +75,28 @@ pub async fn lock_account<C: ConnectionTrait>(conn: &C, email: &str) -> Result<(
     Ok(())
 }
 
+/// The attempts on `email` within the window, newest first, at most `threshold` of them.
+async fn recent<C: ConnectionTrait>(
+    conn: &C,
+    email: &str,
+    threshold: u32,
+    window_min: i64,
+) -> Result<Vec<entity::Model>, DbErr> {
+    LoginAttempts::find()
+        .filter(Column::Email.eq(email))
+        .filter(Column::CreatedAt.gte(Utc::now() - Duration::minutes(window_min)))
+        .order_by_desc(Column::CreatedAt)
+        .order_by_desc(Column::Id)
+        .limit(u64::from(threshold))
+        .all(conn)
+        .await
+}
+
+/// How many failures in a row (since the last success) the newest-first `attempts` start with.
+fn failures_in_a_row(attempts: &[entity::Model]) -> usize {
+    attempts.iter().take_while(|a| !a.success).count()
+}
+
 /// When the account is locked, until when.
 pub async fn locked_until<C: ConnectionTrait>(
     conn: &C,
@@ -82,19 +104,63 @@ pub async fn locked_until<C: ConnectionTrait>(
     threshold: u32,
     window_min: i64,
 ) -> Result<Option<DateTime<Utc>>, DbErr> {
+    let recent = recent(conn, email, threshold, window_min).await?;
+    if failures_in_a_row(&recent) < threshold as usize {
+        return Ok(None);
+    }
+    Ok(recent
+        .first()
+        .map(|newest| newest.created_at + Duration::minutes(window_min)))
+}
+
+/// How many wrong passwords `email` may still give before the lock (0: it is locked).
+pub async fn attempts_left<C: ConnectionTrait>(
+    conn: &C,
+    email: &str,
+    threshold: u32,
+    window_min: i64,
+) -> Result<u32, DbErr> {
+    let recent = recent(conn, email, threshold, window_min).await?;
+    Ok(threshold.saturating_sub(failures_in_a_row(&recent) as u32))
+}
+
+/// Of `emails`, the locked ones and until when (one query for a whole list of users).
+pub async fn locked_among<C: ConnectionTrait>(
+    conn: &C,
+    emails: Vec<String>,
+    threshold: u32,
+    window_min: i64,
+) -> Result<std::collections::HashMap<String, DateTime<Utc>>, DbErr> {
     let window = Duration::minutes(window_min);
-    let recent = LoginAttempts::find()
-        .filter(Column::Email.eq(email))
+    let attempts = LoginAttempts::find()
+        .filter(Column::Email.is_in(emails))
         .filter(Column::CreatedAt.gte(Utc::now() - window))
         .order_by_desc(Column::CreatedAt)
         .order_by_desc(Column::Id)
-        .limit(u64::from(threshold))
         .all(conn)
         .await?;
-    if recent.len() < threshold as usize || recent.iter().any(|a| a.success) {
-        return Ok(None);
+    let mut by_email: std::collections::HashMap<String, Vec<entity::Model>> = Default::default();
+    for a in attempts {
+        by_email.entry(a.email.clone()).or_default().push(a);
     }
-    Ok(recent.first().map(|newest| newest.created_at + window))
+    Ok(by_email
+        .into_iter()
+        .filter_map(|(email, attempts)| {
+            let newest = attempts.first()?.created_at;
+            (failures_in_a_row(&attempts) >= threshold as usize).then(|| (email, newest + window))
+        })
+        .collect())
+}
+
+/// Forgets the failed attempts on `email`: the account is no longer locked (an unlock by an
+/// administrator, or a password set with a one-time link). Returns how many were forgotten.
+pub async fn clear<C: ConnectionTrait>(conn: &C, email: &str) -> Result<u64, DbErr> {
+    let res = LoginAttempts::delete_many()
+        .filter(Column::Email.eq(email))
+        .filter(Column::Success.eq(false))
+        .exec(conn)
+        .await?;
+    Ok(res.rows_affected)
 }
 
 /// Deletes attempts older than 30 days (cron maintenance).

@@ -34,10 +34,7 @@ pub async fn attempt_login(
     let cost = settings.bcrypt_cost;
     // Unparseable e-mails are treated like unknown ones: same answer, same work.
     let email = Email::parse(email).ok();
-    let key = email
-        .as_ref()
-        .map(|e| e.as_str().to_owned())
-        .unwrap_or_else(|| "<invalid>".into());
+    let key = attempt_key(email.as_ref());
     let user = match &email {
         Some(e) => {
             Users::find()
@@ -119,6 +116,24 @@ pub async fn attempt_login(
     .await?;
     txn.commit().await?;
     Ok((user, refresh))
+}
+
+/// The key login attempts are counted under: the normalised e-mail, one key for all invalid ones.
+fn attempt_key(email: Option<&Email>) -> String {
+    email.map_or_else(|| "<invalid>".into(), |e| e.as_str().to_owned())
+}
+
+/// How many more wrong passwords the account behind `email` takes before it is locked. The
+/// same for an e-mail no account has, so the answer does not tell who has an account.
+pub async fn attempts_left(state: &AppState, email: &str) -> Result<u32, AppError> {
+    let key = attempt_key(Email::parse(email).ok().as_ref());
+    Ok(lockout::attempts_left(
+        &state.db,
+        &key,
+        state.settings.lockout_threshold,
+        state.settings.lockout_window_min,
+    )
+    .await?)
 }
 
 /// What presenting a refresh token gave.

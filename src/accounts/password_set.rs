@@ -124,12 +124,7 @@ pub async fn set_password_with_token(
 ) -> Result<(), AppError> {
     let invalid = || AppError::BadRequest("invalid or expired token".into());
     let hash = TokenHash::of(token);
-    let row = entity::Entity::find()
-        .filter(entity::Column::TokenHash.eq(hash.as_str()))
-        .one(&state.db)
-        .await?
-        .filter(|r| hash.matches(&r.token_hash) && r.used_at.is_none() && r.expires_at > Utc::now())
-        .ok_or_else(invalid)?;
+    let row = valid_row(state, &hash).await?.ok_or_else(invalid)?;
     let target = Users::find_by_id(row.user_id)
         .one(&state.db)
         .await?
@@ -157,6 +152,28 @@ pub async fn set_password_with_token(
     }
     void_unused(&txn, target.id).await?;
     user::store_password(&txn, &target, password_hash, ip).await?;
+    // The person who just chose a password is the account's owner: a lock from earlier wrong
+    // guesses ends with it.
+    super::lockout::clear(&txn, &target.email).await?;
     txn.commit().await?;
     Ok(())
+}
+
+/// The user a valid, unused `token` sets the password of (the page names whose account it is).
+pub async fn holder(state: &AppState, token: &str) -> Result<Option<User>, AppError> {
+    let hash = TokenHash::of(token);
+    let Some(row) = valid_row(state, &hash).await? else {
+        return Ok(None);
+    };
+    Ok(Users::find_by_id(row.user_id).one(&state.db).await?)
+}
+
+async fn valid_row(state: &AppState, hash: &TokenHash) -> Result<Option<entity::Model>, AppError> {
+    Ok(entity::Entity::find()
+        .filter(entity::Column::TokenHash.eq(hash.as_str()))
+        .one(&state.db)
+        .await?
+        .filter(|r| {
+            hash.matches(&r.token_hash) && r.used_at.is_none() && r.expires_at > Utc::now()
+        }))
 }

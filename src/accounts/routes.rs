@@ -194,7 +194,25 @@ pub async fn password_set_confirm(
 
 /// `GET /api/v1/admin/users`
 pub async fn list(state: web::Data<AppState>, admin: AdminUser) -> Result<HttpResponse, AppError> {
-    Ok(HttpResponse::Ok().json(administration::list_users(&state.db, admin.0.org).await?))
+    Ok(HttpResponse::Ok().json(administration::list_users_with_locks(&state, admin.0.org).await?))
+}
+
+/// Response of `POST /api/v1/admin/users/{id}/unlock`.
+#[derive(Serialize, schemars::JsonSchema)]
+pub struct Unlocked {
+    pub ok: bool,
+    /// `false` when the account was not locked (nothing changed, nothing audited).
+    pub unlocked: bool,
+}
+
+/// `POST /api/v1/admin/users/{id}/unlock`
+pub async fn unlock(
+    state: web::Data<AppState>,
+    admin: AdminUser,
+    path: web::Path<Uuid>,
+) -> Result<HttpResponse, AppError> {
+    let unlocked = administration::unlock_user(&state, &admin.0, path.into_inner()).await?;
+    Ok(HttpResponse::Ok().json(Unlocked { ok: true, unlocked }))
 }
 
 /// `POST /api/v1/admin/users`: creates the user and returns their one-time password-set link.

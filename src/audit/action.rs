@@ -65,6 +65,7 @@ actions! {
     Logout => "LOGOUT",
     UserCreated => "USER_CREATED",
     UserUpdated => "USER_UPDATED",
+    UserUnlocked => "USER_UNLOCKED",
     PasswordSetInitiated => "PASSWORD_SET_INITIATED",
     PasswordSet => "PASSWORD_SET",
     PasswordSetDenied => "PASSWORD_SET_DENIED",
@@ -93,6 +94,7 @@ actions! {
     MasterKeyCreated => "MASTER_KEY_CREATED",
     QueueProbeStarted => "QUEUE_PROBE_STARTED",
     QueueProbeFinished => "QUEUE_PROBE_FINISHED",
+    AuditBreakAcknowledged => "AUDIT_BREAK_ACKNOWLEDGED",
 }
 
 impl fmt::Display for AuditAction {

@@ -3,11 +3,13 @@
 //! filtered listing, CSV export and verification; the queue probe. HTTP handlers in `routes`.
 
 mod action;
+pub mod breaks;
 pub mod chain;
 pub mod export;
 pub mod probe;
 pub mod query;
 pub mod routes;
+pub mod tasks;
 pub mod verification;
 
 pub use action::AuditAction;

@@ -57,5 +57,7 @@ pub async fn verify(
     state: web::Data<AppState>,
     admin: AdminUser,
 ) -> Result<HttpResponse, AppError> {
-    Ok(HttpResponse::Ok().json(verification::verify_chain(&state, &admin.0).await?))
+    Ok(HttpResponse::Ok().json(
+        verification::verify_chain(&state, &admin.0, crate::audit::breaks::FoundBy::Api).await?,
+    ))
 }

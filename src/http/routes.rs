@@ -46,6 +46,7 @@ api_routes! {
     get "/api/v1/admin/users" => crate::accounts::routes::list, "admin", "Users of the office (ADMIN/DEV)", ok 200: Vec<crate::accounts::administration::UserView>;
     post "/api/v1/admin/users" => crate::accounts::routes::create, "admin", "Create a user; returns their password-set link (ADMIN/DEV)", body: crate::accounts::administration::CreateBody, ok 201: crate::accounts::routes::CreatedResponse;
     patch "/api/v1/admin/users/{id}" => crate::accounts::routes::patch, "admin", "Change a user (ADMIN/DEV)", body: crate::accounts::administration::PatchBody, ok 200: crate::accounts::administration::UserView;
+    post "/api/v1/admin/users/{id}/unlock" => crate::accounts::routes::unlock, "admin", "End a lockout by wrong passwords (ADMIN for VIEW/ADMIN, DEV for all); audited USER_UNLOCKED", ok 200: crate::accounts::routes::Unlocked;
     post "/api/v1/admin/devices" => crate::devices::routes::create, "devices", "Provision a device: its token and a 15-minute enrollment code, shown once (ADMIN/DEV)", body: crate::devices::provisioning::CreateBody, ok 201: crate::devices::provisioning::CredentialsResponse;
     get "/api/v1/admin/devices" => crate::devices::routes::list, "devices", "Devices of the office with owner, last contact and installed certificates (ADMIN/DEV)", ok 200: Vec<crate::devices::provisioning::DeviceView>;
     get "/api/v1/admin/devices/{id}" => crate::devices::routes::get, "devices", "One device of the office (ADMIN/DEV)", ok 200: crate::devices::provisioning::DeviceView;

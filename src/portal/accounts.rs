@@ -70,19 +70,30 @@ pub async fn login_submit(
             .insert_header((actix_web::http::header::LOCATION, "/"))
             .cookie(session_cookie(&state, login.token.expose().to_owned()))
             .finish()),
-        Err(AppError::InvalidCredentials) => Ok(page(
-            StatusCode::UNAUTHORIZED,
-            layout(
-                "Entrar",
-                None,
-                None,
-                login_form(&csrf.value, &form.email, Some("E-mail ou senha inválidos.")),
-            ),
-            &csrf,
-        )),
+        Err(AppError::InvalidCredentials) => {
+            let message = match login::attempts_left(&state, &form.email).await? {
+                1 => format!(
+                    "E-mail ou senha inválidos. Atenção: mais uma senha errada bloqueia esta conta por {}.",
+                    minutes(state.settings.lockout_window_min.max(0) as u64)
+                ),
+                _ => "E-mail ou senha inválidos.".to_owned(),
+            };
+            Ok(page(
+                StatusCode::UNAUTHORIZED,
+                layout(
+                    "Entrar",
+                    None,
+                    None,
+                    login_form(&csrf.value, &form.email, Some(&message)),
+                ),
+                &csrf,
+            ))
+        }
         Err(AppError::TooManyRequests { retry_after_secs }) => {
-            let minutes = retry_after_secs.div_ceil(60);
-            let message = format!("Muitas tentativas. Tente novamente em {minutes} minuto(s).");
+            let message = format!(
+                "Muitas tentativas. Tente novamente em {}, ou peça ao administrador que desbloqueie a conta.",
+                minutes(retry_after_secs.div_ceil(60))
+            );
             Ok(page(
                 StatusCode::TOO_MANY_REQUESTS,
                 layout(
@@ -96,6 +107,11 @@ pub async fn login_submit(
         }
         Err(other) => Err(other),
     }
+}
+
+/// `1 minuto`, `15 minutos`.
+fn minutes(n: u64) -> String {
+    super::components::count(n, "minuto", "minutos")
 }
 
 pub async fn logout(
@@ -125,9 +141,35 @@ fn password_fields() -> Markup {
     }
 }
 
-fn set_password_form(csrf: &str, token: &str, message: Option<&str>) -> Markup {
+/// The account a password link is for, as its page names it.
+struct Whose {
+    nome: String,
+    email: String,
+}
+
+async fn whose(state: &AppState, token: &str) -> Result<Option<Whose>, AppError> {
+    Ok(password_set::holder(state, token).await?.map(|u| Whose {
+        nome: u.nome,
+        email: u.email,
+    }))
+}
+
+fn invalid_link_page() -> Markup {
+    layout(
+        "Definir senha",
+        None,
+        None,
+        html! {
+            h1 { "Definir senha" }
+            p.error role="alert" { "Este link é inválido, expirou ou já foi usado. Peça um novo ao administrador do escritório." }
+        },
+    )
+}
+
+fn set_password_form(csrf: &str, token: &str, whose: &Whose, message: Option<&str>) -> Markup {
     html! {
         h1 { "Definir senha" }
+        p data-account { "Conta de " strong { (whose.nome) } " (" (whose.email) ")." }
         (error_box(message))
         form.card method="post" action="/definir-senha" {
             input type="hidden" name="csrf" value=(csrf);
@@ -142,18 +184,21 @@ pub async fn set_password_page(
     state: web::Data<AppState>,
     req: HttpRequest,
     q: web::Query<TokenQuery>,
-) -> HttpResponse {
+) -> Result<HttpResponse, AppError> {
     let csrf = Csrf::for_request(&req, &state);
-    page(
+    let Some(whose) = whose(&state, &q.token).await? else {
+        return Ok(page(StatusCode::NOT_FOUND, invalid_link_page(), &csrf));
+    };
+    Ok(page(
         StatusCode::OK,
         layout(
             "Definir senha",
             None,
             None,
-            set_password_form(&csrf.value, &q.token, None),
+            set_password_form(&csrf.value, &q.token, &whose, None),
         ),
         &csrf,
-    )
+    ))
 }
 
 #[derive(Deserialize)]
@@ -190,6 +235,9 @@ pub async fn set_password_submit(
 ) -> Result<HttpResponse, AppError> {
     let form = form.into_inner();
     let csrf = Csrf::for_request(&req, &state);
+    let Some(account) = whose(&state, &form.token).await? else {
+        return Ok(page(StatusCode::NOT_FOUND, invalid_link_page(), &csrf));
+    };
     let retry = |message: &str| {
         page(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -197,7 +245,7 @@ pub async fn set_password_submit(
                 "Definir senha",
                 None,
                 None,
-                set_password_form(&csrf.value, &form.token, Some(message)),
+                set_password_form(&csrf.value, &form.token, &account, Some(message)),
             ),
             &csrf,
         )
@@ -219,7 +267,11 @@ pub async fn set_password_submit(
                 "Senha definida",
                 None,
                 None,
-                html! { h1 { "Senha definida" } p { "Pronto. " a href="/entrar" { "Entrar" } } },
+                html! {
+                    h1 { "Senha definida" }
+                    p { "Pronto: a senha de " strong { (account.nome) } " (" (account.email) ") foi definida." }
+                    p { a.button href="/entrar" { "Entrar" } }
+                },
             ),
             &csrf,
         )),
@@ -230,7 +282,14 @@ pub async fn set_password_submit(
     }
 }
 
-fn first_access_form(csrf: &str, token: &str, message: Option<&str>) -> Markup {
+/// What the first-access form had typed, kept when it comes back with a message.
+#[derive(Default)]
+struct Typed<'a> {
+    nome: &'a str,
+    email: &'a str,
+}
+
+fn first_access_form(csrf: &str, token: &str, typed: Typed<'_>, message: Option<&str>) -> Markup {
     html! {
         h1 { "Primeiro acesso" }
         p { "Crie a conta do primeiro administrador do escritório." }
@@ -238,8 +297,8 @@ fn first_access_form(csrf: &str, token: &str, message: Option<&str>) -> Markup {
         form.card method="post" action="/primeiro-acesso" {
             input type="hidden" name="csrf" value=(csrf);
             input type="hidden" name="token" value=(token);
-            label { "Nome" input type="text" name="nome" required maxlength="200"; }
-            label { "E-mail" input type="email" name="email" required autocomplete="username"; }
+            label { "Nome" input type="text" name="nome" value=(typed.nome) required maxlength="200"; }
+            label { "E-mail" input type="email" name="email" value=(typed.email) required autocomplete="username"; }
             (password_fields())
             button type="submit" { "Criar administrador" }
         }
@@ -266,7 +325,7 @@ pub async fn first_access_page(
             "Primeiro acesso",
             None,
             None,
-            first_access_form(&csrf.value, &q.token, None),
+            first_access_form(&csrf.value, &q.token, Typed::default(), None),
         ),
         &csrf,
     )
@@ -300,7 +359,15 @@ pub async fn first_access_submit(
                 "Primeiro acesso",
                 None,
                 None,
-                first_access_form(&csrf.value, &form.token, Some(message)),
+                first_access_form(
+                    &csrf.value,
+                    &form.token,
+                    Typed {
+                        nome: &form.nome,
+                        email: &form.email,
+                    },
+                    Some(message),
+                ),
             ),
             &csrf,
         )
@@ -323,7 +390,17 @@ pub async fn first_access_submit(
     if nome.is_empty() || nome.chars().count() > 200 {
         return Ok(retry("Informe o nome (até 200 caracteres)."));
     }
+    let shown = html! {
+        h1 { "Administrador criado" }
+        p role="status" { "A conta de " strong { (nome) } " (" (email.as_str()) ") foi criada com o perfil ADMIN." }
+        p { "Entre com esse e-mail e a senha escolhida. Depois, em Usuários, crie as contas da equipe." }
+        p { a.button href="/entrar" { "Entrar" } }
+    };
     first_access::create_first_admin(&state, &form.token, nome, email, password, client_ip(&req))
         .await?;
-    Ok(redirect("/entrar"))
+    Ok(page(
+        StatusCode::OK,
+        layout("Administrador criado", None, None, shown),
+        &csrf,
+    ))
 }

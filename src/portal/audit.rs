@@ -9,10 +9,12 @@ use uuid::Uuid;
 
 use super::components as c;
 use super::error::PageError;
+use super::forms::{CsrfForm, Submitted};
 use super::layout::Section;
 use super::respond::staff_page;
 use super::session::AdminStaff;
 use crate::audit::AuditAction;
+use crate::audit::breaks::{self, FoundBy, KnownBreak};
 use crate::audit::query::{self, AuditQuery};
 use crate::audit::verification;
 use crate::state::AppState;
@@ -36,6 +38,9 @@ pub struct Filters {
     /// `tudo`: walk the whole chain now instead of the rows written since the last check.
     #[serde(default)]
     verificar: String,
+    /// The notice after an action on this page.
+    #[serde(default)]
+    ok: String,
 }
 
 fn uuid_of(name: &str, raw: &str) -> Result<Option<Uuid>, PageError> {
@@ -87,10 +92,11 @@ pub async fn page(
     let f = filters.into_inner();
     let rows = query::find_page(&state, &staff.user, &f.query()?).await?;
     let chain = if f.verificar == "tudo" {
-        verification::verify_chain(&state, &staff.user).await?
+        verification::verify_chain(&state, &staff.user, FoundBy::Portal).await?
     } else {
-        verification::verify_new_rows(&state, &staff.user).await?
+        verification::verify_new_rows(&state, &staff.user, FoundBy::Portal).await?
     };
+    let known = chain_state(&state, &staff.user, &chain).await?;
     let users = crate::accounts::administration::list_users(&state.db, staff.user.org).await?;
     let devices =
         crate::devices::provisioning::list_views(&state.db, staff.user.org, &state.contacts)
@@ -111,17 +117,16 @@ pub async fn page(
     };
     let body = html! {
         h1 { "Auditoria" }
-        @if chain.ok {
-            p.notice role="status" {
-                "Cadeia de registros verificada: " (chain.rows) " registros íntegros. "
-                a href="/auditoria?verificar=tudo" { "Verificar tudo de novo" }
+        (c::notice(Some(&f.ok)))
+        @match &known {
+            ChainState::Intact { rows } => {
+                p.notice role="status" data-chain="ok" {
+                    "Cadeia de registros verificada: " (c::count(*rows, "registro íntegro", "registros íntegros"))
+                    ". Os registros novos são conferidos a cada visita e todos, a cada hora. "
+                    a href="/auditoria?verificar=tudo" { "Verificar tudo de novo" }
+                }
             }
-        } @else {
-            p.error role="alert" {
-                "A cadeia de registros está quebrada"
-                @if let Some(b) = &chain.first_break { " no registro " (b.seq) " (" (b.reason) ")" }
-                ". Avise o suporte."
-            }
+            other => { (break_banner(tz, other, &staff.csrf.value, &users)) }
         }
         form.filters method="get" action="/auditoria" {
             label { "Ação"
@@ -184,6 +189,112 @@ pub async fn page(
     Ok(staff_page(staff, Section::Auditoria, "Auditoria", body))
 }
 
+/// What the office's chain looks like to the pages: intact, broken with a break nobody has
+/// acknowledged (red, on the Painel too), or broken at a break already acknowledged.
+pub enum ChainState {
+    Intact { rows: u64 },
+    Broken(KnownBreak),
+    Acknowledged(KnownBreak),
+}
+
+/// The office's chain as the last check (`chain`) and the kept breaks say.
+async fn chain_state(
+    state: &AppState,
+    admin: &crate::identity::AuthUser,
+    chain: &verification::VerifyView,
+) -> Result<ChainState, PageError> {
+    if let Some(open) = breaks::open(&state.db, admin.org).await? {
+        return Ok(ChainState::Broken(open));
+    }
+    if let Some(b) = &chain.first_break
+        && let Some(known) = breaks::at(&state.db, admin.org, b.seq).await?
+    {
+        return Ok(ChainState::Acknowledged(known));
+    }
+    Ok(ChainState::Intact { rows: chain.rows })
+}
+
+/// The office's unacknowledged break, for the Painel (no check is run there).
+pub async fn open_break(
+    state: &AppState,
+    admin: &crate::identity::AuthUser,
+) -> Result<Option<ChainState>, PageError> {
+    Ok(breaks::open(&state.db, admin.org)
+        .await?
+        .map(ChainState::Broken))
+}
+
+/// What a check's English reason means, in the office's words.
+fn reason_pt(reason: &str) -> &'static str {
+    if reason.starts_with("row missing") {
+        "um registro foi apagado"
+    } else if reason.contains("prev_hash") {
+        "a ligação com o registro anterior foi alterada"
+    } else if reason.contains("modified") {
+        "o conteúdo do registro foi alterado"
+    } else if reason.starts_with("chain ends") {
+        "os últimos registros foram apagados"
+    } else {
+        "o registro não confere"
+    }
+}
+
+/// The red banner of a break nobody has acknowledged (with the button), or the note of one
+/// already acknowledged.
+pub fn break_banner(
+    tz: chrono_tz::Tz,
+    chain: &ChainState,
+    csrf: &str,
+    users: &[crate::accounts::administration::UserView],
+) -> maud::Markup {
+    match chain {
+        ChainState::Intact { .. } => html! {},
+        ChainState::Broken(b) => html! {
+            div.error role="alert" data-chain="broken" {
+                p {
+                    strong { "A cadeia de registros da auditoria está quebrada" }
+                    " no registro " (b.seq) ": " (reason_pt(&b.reason)) " fora do CertHub. "
+                    "Encontrada em " (c::when(tz, b.found_at)) "."
+                }
+                p { "Guarde uma cópia do banco de dados como está e avise o suporte. Este aviso fica aqui até alguém registrar que está ciente." }
+                form method="post" action="/auditoria/quebra/ciente" {
+                    (c::csrf_field(csrf))
+                    button.small.danger type="submit" { "Estou ciente" }
+                }
+            }
+        },
+        ChainState::Acknowledged(b) => {
+            let who = b
+                .acknowledged
+                .and_then(|(_, id)| id)
+                .and_then(|id| users.iter().find(|u| u.id == id))
+                .map(|u| u.nome.clone())
+                .unwrap_or_else(|| "um administrador".into());
+            html! {
+                p.warn role="status" data-chain="acknowledged" {
+                    "A cadeia está quebrada no registro " (b.seq) " (" (reason_pt(&b.reason)) "). "
+                    (who) " registrou ciência"
+                    @if let Some((at, _)) = b.acknowledged { " em " (c::when(tz, at)) }
+                    ". Os registros depois desse não podem ser verificados. "
+                    a href="/auditoria?verificar=tudo" { "Verificar tudo de novo" }
+                }
+            }
+        }
+    }
+}
+
+/// "Estou ciente": acknowledges the office's open breaks (audited), back to Auditoria.
+pub async fn acknowledge(
+    state: web::Data<AppState>,
+    submitted: Submitted<AdminStaff, CsrfForm>,
+) -> Result<HttpResponse, PageError> {
+    let admin = submitted.user;
+    breaks::acknowledge(&state.db, &admin.0.user)
+        .await
+        .map_err(super::error::back_to("/auditoria"))?;
+    Ok(super::respond::done("/auditoria", "quebra_ciente"))
+}
+
 pub async fn export(
     state: web::Data<AppState>,
     admin: AdminStaff,
@@ -235,6 +346,7 @@ pub fn action_label(action: AuditAction) -> &'static str {
         A::Logout => "Saída do portal",
         A::UserCreated => "Usuário criado",
         A::UserUpdated => "Usuário alterado",
+        A::UserUnlocked => "Conta desbloqueada",
         A::PasswordSetInitiated => "Link de senha gerado",
         A::PasswordSet => "Senha definida",
         A::PasswordSetDenied => "Link de senha recusado",
@@ -260,6 +372,7 @@ pub fn action_label(action: AuditAction) -> &'static str {
         A::MasterKeyCreated => "Chave mestra criada",
         A::QueueProbeStarted => "Teste da fila iniciado",
         A::QueueProbeFinished => "Teste da fila concluído",
+        A::AuditBreakAcknowledged => "Quebra da auditoria reconhecida",
     }
 }
 

@@ -41,6 +41,16 @@ pub fn time_left(now: DateTime<Utc>, until: DateTime<Utc>) -> Option<String> {
     })
 }
 
+/// `1 pedido`, `2 pedidos`, `0 pedidos`: a count with the word that agrees with it.
+pub fn count(n: u64, singular: &str, plural: &str) -> String {
+    format!("{n} {}", if n == 1 { singular } else { plural })
+}
+
+/// A moment as the office says it: `17:45` today, `09:06 de amanhã`, `24/12 às 09:07`.
+pub fn clock(tz: Tz, at: DateTime<Utc>) -> String {
+    crate::schedule::local_time(at, Utc::now(), tz)
+}
+
 /// A CNPJ or CPF as people write it (`12.345.678/0001-95`), as stored when it is neither.
 pub fn document(cnpj: Option<&str>, cpf: Option<&str>) -> String {
     if let Some(c) = cnpj.and_then(Cnpj::parse) {
@@ -124,6 +134,9 @@ pub fn notice(code: Option<&str>) -> Markup {
         "desbloqueado" => "Dispositivo desbloqueado.",
         "salvo" => "Alterações salvas.",
         "senha" => "Senha do certificado guardada.",
+        "conta_desbloqueada" => "Conta desbloqueada: a pessoa já pode entrar com a senha dela.",
+        "conta_nao_bloqueada" => "Esta conta não estava bloqueada.",
+        "quebra_ciente" => "Ciência registrada na auditoria.",
         _ => return html! {},
     };
     html! { p.notice role="status" { (text) } }

@@ -162,7 +162,12 @@ async fn attention(state: &AppState, staff: &Staff) -> Result<Markup, PageError>
             }
         }
     };
+    let broken = super::audit::open_break(state, &staff.user).await?;
+    let tz = state.settings.timezone;
     Ok(html! {
+        @if let Some(broken) = &broken {
+            (super::audit::break_banner(tz, broken, &staff.csrf.value, &[]))
+        }
         section aria-labelledby="atencao" {
             h2 id="atencao" { "Precisa de atenção" }
             div.tiles {

@@ -37,6 +37,68 @@ pub struct ListParams {
     ok: Option<String>,
 }
 
+/// The tabs of the list, in order ("Todas" comes first).
+const TABS: [JobStatus; 8] = [
+    JobStatus::Requested,
+    JobStatus::Pending,
+    JobStatus::InProgress,
+    JobStatus::Done,
+    JobStatus::Failed,
+    JobStatus::Denied,
+    JobStatus::Cancelled,
+    JobStatus::Expired,
+];
+
+/// Which list a page shows (its tab and page): a decision made from it returns to it.
+#[derive(Clone, Copy, Default)]
+struct Listing {
+    status: Option<JobStatus>,
+    page: Option<u64>,
+}
+
+impl Listing {
+    /// From submitted text: anything that does not parse is the default list.
+    fn parse(status: Option<&str>, page: Option<i64>) -> Self {
+        Self {
+            status: status.and_then(|s| s.parse().ok()),
+            page: page.filter(|p| *p > 1).map(|p| p as u64),
+        }
+    }
+
+    fn status_key(&self) -> &'static str {
+        self.status.map(|s| s.as_str()).unwrap_or_default()
+    }
+
+    /// `/solicitacoes?status=DENIED&page=2`: built from parsed values only, never from the URL.
+    fn url(&self) -> String {
+        let page = self.page.map(|p| p.to_string()).unwrap_or_default();
+        let query = c::query(&[("status", self.status_key()), ("page", &page)]);
+        if query.is_empty() {
+            "/solicitacoes".to_owned()
+        } else {
+            format!("/solicitacoes?{query}")
+        }
+    }
+
+    /// The hidden fields a decision form carries to come back here.
+    fn fields(&self) -> Markup {
+        html! {
+            @if let Some(s) = self.status { input type="hidden" name="status" value=(s.as_str()); }
+            @if let Some(p) = self.page { input type="hidden" name="page" value=(p); }
+        }
+    }
+}
+
+/// What the requester asked for: `até a limpeza das 18:00` or a number of hours and minutes.
+fn requested_duration(cleanup: chrono::NaiveTime, minutes: Option<i32>) -> String {
+    match minutes {
+        None => format!("até a limpeza das {}", cleanup.format("%H:%M")),
+        Some(m) if m < 60 => format!("{m} min"),
+        Some(m) if m % 60 == 0 => format!("{} h", m / 60),
+        Some(m) => format!("{} h {} min", m / 60, m % 60),
+    }
+}
+
 pub async fn list(
     state: web::Data<AppState>,
     staff: Staff,
@@ -65,9 +127,30 @@ pub async fn list(
     )
     .await?;
     let tz = state.settings.timezone;
-    let status_key = status.map(|s| s.as_str()).unwrap_or_default();
+    let listing = Listing {
+        status,
+        page: (found.page > 1).then_some(found.page),
+    };
+    let status_key = listing.status_key();
     let base = c::query(&[("status", status_key)]);
-    let live = format!("/solicitacoes/eventos?desde={}", since.timestamp_micros());
+    let live = format!(
+        "/solicitacoes/eventos?{}",
+        c::query(&[
+            ("desde", &since.timestamp_micros().to_string()),
+            ("status", status_key),
+            (
+                "page",
+                &listing.page.map(|p| p.to_string()).unwrap_or_default()
+            ),
+        ])
+    );
+    let view = RowView {
+        tz,
+        cleanup: state.settings.agent.cleanup_time,
+        user: &staff.user,
+        csrf: &staff.csrf.value,
+        listing,
+    };
     let heading = if staff.is_admin() {
         "Solicitações do escritório"
     } else {
@@ -78,7 +161,7 @@ pub async fn list(
         (c::notice(p.ok.as_deref()))
         nav.tabs aria-label="Filtrar por situação" {
             a href="/solicitacoes" aria-current=[status.is_none().then_some("page")] { "Todas" }
-            @for s in [JobStatus::Requested, JobStatus::Pending, JobStatus::InProgress, JobStatus::Done, JobStatus::Failed] {
+            @for s in TABS {
                 a href={ "/solicitacoes?status=" (s.as_str()) } aria-current=[(status == Some(s)).then_some("page")] {
                     (c::status_label(s))
                 }
@@ -99,7 +182,7 @@ pub async fn list(
                 th scope="col" { "Situação" } th scope="col" { span.sr { "Ações" } }
             } }
             tbody {
-                @for job in &found.items { (row(tz, &staff.user, &staff.csrf.value, job)) }
+                @for job in &found.items { (row(&view, job)) }
             }
         }
         (c::pager(&found, &base))
@@ -108,8 +191,18 @@ pub async fn list(
     Ok(staff_page(&staff, Section::Solicitacoes, heading, body))
 }
 
-/// One request as a table row: the page and the event stream render the same markup.
-fn row(tz: chrono_tz::Tz, user: &AuthUser, csrf: &str, job: &JobView) -> Markup {
+/// What a row needs besides its job: the page and the event stream render the same markup.
+struct RowView<'a> {
+    tz: chrono_tz::Tz,
+    cleanup: chrono::NaiveTime,
+    user: &'a AuthUser,
+    csrf: &'a str,
+    listing: Listing,
+}
+
+/// One request as a table row.
+fn row(view: &RowView<'_>, job: &JobView) -> Markup {
+    let RowView { tz, user, csrf, .. } = *view;
     let mine = job
         .requested_by
         .as_ref()
@@ -117,7 +210,13 @@ fn row(tz: chrono_tz::Tz, user: &AuthUser, csrf: &str, job: &JobView) -> Markup 
     html! {
         tr data-job=(job.id) data-status=(job.status.as_str()) {
             td.nowrap { (c::time(tz, Some(job.created_at))) }
-            td { a href={ "/certificados/" (job.cert.id) } { (job.cert.name) } }
+            td {
+                a href={ "/certificados/" (job.cert.id) } { (job.cert.name) }
+                div.muted data-duration { "Duração: " (requested_duration(view.cleanup, job.duration_minutes)) }
+                @if let Some(reason) = job.reason.as_deref().filter(|r| !r.trim().is_empty()) {
+                    div.reason data-reason { "Motivo do pedido: " (reason) }
+                }
+            }
             td { (job.device.hostname) }
             @if user.is_admin() {
                 td { (job.requested_by.as_ref().map(|u| u.name.as_str()).unwrap_or("—")) }
@@ -130,17 +229,19 @@ fn row(tz: chrono_tz::Tz, user: &AuthUser, csrf: &str, job: &JobView) -> Markup 
                     }
                 }
                 @if job.status == JobStatus::Denied {
-                    @if let Some(m) = &job.decision_reason { div.reason { "Motivo: " (m) } }
+                    @if let Some(m) = &job.decision_reason { div.reason { "Motivo da recusa: " (m) } }
                 }
             }
             td { div.actions {
                 @if job.status == JobStatus::Requested && user.is_admin() {
                     form method="post" action={ "/solicitacoes/" (job.id) "/aprovar" } {
                         (csrf_field(csrf))
+                        (view.listing.fields())
                         button.small type="submit" { "Aprovar" }
                     }
                     form.deny method="post" action={ "/solicitacoes/" (job.id) "/negar" } {
                         (csrf_field(csrf))
+                        (view.listing.fields())
                         label { span.sr { "Motivo para negar" }
                             input type="text" name="reason" required maxlength="500" placeholder="Motivo para negar";
                         }
@@ -150,6 +251,7 @@ fn row(tz: chrono_tz::Tz, user: &AuthUser, csrf: &str, job: &JobView) -> Markup 
                 @if matches!(job.status, JobStatus::Requested | JobStatus::Pending) && (mine || user.is_admin()) {
                     form method="post" action={ "/solicitacoes/" (job.id) "/cancelar" } {
                         (csrf_field(csrf))
+                        (view.listing.fields())
                         button.small.secondary type="submit" { "Cancelar" }
                     }
                 }
@@ -164,6 +266,11 @@ pub struct DecisionForm {
     csrf: String,
     #[serde(default)]
     reason: String,
+    /// The list the decision was made from (its tab and page), to return to.
+    #[serde(default)]
+    status: Option<String>,
+    #[serde(default)]
+    page: Option<i64>,
 }
 
 csrf_form!(DecisionForm);
@@ -177,10 +284,11 @@ async fn decide(
     notice: &str,
 ) -> Result<HttpResponse, PageError> {
     let Submitted { user: staff, form } = submitted;
+    let back = Listing::parse(form.status.as_deref(), form.page).url();
     crate::jobs::requests::decide(state, &staff.user, id, decision(Some(form.reason)))
         .await
-        .map_err(back_to("/solicitacoes"))?;
-    Ok(done("/solicitacoes", notice))
+        .map_err(back_to(&back))?;
+    Ok(done(&back, notice))
 }
 
 pub async fn approve(
@@ -232,12 +340,16 @@ pub async fn cancel(
 pub struct EventsParams {
     /// Microseconds since the epoch: the instant the page was rendered.
     desde: Option<i64>,
+    /// The page's list (its forms return to it).
+    status: Option<String>,
+    page: Option<i64>,
 }
 
 struct Live {
     state: web::Data<AppState>,
     user: AuthUser,
     csrf: String,
+    listing: Listing,
     changes: tokio::sync::watch::Receiver<u64>,
     since: DateTime<Utc>,
     /// Look at the database before waiting (the first round: what changed since the render).
@@ -251,7 +363,17 @@ fn event_of(tz: chrono_tz::Tz, live: &Live, job: &JobView) -> String {
         "id": job.id,
         "status": job.status,
         "type": job.job_type,
-        "row": row(tz, &live.user, &live.csrf, job).into_string(),
+        "row": row(
+            &RowView {
+                tz,
+                cleanup: live.state.settings.agent.cleanup_time,
+                user: &live.user,
+                csrf: &live.csrf,
+                listing: live.listing,
+            },
+            job
+        )
+        .into_string(),
     });
     format!("event: job\ndata: {data}\n\n")
 }
@@ -319,6 +441,7 @@ pub async fn events(
         state: state.clone(),
         user: staff.user,
         csrf: staff.csrf.value,
+        listing: Listing::parse(params.status.as_deref(), params.page),
         changes,
         since,
         look: true,

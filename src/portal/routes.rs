@@ -52,7 +52,9 @@ portal_routes! {
     post "/usuarios" => users::create;
     post "/usuarios/{id}" => users::update;
     post "/usuarios/{id}/link" => users::password_link;
+    post "/usuarios/{id}/desbloquear" => users::unlock;
     get "/auditoria" => audit::page;
     get "/auditoria/export.csv" => audit::export;
+    post "/auditoria/quebra/ciente" => audit::acknowledge;
     get "/static/{path:.*}" => crate::http::assets::get;
 }

@@ -47,13 +47,22 @@ pub async fn list(
     params: web::Query<ListParams>,
 ) -> Result<HttpResponse, PageError> {
     let staff = &admin.0;
-    let users = crate::accounts::administration::list_users(&state.db, staff.user.org).await?;
+    let users =
+        crate::accounts::administration::list_users_with_locks(&state, staff.user.org).await?;
+    let locked = users.iter().filter(|u| u.locked_until.is_some()).count();
     let tz = state.settings.timezone;
     let csrf = &staff.csrf.value;
     let roles = grantable(&admin);
     let body = html! {
         h1 { "Usuários" }
         (c::notice(params.ok.as_deref()))
+        @if locked > 0 {
+            p.warn role="status" {
+                (c::count(locked as u64, "conta bloqueada", "contas bloqueadas"))
+                " por senhas erradas. Quem sabe a senha pode esperar o fim do bloqueio; "
+                "quem não sabe precisa de um novo link de senha (que também desbloqueia)."
+            }
+        }
         table {
             caption.sr { "Usuários do escritório" }
             thead { tr {
@@ -64,7 +73,12 @@ pub async fn list(
                 @for u in &users {
                     @let manageable = u.role_global != "DEV" || staff.user.role == Role::Dev;
                     tr {
-                        td { (u.nome) @if !u.is_active { " " span.badge.muted { "inativo" } } }
+                        td {
+                            (u.nome) @if !u.is_active { " " span.badge.muted { "inativo" } }
+                            @if let Some(until) = u.locked_until {
+                                " " span.badge.bad data-locked-until=(until.to_rfc3339()) { "bloqueada até " (c::clock(tz, until)) }
+                            }
+                        }
                         td { (u.email) }
                         td {
                             @if manageable {
@@ -88,6 +102,12 @@ pub async fn list(
                         td { (if u.has_password { "definida" } else { "pendente" }) }
                         td.nowrap { (c::when(tz, u.created_at)) }
                         td { div.actions {
+                            @if manageable && u.locked_until.is_some() {
+                                form method="post" action={ "/usuarios/" (u.id) "/desbloquear" } {
+                                    (csrf_field(csrf))
+                                    button.small type="submit" { "Desbloquear" span.sr { " " (u.nome) } }
+                                }
+                            }
                             @if manageable && u.is_active {
                                 form method="post" action={ "/usuarios/" (u.id) "/link" } {
                                     (csrf_field(csrf))
@@ -204,6 +224,26 @@ pub async fn update(
     .await
     .map_err(back_to("/usuarios"))?;
     Ok(done("/usuarios", "salvo"))
+}
+
+pub async fn unlock(
+    state: web::Data<AppState>,
+    path: web::Path<Uuid>,
+    submitted: Submitted<AdminStaff, CsrfForm>,
+) -> Result<HttpResponse, PageError> {
+    let admin = submitted.user;
+    let unlocked =
+        crate::accounts::administration::unlock_user(&state, &admin.0.user, path.into_inner())
+            .await
+            .map_err(back_to("/usuarios"))?;
+    Ok(done(
+        "/usuarios",
+        if unlocked {
+            "conta_desbloqueada"
+        } else {
+            "conta_nao_bloqueada"
+        },
+    ))
 }
 
 pub async fn password_link(

@@ -60,6 +60,12 @@ const MATRIX: &[Row] = &[
         [401, 403, 200, 200, 403],
     ),
     (
+        "post",
+        "/api/v1/admin/users/{id}/unlock",
+        None,
+        [401, 403, 200, 200, 403],
+    ),
+    (
         "get",
         "/api/v1/certificados",
         None,
@@ -375,12 +381,12 @@ type PortalRow = (&'static str, &'static str, Option<&'static str>, [u16; 4]);
 const PORTAL: &[PortalRow] = &[
     ("get", "/", None, [200, 200, 200, 200]),
     ("get", "/entrar", None, [200, 303, 303, 303]),
-    ("get", "/definir-senha", None, [200, 200, 200, 200]),
+    ("get", "/definir-senha", None, [404, 404, 404, 404]),
     (
         "post",
         "/definir-senha",
         Some("csrf={csrf}&token=bogus&new_password=SenhaForte123!&confirm=SenhaForte123!"),
-        [422, 422, 422, 422],
+        [404, 404, 404, 404],
     ),
     ("get", "/primeiro-acesso", None, [404, 404, 404, 404]),
     (
@@ -497,8 +503,20 @@ const PORTAL: &[PortalRow] = &[
         Some("csrf={csrf}"),
         [303, 403, 200, 200],
     ),
+    (
+        "post",
+        "/usuarios/{id}/desbloquear",
+        Some("csrf={csrf}"),
+        [303, 403, 303, 303],
+    ),
     ("get", "/auditoria", None, [303, 403, 200, 200]),
     ("get", "/auditoria/export.csv", None, [303, 403, 200, 200]),
+    (
+        "post",
+        "/auditoria/quebra/ciente",
+        Some("csrf={csrf}"),
+        [303, 403, 303, 303],
+    ),
     ("get", "/static/{path:.*}", None, [200, 200, 200, 200]),
     (
         "post",

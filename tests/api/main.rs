@@ -21,6 +21,8 @@ mod jobs;
 mod limits;
 mod master_key;
 mod office_day;
+mod office_pages;
+mod office_people;
 mod openapi;
 mod portal;
 mod portal_browser;

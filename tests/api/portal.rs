@@ -26,6 +26,29 @@ async fn first_access_creates_the_first_admin_once() {
     assert!(html.contains("Primeiro acesso"), "{html}");
     let csrf = csrf_of(&html);
     let token = link.split("token=").nth(1).unwrap().to_owned();
+    // A mistake keeps what was typed (but never the password).
+    let res = b
+        .post(app.url("/primeiro-acesso"))
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("token", &token),
+            ("nome", "Maria"),
+            ("email", "maria@escritorio.com.br"),
+            ("new_password", PW),
+            ("confirm", "outra-senha-123"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 422);
+    let html = res.text().await.unwrap();
+    assert!(html.contains("As senhas não conferem."), "{html}");
+    assert!(html.contains(r#"name="nome" value="Maria""#), "{html}");
+    assert!(
+        html.contains(r#"name="email" value="maria@escritorio.com.br""#),
+        "{html}"
+    );
+    assert!(!html.contains(PW), "{html}");
     let form = [
         ("csrf", csrf.as_str()),
         ("token", &token),
@@ -40,8 +63,14 @@ async fn first_access_creates_the_first_admin_once() {
         .send()
         .await
         .unwrap();
-    assert_eq!(res.status(), 303);
-    assert_eq!(res.headers()["location"], "/entrar");
+    // It says what was created, and where to go next.
+    assert_eq!(res.status(), 200);
+    let html = res.text().await.unwrap();
+    assert!(html.contains("Administrador criado"), "{html}");
+    assert!(
+        html.contains("maria@escritorio.com.br") && html.contains(r#"href="/entrar""#),
+        "{html}"
+    );
     assert_eq!(app.login("maria@escritorio.com.br", PW).await.status(), 200);
     // Used once: the link is dead now.
     assert_eq!(b.get(app.url(&link)).send().await.unwrap().status(), 404);
@@ -63,8 +92,12 @@ async fn portal_login_uses_a_cookie_session_and_every_form_checks_csrf() {
     let token = create_user(&db, "maria@escritorio.com.br", "ADMIN");
     let b = browser();
 
-    // Choose the password through the page.
+    // Choose the password through the page, which says whose account it is.
     let html = page_text(&b, &app.url(&format!("/definir-senha?token={token}"))).await;
+    assert!(
+        html.contains("Conta de") && html.contains("maria@escritorio.com.br"),
+        "{html}"
+    );
     let csrf = csrf_of(&html);
     let res = b
         .post(app.url("/definir-senha"))
@@ -173,6 +206,9 @@ async fn real_browser_first_access_login_and_logout() {
     browser.type_into("input[name=new_password]", PW).await;
     browser.type_into("input[name=confirm]", PW).await;
     browser.click("button[type=submit]").await;
+    let created = browser.wait_for_text("Administrador criado").await;
+    assert!(created.contains("maria@escritorio.com.br"), "{created}");
+    browser.click("main a.button").await;
     assert!(
         browser.wait_for_url("/entrar").await.ends_with("/entrar"),
         "{}",

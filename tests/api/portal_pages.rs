@@ -262,7 +262,7 @@ on_both_databases! {
         let (_, html) = page(&admin, app, "/auditoria").await;
         assert!(html.contains("registros íntegros"), "{html}");
         let (_, html) = page(&admin, app, "/auditoria?verificar=tudo").await;
-        assert!(html.contains("A cadeia de registros está quebrada") && html.contains("no registro 2"), "{html}");
+        assert!(html.contains("A cadeia de registros da auditoria está quebrada") && html.contains("no registro 2"), "{html}");
         // Once found, the break stays on the page: the checkpoint was forgotten.
         let (_, html) = page(&admin, app, "/auditoria").await;
         assert!(html.contains("está quebrada"), "the checkpoint was forgotten: {html}");

@@ -1,0 +1,152 @@
+//! The office's people (issue 22): locked accounts an admin can see and end, the warning at the
+//! last attempt, and the account pages that say whose account they are for.
+
+use serde_json::json;
+
+use crate::helpers::*;
+use crate::on_both_databases;
+
+const PW: &str = "SenhaForte123!";
+const LOCK_AT_3: &[(&str, &str)] = &[("CERTHUB_LOCKOUT_THRESHOLD", "3")];
+
+/// A wrong password through the portal's login form: the status and the page.
+async fn wrong_login(app: &TestApp, email: &str) -> (u16, String) {
+    let (b, csrf) = anonymous(app).await;
+    let res = post_login(&b, app, &csrf, email, "senha-errada-123").await;
+    (res.status().as_u16(), res.text().await.unwrap())
+}
+
+on_both_databases! {
+    async fn a_locked_account_is_listed_warned_of_and_unlocked_by_an_admin(db: TestDb) {
+        let o = Office::builder()
+            .user("dev@escritorio.com.br", "DEV")
+            .env(LOCK_AT_3)
+            .start(&db)
+            .await;
+        let email = "view@escritorio.com.br";
+        // The last attempt before the lock says so; the ones before do not.
+        let (status, page) = wrong_login(&o.app, email).await;
+        assert_eq!(status, 401);
+        assert!(!page.contains("bloqueia"), "{page}");
+        let (_, page) = wrong_login(&o.app, email).await;
+        assert!(page.contains("mais uma senha errada bloqueia esta conta por 15 minutos"), "{page}");
+        // An e-mail nobody has gets the same warning: it tells nobody who has an account.
+        wrong_login(&o.app, "ninguem@escritorio.com.br").await;
+        let (_, page) = wrong_login(&o.app, "ninguem@escritorio.com.br").await;
+        assert!(page.contains("mais uma senha errada bloqueia"), "{page}");
+        let (status, _) = wrong_login(&o.app, email).await;
+        assert_eq!(status, 401);
+        assert_eq!(o.app.login(email, PW).await.status(), 429, "locked, right password or not");
+        let (status, page2) = {
+            let (b, csrf) = anonymous(&o.app).await;
+            let res = post_login(&b, &o.app, &csrf, email, PW).await;
+            (res.status().as_u16(), res.text().await.unwrap())
+        };
+        assert_eq!(status, 429);
+        assert!(page2.contains("15 minutos") && !page2.contains("minuto(s)"), "{page2}");
+
+        // Usuários shows who is locked and until when, with the button.
+        let (admin, csrf) = session(&o.app, "admin@escritorio.com.br", PW).await;
+        let users = page_text(&admin, &o.app.url("/usuarios")).await;
+        assert!(users.contains("1 conta bloqueada"), "{users}");
+        assert!(users.contains("bloqueada até") && users.contains("data-locked-until"), "{users}");
+        assert!(users.contains(&format!("/usuarios/{}/desbloquear", o.view_id)), "{users}");
+        let (_, api) = o.call("GET", "/api/v1/admin/users", None, &o.admin.access).await;
+        let locked: Vec<&str> = api
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|u| u["locked_until"].is_string())
+            .map(|u| u["email"].as_str().unwrap())
+            .collect();
+        assert_eq!(locked, [email]);
+
+        // An ADMIN cannot unlock a DEV; a VIEW cannot unlock anyone.
+        let dev_email = "dev@escritorio.com.br";
+        let dev_id = o.user_id(o.user(dev_email)).await;
+        for _ in 0..3 {
+            o.app.login(dev_email, "senha-errada-123").await;
+        }
+        let (status, _) = o
+            .call("POST", &format!("/api/v1/admin/users/{dev_id}/unlock"), None, &o.admin.access)
+            .await;
+        assert_eq!(status, 403);
+        let (status, _) = o
+            .call("POST", &format!("/api/v1/admin/users/{}/unlock", o.view_id), None, &o.view.access)
+            .await;
+        assert_eq!(status, 403);
+        let users = page_text(&admin, &o.app.url("/usuarios")).await;
+        assert!(users.contains("2 contas bloqueadas"), "{users}");
+        assert!(!users.contains(&format!("/usuarios/{dev_id}/desbloquear")), "{users}");
+
+        // The ADMIN unlocks the VIEW from the page; audited; the right password works again.
+        let res = admin
+            .post(o.app.url(&format!("/usuarios/{}/desbloquear", o.view_id)))
+            .form(&[("csrf", csrf.as_str())])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 303);
+        let to = res.headers()["location"].to_str().unwrap().to_owned();
+        let after = page_text(&admin, &o.app.url(&to)).await;
+        assert!(after.contains("Conta desbloqueada"), "{after}");
+        assert_eq!(o.app.login(email, PW).await.status(), 200);
+        assert_eq!(audits(&db, "USER_UNLOCKED").await, 1);
+        let described = db
+            .scalar(&format!(
+                "SELECT COUNT(*) FROM audit_log WHERE action = 'USER_UNLOCKED' \
+                 AND meta_json LIKE '%{email}%' AND meta_json LIKE '%locked_until%'"
+            ))
+            .await;
+        assert_eq!(described, 1, "the row says whose lock ended, and when it would have");
+        // Unlocking what is not locked changes nothing and is not audited.
+        let (status, body) = o
+            .call("POST", &format!("/api/v1/admin/users/{}/unlock", o.view_id), None, &o.admin.access)
+            .await;
+        assert_eq!((status, body["unlocked"].clone()), (200, json!(false)));
+        assert_eq!(audits(&db, "USER_UNLOCKED").await, 1);
+        // The DEV unlocks the DEV.
+        let (status, body) = o
+            .call("POST", &format!("/api/v1/admin/users/{dev_id}/unlock"), None, &o.user(dev_email).access)
+            .await;
+        assert_eq!((status, body["unlocked"].clone()), (200, json!(true)));
+        assert_eq!(o.app.login(dev_email, PW).await.status(), 200);
+        let audit = page_text(&admin, &o.app.url("/auditoria?action=USER_UNLOCKED")).await;
+        assert!(audit.contains("Conta desbloqueada"), "{audit}");
+        assert!(db.run(&["audit", "verify"]).status.success());
+    }
+
+    async fn a_used_password_link_ends_the_lock(db: TestDb) {
+        let o = office_with(&db, LOCK_AT_3).await;
+        let email = "view@escritorio.com.br";
+        for _ in 0..3 {
+            o.app.login(email, "senha-errada-123").await;
+        }
+        assert_eq!(o.app.login(email, PW).await.status(), 429);
+        let (status, link) = o
+            .call("POST", "/api/v1/auth/password/set/init", Some(json!({"email": email})), &o.admin.access)
+            .await;
+        assert_eq!(status, 200, "{link}");
+        let link = link["link"].as_str().unwrap();
+        let token = link.split("token=").nth(1).unwrap();
+        let b = browser();
+        let page = page_text(&b, &o.app.url(&format!("/definir-senha?token={token}"))).await;
+        assert!(page.contains("Conta de") && page.contains(email), "{page}");
+        let res = o
+            .app
+            .send(
+                "POST",
+                "/api/v1/auth/password/set/confirm",
+                Some(json!({"token": token, "new_password": "OutraSenhaForte456!"})),
+                None,
+                None,
+            )
+            .await;
+        assert_eq!(res.status(), 200);
+        assert_eq!(o.app.login(email, "OutraSenhaForte456!").await.status(), 200);
+        // A used link is dead, and its page says so before anyone types a password.
+        let res = b.get(o.app.url(&format!("/definir-senha?token={token}"))).send().await.unwrap();
+        assert_eq!(res.status(), 404);
+        assert!(res.text().await.unwrap().contains("Peça um novo"));
+    }
+}
