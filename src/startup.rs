@@ -241,6 +241,7 @@ pub async fn serve(settings: Settings) -> Result<(), StartError> {
             .app_data(web::Data::new(middleware::ErrorPage(
                 crate::portal::error::refusal_page,
             )))
+            .wrap(from_fn(crate::portal::error::framed))
             .wrap(from_fn(middleware::refuse_nul_text))
             .wrap(from_fn(middleware::request_context))
             .configure(routes::configure)

@@ -10,6 +10,45 @@
     }
   });
 
+  // "Copiar" beside a command or a link: the clipboard API where the page is a secure
+  // context, the selection and execCommand on a plain-HTTP LAN address.
+  document.addEventListener("click", function (e) {
+    var button = e.target.closest ? e.target.closest("button.copy") : null;
+    if (!button) {
+      return;
+    }
+    var code = button.parentNode.querySelector("pre.command");
+    if (!code) {
+      return;
+    }
+    var text = code.textContent;
+    var done = function () {
+      button.textContent = "Copiado";
+      window.setTimeout(function () {
+        button.textContent = "Copiar";
+      }, 2000);
+    };
+    var fallback = function () {
+      var range = document.createRange();
+      range.selectNodeContents(code);
+      var selection = window.getSelection();
+      selection.removeAllRanges();
+      selection.addRange(range);
+      try {
+        if (document.execCommand("copy")) {
+          done();
+        }
+      } catch (err) {
+        // Selected: the person can press Ctrl+C.
+      }
+    };
+    if (navigator.clipboard && window.isSecureContext) {
+      navigator.clipboard.writeText(text).then(done, fallback);
+    } else {
+      fallback();
+    }
+  });
+
   var table = document.querySelector("table[data-live]");
   if (!table || !window.EventSource) {
     return;

@@ -112,6 +112,16 @@ pub fn expiry_badge(now: DateTime<Utc>, not_after: Option<DateTime<Utc>>) -> Mar
     html! { span class=(class) { (text) } }
 }
 
+/// A line to paste (a command, a link) with its "Copiar" button (`static/portal.js`).
+pub fn copyable(text: &str) -> Markup {
+    html! {
+        div.copyable {
+            pre.command { code { (text) } }
+            button.small.secondary.copy type="button" aria-label="Copiar para a área de transferência" { "Copiar" }
+        }
+    }
+}
+
 /// The hidden CSRF field every form carries.
 pub fn csrf_field(csrf: &str) -> Markup {
     html! { input type="hidden" name="csrf" value=(csrf); }

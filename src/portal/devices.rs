@@ -158,10 +158,10 @@ fn credentials_page(
                 "A instalação por uma linha não está disponível: " (why) ". "
                 "Copie o Certhub.Agent.exe para o computador por outro meio e, no PowerShell do usuário, na pasta dele, rode:"
             }
-            pre.command { code { ".\\Certhub.Agent.exe pair --server " (settings.public_url) " --code " (creds.enrollment_code) } }
+            (c::copyable(&format!(".\\Certhub.Agent.exe pair --server {} --code {}", settings.public_url, creds.enrollment_code)))
         } @else {
             p { "No computador, abra o PowerShell do usuário e cole:" }
-            pre.command { code { (creds.install_command) } }
+            (c::copyable(&creds.install_command))
         }
         p.muted { "O código de pareamento vale até " (c::when(tz, creds.enrollment_expires_at)) " e só pode ser usado uma vez." }
         dl.facts {

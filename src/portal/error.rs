@@ -2,11 +2,17 @@
 //! and the portal); the body is a page in pt-BR instead of JSON, and a missing login sends the
 //! browser to `/entrar`. Internal detail never reaches the page.
 
+use actix_web::body::{EitherBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::{StatusCode, header};
-use actix_web::{HttpResponse, ResponseError};
-use maud::html;
+use actix_web::middleware::Next;
+use actix_web::{FromRequest, HttpResponse, ResponseError};
+use maud::{Markup, html};
 
+use super::layout::{Section, frame};
+use super::session::{Csrf, PortalUser, Staff};
 use crate::error::AppError;
+use crate::state::AppState;
 
 #[derive(Debug, thiserror::Error)]
 #[error("{error}")]
@@ -108,6 +114,36 @@ fn detail(error: &AppError) -> String {
         .unwrap_or(text)
 }
 
+impl PageError {
+    /// The page's heading and body (no frame).
+    fn body(&self) -> Markup {
+        let status = self.status_code();
+        let message = if status.is_server_error() {
+            "Algo deu errado do nosso lado. Tente de novo em instantes; se continuar, avise o suporte (o registro do servidor tem o detalhe).".to_owned()
+        } else {
+            detail(&self.error)
+        };
+        let back = self.back.clone().unwrap_or_else(|| "/".to_owned());
+        html! {
+            h1 { (heading(status)) }
+            p.error role="alert" { (message) }
+            p { a.button href=(back) { "Voltar" } }
+        }
+    }
+
+    fn respond(&self, framed: Markup, csrf: Option<&Csrf>) -> HttpResponse {
+        let mut res = HttpResponse::build(self.status_code());
+        res.insert_header((header::CONTENT_TYPE, "text/html; charset=utf-8"));
+        if let AppError::TooManyRequests { retry_after_secs } = &self.error {
+            res.insert_header((header::RETRY_AFTER, *retry_after_secs));
+        }
+        if let Some(cookie) = csrf.and_then(|c| c.new_cookie.clone()) {
+            res.cookie(cookie);
+        }
+        res.body(framed.into_string())
+    }
+}
+
 impl ResponseError for PageError {
     fn status_code(&self) -> StatusCode {
         self.error.status_code()
@@ -123,22 +159,49 @@ impl ResponseError for PageError {
         if status.is_server_error() {
             tracing::error!(error = %self.error, "portal page failed");
         }
-        let message = if status.is_server_error() {
-            "Algo deu errado do nosso lado. Tente de novo em instantes; se continuar, avise o suporte (o registro do servidor tem o detalhe).".to_owned()
-        } else {
-            detail(&self.error)
-        };
-        let back = self.back.clone().unwrap_or_else(|| "/".to_owned());
-        let body = html! {
-            h1 { (heading(status)) }
-            p.error role="alert" { (message) }
-            p { a.button href=(back) { "Voltar" } }
-        };
-        let mut res = HttpResponse::build(status);
-        res.insert_header((header::CONTENT_TYPE, "text/html; charset=utf-8"));
-        if let AppError::TooManyRequests { retry_after_secs } = &self.error {
-            res.insert_header((header::RETRY_AFTER, *retry_after_secs));
-        }
-        res.body(super::layout::layout(heading(status), None, None, body).into_string())
+        self.respond(
+            super::layout::layout(heading(status), None, None, self.body()),
+            None,
+        )
     }
+}
+
+/// Middleware: a portal error page shown to someone logged in keeps the frame (the menu their
+/// role may open, their name, "Sair"), so an error is a page of the portal, not a dead end.
+pub async fn framed(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
+    let res = next.call(req).await?;
+    let status = res.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return Ok(res.map_into_left_body());
+    }
+    let Some(error) = res
+        .response()
+        .error()
+        .and_then(|e| e.as_error::<PageError>())
+    else {
+        return Ok(res.map_into_left_body());
+    };
+    let request = res.request().clone();
+    let Some(state) = request.app_data::<actix_web::web::Data<AppState>>().cloned() else {
+        return Ok(res.map_into_left_body());
+    };
+    let Ok(PortalUser(Some(user))) = PortalUser::extract(&request).await else {
+        return Ok(res.map_into_left_body());
+    };
+    let Ok(staff) = Staff::from_parts(&request, &state, PortalUser(Some(user))) else {
+        return Ok(res.map_into_left_body());
+    };
+    let framed = frame(
+        &staff.user.user,
+        staff.is_admin(),
+        &staff.csrf.value,
+        Section::of_path(request.path()),
+        heading(status),
+        error.body(),
+    );
+    let response = error.respond(framed, Some(&staff.csrf));
+    Ok(res.into_response(response).map_into_right_body())
 }

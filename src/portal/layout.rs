@@ -52,6 +52,15 @@ impl Section {
         }
     }
 
+    /// The section a portal path belongs to (the Painel for anything else).
+    pub fn of_path(path: &str) -> Section {
+        Section::ALL
+            .into_iter()
+            .filter(|s| *s != Section::Painel)
+            .find(|s| path == s.href() || path.starts_with(&format!("{}/", s.href())))
+            .unwrap_or(Section::Painel)
+    }
+
     /// Devices, users and the audit log are for ADMIN/DEV only.
     fn admin_only(self) -> bool {
         matches!(

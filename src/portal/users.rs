@@ -149,7 +149,7 @@ fn link_page(
         p { a href="/usuarios" { "‹ Usuários" } }
         h1 { "Link para definir a senha" }
         p.warn role="alert" { "Este link aparece só agora. Envie a " strong { (whom) } " por um canal seguro." }
-        pre.command { code { (link.url.expose()) } }
+        (c::copyable(link.url.expose()))
         p.muted { "Vale até " (c::when(tz, link.expires_at)) " e só pode ser usado uma vez." }
         p { a.button href="/usuarios" { "Concluído" } }
     };

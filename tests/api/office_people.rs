@@ -149,4 +149,39 @@ on_both_databases! {
         assert_eq!(res.status(), 404);
         assert!(res.text().await.unwrap().contains("Peça um novo"));
     }
+
+    async fn error_pages_keep_the_menu_and_whose_session_it_is(db: TestDb) {
+        let o = office(&db).await;
+        let (view, _) = session(&o.app, "view@escritorio.com.br", PW).await;
+        let res = view.get(o.app.url("/usuarios")).send().await.unwrap();
+        assert_eq!(res.status(), 403);
+        let html = res.text().await.unwrap();
+        assert!(html.contains("Acesso negado"), "{html}");
+        assert!(html.contains(r#"nav class="sections""#) && html.contains(r#"href="/certificados""#), "{html}");
+        assert!(!html.contains(r#"href="/usuarios""#), "the menu is the VIEW's: {html}");
+        assert!(html.contains("action=\"/sair\""), "{html}");
+        let (admin, csrf) = session(&o.app, "admin@escritorio.com.br", PW).await;
+        let res = admin
+            .post(o.app.url("/usuarios"))
+            .form(&[("csrf", csrf.as_str()), ("nome", "Sem E-mail"), ("email", "isto não é e-mail"), ("role_global", "VIEW")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 422);
+        let html = res.text().await.unwrap();
+        assert!(html.contains("Dados inválidos") && html.contains(r#"href="/usuarios""#), "{html}");
+        assert!(html.contains(r#"aria-current="page">Usuários"#), "the section stays marked: {html}");
+        // Logged out, an unknown page is still a plain page with "Entrar".
+        let res = browser().get(o.app.url("/certificados/00000000-0000-0000-0000-000000000000")).send().await.unwrap();
+        assert_eq!(res.status(), 303);
+        // The one showing of a password link has a "Copiar" beside it.
+        let res = admin
+            .post(o.app.url(&format!("/usuarios/{}/link", o.view_id)))
+            .form(&[("csrf", csrf.as_str())])
+            .send()
+            .await
+            .unwrap();
+        let html = res.text().await.unwrap();
+        assert!(html.contains("class=\"copyable\"") && html.contains(">Copiar</button>"), "{html}");
+    }
 }
