@@ -21,12 +21,16 @@ fn error_box(message: Option<&str>) -> Markup {
     html! { @if let Some(m) = message { p.error role="alert" { (m) } } }
 }
 
-fn login_form(csrf: &str, email: &str, message: Option<&str>) -> Markup {
+fn login_form(csrf: &str, email: &str, volta: &str, message: Option<&str>) -> Markup {
     html! {
         h1 { "Entrar" }
+        @if !volta.is_empty() && message.is_none() {
+            p.notice role="status" { "Sua sessão terminou. Entre de novo para voltar à página em que estava." }
+        }
         (error_box(message))
         form.card method="post" action="/entrar" {
             input type="hidden" name="csrf" value=(csrf);
+            @if !volta.is_empty() { input type="hidden" name="volta" value=(volta); }
             label { "E-mail" input type="email" name="email" value=(email) required autocomplete="username"; }
             label { "Senha" input type="password" name="password" required autocomplete="current-password"; }
             button type="submit" { "Entrar" }
@@ -34,18 +38,41 @@ fn login_form(csrf: &str, email: &str, message: Option<&str>) -> Markup {
     }
 }
 
+/// `?volta=`: the page a login returns to, when it is one of the portal's.
+#[derive(Deserialize)]
+pub struct LoginQuery {
+    #[serde(default)]
+    volta: String,
+}
+
+/// `volta` if the login may return there, else empty.
+fn return_to(volta: &str) -> &str {
+    if super::error::safe_return(volta) {
+        volta
+    } else {
+        ""
+    }
+}
+
 pub async fn login_page(
     state: web::Data<AppState>,
     req: HttpRequest,
     user: PortalUser,
+    q: web::Query<LoginQuery>,
 ) -> HttpResponse {
+    let volta = return_to(&q.volta);
     if user.0.is_some() {
-        return redirect("/");
+        return redirect(if volta.is_empty() { "/" } else { volta });
     }
     let csrf = Csrf::for_request(&req, &state);
     page(
         StatusCode::OK,
-        layout("Entrar", None, None, login_form(&csrf.value, "", None)),
+        layout(
+            "Entrar",
+            None,
+            None,
+            login_form(&csrf.value, "", volta, None),
+        ),
         &csrf,
     )
 }
@@ -56,6 +83,8 @@ pub struct LoginForm {
     csrf: String,
     email: String,
     password: String,
+    #[serde(default)]
+    volta: String,
 }
 
 pub async fn login_submit(
@@ -65,9 +94,17 @@ pub async fn login_submit(
 ) -> Result<HttpResponse, AppError> {
     let form = form.into_inner();
     let csrf = Csrf::for_request(&req, &state);
+    let volta = return_to(&form.volta).to_owned();
     match login::attempt_login(&state, &client(&req), &form.email, form.password).await {
         Ok((_, login)) => Ok(HttpResponse::SeeOther()
-            .insert_header((actix_web::http::header::LOCATION, "/"))
+            .insert_header((
+                actix_web::http::header::LOCATION,
+                if volta.is_empty() {
+                    "/"
+                } else {
+                    volta.as_str()
+                },
+            ))
             .cookie(session_cookie(&state, login.token.expose().to_owned()))
             .finish()),
         Err(AppError::InvalidCredentials) => {
@@ -84,7 +121,7 @@ pub async fn login_submit(
                     "Entrar",
                     None,
                     None,
-                    login_form(&csrf.value, &form.email, Some(&message)),
+                    login_form(&csrf.value, &form.email, &volta, Some(&message)),
                 ),
                 &csrf,
             ))
@@ -100,7 +137,7 @@ pub async fn login_submit(
                     "Entrar",
                     None,
                     None,
-                    login_form(&csrf.value, &form.email, Some(&message)),
+                    login_form(&csrf.value, &form.email, &volta, Some(&message)),
                 ),
                 &csrf,
             ))

@@ -10,6 +10,7 @@ use actix_web::web::Bytes;
 use actix_web::{HttpResponse, web};
 use chrono::{DateTime, Utc};
 use maud::{Markup, html};
+use sea_orm::EntityTrait;
 use serde::Deserialize;
 use uuid::Uuid;
 
@@ -347,6 +348,8 @@ pub struct EventsParams {
 
 struct Live {
     state: web::Data<AppState>,
+    /// The portal session the stream was opened with: the stream ends with it.
+    session: String,
     user: AuthUser,
     csrf: String,
     listing: Listing,
@@ -378,11 +381,40 @@ fn event_of(tz: chrono_tz::Tz, live: &Live, job: &JobView) -> String {
     format!("event: job\ndata: {data}\n\n")
 }
 
+impl Live {
+    /// Whether the session is still live and its user still active with the same role: a
+    /// logout, an expiry, a deactivation or a demotion ends the stream at its next chunk.
+    async fn still_signed_in(&self) -> bool {
+        let db = &self.state.db;
+        let Ok(Some(row)) = crate::accounts::session::find_live(db, &self.session).await else {
+            return false;
+        };
+        let user = crate::accounts::user::Users::find_by_id(row.user_id)
+            .one(db)
+            .await
+            .ok()
+            .flatten();
+        user.is_some_and(|u| {
+            u.is_active && u.id == self.user.user.id && u.role().ok() == Some(self.user.role)
+        })
+    }
+}
+
 /// The next chunk of the stream: changed rows, a keep-alive, or the end.
 async fn next(mut live: Live) -> Option<(Result<Bytes, PageError>, Live)> {
     loop {
         if tokio::time::Instant::now() >= live.until || live.state.job_hub.is_closing() {
             return None;
+        }
+        if !live.still_signed_in().await {
+            // The page's script says the session ended; a reconnect meets the login.
+            return Some((
+                Ok(Bytes::from_static(b"event: ended\ndata: {}\n\n")),
+                Live {
+                    until: tokio::time::Instant::now(),
+                    ..live
+                },
+            ));
         }
         if live.look {
             live.look = false;
@@ -425,9 +457,14 @@ async fn next(mut live: Live) -> Option<(Result<Bytes, PageError>, Live)> {
 
 pub async fn events(
     state: web::Data<AppState>,
+    req: actix_web::HttpRequest,
     staff: Staff,
     params: web::Query<EventsParams>,
 ) -> Result<HttpResponse, PageError> {
+    let session = req
+        .cookie(super::session::SESSION_COOKIE)
+        .map(|c| c.value().to_owned())
+        .unwrap_or_default();
     let now = Utc::now();
     // Never further back than a day: a stale page reloads instead of replaying history.
     let since = params
@@ -439,6 +476,7 @@ pub async fn events(
     let changes = state.job_hub.subscribe();
     let live = Live {
         state: state.clone(),
+        session,
         user: staff.user,
         csrf: staff.csrf.value,
         listing: Listing::parse(params.status.as_deref(), params.page),

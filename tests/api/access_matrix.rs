@@ -596,7 +596,10 @@ async fn every_portal_page_with_every_role() {
                     expected[i]
                 ));
             } else if status == 303 && *path != "/sair" && *path != "/entrar" {
-                let to_login = location.as_deref() == Some("/entrar");
+                // The login, remembering the page a GET asked for (`?volta=`).
+                let to_login = location.as_deref().is_some_and(|l| {
+                    l == "/entrar" || (*method == "get" && l.starts_with("/entrar?volta=%2F"))
+                });
                 if to_login != (i == 0) {
                     wrong.push(format!("{method} {path} as {who} -> {location:?}"));
                 }

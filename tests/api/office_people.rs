@@ -184,4 +184,54 @@ on_both_databases! {
         let html = res.text().await.unwrap();
         assert!(html.contains("class=\"copyable\"") && html.contains(">Copiar</button>"), "{html}");
     }
+
+    async fn a_login_returns_to_the_page_and_the_live_stream_ends_with_the_session(db: TestDb) {
+        let o = office(&db).await;
+        // No session: the page is remembered, and the login returns there.
+        let b = browser();
+        let res = b.get(o.app.url("/certificados?status=expired")).send().await.unwrap();
+        assert_eq!(res.status(), 303);
+        assert_eq!(res.headers()["location"], "/entrar?volta=%2Fcertificados%3Fstatus%3Dexpired");
+        let login = page_text(&b, &o.app.url("/entrar?volta=%2Fcertificados%3Fstatus%3Dexpired")).await;
+        assert!(login.contains(r#"name="volta" value="/certificados?status=expired""#), "{login}");
+        let csrf = csrf_of(&login);
+        let res = b
+            .post(o.app.url("/entrar"))
+            .form(&[("csrf", csrf.as_str()), ("email", "view@escritorio.com.br"), ("password", PW), ("volta", "/certificados?status=expired")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 303);
+        assert_eq!(res.headers()["location"], "/certificados?status=expired");
+        // Never somewhere else.
+        for evil in ["//evil.example/", "https://evil.example/", "/\\evil.example", "/sair"] {
+            let (b, csrf) = anonymous(&o.app).await;
+            let res = b
+                .post(o.app.url("/entrar"))
+                .form(&[("csrf", csrf.as_str()), ("email", "view@escritorio.com.br"), ("password", PW), ("volta", evil)])
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(res.headers()["location"], "/", "{evil}");
+        }
+
+        // The live stream of a session that ends stops at its next chunk.
+        let (view, _) = session(&o.app, "view@escritorio.com.br", PW).await;
+        let pc = o.device("PC-FIM", true).await;
+        let job = o.requested_job(&pc, None).await;
+        let mut stream = view.get(o.app.url("/solicitacoes/eventos")).send().await.unwrap();
+        assert_eq!(stream.status(), 200);
+        // The portal session (the newest) ends; the change after it is not sent.
+        db.execute("UPDATE refresh_sessions SET revoked_at = created_at WHERE created_at = (SELECT MAX(created_at) FROM refresh_sessions)").await;
+        o.approve(&job).await;
+        let mut seen = String::new();
+        let ended = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+            while let Ok(Some(chunk)) = stream.chunk().await {
+                seen.push_str(&String::from_utf8_lossy(&chunk));
+            }
+        })
+        .await;
+        assert!(ended.is_ok(), "the stream went on: {seen}");
+        assert!(seen.contains("event: ended") && !seen.contains("event: job"), "{seen}");
+    }
 }

@@ -224,3 +224,63 @@ async fn the_request_flow_in_two_real_browsers() {
     view.quit().await;
     admin.quit().await;
 }
+
+/// Issue 22, point 18: the session ends while a form is being filled in. Sending it leads to
+/// the login, the login back to the page, and what was typed is there again (never the
+/// password, never the CSRF token).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_session_returns_to_the_page_with_the_form_kept() {
+    let Some(b) = Browser::start().await else {
+        return;
+    };
+    let db = TestDb::new(Backend::Sqlite).await.unwrap();
+    let o = office(&db).await;
+    login(&b, &o.app, "admin@escritorio.com.br").await;
+    b.goto(&o.app.url("/usuarios?x=1")).await;
+    b.type_into("form[action='/usuarios'] input[name=nome]", "Joana Prado")
+        .await;
+    b.type_into(
+        "form[action='/usuarios'] input[name=email]",
+        "joana@escritorio.com.br",
+    )
+    .await;
+    // The session ends (expired, or revoked elsewhere) before the form is sent.
+    db.execute("UPDATE refresh_sessions SET revoked_at = created_at WHERE created_at = (SELECT MAX(created_at) FROM refresh_sessions)").await;
+    b.click("form[action='/usuarios'] button[type=submit]")
+        .await;
+    let url = wait_for_url_part(&b, "/entrar", Duration::from_secs(10)).await;
+    assert!(url.ends_with("/entrar"), "{url}");
+    let page = b.wait_for_text("Sua sessão terminou").await;
+    assert!(
+        page.contains(r#"name="volta" value="/usuarios?x=1""#)
+            || page.contains("value=\"/usuarios?x=1\""),
+        "{page}"
+    );
+    b.type_into("input[name=email]", "admin@escritorio.com.br")
+        .await;
+    b.type_into("input[name=password]", PW).await;
+    b.click("form.card button[type=submit]").await;
+    let url = wait_for_url_part(&b, "/usuarios", Duration::from_secs(10)).await;
+    assert!(url.ends_with("/usuarios?x=1"), "{url}");
+    let restored = b.wait_for_text("O que você digitou foi mantido").await;
+    assert!(restored.contains("data-restored"), "{restored}");
+    let typed = b
+        .script("return [document.querySelector(\"form[action='/usuarios'] input[name=nome]\").value, document.querySelector(\"form[action='/usuarios'] input[name=email]\").value]")
+        .await;
+    assert_eq!(
+        typed,
+        serde_json::json!(["Joana Prado", "joana@escritorio.com.br"])
+    );
+    let stored = b
+        .script("return window.sessionStorage.getItem('certhub-draft')")
+        .await;
+    assert_eq!(stored, serde_json::Value::Null, "a draft is restored once");
+    // Nothing was created while the session was gone.
+    assert_eq!(
+        db.scalar("SELECT COUNT(*) FROM users WHERE email = 'joana@escritorio.com.br'")
+            .await,
+        0
+    );
+    b.screenshot(&shot("admin-form-kept-after-expiry")).await;
+    b.quit().await;
+}
