@@ -422,6 +422,8 @@ async fn seed(db: &DatabaseConnection, org: OrgId, cfg: &Config) -> Seeded {
                 last_seen_at: Set(Some(seen)),
                 last_heartbeat_at: Set(Some(seen)),
                 created_at: Set(now - Span::days(60)),
+                reported_hostname: Set(Some(format!("DESKTOP-{:04X}", i * 7919))),
+                retired_at: Set(None),
             }
         })
         .collect();

@@ -18,6 +18,7 @@ mod m20261129_000011_lease_overdue;
 mod m20261203_000012_portal_listing_indexes;
 mod m20261207_000013_removal_cause;
 mod m20261207_000014_audit_breaks;
+mod m20261207_000015_device_identity;
 mod util;
 
 pub struct Migrator;
@@ -40,6 +41,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000012_portal_listing_indexes::Migration),
             Box::new(m20261207_000013_removal_cause::Migration),
             Box::new(m20261207_000014_audit_breaks::Migration),
+            Box::new(m20261207_000015_device_identity::Migration),
         ]
     }
 }

@@ -75,6 +75,7 @@ actions! {
     DeviceTokenRotated => "DEVICE_TOKEN_ROTATED",
     DeviceBlocked => "DEVICE_BLOCKED",
     DeviceUnblocked => "DEVICE_UNBLOCKED",
+    DeviceRemoved => "DEVICE_REMOVED",
     DeviceAuthRateLimited => "DEVICE_AUTH_RATE_LIMITED",
     DeviceAuthFailed => "DEVICE_AUTH_FAILED",
     DeviceEnrolled => "DEVICE_ENROLLED",

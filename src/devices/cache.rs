@@ -125,6 +125,8 @@ mod tests {
             last_seen_at: None,
             last_heartbeat_at: None,
             created_at: now,
+            reported_hostname: None,
+            retired_at: None,
         }
     }
 

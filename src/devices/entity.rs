@@ -24,6 +24,10 @@ pub struct Model {
     pub last_seen_at: Option<DateTimeUtc>,
     pub last_heartbeat_at: Option<DateTimeUtc>,
     pub created_at: DateTimeUtc,
+    /// The PC's own host name, as its agent reported it at pairing (`hostname` is the admin's).
+    pub reported_hostname: Option<String>,
+    /// When the computer was removed from the office; its rows stay for the history.
+    pub retired_at: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

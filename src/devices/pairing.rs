@@ -191,8 +191,9 @@ pub async fn enroll(
         )
         .col_expr(Column::PublicKey, Expr::value(key))
         .col_expr(Column::LastSeenAt, Expr::value(now));
+    // The admin's name for the computer stays; the PC's own name is kept beside it.
     if let Some(h) = &hostname {
-        update = update.col_expr(Column::Hostname, Expr::value(h.clone()));
+        update = update.col_expr(Column::ReportedHostname, Expr::value(h.clone()));
     }
     if let Some(v) = &os_version {
         update = update.col_expr(Column::OsVersion, Expr::value(v.clone()));
@@ -220,7 +221,8 @@ pub async fn enroll(
         )
         .entity("device", device.id)
         .meta(json!({
-            "hostname": hostname.unwrap_or(device.hostname),
+            "hostname": device.hostname,
+            "reported_hostname": hostname,
             "agent_version": agent_version,
         }))
         .ip(ip),

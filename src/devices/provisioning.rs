@@ -33,7 +33,10 @@ pub struct OwnerView {
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct DeviceView {
     pub id: Uuid,
+    /// The name the admin gave the computer.
     pub hostname: String,
+    /// The PC's own host name, as its agent reported it at pairing.
+    pub reported_hostname: Option<String>,
     pub domain: Option<String>,
     pub os_version: Option<String>,
     pub agent_version: Option<String>,
@@ -100,6 +103,7 @@ async fn views<C: ConnectionTrait>(
             installed: installed.remove(&d.id).unwrap_or_default(),
             id: d.id,
             hostname: d.hostname,
+            reported_hostname: d.reported_hostname,
             domain: d.domain,
             os_version: d.os_version,
             agent_version: d.agent_version,
@@ -198,6 +202,7 @@ pub async fn provision(
     if let Some(owner) = body.owner_user_id {
         check_owner(&txn, admin.org, owner).await?;
     }
+    refuse_taken_name(&txn, admin.org, &hostname, None).await?;
     let now = Utc::now();
     let creds = FreshCredentials::generate(now);
     let id = Uuid::new_v4();
@@ -218,6 +223,8 @@ pub async fn provision(
         last_seen_at: Set(None),
         last_heartbeat_at: Set(None),
         created_at: Set(now),
+        reported_hostname: Set(None),
+        retired_at: Set(None),
     })
     .exec_with_returning(&txn)
     .await?;
@@ -242,6 +249,31 @@ pub async fn provision(
     Ok(credentials_response(state, &creds, device))
 }
 
+/// Refuses `name` when another computer of the office (not removed) has it, letter case
+/// aside: two "PC-FISCAL-02" cannot be told apart in a list. Serialised per office.
+async fn refuse_taken_name<C: ConnectionTrait>(
+    conn: &C,
+    org: OrgId,
+    name: &str,
+    except: Option<Uuid>,
+) -> Result<(), AppError> {
+    crate::organizations::lock(conn, org.0).await?;
+    let wanted = name.to_lowercase();
+    let taken = Devices::find()
+        .filter(Column::OrgId.eq(org.0))
+        .filter(Column::RetiredAt.is_null())
+        .all(conn)
+        .await?
+        .into_iter()
+        .any(|d| Some(d.id) != except && d.hostname.to_lowercase() == wanted);
+    if taken {
+        return Err(AppError::Conflict(
+            "a computer with that name already exists in this office".into(),
+        ));
+    }
+    Ok(())
+}
+
 /// The office's devices by host name, with owner and what is installed on each.
 pub async fn list_views<C: ConnectionTrait>(
     db: &C,
@@ -250,6 +282,7 @@ pub async fn list_views<C: ConnectionTrait>(
 ) -> Result<Vec<DeviceView>, AppError> {
     let devices = Devices::find()
         .filter(Column::OrgId.eq(org.0))
+        .filter(Column::RetiredAt.is_null())
         .order_by_asc(Column::Hostname)
         .order_by_asc(Column::Id)
         .all(db)
@@ -386,6 +419,7 @@ pub async fn update(
     let mut before = serde_json::Map::new();
     let mut after = serde_json::Map::new();
     if let Some(h) = hostname.filter(|h| *h != device.hostname) {
+        refuse_taken_name(&txn, admin.org, &h, Some(device.id)).await?;
         before.insert("hostname".into(), json!(device.hostname));
         after.insert("hostname".into(), json!(h));
         active.hostname = Set(h);
@@ -478,4 +512,57 @@ pub async fn set_allowed(
         state.job_hub.notify(device.id);
     }
     Ok(device)
+}
+
+/// Removes computer `id` from the office: it is blocked, what is installed there is handed a
+/// `REMOVE` job (a blocked device still performs its removals), its pairing code is void, and
+/// it leaves the lists and the request form. Its rows stay: the history still names it.
+/// Audited `DEVICE_REMOVED`.
+pub async fn retire(state: &AppState, admin: &AuthUser, id: Uuid) -> Result<(), AppError> {
+    admin.require_admin()?;
+    let txn = crate::db::begin_write(&state.db).await?;
+    let device = find_in_org(&txn, admin.org, id).await?;
+    let now = Utc::now();
+    Devices::update(entity::ActiveModel {
+        id: Set(device.id),
+        is_allowed: Set(false),
+        retired_at: Set(Some(now)),
+        enrollment_code_hash: Set(None),
+        enrollment_expires_at: Set(None),
+        ..Default::default()
+    })
+    .exec(&txn)
+    .await?;
+    cancel_installs_for(&txn, admin, device.id, "device_removed").await?;
+    let removing = crate::jobs::permission::remove_installations_of(
+        &txn,
+        admin.org,
+        crate::jobs::permission::Whose::Device(device.id),
+        Actor::User(admin.user.id),
+        admin.ip.clone(),
+        "device_blocked",
+    )
+    .await?;
+    audit::append(
+        &txn,
+        Entry::new(
+            admin.org,
+            AuditAction::DeviceRemoved,
+            Actor::User(admin.user.id),
+        )
+        .entity("device", device.id)
+        .meta(json!({
+            "hostname": device.hostname,
+            "reported_hostname": device.reported_hostname,
+            "had_installations": !removing.is_empty(),
+        }))
+        .ip(admin.ip.clone()),
+    )
+    .await?;
+    super::cache::announce(&txn, device.id).await?;
+    txn.commit().await?;
+    state.device_cache.forget(device.id);
+    state.job_hub.changed();
+    state.job_hub.notify(device.id);
+    Ok(())
 }

@@ -85,6 +85,16 @@ pub async fn unblock(
     Ok(HttpResponse::Ok().json(view))
 }
 
+/// `DELETE /api/v1/admin/devices/{id}`
+pub async fn remove(
+    state: web::Data<AppState>,
+    admin: AdminUser,
+    path: web::Path<Uuid>,
+) -> Result<HttpResponse, AppError> {
+    provisioning::retire(&state, &admin.0, path.into_inner()).await?;
+    Ok(HttpResponse::Ok().json(crate::accounts::routes::Acknowledged { ok: true }))
+}
+
 /// `POST /api/v1/agent/enroll`: exchanges a one-time enrollment code for the device's id and a
 /// fresh token, registering its public key. Unknown, used and expired codes get the same 410.
 pub async fn enroll(

@@ -8,7 +8,8 @@ use crate::domain::{OrgId, Role};
 use crate::error::AppError;
 use crate::identity::AuthUser;
 
-/// The device `id` of office `org`; another office's device is "not found", like a missing one.
+/// The device `id` of office `org`; another office's device, or one removed from the office,
+/// is "not found", like a missing one.
 pub async fn find_in_org<C: ConnectionTrait>(
     conn: &C,
     org: OrgId,
@@ -16,6 +17,7 @@ pub async fn find_in_org<C: ConnectionTrait>(
 ) -> Result<Device, AppError> {
     Devices::find_by_id(id)
         .filter(Column::OrgId.eq(org.0))
+        .filter(Column::RetiredAt.is_null())
         .one(conn)
         .await?
         .ok_or_else(|| AppError::NotFound("no such device in this office".into()))

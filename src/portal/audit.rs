@@ -355,6 +355,7 @@ pub fn action_label(action: AuditAction) -> &'static str {
         A::DeviceTokenRotated => "Credencial do computador trocada",
         A::DeviceBlocked => "Computador bloqueado",
         A::DeviceUnblocked => "Computador desbloqueado",
+        A::DeviceRemoved => "Computador removido",
         A::DeviceAuthRateLimited => "Autenticações do agente limitadas",
         A::DeviceAuthFailed => "Autenticação do agente recusada",
         A::DeviceEnrolled => "Computador pareado",

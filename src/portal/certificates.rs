@@ -220,11 +220,19 @@ pub async fn detail(
                     label { "Computador"
                         select name="device_id" required {
                             @for d in &devices {
-                                option value=(d.id) {
+                                option value=(d.id) data-paired=(if d.public_key.is_some() { "yes" } else { "no" }) {
                                     (d.hostname)
                                     @if d.owner_user_id == Some(staff.user.user.id) { " (meu)" }
+                                    @if d.public_key.is_none() { " — agente ainda não instalado: o pedido espera por ele" }
                                 }
                             }
+                        }
+                    }
+                    @if devices.iter().all(|d| d.public_key.is_none()) {
+                        p.warn role="status" data-unpaired {
+                            "O agente CertHub ainda não foi instalado e pareado "
+                            (if devices.len() == 1 { "neste computador" } else { "nestes computadores" })
+                            ": o pedido fica esperando até que um administrador termine a instalação."
                         }
                     }
                     label { "Por quanto tempo"

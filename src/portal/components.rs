@@ -147,6 +147,9 @@ pub fn notice(code: Option<&str>) -> Markup {
         "conta_desbloqueada" => "Conta desbloqueada: a pessoa já pode entrar com a senha dela.",
         "conta_nao_bloqueada" => "Esta conta não estava bloqueada.",
         "quebra_ciente" => "Ciência registrada na auditoria.",
+        "computador_removido" => {
+            "Computador removido. Se havia certificados nele, o agente vai removê-los; o histórico continua na auditoria."
+        }
         _ => return html! {},
     };
     html! { p.notice role="status" { (text) } }

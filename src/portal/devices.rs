@@ -28,6 +28,23 @@ fn online(d: &DeviceView, now: chrono::DateTime<Utc>) -> bool {
         .is_some_and(|s| now - s <= Duration::minutes(OFFLINE_AFTER_MINUTES))
 }
 
+/// What the PC itself says it is (its own host name and system), beside the admin's name.
+fn reported(d: &DeviceView) -> Markup {
+    let own = d
+        .reported_hostname
+        .as_deref()
+        .filter(|h| !h.eq_ignore_ascii_case(&d.hostname));
+    html! {
+        @if own.is_some() || d.os_version.is_some() {
+            div.muted data-reported {
+                "no PC: "
+                (own.unwrap_or(d.hostname.as_str()))
+                @if let Some(os) = &d.os_version { " · " (os) }
+            }
+        }
+    }
+}
+
 fn state_badge(d: &DeviceView, now: chrono::DateTime<Utc>) -> Markup {
     if !d.is_allowed {
         html! { span.badge.bad { "bloqueado" } }
@@ -92,7 +109,10 @@ pub async fn list(
                 tbody {
                     @for d in &devices {
                         tr {
-                            td { a href={ "/dispositivos/" (d.id) } { (d.hostname) } }
+                            td {
+                                a href={ "/dispositivos/" (d.id) } { (d.hostname) }
+                                (reported(d))
+                            }
                             td { (d.owner.as_ref().map(|o| o.nome.as_str()).unwrap_or("qualquer usuário")) }
                             td { (state_badge(d, now)) }
                             td.nowrap { (c::time(tz, d.last_seen_at)) }
@@ -228,6 +248,7 @@ pub async fn detail(
         (c::notice(params.ok.as_deref()))
         dl.facts {
             dt { "Id" } dd.mono { (d.id) }
+            dt { "Nome no próprio PC" } dd { (d.reported_hostname.as_deref().unwrap_or("— (ainda não pareado)")) }
             dt { "Último contato" } dd { (c::time(tz, d.last_seen_at)) }
             dt { "Último heartbeat" } dd { (c::time(tz, d.last_heartbeat_at)) }
             dt { "Versão do agente" } dd { (d.agent_version.as_deref().unwrap_or("—")) }
@@ -262,6 +283,10 @@ pub async fn detail(
                 form method="post" action={ "/dispositivos/" (d.id) "/token" } data-confirm="Gerar um novo token? O agente atual para de funcionar até ser pareado de novo." {
                     (csrf_field(csrf))
                     button.secondary type="submit" { "Gerar novo token e código" }
+                }
+                form method="post" action={ "/dispositivos/" (d.id) "/remover" } data-confirm="Remover este computador do escritório? Os certificados instalados nele serão removidos pelo agente; o histórico fica na auditoria." {
+                    (csrf_field(csrf))
+                    button.danger type="submit" { "Remover computador" }
                 }
                 @if d.is_allowed {
                     form method="post" action={ "/dispositivos/" (d.id) "/bloquear" } data-confirm="Bloquear este computador? Os pedidos em espera para ele serão cancelados." {
@@ -354,4 +379,16 @@ pub async fn unblock(
     submitted: Submitted<AdminStaff, CsrfForm>,
 ) -> Result<HttpResponse, PageError> {
     set_allowed(&state, &submitted.user, path.into_inner(), true).await
+}
+
+pub async fn remove(
+    state: web::Data<AppState>,
+    path: web::Path<Uuid>,
+    submitted: Submitted<AdminStaff, CsrfForm>,
+) -> Result<HttpResponse, PageError> {
+    let id = path.into_inner();
+    admin::retire(&state, &submitted.user.0.user, id)
+        .await
+        .map_err(back_to(&format!("/dispositivos/{id}")))?;
+    Ok(done("/dispositivos", "computador_removido"))
 }

@@ -101,6 +101,10 @@ fn detail(error: &AppError) -> String {
             "a user with that e-mail already exists",
             "Já existe um usuário com esse e-mail.",
         ),
+        (
+            "a computer with that name already exists",
+            "Já existe um computador com esse nome no escritório. Escolha outro nome.",
+        ),
         ("no such", "Não encontrado neste escritório."),
         (
             "formulário expirado",

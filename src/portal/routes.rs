@@ -48,6 +48,7 @@ portal_routes! {
     post "/dispositivos/{id}/token" => devices::rotate;
     post "/dispositivos/{id}/bloquear" => devices::block;
     post "/dispositivos/{id}/desbloquear" => devices::unblock;
+    post "/dispositivos/{id}/remover" => devices::remove;
     get "/usuarios" => users::list;
     post "/usuarios" => users::create;
     post "/usuarios/{id}" => users::update;

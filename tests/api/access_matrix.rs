@@ -210,6 +210,13 @@ const MATRIX: &[Row] = &[
         None,
         [401, 403, 200, 200, 403],
     ),
+    // Removed by the ADMIN, the computer is gone for the DEV after it.
+    (
+        "delete",
+        "/api/v1/admin/devices/{id}",
+        None,
+        [401, 403, 200, 404, 403],
+    ),
     ("get", "/api/v1/audit", None, [401, 403, 200, 200, 403]),
     (
         "get",
@@ -298,8 +305,8 @@ async fn office() -> (TestDb, Office) {
 }
 
 /// Provisions a device as the ADMIN: its id and token.
-async fn provision(o: &Office) -> (String, String) {
-    let body = o.provision("PC-MATRIZ").await;
+async fn provision(o: &Office, name: &str) -> (String, String) {
+    let body = o.provision(name).await;
     (
         body["id"].as_str().unwrap().to_owned(),
         body["device_token"].as_str().unwrap().to_owned(),
@@ -320,9 +327,9 @@ async fn every_route_with_every_role() {
     let (_db, o) = office().await;
     let (app, view, admin, dev) = (&o.app, &o.view, &o.admin, o.user("dev@escritorio.com.br"));
     // The calling device, paired for real, and a second one the admin routes act on.
-    let (device_id, device_token) = provision(&o).await;
+    let (device_id, device_token) = provision(&o, "PC-MATRIZ").await;
     let device = o.device_jwt(&device_id, &device_token).await;
-    let (target_device_id, _) = provision(&o).await;
+    let (target_device_id, _) = provision(&o, "PC-DESTINO").await;
     let (view_id, cert_id) = (o.view_id.clone(), o.cert.clone());
 
     let callers: [Option<&str>; 5] = [
@@ -484,6 +491,13 @@ const PORTAL: &[PortalRow] = &[
         Some("csrf={csrf}"),
         [303, 403, 303, 303],
     ),
+    // Removed by the ADMIN, the computer is gone for the DEV after it.
+    (
+        "post",
+        "/dispositivos/{id}/remover",
+        Some("csrf={csrf}"),
+        [303, 403, 303, 404],
+    ),
     ("get", "/usuarios", None, [303, 403, 200, 200]),
     (
         "post",
@@ -537,7 +551,7 @@ async fn every_portal_page_with_every_role() {
     }
     let (_db, o) = office().await;
     let app = &o.app;
-    let (device_id, _) = provision(&o).await;
+    let (device_id, _) = provision(&o, "PC-MATRIZ").await;
     let (view_id, cert_id) = (o.view_id.clone(), o.cert.clone());
     let job_id = uuid::Uuid::new_v4().to_string();
 

@@ -255,7 +255,9 @@ on_both_databases! {
         assert_eq!(heartbeat(&app, &jwt).await.status(), 200);
         assert_eq!(auth(&app, &d.id, &d.token, None).await.status(), 401);
         let item = get_device(&app, &admin.access, &d.id).await;
-        assert_eq!(item["hostname"], "PC-01B");
+        // The admin's name stays; the PC's own name is kept beside it.
+        assert_eq!(item["hostname"], "PC-01");
+        assert_eq!(item["reported_hostname"], "PC-01B");
         assert_eq!(item["public_key"], key.as_str());
 
         // Single use.

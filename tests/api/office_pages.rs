@@ -1,6 +1,7 @@
 //! The office's pages (issue 22): the requests page an ADMIN decides from, the audit an
 //! office can read, the words the portal uses.
 
+use certhub::crypto::DeviceSecretKey;
 use serde_json::json;
 
 use crate::helpers::*;
@@ -122,5 +123,89 @@ on_both_databases! {
         page_text(&admin, &o.app.url("/auditoria?verificar=tudo")).await;
         let home = page_text(&admin, &o.app.url("/")).await;
         assert!(home.contains(r#"data-chain="broken""#) && home.contains("no registro 2"), "{home}");
+    }
+
+    async fn a_computer_keeps_its_admin_name_refuses_a_twin_and_can_be_removed(db: TestDb) {
+        let o = office(&db).await;
+        // Named by the admin, paired from a PC that calls itself something else.
+        let d = o
+            .provision_with(json!({"hostname": "PC-FISCAL-02", "owner_user_id": o.view_id}))
+            .await;
+        let id = d["id"].as_str().unwrap().to_owned();
+        let key = DeviceSecretKey::generate();
+        let res = o
+            .app
+            .send(
+                "POST",
+                "/api/v1/agent/enroll",
+                Some(json!({"enrollment_code": d["enrollment_code"], "public_key": key.public_key().to_base64(), "hostname": "vm", "os_version": "Windows 11 Pro"})),
+                None,
+                None,
+            )
+            .await;
+        assert_eq!(res.status(), 200);
+        let creds: serde_json::Value = res.json().await.unwrap();
+        let jwt = o.device_jwt(&id, creds["device_token"].as_str().unwrap()).await;
+        let (admin, csrf) = session(&o.app, "admin@escritorio.com.br", PW).await;
+        let list = page_text(&admin, &o.app.url("/dispositivos")).await;
+        assert!(list.contains(">PC-FISCAL-02</a>"), "{list}");
+        assert!(list.contains("no PC: vm · Windows 11 Pro"), "{list}");
+
+        // Two computers of one name cannot be told apart: refused, letter case aside.
+        let (status, body) = o
+            .call("POST", "/api/v1/admin/devices", Some(json!({"hostname": "pc-fiscal-02"})), &o.admin.access)
+            .await;
+        assert_eq!(status, 409, "{body}");
+        let other = o.provision("PC-RECEPCAO").await;
+        let other_id = other["id"].as_str().unwrap();
+        let (status, _) = o
+            .call("PATCH", &format!("/api/v1/admin/devices/{other_id}"), Some(json!({"hostname": "PC-Fiscal-02"})), &o.admin.access)
+            .await;
+        assert_eq!(status, 409);
+        let res = admin
+            .post(o.app.url("/dispositivos"))
+            .form(&[("csrf", csrf.as_str()), ("hostname", "PC-FISCAL-02"), ("owner_user_id", "")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 409);
+        let page = res.text().await.unwrap();
+        assert!(page.contains("Já existe um computador com esse nome"), "{page}");
+
+        // The VIEW is told when the computer offered has no agent yet.
+        let (view, _) = session(&o.app, "view@escritorio.com.br", PW).await;
+        let cert = page_text(&view, &o.app.url(&format!("/certificados/{}", o.cert))).await;
+        assert!(cert.contains("PC-RECEPCAO — agente ainda não instalado"), "{cert}");
+        assert!(!cert.contains("PC-FISCAL-02 — agente"), "{cert}");
+
+        // Removed with a certificate on it: the removal goes to its agent, the computer leaves
+        // the lists and the request form, its history stays.
+        let pc = Device { id: id.clone(), key, jwt };
+        let (installation, _) = o.installed(&pc).await;
+        let res = admin
+            .post(o.app.url(&format!("/dispositivos/{id}/remover")))
+            .form(&[("csrf", csrf.as_str())])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 303);
+        assert_eq!(audits(&db, "DEVICE_REMOVED").await, 1);
+        let (_, jobs) = o.call("GET", "/api/v1/agent/jobs", None, &pc.jwt).await;
+        let jobs = jobs["jobs"].as_array().unwrap();
+        assert!(jobs.iter().all(|j| j["job_type"] == "REMOVE") && !jobs.is_empty(), "{jobs:?}");
+        let list = page_text(&admin, &o.app.url("/dispositivos")).await;
+        assert!(!list.contains("PC-FISCAL-02"), "{list}");
+        let cert = page_text(&view, &o.app.url(&format!("/certificados/{}", o.cert))).await;
+        assert!(!cert.contains("PC-FISCAL-02"), "{cert}");
+        assert_eq!(o.call("GET", &format!("/api/v1/admin/devices/{id}"), None, &o.admin.access).await.0, 404);
+        // The agent performs the removal; the lease closes under the blocked device's cause.
+        let remove = jobs[0]["id"].as_str().unwrap();
+        let (status, _) = o.claim(&pc, remove).await;
+        assert_eq!(status, 200);
+        let (status, _) = o.result(&pc, remove, json!({"status": "DONE", "key_deleted": true})).await;
+        assert_eq!(status, 200);
+        assert!(o.installation(&installation).await["removed_at"].is_string());
+        // Its name is free again.
+        o.provision("PC-FISCAL-02").await;
     }
 }
