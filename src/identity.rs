@@ -47,7 +47,8 @@ impl AuthUser {
 /// device is one too, for the removals only: every other use checks [`Self::require_allowed`].
 #[derive(Debug, Clone)]
 pub struct AuthDevice {
-    pub device: Device,
+    /// Boxed: a held long-poll keeps its caller for up to 30 s (`jobs::routes`'s size test).
+    pub device: Box<Device>,
     pub org: OrgId,
     pub ip: Option<String>,
 }

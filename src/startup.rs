@@ -241,7 +241,7 @@ pub async fn serve(settings: Settings) -> Result<(), StartError> {
             .app_data(web::Data::new(middleware::ErrorPage(
                 crate::portal::error::refusal_page,
             )))
-            .wrap(from_fn(crate::portal::error::framed))
+            .wrap(from_fn(crate::portal::framing::framed))
             .wrap(from_fn(middleware::refuse_nul_text))
             .wrap(from_fn(middleware::request_context))
             .configure(routes::configure)
@@ -270,9 +270,9 @@ pub async fn serve(settings: Settings) -> Result<(), StartError> {
         *state.setup_token.lock().unwrap_or_else(|p| p.into_inner()) = Some(token.hash());
         // stdout only, never the log: the link creates the first administrator.
         println!(
-            "No users yet. Create the first administrator at this one-time link:\n  {}/primeiro-acesso?token={}\n\
-             or from the command line (prints a link to choose the password):\n  \
-             certhub admin create-user --email you@your-office.com.br --name \"Your Name\" --role ADMIN",
+            "Nenhum usuário ainda. Crie o primeiro administrador neste link (vale uma vez):\n  {}/primeiro-acesso?token={}\n\
+             ou pela linha de comando (mostra um link para escolher a senha):\n  \
+             certhub admin create-user --email voce@seu-escritorio.com.br --name \"Seu Nome\" --role ADMIN",
             settings.public_url,
             token.expose()
         );

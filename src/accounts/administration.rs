@@ -97,16 +97,25 @@ pub async fn list_users_with_locks(
     Ok(users)
 }
 
+/// User `id` of the admin's office (another office's user is "not found", like a missing one).
+async fn target_in_org<C: ConnectionTrait>(
+    conn: &C,
+    admin: &AuthUser,
+    id: Uuid,
+) -> Result<User, AppError> {
+    Users::find_by_id(id)
+        .filter(user::entity::Column::OrgId.eq(admin.org.0))
+        .one(conn)
+        .await?
+        .ok_or_else(|| AppError::NotFound("no such user in this office".into()))
+}
+
 /// Ends the lockout of user `id` (an ADMIN for VIEW/ADMIN, a DEV for all), audited
 /// `USER_UNLOCKED`. Unlocking an account that is not locked changes nothing and says so.
 pub async fn unlock_user(state: &AppState, admin: &AuthUser, id: Uuid) -> Result<bool, AppError> {
     admin.require_admin()?;
     let txn = crate::db::begin_write(&state.db).await?;
-    let target = Users::find_by_id(id)
-        .filter(user::entity::Column::OrgId.eq(admin.org.0))
-        .one(&txn)
-        .await?
-        .ok_or_else(|| AppError::NotFound("no such user in this office".into()))?;
+    let target = target_in_org(&txn, admin, id).await?;
     if !admin.role.may_administer(target.role()?) {
         return Err(AppError::Forbidden("only a DEV can unlock a DEV".into()));
     }
@@ -250,11 +259,7 @@ pub async fn update_user(
 ) -> Result<UserView, AppError> {
     admin.require_admin()?;
     let txn = crate::db::begin_write(&state.db).await?;
-    let target = Users::find_by_id(id)
-        .filter(user::entity::Column::OrgId.eq(admin.org.0))
-        .one(&txn)
-        .await?
-        .ok_or_else(|| AppError::NotFound("no such user in this office".into()))?;
+    let target = target_in_org(&txn, admin, id).await?;
     let target_role = target.role()?;
     if !admin.role.may_administer(target_role) {
         return Err(AppError::Forbidden("only a DEV can change a DEV".into()));

@@ -33,10 +33,13 @@ pub enum ClientError {
     #[error("Servidor inacessível ({url}): {detail}. Verifique a rede e se o CertHub está no ar.")]
     Unreachable { url: String, detail: String },
     #[error(
-        "URL do servidor errada? {url} answered {detail} where the CertHub API's JSON was expected. Use the server's address, e.g. http://servidor:8080 (with or without /api/v1)."
+        "URL do servidor errada? {url} respondeu {detail} onde se esperava a API do CertHub. Use o endereço do servidor, por exemplo http://servidor:8010 (com ou sem /api/v1)."
     )]
     WrongBaseUrl { url: String, detail: String },
-    #[error("{AUTH_FAILED}. Pareie de novo: certhub-agent pair --server URL --code CODE")]
+    #[error(
+        "{AUTH_FAILED}. Pareie de novo: {} pair --server URL --code CÓDIGO",
+        super::config::AGENT_EXE
+    )]
     AuthFailed,
     #[error("Dispositivo bloqueado pelo administrador do CertHub.")]
     Blocked,

@@ -13,6 +13,14 @@ use zeroize::Zeroizing;
 
 use crate::crypto::{DeviceSecretKey, SecretString};
 
+/// The agent's file as the person at the PC runs it: the Windows build is installed as
+/// `Certhub.Agent.exe` (the runbook's name), elsewhere it is `certhub-agent`.
+pub const AGENT_EXE: &str = if cfg!(windows) {
+    "Certhub.Agent.exe"
+} else {
+    "certhub-agent"
+};
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("URL do servidor inválida: {0}")]
@@ -25,7 +33,7 @@ pub enum ConfigError {
     #[error("{path} is damaged: {reason}")]
     Damaged { path: PathBuf, reason: String },
     #[error(
-        "Agente não pareado: run `certhub-agent pair --server URL --code CODE` (or --device-id ID --device-token TOKEN)"
+        "Agente não pareado: rode `{AGENT_EXE} pair --server URL --code CÓDIGO` (ou --device-id ID --device-token TOKEN)"
     )]
     NotPaired,
 }

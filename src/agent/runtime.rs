@@ -208,7 +208,8 @@ impl Agent {
         let skew = (sent - beat.server_time).num_seconds();
         if skew.abs() > MAX_SKEW_SECS {
             log::warn(format!(
-                "Clock skew: this PC's clock is {skew} s off the server's ({}); certificates are removed by the server's lease times, fix the PC's clock",
+                "Clock skew: this PC's clock is {} off the server's ({}); certificates are removed by the server's lease times, fix the PC's clock",
+                super::tray_model::format_skew(chrono::TimeDelta::seconds(skew)),
                 beat.server_time.to_rfc3339()
             ));
         }

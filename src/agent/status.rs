@@ -54,7 +54,8 @@ impl Status {
             None => {
                 let _ = writeln!(
                     out,
-                    "Não pareado: certhub-agent pair --server URL --code CODE"
+                    "Não pareado: {} pair --server URL --code CÓDIGO",
+                    super::config::AGENT_EXE
                 );
             }
         }

@@ -29,13 +29,51 @@ const CSV_HEADER: [&str; 9] = [
     "meta",
 ];
 
-/// A CSV writer as the export writes: CRLF line ends, fields quoted only when they hold a
-/// comma, a quote or a line break.
-fn writer() -> csv::Writer<Vec<u8>> {
+/// A CSV writer as the export writes: CRLF line ends, fields quoted only when they hold the
+/// delimiter, a quote or a line break.
+fn writer_with(delimiter: u8) -> csv::Writer<Vec<u8>> {
     csv::WriterBuilder::new()
+        .delimiter(delimiter)
         .terminator(csv::Terminator::CRLF)
         .quote_style(csv::QuoteStyle::Necessary)
         .from_writer(Vec::new())
+}
+
+#[cfg(test)]
+fn writer() -> csv::Writer<Vec<u8>> {
+    writer_with(b',')
+}
+
+/// How the rows of a chunk become CSV records (the portal's office format reads names, so it
+/// may query the database).
+pub type RenderRows = std::sync::Arc<
+    dyn Fn(
+            DatabaseConnection,
+            Vec<AuditRow>,
+        ) -> futures_util::future::BoxFuture<'static, Result<Vec<Vec<String>>, AppError>>
+        + Send
+        + Sync,
+>;
+
+/// A CSV layout: its header, its delimiter and how rows are written.
+#[derive(Clone)]
+pub struct CsvFormat {
+    pub header: Vec<String>,
+    pub delimiter: u8,
+    pub render: RenderRows,
+}
+
+impl CsvFormat {
+    /// The API's layout: the stored fields, RFC 3339 UTC times, `,`.
+    pub fn machine() -> Self {
+        Self {
+            header: CSV_HEADER.iter().map(|h| (*h).to_owned()).collect(),
+            delimiter: b',',
+            render: std::sync::Arc::new(|_, rows| {
+                Box::pin(async move { Ok(rows.iter().map(|r| row_fields(r).to_vec()).collect()) })
+            }),
+        }
+    }
 }
 
 fn row_fields(row: &AuditRow) -> [String; 9] {
@@ -68,16 +106,17 @@ enum Export {
 async fn next_chunk(
     db: &DatabaseConnection,
     cond: &Condition,
+    format: &CsvFormat,
     at: Export,
 ) -> Result<Option<(Vec<u8>, Export)>, AppError> {
-    let mut out = writer();
+    let mut out = writer_with(format.delimiter);
     let mut select = AuditLog::find().filter(cond.clone());
     let mut bom = false;
     match at {
         Export::Done => return Ok(None),
         Export::Start => {
             bom = true;
-            out.write_record(CSV_HEADER).map_err(csv_error)?;
+            out.write_record(&format.header).map_err(csv_error)?;
         }
         Export::Below(seq) => select = select.filter(Column::Seq.lt(seq)),
     }
@@ -90,8 +129,8 @@ async fn next_chunk(
         Some(last) if rows.len() as u64 == EXPORT_CHUNK => Export::Below(last.seq),
         _ => Export::Done,
     };
-    for row in &rows {
-        out.write_record(row_fields(row)).map_err(csv_error)?;
+    for record in (format.render)(db.clone(), rows).await? {
+        out.write_record(record).map_err(csv_error)?;
     }
     let mut bytes = out.into_inner().map_err(csv_error)?;
     if bom {
@@ -107,20 +146,21 @@ pub fn csv_chunks(
     state: &AppState,
     admin: &AuthUser,
     q: &AuditQuery,
+    format: CsvFormat,
 ) -> Result<impl Stream<Item = Result<Vec<u8>, AppError>> + use<>, AppError> {
     admin.require_admin()?;
     let cond = q.condition(admin.org, state.settings.timezone)?;
     let db = state.db.clone();
     Ok(futures_util::stream::unfold(
-        (db, cond, Some(Export::Start)),
-        |(db, cond, at)| async move {
+        (db, cond, format, Some(Export::Start)),
+        |(db, cond, format, at)| async move {
             let at = at?;
-            match next_chunk(&db, &cond, at).await {
-                Ok(Some((bytes, next))) => Some((Ok(bytes), (db, cond, Some(next)))),
+            match next_chunk(&db, &cond, &format, at).await {
+                Ok(Some((bytes, next))) => Some((Ok(bytes), (db, cond, format, Some(next)))),
                 Ok(None) => None,
                 Err(e) => {
                     tracing::error!(error = %e, "audit CSV export failed");
-                    Some((Err(e), (db, cond, None)))
+                    Some((Err(e), (db, cond, format, None)))
                 }
             }
         },

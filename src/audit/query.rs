@@ -27,6 +27,18 @@ pub struct AuditQuery {
     pub to: Option<String>,
     pub page: Option<i64>,
     pub page_size: Option<i64>,
+    /// A certificate's whole story: the rows about it and those about its requests and
+    /// installations (their ids, which the caller resolves). Not a query parameter.
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub certificate: Option<CertificateStory>,
+}
+
+/// A certificate and the ids of its requests and installations (see [`AuditQuery::certificate`]).
+#[derive(Debug, Clone, Default)]
+pub struct CertificateStory {
+    pub cert_id: Uuid,
+    pub related: Vec<String>,
 }
 
 /// An RFC 3339 instant, or a `YYYY-MM-DD` day (in the office's time zone). `Ok(Err(day))` for
@@ -83,6 +95,21 @@ impl AuditQuery {
         }
         if let Some(e) = self.entity_id.as_deref().filter(|e| !e.is_empty()) {
             cond = cond.add(Column::EntityId.eq(e));
+        }
+        if let Some(story) = &self.certificate {
+            cond = cond.add(
+                Condition::any()
+                    .add(
+                        Condition::all()
+                            .add(Column::EntityType.eq("certificate"))
+                            .add(Column::EntityId.eq(story.cert_id.to_string())),
+                    )
+                    .add(
+                        Condition::all()
+                            .add(Column::EntityType.is_in(["install_job", "installation"]))
+                            .add(Column::EntityId.is_in(story.related.clone())),
+                    ),
+            );
         }
         if let Some(from) = self.from.as_deref().filter(|v| !v.is_empty()) {
             let from = parse_when("from", from)?.unwrap_or_else(|d| midnight(d, tz));

@@ -31,7 +31,12 @@ pub async fn export_csv(
     admin: AdminUser,
     query: web::Query<AuditQuery>,
 ) -> Result<HttpResponse, AppError> {
-    csv_response(&state, &admin.0, &query.into_inner())
+    csv_response(
+        &state,
+        &admin.0,
+        &query.into_inner(),
+        export::CsvFormat::machine(),
+    )
 }
 
 /// The CSV attachment `auditoria.csv` of every row these filters select (the API's export
@@ -40,8 +45,9 @@ pub fn csv_response(
     state: &AppState,
     admin: &AuthUser,
     q: &AuditQuery,
+    format: export::CsvFormat,
 ) -> Result<HttpResponse, AppError> {
-    let chunks = export::csv_chunks(state, admin, q)?.map(|chunk| chunk.map(Bytes::from));
+    let chunks = export::csv_chunks(state, admin, q, format)?.map(|chunk| chunk.map(Bytes::from));
     Ok(HttpResponse::Ok()
         .insert_header((header::CONTENT_TYPE, "text/csv; charset=utf-8"))
         .insert_header((

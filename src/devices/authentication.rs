@@ -55,7 +55,7 @@ pub async fn device_for_token(
     state.contacts.seen(device.id, Utc::now());
     Ok(AuthDevice {
         org: OrgId(device.org_id),
-        device,
+        device: Box::new(device),
         ip,
     })
 }

@@ -371,6 +371,26 @@ async fn cancel_installs_for<C: ConnectionTrait>(
     .map(|_| ())
 }
 
+/// Cancels the installs still waiting for `device` and hands everything installed there a
+/// `REMOVE` job (a blocked device still performs its removals); returns the devices to wake.
+async fn end_everything_on<C: ConnectionTrait>(
+    conn: &C,
+    admin: &AuthUser,
+    device: Uuid,
+    reason: &str,
+) -> Result<Vec<Uuid>, AppError> {
+    cancel_installs_for(conn, admin, device, reason).await?;
+    crate::jobs::permission::remove_installations_of(
+        conn,
+        admin.org,
+        crate::jobs::permission::Whose::Device(device),
+        Actor::User(admin.user.id),
+        admin.ip.clone(),
+        "device_blocked",
+    )
+    .await
+}
+
 /// A field that may be sent as `null` to clear it: absent is `None`, `null` is `Some(None)`.
 fn present<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
 where
@@ -491,17 +511,7 @@ pub async fn set_allowed(
     )
     .await?;
     if !allowed {
-        cancel_installs_for(&txn, admin, device.id, "device_blocked").await?;
-        // What is installed there leaves too: a blocked device still performs its removals.
-        crate::jobs::permission::remove_installations_of(
-            &txn,
-            admin.org,
-            crate::jobs::permission::Whose::Device(device.id),
-            Actor::User(admin.user.id),
-            admin.ip.clone(),
-            "device_blocked",
-        )
-        .await?;
+        end_everything_on(&txn, admin, device.id, "device_blocked").await?;
     }
     let device = view(&txn, device).await?.with_contact(&state.contacts);
     super::cache::announce(&txn, device.id).await?;
@@ -533,16 +543,7 @@ pub async fn retire(state: &AppState, admin: &AuthUser, id: Uuid) -> Result<(), 
     })
     .exec(&txn)
     .await?;
-    cancel_installs_for(&txn, admin, device.id, "device_removed").await?;
-    let removing = crate::jobs::permission::remove_installations_of(
-        &txn,
-        admin.org,
-        crate::jobs::permission::Whose::Device(device.id),
-        Actor::User(admin.user.id),
-        admin.ip.clone(),
-        "device_blocked",
-    )
-    .await?;
+    let removing = end_everything_on(&txn, admin, device.id, "device_removed").await?;
     audit::append(
         &txn,
         Entry::new(

@@ -155,6 +155,7 @@ mod tests {
                     "/refresh",
                     "/logout",
                     "/reap",
+                    "/unlock",
                 ];
                 assert!(
                     op["requestBody"].is_object() || bodiless.iter().any(|b| r.path.ends_with(b)),

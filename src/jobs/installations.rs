@@ -216,3 +216,38 @@ pub async fn request_removal(
     }
     Ok((view, created))
 }
+
+/// The ids of certificate `cert_id`'s requests (jobs) and installations in office `org`: what
+/// the audit needs to tell the certificate's whole story (who asked, approved, installed and
+/// removed it).
+pub async fn story_of<C: ConnectionTrait>(
+    db: &C,
+    org: crate::domain::OrgId,
+    cert_id: Uuid,
+) -> Result<crate::audit::query::CertificateStory, AppError> {
+    use sea_orm::QuerySelect;
+    let jobs: Vec<Uuid> = InstallJobs::find()
+        .select_only()
+        .column(JobColumn::Id)
+        .filter(JobColumn::OrgId.eq(org.0))
+        .filter(JobColumn::CertId.eq(cert_id))
+        .into_tuple()
+        .all(db)
+        .await?;
+    let leases: Vec<Uuid> = Leases::find()
+        .select_only()
+        .column(Column::Id)
+        .filter(Column::OrgId.eq(org.0))
+        .filter(Column::CertId.eq(cert_id))
+        .into_tuple()
+        .all(db)
+        .await?;
+    Ok(crate::audit::query::CertificateStory {
+        cert_id,
+        related: jobs
+            .into_iter()
+            .chain(leases)
+            .map(|id| id.to_string())
+            .collect(),
+    })
+}

@@ -47,7 +47,7 @@ pub struct LoginQuery {
 
 /// `volta` if the login may return there, else empty.
 fn return_to(volta: &str) -> &str {
-    if super::error::safe_return(volta) {
+    if super::framing::safe_return(volta) {
         volta
     } else {
         ""
@@ -95,6 +95,18 @@ pub async fn login_submit(
     let form = form.into_inner();
     let csrf = Csrf::for_request(&req, &state);
     let volta = return_to(&form.volta).to_owned();
+    let again = |status: StatusCode, message: &str| {
+        page(
+            status,
+            layout(
+                "Entrar",
+                None,
+                None,
+                login_form(&csrf.value, &form.email, &volta, Some(message)),
+            ),
+            &csrf,
+        )
+    };
     match login::attempt_login(&state, &client(&req), &form.email, form.password).await {
         Ok((_, login)) => Ok(HttpResponse::SeeOther()
             .insert_header((
@@ -115,32 +127,14 @@ pub async fn login_submit(
                 ),
                 _ => "E-mail ou senha inválidos.".to_owned(),
             };
-            Ok(page(
-                StatusCode::UNAUTHORIZED,
-                layout(
-                    "Entrar",
-                    None,
-                    None,
-                    login_form(&csrf.value, &form.email, &volta, Some(&message)),
-                ),
-                &csrf,
-            ))
+            Ok(again(StatusCode::UNAUTHORIZED, &message))
         }
         Err(AppError::TooManyRequests { retry_after_secs }) => {
             let message = format!(
                 "Muitas tentativas. Tente novamente em {}, ou peça ao administrador que desbloqueie a conta.",
                 minutes(retry_after_secs.div_ceil(60))
             );
-            Ok(page(
-                StatusCode::TOO_MANY_REQUESTS,
-                layout(
-                    "Entrar",
-                    None,
-                    None,
-                    login_form(&csrf.value, &form.email, &volta, Some(&message)),
-                ),
-                &csrf,
-            ))
+            Ok(again(StatusCode::TOO_MANY_REQUESTS, &message))
         }
         Err(other) => Err(other),
     }

@@ -7,6 +7,7 @@ use maud::html;
 use serde::Deserialize;
 use uuid::Uuid;
 
+use super::audit_view::{self, action_label};
 use super::components as c;
 use super::error::PageError;
 use super::forms::{CsrfForm, Submitted};
@@ -30,6 +31,9 @@ pub struct Filters {
     device_id: String,
     #[serde(default)]
     entity_id: String,
+    /// A certificate: its rows and those of its requests and installations.
+    #[serde(default)]
+    cert_id: String,
     #[serde(default)]
     from: String,
     #[serde(default)]
@@ -68,7 +72,22 @@ impl Filters {
             to: text(&self.to),
             page: self.page,
             page_size: Some(50),
+            certificate: None,
         })
+    }
+
+    /// [`Self::query`] with a certificate's story resolved: its requests and installations.
+    async fn resolved(
+        &self,
+        state: &AppState,
+        org: crate::domain::OrgId,
+    ) -> Result<AuditQuery, PageError> {
+        let mut q = self.query()?;
+        if let Some(cert_id) = uuid_of("cert_id", &self.cert_id)? {
+            q.certificate =
+                Some(crate::jobs::installations::story_of(&state.db, org, cert_id).await?);
+        }
+        Ok(q)
     }
 
     fn base(&self) -> String {
@@ -77,6 +96,7 @@ impl Filters {
             ("user_id", &self.user_id),
             ("device_id", &self.device_id),
             ("entity_id", &self.entity_id),
+            ("cert_id", &self.cert_id),
             ("from", &self.from),
             ("to", &self.to),
         ])
@@ -90,7 +110,26 @@ pub async fn page(
 ) -> Result<HttpResponse, PageError> {
     let staff = &admin.0;
     let f = filters.into_inner();
-    let rows = query::find_page(&state, &staff.user, &f.query()?).await?;
+    let rows = query::find_page(
+        &state,
+        &staff.user,
+        &f.resolved(&state, staff.user.org).await?,
+    )
+    .await?;
+    let names = audit_view::names_for(&state.db, &rows.items).await?;
+    let story_of = match uuid_of("cert_id", &f.cert_id)? {
+        Some(id) => Some(
+            crate::jobs::names::Names::load(
+                &state.db,
+                std::iter::once(id),
+                std::iter::empty(),
+                std::iter::empty(),
+            )
+            .await?
+            .cert(id),
+        ),
+        None => None,
+    };
     let chain = if f.verificar == "tudo" {
         verification::verify_chain(&state, &staff.user, FoundBy::Portal).await?
     } else {
@@ -101,13 +140,6 @@ pub async fn page(
     let devices =
         crate::devices::provisioning::list_views(&state.db, staff.user.org, &state.contacts)
             .await?;
-    let user_name = |id: Uuid| users.iter().find(|u| u.id == id).map(|u| u.nome.clone());
-    let device_name = |id: Uuid| {
-        devices
-            .iter()
-            .find(|d| d.id == id)
-            .map(|d| d.hostname.clone())
-    };
     let tz = state.settings.timezone;
     let base = f.base();
     let export = if base.is_empty() {
@@ -117,6 +149,10 @@ pub async fn page(
     };
     let body = html! {
         h1 { "Auditoria" }
+        @if let Some(cert) = &story_of {
+            p.lead { "Tudo sobre o certificado " a href={ "/certificados/" (cert.id) } { (cert.name) }
+                ": quem pediu, aprovou, instalou e removeu. " a href="/auditoria" { "Ver toda a auditoria" } }
+        }
         (c::notice(Some(&f.ok)))
         @match &known {
             ChainState::Intact { rows } => {
@@ -132,8 +168,12 @@ pub async fn page(
             label { "Ação"
                 select name="action" {
                     option value="" { "Todas" }
-                    @for a in AuditAction::ALL {
-                        option value=(a.as_str()) selected[a.as_str() == f.action] { (action_label(*a)) " (" (a.as_str()) ")" }
+                    @for group in audit_view::GROUPS {
+                        optgroup label=(group) {
+                            @for a in AuditAction::ALL.iter().filter(|a| audit_view::group_of(**a) == group) {
+                                option value=(a.as_str()) selected[a.as_str() == f.action] { (action_label(*a)) " (" (a.as_str()) ")" }
+                            }
+                        }
                     }
                 }
             }
@@ -149,7 +189,8 @@ pub async fn page(
                     @for d in &devices { option value=(d.id) selected[d.id.to_string() == f.device_id] { (d.hostname) } }
                 }
             }
-            label { "Certificado ou registro (id)" input type="text" name="entity_id" value=(f.entity_id) maxlength="64"; }
+            label { "Registro (id)" input type="text" name="entity_id" value=(f.entity_id) maxlength="64"; }
+            @if !f.cert_id.is_empty() { input type="hidden" name="cert_id" value=(f.cert_id); }
             label { "De" input type="date" name="from" value=(f.from); }
             label { "Até" input type="date" name="to" value=(f.to); }
             button type="submit" { "Filtrar" }
@@ -162,22 +203,17 @@ pub async fn page(
                 caption.sr { "Registros de auditoria" }
                 thead { tr {
                     th scope="col" { "#" } th scope="col" { "Quando" } th scope="col" { "Ação" }
-                    th scope="col" { "Quem" } th scope="col" { "Sobre" } th scope="col" { "IP" }
+                    th scope="col" { "Quem" } th scope="col" { "Sobre" } th scope="col" { "Detalhes" } th scope="col" { "IP" }
                 } }
                 tbody {
                     @for r in &rows.items {
                         tr {
                             td { (r.seq) }
                             td.nowrap { (c::when(tz, r.at)) }
-                            td { (label_of(&r.action)) br; small.mono { (r.action) } }
-                            td {
-                                @match (r.actor_type, r.actor_id) {
-                                    ("user", Some(id)) => { (user_name(id).unwrap_or_else(|| id.to_string())) }
-                                    ("device", Some(id)) => { "PC " (device_name(id).unwrap_or_else(|| id.to_string())) }
-                                    _ => { "sistema" }
-                                }
-                            }
-                            td.mono { (r.entity_type.as_deref().unwrap_or("")) " " (r.entity_id.as_deref().unwrap_or("")) }
+                            td { (audit_view::action_text(&r.action)) br; small.mono { (r.action) } }
+                            td { (audit_view::actor_cell(r, &names)) }
+                            td { (audit_view::subject_cell(r, &names)) }
+                            td.details { (audit_view::details(r)) }
                             td { (r.ip.as_deref().unwrap_or("")) }
                         }
                     }
@@ -300,87 +336,51 @@ pub async fn export(
     admin: AdminStaff,
     filters: web::Query<Filters>,
 ) -> Result<HttpResponse, PageError> {
-    let q = filters.into_inner().query()?;
+    let q = filters
+        .into_inner()
+        .resolved(&state, admin.0.user.org)
+        .await?;
     Ok(crate::audit::routes::csv_response(
         &state,
         &admin.0.user,
         &q,
+        office_csv(state.settings.timezone),
     )?)
 }
 
-/// What an audited action means, in the office's words (the code stays beside it for the
-/// runbook's SQL).
-pub fn action_label(action: AuditAction) -> &'static str {
-    use AuditAction as A;
-    match action {
-        A::InstallRequested => "Instalação solicitada",
-        A::InstallApproved => "Instalação aprovada",
-        A::InstallDenied => "Instalação negada",
-        A::InstallCancelled => "Instalação cancelada",
-        A::InstallExpired => "Solicitação expirada",
-        A::InstallClaimed => "Instalação iniciada pelo agente",
-        A::PayloadIssued => "Certificado entregue ao agente",
-        A::PayloadDenied => "Entrega ao agente recusada",
-        A::PayloadRateLimited => "Entregas ao agente limitadas",
-        A::InstallDone => "Certificado instalado",
-        A::InstallFailed => "Instalação falhou",
-        A::InstallTimeout => "Instalação sem resposta do agente",
-        A::ResultDuplicate => "Resultado repetido do agente",
-        A::CertRemoved18h => "Removido na limpeza diária",
-        A::RemoveRequested => "Remoção pedida",
-        A::RemoveClaimed => "Remoção iniciada pelo agente",
-        A::RemoveDone => "Remoção concluída",
-        A::RemoveFailed => "Remoção falhou",
-        A::RemoveTimeout => "Remoção sem resposta do agente",
-        A::RemoveCancelled => "Remoção cancelada",
-        A::LeaseOverdue => "Remoção atrasada",
-        A::CertRemovedLeaseEnd => "Removido no fim do prazo",
-        A::CertRemovedOnRequest => "Removido a pedido (Remover agora)",
-        A::CertRemovedDeviceBlocked => "Removido: computador bloqueado",
-        A::CertRemovedUserDeactivated => "Removido: usuário desativado",
-        A::CertRemovedOverdue => "Removido por atraso",
-        A::CertRemovedUninstall => "Removido na desinstalação do agente",
-        A::LoginOk => "Entrada no portal",
-        A::LoginFailed => "Entrada recusada",
-        A::LoginLocked => "Conta bloqueada por tentativas",
-        A::Logout => "Saída do portal",
-        A::UserCreated => "Usuário criado",
-        A::UserUpdated => "Usuário alterado",
-        A::UserUnlocked => "Conta desbloqueada",
-        A::PasswordSetInitiated => "Link de senha gerado",
-        A::PasswordSet => "Senha definida",
-        A::PasswordSetDenied => "Link de senha recusado",
-        A::DeviceProvisioned => "Computador cadastrado",
-        A::DeviceUpdated => "Computador alterado",
-        A::DeviceTokenRotated => "Credencial do computador trocada",
-        A::DeviceBlocked => "Computador bloqueado",
-        A::DeviceUnblocked => "Computador desbloqueado",
-        A::DeviceRemoved => "Computador removido",
-        A::DeviceAuthRateLimited => "Autenticações do agente limitadas",
-        A::DeviceAuthFailed => "Autenticação do agente recusada",
-        A::DeviceEnrolled => "Computador pareado",
-        A::DeviceEnrollDenied => "Pareamento recusado",
-        A::DeviceKeyRegistered => "Chave do agente registrada",
-        A::DeviceKeyRejected => "Chave do agente recusada",
-        A::CertIngested => "Certificado cadastrado",
-        A::CertUpdated => "Certificado atualizado",
-        A::CertRemovedFromSource => "Arquivo saiu da pasta",
-        A::CertParseFailed => "Arquivo não abriu",
-        A::CertPasswordRejected => "Senha do certificado recusada",
-        A::CertPathRevealed => "Caminho do arquivo mostrado",
-        A::CertUploaded => "Arquivo enviado pelo portal",
-        A::CertExpiring => "Certificado perto do vencimento",
-        A::MasterKeyCreated => "Chave mestra criada",
-        A::QueueProbeStarted => "Teste da fila iniciado",
-        A::QueueProbeFinished => "Teste da fila concluído",
-        A::AuditBreakAcknowledged => "Quebra da auditoria reconhecida",
-    }
-}
-
-/// [`action_label`] of a stored code; an unknown code shows as itself.
-fn label_of(code: &str) -> &str {
-    match code.parse::<AuditAction>() {
-        Ok(action) => action_label(action),
-        Err(_) => code,
+/// The office's CSV: the page's columns in Portuguese, the office's local time, `;` (what a
+/// Brazilian spreadsheet splits on) and the BOM (so accents open right).
+fn office_csv(tz: chrono_tz::Tz) -> crate::audit::export::CsvFormat {
+    crate::audit::export::CsvFormat {
+        header: [
+            "Registro", "Quando", "Ação", "Código", "Quem", "Sobre", "Detalhes", "IP",
+        ]
+        .map(str::to_owned)
+        .to_vec(),
+        delimiter: b';',
+        render: std::sync::Arc::new(move |db, rows| {
+            Box::pin(async move {
+                let items: Vec<query::AuditItem> =
+                    rows.into_iter().map(query::AuditItem::from).collect();
+                let names = audit_view::names_for(&db, &items).await?;
+                Ok(items
+                    .iter()
+                    .map(|r| {
+                        vec![
+                            r.seq.to_string(),
+                            r.at.with_timezone(&tz)
+                                .format("%d/%m/%Y %H:%M:%S")
+                                .to_string(),
+                            audit_view::action_text(&r.action),
+                            r.action.clone(),
+                            audit_view::actor_text(r, &names),
+                            audit_view::subject_text(r, &names),
+                            audit_view::details(r),
+                            r.ip.clone().unwrap_or_default(),
+                        ]
+                    })
+                    .collect())
+            })
+        }),
     }
 }

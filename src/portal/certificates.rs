@@ -154,10 +154,10 @@ fn row(
             }
             td { (kind_label(cert.cert_kind.as_deref())) }
             td.nowrap { (c::document(cert.cnpj.as_deref(), cert.cpf.as_deref())) }
-            td { (cert.issuer.as_deref().unwrap_or("—")) }
+            td { (cert.issuer.as_deref().map(c::issuer_name).unwrap_or("—")) }
             td.nowrap {
                 @if let Some(end) = cert.not_after { (c::day(tz, end)) " " }
-                (c::expiry_badge(now, cert.not_after))
+                (c::expiry_badge(tz, now, cert.not_after))
             }
         }
     }
@@ -194,10 +194,10 @@ pub async fn detail(
             dt { "Tipo" } dd { (kind_label(cert.cert_kind.as_deref())) }
             dt { "CNPJ/CPF" } dd { (c::document(cert.cnpj.as_deref(), cert.cpf.as_deref())) }
             @if let Some(r) = &cert.responsible_name { dt { "Responsável" } dd { (r) } }
-            dt { "Emissor" } dd { (cert.issuer.as_deref().unwrap_or("—")) }
+            dt { "Emissor" } dd title=[cert.issuer.as_deref()] { (cert.issuer.as_deref().map(c::issuer_name).unwrap_or("—")) }
             dt { "Validade" } dd {
                 @if let (Some(a), Some(b)) = (cert.not_before, cert.not_after) { (c::day(tz, a)) " a " (c::day(tz, b)) " " }
-                (c::expiry_badge(now, cert.not_after))
+                (c::expiry_badge(tz, now, cert.not_after))
             }
             dt { "Impressão digital" } dd.mono { (cert.sha1.as_deref().unwrap_or("—")) }
             @if cert.superseded_by.is_some() { dt { "Situação" } dd { "Substituído por uma renovação" } }
@@ -286,7 +286,7 @@ fn admin_tools(staff: &Staff, cert: &CertificateView) -> Markup {
         section aria-labelledby="admin" {
             h2 id="admin" { "Administração" }
             @if let Some(err) = &cert.parse_error {
-                p.error { "O arquivo não abriu: " (err) }
+                p.error { "O arquivo não abriu. " (problem_pt(err)) }
                 form.card method="post" action={ "/certificados/" (cert.id) "/senha" } {
                     (csrf_field(&staff.csrf.value))
                     label { "Senha do certificado"
@@ -295,7 +295,7 @@ fn admin_tools(staff: &Staff, cert: &CertificateView) -> Markup {
                     button type="submit" { "Guardar senha" }
                 }
             }
-            p { a href={ "/auditoria?entity_id=" (cert.id) } { "Ver a auditoria deste certificado" } }
+            p { a href={ "/auditoria?cert_id=" (cert.id) } { "Ver a auditoria deste certificado" } }
             form method="post" action={ "/certificados/" (cert.id) "/caminho" } {
                 (csrf_field(&staff.csrf.value))
                 button.secondary type="submit" { "Mostrar o caminho do arquivo (fica registrado na auditoria)" }
@@ -434,6 +434,95 @@ pub async fn upload_page(
     ))
 }
 
+/// Why a file did not open or was refused, in the office's words (the API keeps its English
+/// text; this reads it). What it cannot name is shown as the server said it.
+pub fn problem_pt(detail: &str) -> String {
+    let quoted = |s: &str| s.split('"').nth(1).map(str::to_owned).unwrap_or_default();
+    let fixed: &[(&str, &str)] = &[
+        (
+            "wrong password",
+            "Senha errada: o arquivo não abriu com essa senha.",
+        ),
+        (
+            "not a readable PKCS#12 file",
+            "O arquivo não é um certificado .pfx legível (corrompido, ou de outro tipo).",
+        ),
+        (
+            "the file holds no private key",
+            "O arquivo não traz a chave privada do certificado.",
+        ),
+        (
+            "the certificate cannot be read",
+            "O certificado dentro do arquivo não pôde ser lido.",
+        ),
+        (
+            "larger than max_pfx_bytes",
+            "Arquivo grande demais para um certificado A1.",
+        ),
+        ("password: at most", "Senha longa demais."),
+        (
+            "only .pfx and .p12 files are accepted",
+            "Só arquivos .pfx e .p12 são aceitos.",
+        ),
+        ("the file has no name", "O arquivo não tem nome."),
+        (
+            "the file name",
+            "Nome de arquivo inválido: use um nome simples, sem barras, \"..\" ou caracteres de controle.",
+        ),
+        (
+            "the folder already holds a different file with this name",
+            "A pasta já tem outro arquivo com este nome: renomeie o arquivo ou remova o antigo antes.",
+        ),
+        (
+            "a file with this name arrived in the folder meanwhile",
+            "Um arquivo com este nome chegou à pasta neste meio-tempo: envie de novo.",
+        ),
+        (
+            "cannot write into the certificates folder",
+            "Não foi possível gravar na pasta de certificados (veja o registro do servidor).",
+        ),
+        (
+            "cannot read the certificates folder",
+            "Não foi possível ler a pasta de certificados (veja o registro do servidor).",
+        ),
+        (
+            "the file could not be stored",
+            "O arquivo não pôde ser guardado (veja o registro do servidor).",
+        ),
+        (
+            "the password could not be stored",
+            "A senha não pôde ser guardada (veja o registro do servidor).",
+        ),
+    ];
+    if let Some((_, pt)) = fixed.iter().find(|(en, _)| detail.starts_with(en)) {
+        return (*pt).to_owned();
+    }
+    if detail.starts_with("the file holds ") && detail.contains("private keys") {
+        return "O arquivo traz mais de uma chave privada: envie um arquivo com um só certificado."
+            .into();
+    }
+    if detail.starts_with("duplicate:") {
+        return format!(
+            "Repetido: o cofre já tem este certificado, como \"{}\".",
+            quoted(detail)
+        );
+    }
+    if detail.starts_with("the folder already holds \"") {
+        return format!(
+            "A pasta já tem \"{}\", um nome que difere deste só em maiúsculas e minúsculas.",
+            quoted(detail)
+        );
+    }
+    if let Some(rest) = detail.strip_prefix("expired on ") {
+        let day = rest.split(':').next().unwrap_or_default();
+        let shown = chrono::NaiveDate::parse_from_str(day, "%Y-%m-%d")
+            .map(|d| d.format("%d/%m/%Y").to_string())
+            .unwrap_or_else(|_| day.to_owned());
+        return format!("Vencido em {shown}: guardado, mas não pode ser instalado.");
+    }
+    detail.to_owned()
+}
+
 fn outcome_label(outcome: Outcome) -> Markup {
     match outcome {
         Outcome::Ingested => html! { span.badge.ok { "guardado" } },
@@ -491,7 +580,7 @@ pub async fn upload_submit(
                             } @else { (r.file) }
                         }
                         td { (outcome_label(r.outcome)) }
-                        td { (r.detail.as_deref().unwrap_or("")) }
+                        td { (r.detail.as_deref().map(problem_pt).unwrap_or_default()) }
                     }
                 }
             }

@@ -51,6 +51,17 @@ pub fn clock(tz: Tz, at: DateTime<Utc>) -> String {
     crate::schedule::local_time(at, Utc::now(), tz)
 }
 
+/// The issuer as people name it: its common name (`AC SOLUTI Multipla v5`), not the whole
+/// distinguished name; the whole name when it has no CN.
+pub fn issuer_name(dn: &str) -> &str {
+    dn.split(", ")
+        .filter_map(|part| part.strip_prefix("CN="))
+        .last()
+        .map(str::trim)
+        .filter(|cn| !cn.is_empty())
+        .unwrap_or(dn)
+}
+
 /// A CNPJ or CPF as people write it (`12.345.678/0001-95`), as stored when it is neither.
 pub fn document(cnpj: Option<&str>, cpf: Option<&str>) -> String {
     if let Some(c) = cnpj.and_then(Cnpj::parse) {
@@ -91,11 +102,14 @@ pub fn status_badge(status: JobStatus) -> Markup {
 }
 
 /// Days until `not_after` as a badge: red once expired or within 7 days, amber within 30.
-pub fn expiry_badge(now: DateTime<Utc>, not_after: Option<DateTime<Utc>>) -> Markup {
+/// Calendar days in the office's time zone: a certificate ending tomorrow at 09:00 "vence
+/// amanhã" at 18:00 today, though fewer than 24 hours are left.
+pub fn expiry_badge(tz: Tz, now: DateTime<Utc>, not_after: Option<DateTime<Utc>>) -> Markup {
     let Some(end) = not_after else {
         return html! { span.badge.muted { "validade desconhecida" } };
     };
-    let days = (end - now).num_days();
+    let days =
+        (end.with_timezone(&tz).date_naive() - now.with_timezone(&tz).date_naive()).num_days();
     if end <= now {
         return html! { span.badge.bad { "vencido" } };
     }
@@ -106,7 +120,7 @@ pub fn expiry_badge(now: DateTime<Utc>, not_after: Option<DateTime<Utc>>) -> Mar
     };
     let text = match days {
         0 => "vence hoje".to_owned(),
-        1 => "vence em 1 dia".to_owned(),
+        1 => "vence amanhã".to_owned(),
         d => format!("vence em {d} dias"),
     };
     html! { span class=(class) { (text) } }
@@ -225,6 +239,37 @@ mod tests {
         assert_eq!(time_left(now, at(120)).as_deref(), Some("2 h"));
         assert_eq!(time_left(now, at(40)).as_deref(), Some("40 min"));
         assert_eq!(time_left(now, at(-1)), None);
+    }
+
+    #[test]
+    fn expiry_counts_calendar_days_in_the_office_zone() {
+        let tz = chrono_tz::America::Sao_Paulo;
+        // 18:00 in São Paulo; the certificate ends at 09:00 tomorrow, 15 hours away.
+        let now = Utc.with_ymd_and_hms(2026, 12, 2, 21, 0, 0).unwrap();
+        let badge =
+            |h: i64| expiry_badge(tz, now, Some(now + chrono::Duration::hours(h))).into_string();
+        assert!(badge(15).contains("vence amanhã"), "{}", badge(15));
+        assert!(badge(2).contains("vence hoje"), "{}", badge(2));
+        assert!(badge(15 + 24).contains("vence em 2 dias"), "{}", badge(39));
+        assert!(badge(-1).contains("vencido"));
+    }
+
+    #[test]
+    fn issuers_are_named_by_their_common_name() {
+        assert_eq!(
+            issuer_name(
+                "C=BR, O=ICP-Brasil, OU=Secretaria da Receita Federal do Brasil - RFB, CN=AC SOLUTI Multipla v5"
+            ),
+            "AC SOLUTI Multipla v5"
+        );
+        assert_eq!(issuer_name("O=Sem Nome"), "O=Sem Nome");
+    }
+
+    #[test]
+    fn counts_agree_with_their_words() {
+        assert_eq!(count(1, "pedido", "pedidos"), "1 pedido");
+        assert_eq!(count(0, "pedido", "pedidos"), "0 pedidos");
+        assert_eq!(count(2, "pedido", "pedidos"), "2 pedidos");
     }
 
     #[test]

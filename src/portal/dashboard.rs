@@ -155,10 +155,11 @@ async fn attention(state: &AppState, staff: &Staff) -> Result<Markup, PageError>
                 .is_none_or(|s| now - s > Duration::minutes(OFFLINE_AFTER_MINUTES))
         })
         .count();
-    let tile = |n: u64, text: &str, href: &str, warn: bool| {
+    // The words agree with the number: "1 pedido aguardando", "2 pedidos aguardando".
+    let tile = |n: u64, (one, many): (&str, &str), href: &str, warn: bool| {
         html! {
             a class=(if warn && n > 0 { "tile warn" } else { "tile" }) href=(href) {
-                strong { (n) } span { (text) }
+                strong { (n) } span { (if n == 1 { one } else { many }) }
             }
         }
     };
@@ -171,14 +172,14 @@ async fn attention(state: &AppState, staff: &Staff) -> Result<Markup, PageError>
         section aria-labelledby="atencao" {
             h2 id="atencao" { "Precisa de atenção" }
             div.tiles {
-                (tile(waiting, "pedidos aguardando decisão", "/solicitacoes?status=REQUESTED", true))
-                (tile(offline as u64, "dispositivos sem contato há mais de 10 min", "/dispositivos?situacao=offline", true))
-                (tile(overdue, "instalações atrasadas (não removidas)", "/instalacoes?estado=overdue", true))
+                (tile(waiting, ("pedido aguardando decisão", "pedidos aguardando decisão"), "/solicitacoes?status=REQUESTED", true))
+                (tile(offline as u64, ("dispositivo sem contato há mais de 10 min", "dispositivos sem contato há mais de 10 min"), "/dispositivos?situacao=offline", true))
+                (tile(overdue, ("instalação atrasada (não removida)", "instalações atrasadas (não removidas)"), "/instalacoes?estado=overdue", true))
                 @for (days, n) in &expiring {
-                    (tile(*n, &format!("certificados vencem em até {days} dias"), &format!("/certificados?status=expiring&dias={days}"), *days <= 7))
+                    (tile(*n, (&format!("certificado vence em até {days} dias"), &format!("certificados vencem em até {days} dias")), &format!("/certificados?status=expiring&dias={days}"), *days <= 7))
                 }
-                (tile(expired, "certificados vencidos", "/certificados?status=expired", true))
-                (tile(unreadable, "arquivos que não abriram", "/certificados?status=unreadable", true))
+                (tile(expired, ("certificado vencido", "certificados vencidos"), "/certificados?status=expired", true))
+                (tile(unreadable, ("arquivo que não abriu", "arquivos que não abriram"), "/certificados?status=unreadable", true))
             }
         }
     })

@@ -4,12 +4,14 @@
 
 mod accounts;
 mod audit;
+mod audit_view;
 mod certificates;
 pub mod components;
 mod dashboard;
 mod devices;
 pub mod error;
 pub mod forms;
+pub mod framing;
 mod installations;
 pub mod layout;
 mod requests;

@@ -113,7 +113,7 @@ async fn first_start_prints_the_first_admin_link_and_the_command() {
         }
     }
     let text = lines.join("\n");
-    assert!(text.contains("No users yet"), "{text}");
+    assert!(text.contains("Nenhum usuário ainda"), "{text}");
     assert!(text.contains("/primeiro-acesso?token="), "{text}");
     assert!(
         text.contains("certhub admin create-user") && text.contains("--role ADMIN"),

@@ -187,7 +187,7 @@ on_both_databases! {
         // The Painel counts the expired ones.
         let (admin, _) = session(&o.app, "admin@escritorio.com.br", PW).await;
         let painel = page(&admin, &o.app, "/").await;
-        assert!(painel.contains("certificados vencidos"), "{painel}");
+        assert!(painel.contains("<strong>1</strong><span>certificado vencido</span>"), "{painel}");
         assert!(painel.contains("/certificados?status=expired"));
     }
 

@@ -208,4 +208,78 @@ on_both_databases! {
         // Its name is free again.
         o.provision("PC-FISCAL-02").await;
     }
+
+    async fn the_portal_speaks_portuguese_with_plurals_and_the_issuer_by_name(db: TestDb) {
+        let o = office(&db).await;
+        let pc = o.device("PC-UM", true).await;
+        o.requested_job(&pc, None).await;
+        let (admin, _) = session(&o.app, "admin@escritorio.com.br", PW).await;
+        let home = page_text(&admin, &o.app.url("/")).await;
+        assert!(home.contains("<strong>1</strong><span>pedido aguardando decisão</span>"), "{home}");
+        assert!(!home.contains("1</strong><span>pedidos"), "{home}");
+        // The issuer by its name, the whole name on hover.
+        let cert = page_text(&admin, &o.app.url(&format!("/certificados/{}", o.cert))).await;
+        let at = cert.find("<dt>Emissor</dt>").expect("issuer");
+        let issuer = &cert[at..at + cert[at..].find("</dd>").unwrap()];
+        assert!(issuer.contains("title=\"") && issuer.contains("CN="), "{issuer}");
+        let shown = issuer.rsplit('>').next().unwrap();
+        assert!(!shown.contains("CN=") && !shown.contains("O="), "{shown}");
+    }
+
+    async fn the_audit_names_who_and_what_with_details_and_a_spreadsheet_csv(db: TestDb) {
+        let o = office(&db).await;
+        let (status, _) = o
+            .call("PATCH", &format!("/api/v1/admin/users/{}", o.view_id), Some(json!({"nome": "Joana Prado"})), &o.admin.access)
+            .await;
+        assert_eq!(status, 200);
+        let pc = o.device("PC-FISCAL", true).await;
+        // One request denied with a reason, one installed; a failed login.
+        let denied = o.requested_job(&pc, None).await;
+        let (status, _) = o
+            .call("POST", &format!("/api/v1/install-jobs/{denied}/deny"), Some(json!({"reason": "Sem autorização do cliente"})), &o.admin.access)
+            .await;
+        assert_eq!(status, 200);
+        o.installed(&pc).await;
+        assert_eq!(o.app.login("ninguem@escritorio.com.br", "senha-errada-123").await.status(), 401);
+
+        let (admin, _) = session(&o.app, "admin@escritorio.com.br", PW).await;
+        let audit = page_text(&admin, &o.app.url("/auditoria")).await;
+        assert!(audit.contains("<th scope=\"col\">Detalhes</th>"), "{audit}");
+        assert!(audit.contains("motivo: Sem autorização do cliente"), "{audit}");
+        assert!(audit.contains("e-mail: ninguem@escritorio.com.br"), "{audit}");
+        assert!(audit.contains("Pedido: EMPRESA X LTDA em PC-FISCAL"), "{audit}");
+        assert!(audit.contains(&format!("href=\"/dispositivos/{}\">PC PC-FISCAL</a>", pc.id)), "{audit}");
+        assert!(audit.contains(&format!("href=\"/auditoria?user_id={}\">Joana Prado</a>", o.view_id)), "{audit}");
+        for group in ["Pedidos e instalações", "Remoções", "Usuários e acesso", "Computadores"] {
+            assert!(audit.contains(&format!("<optgroup label=\"{group}\">")), "{group}: {audit}");
+        }
+
+        // The certificate's own audit tells who asked and who installed it.
+        let cert = page_text(&admin, &o.app.url(&format!("/certificados/{}", o.cert))).await;
+        assert!(cert.contains(&format!("/auditoria?cert_id={}", o.cert)), "{cert}");
+        let story = page_text(&admin, &o.app.url(&format!("/auditoria?cert_id={}", o.cert))).await;
+        for code in ["INSTALL_REQUESTED", "INSTALL_DENIED", "INSTALL_APPROVED", "INSTALL_DONE", "CERT_INGESTED"] {
+            assert!(story.contains(&format!(">{code}</small>")), "{code}: {story}");
+        }
+        assert!(story.contains("Joana Prado") && story.contains("PC PC-FISCAL"), "{story}");
+        assert!(!story.contains(">LOGIN_FAILED</small>"), "only this certificate's rows: {story}");
+
+        // The CSV opens in a Brazilian spreadsheet: BOM, `;`, Portuguese columns, local time.
+        let res = admin.get(o.app.url(&format!("/auditoria/export.csv?cert_id={}", o.cert))).send().await.unwrap();
+        assert_eq!(res.status(), 200);
+        let bytes = res.bytes().await.unwrap();
+        assert!(bytes.starts_with("\u{feff}".as_bytes()));
+        let csv = String::from_utf8(bytes[3..].to_vec()).unwrap();
+        let mut lines = csv.lines();
+        assert_eq!(lines.next(), Some("Registro;Quando;Ação;Código;Quem;Sobre;Detalhes;IP"));
+        let denied_row = csv.lines().find(|l| l.contains(";INSTALL_DENIED;")).expect("deny row");
+        assert!(denied_row.contains(";Instalação negada;INSTALL_DENIED;"), "{denied_row}");
+        assert!(denied_row.contains("motivo: Sem autorização do cliente"), "{denied_row}");
+        let when = denied_row.split(';').nth(1).unwrap();
+        assert!(chrono::NaiveDateTime::parse_from_str(when, "%d/%m/%Y %H:%M:%S").is_ok(), "{when}");
+        // The API's CSV keeps its machine layout for the runbook's scripts.
+        let (status, _, text) = o.app.call_json("GET", "/api/v1/audit/export.csv", None, &o.admin.access).await;
+        assert_eq!(status, 200);
+        assert!(text.trim_start_matches('\u{feff}').starts_with("seq,at,action,"), "{text}");
+    }
 }

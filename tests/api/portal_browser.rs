@@ -116,8 +116,16 @@ async fn the_request_flow_in_two_real_browsers() {
     );
     println!("approve -> VIEW page shows PENDING: {latency:?}");
 
-    // A scripted agent claims and reports DONE: the page shows it, still without a reload.
-    let html = admin.source().await;
+    // Deciding returned the admin to the tab it was on (waiting requests, none left now); the
+    // approved row is under "Todas". A scripted agent claims and reports DONE: the VIEW's page
+    // shows it, still without a reload.
+    let back = admin.url().await;
+    assert!(
+        back.contains("/solicitacoes?status=REQUESTED&ok=aprovado"),
+        "{back}"
+    );
+    admin.goto(&app.url("/solicitacoes")).await;
+    let html = admin.wait_for_text("data-job=\"").await;
     let at = html.find("data-job=\"").expect("the approved row") + "data-job=\"".len();
     let job = html[at..at + 36].to_owned();
     let agent = o.device_jwt(&o.device_id, &o.device_token).await;
@@ -283,4 +291,116 @@ async fn an_expired_session_returns_to_the_page_with_the_form_kept() {
     );
     b.screenshot(&shot("admin-form-kept-after-expiry")).await;
     b.quit().await;
+}
+
+/// How far `b`'s page scrolls sideways (0: it fits the window).
+async fn sideways(b: &Browser) -> i64 {
+    b.script("return document.documentElement.scrollWidth - document.documentElement.clientWidth")
+        .await
+        .as_i64()
+        .unwrap_or(i64::MAX)
+}
+
+/// Issue 22, point 17: the request flow on a phone (390x844). No page scrolls sideways, the
+/// buttons are on screen once scrolled to, and every page is screenshotted at that width.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_request_flow_at_phone_width() {
+    let Some(view) = Browser::start().await else {
+        return;
+    };
+    let admin = Browser::start().await.expect("a second browser");
+    let db = TestDb::new(Backend::Sqlite).await.unwrap();
+    let o = portal_office(&db).await;
+    let app = &o.app;
+    view.set_size(390, 844).await;
+    admin.set_size(390, 844).await;
+    login(&view, app, "view@escritorio.com.br").await;
+    login(&admin, app, "admin@escritorio.com.br").await;
+
+    // The VIEW asks for the install from the certificate's page.
+    view.goto(&app.url(&format!("/certificados/{}", o.cert)))
+        .await;
+    view.wait_for_text("Instalar no meu computador").await;
+    view.type_into("input[name=reason]", "emitir NF-e").await;
+    view.click("form.card button[type=submit]").await;
+    wait_for_url_part(
+        &view,
+        "/solicitacoes?ok=solicitado",
+        Duration::from_secs(10),
+    )
+    .await;
+    view.wait_for_text("data-status=\"REQUESTED\"").await;
+
+    // The ADMIN reaches "Aprovar" (it is inside the screen once scrolled to) and approves.
+    admin.goto(&app.url("/solicitacoes?status=REQUESTED")).await;
+    admin.wait_for_text("Aprovar").await;
+    let rect = admin
+        .script(
+            "const b = document.querySelector(\"form[action$='/aprovar'] button\"); \
+             b.scrollIntoView({block: 'center', inline: 'center'}); \
+             const r = b.getBoundingClientRect(); return [r.left, r.right, document.documentElement.clientWidth];",
+        )
+        .await;
+    let (left, right, width) = (
+        rect[0].as_f64().unwrap(),
+        rect[1].as_f64().unwrap(),
+        rect[2].as_f64().unwrap(),
+    );
+    assert!(
+        left >= 0.0 && right <= width,
+        "Aprovar at {left}..{right} of {width}"
+    );
+    assert_eq!(
+        sideways(&admin).await,
+        0,
+        "scrolling to Aprovar moved the page sideways"
+    );
+    admin.click("form[action$='/aprovar'] button").await;
+    view.wait_for_text("data-status=\"PENDING\"").await;
+
+    // No page of either role is wider than the phone.
+    let cert = &o.cert;
+    let device = &o.device_id;
+    let mut wide = Vec::new();
+    let view_pages = [
+        ("painel", "/".to_owned()),
+        ("certificados", "/certificados".to_owned()),
+        ("certificado", format!("/certificados/{cert}")),
+        ("solicitacoes", "/solicitacoes".to_owned()),
+        ("instalacoes", "/instalacoes".to_owned()),
+    ];
+    let mut admin_pages = view_pages.to_vec();
+    admin_pages.extend([
+        ("dispositivos", "/dispositivos".to_owned()),
+        ("dispositivo", format!("/dispositivos/{device}")),
+        ("usuarios", "/usuarios".to_owned()),
+        ("auditoria", "/auditoria".to_owned()),
+        ("enviar", "/certificados/enviar".to_owned()),
+    ]);
+    for (b, role, pages) in [
+        (&view, "view", &view_pages[..]),
+        (&admin, "admin", &admin_pages[..]),
+    ] {
+        for (name, path) in pages {
+            b.goto(&app.url(path)).await;
+            b.screenshot(&shot(&format!("phone-{role}-{name}"))).await;
+            let over = sideways(b).await;
+            if over > 0 {
+                // What sticks out, to say where to look.
+                let culprits = b
+                    .script(
+                        "const w = document.documentElement.clientWidth; return Array.from(document.querySelectorAll('body *')) \
+                         .filter(e => e.getBoundingClientRect().right > w + 1).slice(0, 5) \
+                         .map(e => e.tagName + '.' + e.className);",
+                    )
+                    .await;
+                wide.push(format!(
+                    "{role} {path}: {over} px wider than the phone ({culprits})"
+                ));
+            }
+        }
+    }
+    assert!(wide.is_empty(), "{}", wide.join("\n"));
+    view.quit().await;
+    admin.quit().await;
 }

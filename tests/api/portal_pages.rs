@@ -307,6 +307,10 @@ on_both_databases! {
         assert!(html.contains("Resultado do envio"), "{html}");
         assert_eq!(html.matches("guardado").count(), 2, "{html}");
         assert!(html.contains("não abriu") && html.contains("recusado"), "{html}");
+        // Why, in the office's words (issue 22, point 13).
+        assert!(html.contains("O arquivo não é um certificado .pfx legível"), "{html}");
+        assert!(html.contains("Só arquivos .pfx e .p12 são aceitos."), "{html}");
+        assert!(!html.contains("PKCS#12 file") && !html.contains("only .pfx"), "{html}");
         assert!(!html.contains("1234"), "a password reached the page: {html}");
         assert!(root.join("RENOVADA.pfx").exists() && root.join("EMPRESA X LTDA Senha 1234.pfx").exists());
         assert!(!root.join("quebrado.pfx").exists(), "a bad file is not kept");
@@ -333,7 +337,7 @@ on_both_databases! {
         let (admin, csrf) = session(app, "admin@escritorio.com.br", PW).await;
         let (view, _) = session(app, "view@escritorio.com.br", PW).await;
         let (_, html) = page(&admin, app, "/").await;
-        assert!(html.contains("<strong>1</strong><span>arquivos que não abriram</span>"), "{html}");
+        assert!(html.contains("<strong>1</strong><span>arquivo que não abriu</span>"), "{html}");
         let (_, html) = page(&admin, app, "/certificados?status=unreadable").await;
         assert!(html.contains("JOSÉ DA SILVA") && html.contains("não abriu"), "{html}");
         let (_, html) = page(&view, app, "/certificados?status=unreadable").await;
