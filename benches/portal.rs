@@ -424,6 +424,7 @@ async fn seed(db: &DatabaseConnection, org: OrgId, cfg: &Config) -> Seeded {
                 created_at: Set(now - Span::days(60)),
                 reported_hostname: Set(Some(format!("DESKTOP-{:04X}", i * 7919))),
                 retired_at: Set(None),
+                uninstalled_at: Set(None),
             }
         })
         .collect();

@@ -312,6 +312,8 @@ pub enum CleanupMode {
     Startup,
     /// A lease ended before the daily cleanup.
     Lease,
+    /// `uninstall`: the agent is being taken off the PC, everything it installed with it.
+    Uninstall,
 }
 
 impl CleanupMode {
@@ -321,6 +323,7 @@ impl CleanupMode {
             CleanupMode::Manual => "manual",
             CleanupMode::Startup => "startup",
             CleanupMode::Lease => "lease",
+            CleanupMode::Uninstall => "uninstall",
         }
     }
 }

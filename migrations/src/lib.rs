@@ -19,6 +19,7 @@ mod m20261203_000012_portal_listing_indexes;
 mod m20261207_000013_removal_cause;
 mod m20261207_000014_audit_breaks;
 mod m20261207_000015_device_identity;
+mod m20261207_000016_device_uninstalled;
 mod util;
 
 pub struct Migrator;
@@ -42,6 +43,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261207_000013_removal_cause::Migration),
             Box::new(m20261207_000014_audit_breaks::Migration),
             Box::new(m20261207_000015_device_identity::Migration),
+            Box::new(m20261207_000016_device_uninstalled::Migration),
         ]
     }
 }

@@ -321,6 +321,12 @@ impl Client {
         self.call("POST", "/agent/cleanup", Some(request), None, true)
     }
 
+    /// `POST /agent/uninstall`: the agent is leaving this PC; the server closes what is still
+    /// open and voids the pairing.
+    pub fn uninstalled(&self) -> Result<CleanupResponse, ClientError> {
+        self.call::<(), _>("POST", "/agent/uninstall", None, None, true)
+    }
+
     /// `GET /agent/installations`: what the server believes is on this device.
     pub fn installations(&self) -> Result<OpenInstallations, ClientError> {
         self.call::<(), _>("GET", "/agent/installations", None, None, true)

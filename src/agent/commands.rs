@@ -54,6 +54,7 @@ pub fn run(dir: &DataDir, shared: Arc<dyn Platform>, headless: bool) -> Result<(
         log::info("Another agent already runs in this session");
         return Ok(());
     };
+    platform.stop_when_asked();
     let notifier = Arc::clone(&shared);
     let opened = match open_agent(dir, platform) {
         // Started by hand on a PC not paired yet: offer the pairing dialog instead of leaving.
@@ -67,8 +68,8 @@ pub fn run(dir: &DataDir, shared: Arc<dyn Platform>, headless: bool) -> Result<(
     log::info(format!(
         "Agent {} started for device {} on {}",
         version(),
-        agent.config.device_id,
-        agent.config.server_url
+        agent.identity().config.device_id,
+        agent.identity().config.server_url
     ));
     let _ = agent.heartbeat();
     let outcome = agent.startup();
@@ -125,11 +126,17 @@ pub fn cleanup(dir: &DataDir, platform: &dyn Platform, mode: CleanupMode) -> Res
 pub fn status(dir: &DataDir, platform: &dyn Platform) -> Result<(), u8> {
     let mut status = status::Status::gather(dir, leases::Clock::now(&SystemClock::from_env()));
     if status.config.is_some() {
-        status.server_check = Some(match open_agent(dir, platform) {
-            Ok(agent) => agent.heartbeat().map(|_| ()).map_err(|e| e.to_string()),
+        // A probe: the tray's agent keeps its own record (and its colour) to itself; the skew
+        // measured here is shown, not saved.
+        let probed = match open_agent(dir, platform) {
+            Ok(agent) => agent.probe().map_err(|e| e.to_string()),
             Err(_) => Err("secrets unavailable".into()),
-        });
+        };
         status.state = AgentState::load(dir);
+        if let Ok(skew) = &probed {
+            status.state.clock_skew_seconds = Some(*skew);
+        }
+        status.server_check = Some(probed.map(|_| ()));
     }
     print!("{}", status.render());
     match (&status.config, &status.server_check) {
@@ -156,17 +163,53 @@ pub fn install(dir: &DataDir, platform: &dyn Platform) -> Result<(), u8> {
 }
 
 pub fn uninstall(dir: &DataDir, platform: &dyn Platform) -> Result<(), u8> {
-    // Removals whose reports wait for the server are done: uninstalling goes on.
-    if Config::load(dir).is_ok()
-        && let Err(exit::FAILED) = cleanup(dir, platform, CleanupMode::Manual)
-    {
-        return Err(exit::FAILED);
-    }
     let fail = |e: String| {
         eprintln!("{e}");
+        log::error(&e);
         exit::FAILED
     };
-    platform.remove_cleanup_task().map_err(fail)?;
+    // The running agent stops first: left running it would install what is approved next.
+    if platform.stop_running_agent().map_err(fail)? {
+        log::info("Uninstall: the running agent stopped");
+    }
+    if Config::load(dir).is_ok() {
+        // Everything it installed goes (removals whose reports wait for the server are done:
+        // uninstalling goes on), then the server closes the rest and voids the pairing.
+        if let Err(exit::FAILED) = cleanup(dir, platform, CleanupMode::Uninstall) {
+            return Err(exit::FAILED);
+        }
+        let told = open_agent(dir, platform)
+            .map_err(|_| "the saved pairing cannot be read".to_owned())
+            .and_then(|agent| {
+                agent
+                    .identity()
+                    .client
+                    .uninstalled()
+                    .map_err(|e| e.to_string())
+            });
+        match told {
+            Ok(answer) => {
+                log::info(format!(
+                    "Uninstall: the server closed {} installation(s) and voided this pairing",
+                    answer.closed
+                ));
+                let _ = platform.secrets(dir).clear();
+                let _ = std::fs::remove_file(dir.config());
+            }
+            Err(e) => {
+                let message = format!(
+                    "O servidor não foi avisado ({e}): bloqueie este computador no portal, ou rode uninstall de novo com o servidor no ar."
+                );
+                eprintln!("{message}");
+                log::warn(message);
+            }
+        }
+    }
+    // A task left behind runs a cleanup of nothing: said, and the rest of the uninstall goes on.
+    if let Err(e) = platform.remove_cleanup_task() {
+        eprintln!("{e}");
+        log::warn(format!("Uninstall: {e}"));
+    }
     platform.set_autostart(false).map_err(fail)?;
     platform.remove_exe().map_err(fail)?;
     log::info("Uninstalled");

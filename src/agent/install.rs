@@ -27,7 +27,7 @@ impl Agent {
         if let Some(entry) = done {
             return self.report_installed(job, &entry);
         }
-        let claim = match self.client.claim(job.id) {
+        let claim = match self.identity().client.claim(job.id) {
             Ok(c) => c,
             Err(e) => return Err(self.job_error(job, "claim", &e)),
         };
@@ -38,7 +38,7 @@ impl Agent {
             ));
             return Err(StdDuration::from_secs(10));
         };
-        let payload = match self.client.payload(job.id, &token) {
+        let payload = match self.identity().client.payload(job.id, &token) {
             Ok(p) => p,
             Err(e) => return Err(self.job_error(job, "payload", &e)),
         };
@@ -66,7 +66,7 @@ impl Agent {
                     key_storage: None,
                     key_deleted: None,
                 };
-                return match self.client.result(job.id, &result) {
+                return match self.identity().client.result(job.id, &result) {
                     Ok(_) => Ok(()),
                     Err(e) => Err(self.job_error(job, "result", &e)),
                 };
@@ -127,8 +127,9 @@ impl Agent {
         expected: &str,
         until: String,
     ) -> Result<Installed, (&'static str, String)> {
-        let context = PayloadContext::new(job.id, self.config.device_id);
-        let secret = crate::crypto::open(&self.key, &context, sealed)
+        let identity = self.identity();
+        let context = PayloadContext::new(job.id, identity.config.device_id);
+        let secret = crate::crypto::open(&identity.key, &context, sealed)
             .map_err(|e| ("ENVELOPE_INVALID", e.to_string()))?;
         if let Some(thumbprint) = self
             .store
@@ -179,7 +180,7 @@ impl Agent {
             key_storage: Some(entry.installed.key_storage.clone()),
             key_deleted: None,
         };
-        match self.client.result(job.id, &result) {
+        match self.identity().client.result(job.id, &result) {
             Ok(answer) if answer.status == AgentJobStatus::Failed => {
                 // The server did not accept it (e.g. another thumbprint): it must not stay.
                 log::warn(format!(

@@ -27,10 +27,9 @@ fn not_paired_or(e: ConfigError) -> u8 {
 
 /// The agent of the identity saved in `dir`; `Err` carries the exit code.
 pub fn open_agent(dir: &DataDir, platform: &dyn Platform) -> Result<Agent, u8> {
-    let secrets = platform.secrets(dir);
     let agent = Agent::open(
         dir.clone(),
-        secrets.as_ref(),
+        platform.secrets(dir),
         platform.store(dir),
         Arc::new(SystemClock::from_env()),
     )

@@ -40,6 +40,15 @@ pub trait Platform: Send + Sync {
         false
     }
 
+    /// `uninstall`: stops the agent running in this session (it would go on installing what
+    /// is approved next); `true` when one was running and has stopped.
+    fn stop_running_agent(&self) -> Result<bool, String> {
+        Ok(false)
+    }
+
+    /// `run`: this process stops when `uninstall` asks ([`Self::stop_running_agent`]).
+    fn stop_when_asked(&self) {}
+
     /// Whether `run` without `--headless` shows a tray icon here.
     fn has_tray(&self) -> bool {
         false

@@ -21,6 +21,13 @@ impl Agent {
         let mut long_poll = 25;
         let mut blocked = false;
         loop {
+            if self.follow_pairing() {
+                // Paired again while running: start over as the new device at once.
+                reconciled = false;
+                blocked = false;
+                backoff.reset();
+                next_heartbeat = Instant::now();
+            }
             if Instant::now() >= next_heartbeat {
                 match self.heartbeat() {
                     Ok(policy) => {
@@ -48,7 +55,7 @@ impl Agent {
                     }
                 }
             }
-            let jobs = match self.client.jobs(long_poll) {
+            let jobs = match self.identity().client.jobs(long_poll) {
                 Ok(list) => {
                     backoff.reset();
                     if !blocked {
@@ -97,7 +104,11 @@ impl Agent {
         };
         log::warn(format!("{e} (retrying in {} s)", delay.as_secs().max(1)));
         self.note_error(e);
-        std::thread::sleep(delay);
+        // A new pairing ends the wait: "Pareie de novo" is acted on as soon as it is done.
+        let until = Instant::now() + delay;
+        while Instant::now() < until && !self.pairing_changed() {
+            std::thread::sleep(StdDuration::from_millis(500).min(until - Instant::now()));
+        }
     }
 
     /// Acts on one job; `Err(delay)` asks to look at it again after `delay`.

@@ -65,7 +65,9 @@ impl Agent {
             log::warn(format!("Reconciliation with the server skipped: {e}"));
         }
         let entries = match mode {
-            CleanupMode::Scheduled | CleanupMode::Manual => self.local().ledger.installed.clone(),
+            CleanupMode::Scheduled | CleanupMode::Manual | CleanupMode::Uninstall => {
+                self.local().ledger.installed.clone()
+            }
             CleanupMode::Startup | CleanupMode::Lease => self.due_entries(),
         };
         self.cleanup_entries(mode, entries)
@@ -140,7 +142,7 @@ impl Agent {
         if local.outbox.is_empty() {
             return true;
         }
-        match local.outbox.flush(&self.client) {
+        match local.outbox.flush(&self.identity().client) {
             Ok(n) if n > 0 => log::info(format!("Sent {n} removal report(s)")),
             Ok(_) => {}
             Err(e) => log::error(format!("Outbox: {e}")),
@@ -160,7 +162,7 @@ impl Agent {
             .iter()
             .any(|i| i.report == Report::JobResult { job_id: job.id });
         if !pending {
-            match self.client.claim(job.id) {
+            match self.identity().client.claim(job.id) {
                 Ok(_) => {}
                 // This device holds it already (a lost answer): go on.
                 Err(e) if e.status() == Some(409) && job.status == AgentJobStatus::InProgress => {}
@@ -204,7 +206,7 @@ impl Agent {
                         key_storage: None,
                         key_deleted: None,
                     };
-                    let _ = self.client.result(job.id, &result);
+                    let _ = self.identity().client.result(job.id, &result);
                     return Ok(());
                 }
             }

@@ -3,7 +3,7 @@
 //! the heartbeat and the reconciliation with the server's list. What it does with them lives
 //! beside it: `polling.rs` (the job loop), `install.rs`, `removal.rs` and `timer.rs`.
 
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
 use std::time::Duration as StdDuration;
 
 use chrono::Utc;
@@ -66,12 +66,47 @@ fn lock_file(dir: &DataDir) -> Option<std::fs::File> {
     }
 }
 
-/// A running agent's pieces.
-pub struct Agent {
-    pub dir: DataDir,
+/// Who the agent is: the pairing saved in its folder. Swapped whole when a `pair` run while the
+/// agent runs saves another ([`Agent::follow_pairing`]).
+pub struct Identity {
     pub config: Config,
     pub client: Client,
     pub(super) key: DeviceSecretKey,
+}
+
+impl Identity {
+    fn load(dir: &DataDir, secrets: &dyn Secrets) -> Result<Self, ConfigError> {
+        let config = Config::load(dir)?;
+        let device = secrets.load()?.ok_or(ConfigError::NotPaired)?;
+        let client = Client::new(
+            config.server_url.clone(),
+            config.device_id,
+            device.device_token.clone(),
+            device.key.public_key().to_base64(),
+        );
+        Ok(Self {
+            config,
+            client,
+            key: device.key.clone(),
+        })
+    }
+}
+
+/// When `config.json` was last written, and its size: pairing writes it last, after the
+/// secrets, so a change here means a whole new identity is on disk.
+type Stamp = Option<(std::time::SystemTime, u64)>;
+
+fn stamp_of(dir: &DataDir) -> Stamp {
+    let meta = std::fs::metadata(dir.config()).ok()?;
+    Some((meta.modified().ok()?, meta.len()))
+}
+
+/// A running agent's pieces.
+pub struct Agent {
+    pub dir: DataDir,
+    identity: RwLock<Arc<Identity>>,
+    stamp: Mutex<Stamp>,
+    secrets: Box<dyn Secrets>,
     pub(super) store: Box<dyn CertStore>,
     pub(super) clock: Arc<dyn Clock>,
     local: Mutex<Local>,
@@ -84,18 +119,12 @@ pub struct Agent {
 impl Agent {
     pub fn open(
         dir: DataDir,
-        secrets: &dyn Secrets,
+        secrets: Box<dyn Secrets>,
         store: Box<dyn CertStore>,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, ConfigError> {
-        let config = Config::load(&dir)?;
-        let device = secrets.load()?.ok_or(ConfigError::NotPaired)?;
-        let client = Client::new(
-            config.server_url.clone(),
-            config.device_id,
-            device.device_token.clone(),
-            device.key.public_key().to_base64(),
-        );
+        let stamp = stamp_of(&dir);
+        let identity = Identity::load(&dir, secrets.as_ref())?;
         // A ledger edited into nonsense must not stop the agent: it starts empty and the
         // server's list of open installations brings back what is really installed.
         let ledger = Ledger::load(&dir.ledger()).unwrap_or_else(|e| {
@@ -113,9 +142,9 @@ impl Agent {
         Ok(Self {
             state: Mutex::new(AgentState::load(&dir)),
             dir,
-            config,
-            client,
-            key: device.key.clone(),
+            identity: RwLock::new(Arc::new(identity)),
+            stamp: Mutex::new(stamp),
+            secrets,
             store,
             clock,
             local: Mutex::new(local),
@@ -123,6 +152,43 @@ impl Agent {
             flush_backoff: Mutex::new(Backoff::default()),
             notify: Box::new(|_, _| {}),
         })
+    }
+
+    /// Who the agent is now.
+    pub fn identity(&self) -> Arc<Identity> {
+        Arc::clone(&self.identity.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Whether a `pair` has saved another identity since this one was loaded.
+    pub(super) fn pairing_changed(&self) -> bool {
+        stamp_of(&self.dir) != *self.stamp.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Takes up the identity a `pair` saved while the agent runs (from the command line, or the
+    /// one-line install run again): the next call goes out as the new device, the old error
+    /// goes, and the tray turns back. `true` when it changed.
+    pub fn follow_pairing(&self) -> bool {
+        if !self.pairing_changed() {
+            return false;
+        }
+        let stamp = stamp_of(&self.dir);
+        *self.stamp.lock().unwrap_or_else(|e| e.into_inner()) = stamp;
+        match Identity::load(&self.dir, self.secrets.as_ref()) {
+            Ok(identity) => {
+                log::info(format!(
+                    "Pairing changed while running: now device {} at {}",
+                    identity.config.device_id, identity.config.server_url
+                ));
+                *self.identity.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(identity);
+                self.clear_error();
+                self.poke_timer();
+                true
+            }
+            Err(e) => {
+                log::warn(format!("Pairing changed but cannot be read yet: {e}"));
+                false
+            }
+        }
     }
 
     /// Where notifications go (the tray's balloon on Windows).
@@ -194,10 +260,27 @@ impl Agent {
         cv.notify_all();
     }
 
+    /// Whether the server answers this identity, changing nothing the tray reads (`status` from
+    /// the command line while the tray agent runs).
+    /// Returns this PC's clock skew against the server's, in seconds (logged when large).
+    pub fn probe(&self) -> Result<i64, ClientError> {
+        let sent = self.clock.now();
+        let beat = self.identity().client.heartbeat()?;
+        let skew = (sent - beat.server_time).num_seconds();
+        if skew.abs() > MAX_SKEW_SECS {
+            log::warn(format!(
+                "Clock skew: this PC's clock is {} off the server's ({})",
+                super::tray_model::format_skew(chrono::TimeDelta::seconds(skew)),
+                beat.server_time.to_rfc3339()
+            ));
+        }
+        Ok(skew)
+    }
+
     /// `POST /agent/heartbeat`: keeps the policy and checks the clock against the server's.
     pub fn heartbeat(&self) -> Result<AgentPolicy, ClientError> {
         let sent = self.clock.now();
-        let beat = self.client.heartbeat();
+        let beat = self.identity().client.heartbeat();
         let beat = match beat {
             Ok(b) => b,
             Err(e) => {
@@ -232,7 +315,7 @@ impl Agent {
 
     /// Merges the server's open installations into the ledger (start-up and every cleanup).
     pub fn reconcile(&self) -> Result<usize, ClientError> {
-        let open = self.client.installations()?;
+        let open = self.identity().client.installations()?;
         let now = self.clock.now();
         let mut local = self.local();
         // A removal whose report is still on its way is not brought back.
@@ -323,6 +406,69 @@ mod tests {
         );
     }
 
+    /// Issue 22, point 6: paired again while it runs, the agent goes on as the new device at its
+    /// next call, and a `status` probe leaves the record the tray reads alone.
+    #[test]
+    fn a_pairing_saved_while_running_is_taken_up_and_a_probe_changes_nothing() {
+        let auths = Arc::new(Mutex::new(Vec::<String>::new()));
+        let mut server = mockito::Server::new();
+        let seen = Arc::clone(&auths);
+        respond(&mut server, "POST", AUTH, 200, move |req| {
+            seen.lock()
+                .unwrap()
+                .push(body_of(req)["device_id"].as_str().unwrap_or("").to_owned());
+            access_token()
+        });
+        respond(&mut server, "POST", "/api/v1/agent/heartbeat", 200, |_| {
+            serde_json::json!({"server_time": Utc::now(), "policy": {
+                "cleanup_time": "18:00", "timezone": "America/Sao_Paulo", "max_lease_hours": 10,
+                "poll_interval_seconds": 5, "long_poll_seconds": 25, "heartbeat_interval_seconds": 60
+            }})
+        });
+        let r = rig(server);
+        r.agent.note_error(&ClientError::AuthFailed);
+        assert!(!r.agent.follow_pairing(), "nothing changed yet");
+
+        // `pair` in another process: new secrets, then the new config (a second later, so
+        // the file's time moves on any file system).
+        std::thread::sleep(StdDuration::from_millis(1100));
+        let new_device = uuid::Uuid::new_v4();
+        let config = Config {
+            device_id: new_device,
+            ..r.agent.identity().config.clone()
+        };
+        let device = crate::agent::config::DeviceSecrets {
+            device_token: crate::crypto::SecretString::new("new-token".into()),
+            key: DeviceSecretKey::generate(),
+        };
+        crate::agent::config::save_identity(
+            &r.agent.dir,
+            &FileSecrets::new(&r.agent.dir),
+            &config,
+            &device,
+        )
+        .unwrap();
+        assert!(r.agent.pairing_changed());
+        assert!(r.agent.follow_pairing());
+        assert_eq!(r.agent.identity().config.device_id, new_device);
+        assert_eq!(
+            AgentState::load(&r.agent.dir).last_error,
+            None,
+            "the tray turns back"
+        );
+        r.agent.heartbeat().unwrap();
+        assert_eq!(
+            auths.lock().unwrap().last().map(String::as_str),
+            Some(new_device.to_string().as_str())
+        );
+
+        // A probe (what `status` does) answers, and writes nothing the tray reads.
+        let before = std::fs::read(r.agent.dir.state()).unwrap();
+        std::thread::sleep(StdDuration::from_millis(20));
+        assert!(r.agent.probe().unwrap().abs() < 120);
+        assert_eq!(std::fs::read(r.agent.dir.state()).unwrap(), before);
+    }
+
     #[test]
     fn a_ledger_edited_into_nonsense_neither_stops_the_agent_nor_keeps_a_certificate() {
         let requests = Arc::new(Mutex::new(Vec::new()));
@@ -342,10 +488,9 @@ mod tests {
         );
         // At start-up: set aside, and the agent starts.
         std::fs::write(r.agent.dir.ledger(), b"{ not json").unwrap();
-        let secrets = FileSecrets::new(&r.agent.dir);
         let again = Agent::open(
             r.agent.dir.clone(),
-            &secrets,
+            Box::new(FileSecrets::new(&r.agent.dir)),
             Box::new(MemoryStore::default()),
             Arc::clone(&r.clock) as Arc<dyn Clock>,
         );

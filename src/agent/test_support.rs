@@ -88,7 +88,7 @@ pub fn rig(server: ServerGuard) -> Rig {
     let clock = Arc::new(FixedClock::at("2026-07-15T13:00:00Z".parse().unwrap()));
     let agent = Agent::open(
         dir,
-        &secrets,
+        Box::new(secrets),
         Box::new(Arc::clone(&store)),
         Arc::clone(&clock) as Arc<dyn Clock>,
     )

@@ -76,6 +76,7 @@ actions! {
     DeviceBlocked => "DEVICE_BLOCKED",
     DeviceUnblocked => "DEVICE_UNBLOCKED",
     DeviceRemoved => "DEVICE_REMOVED",
+    DeviceUninstalled => "DEVICE_UNINSTALLED",
     DeviceAuthRateLimited => "DEVICE_AUTH_RATE_LIMITED",
     DeviceAuthFailed => "DEVICE_AUTH_FAILED",
     DeviceEnrolled => "DEVICE_ENROLLED",

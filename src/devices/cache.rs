@@ -127,6 +127,7 @@ mod tests {
             created_at: now,
             reported_hostname: None,
             retired_at: None,
+            uninstalled_at: None,
         }
     }
 

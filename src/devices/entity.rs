@@ -28,6 +28,8 @@ pub struct Model {
     pub reported_hostname: Option<String>,
     /// When the computer was removed from the office; its rows stay for the history.
     pub retired_at: Option<DateTimeUtc>,
+    /// When the agent told the server it was uninstalled from the PC.
+    pub uninstalled_at: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

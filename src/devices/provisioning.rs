@@ -50,6 +50,8 @@ pub struct DeviceView {
     pub last_seen_at: Option<DateTime<Utc>>,
     pub last_heartbeat_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
+    /// When the agent was uninstalled from the PC (until it is paired again).
+    pub uninstalled_at: Option<DateTime<Utc>>,
     /// Certificates installed on the device now.
     pub installed: Vec<Installed>,
 }
@@ -108,6 +110,8 @@ async fn views<C: ConnectionTrait>(
             os_version: d.os_version,
             agent_version: d.agent_version,
             is_allowed: d.is_allowed,
+            // Uninstalled until paired again (pairing registers a key).
+            uninstalled_at: d.uninstalled_at.filter(|_| d.public_key.is_none()),
             public_key: d.public_key,
             enrollment_expires_at: d
                 .enrollment_expires_at
@@ -225,6 +229,7 @@ pub async fn provision(
         created_at: Set(now),
         reported_hostname: Set(None),
         retired_at: Set(None),
+        uninstalled_at: Set(None),
     })
     .exec_with_returning(&txn)
     .await?;

@@ -66,6 +66,7 @@ api_routes! {
     post "/api/v1/agent/jobs/{id}/result" => crate::jobs::routes::result, "agent", "Report {status: DONE|FAILED, thumbprint?, error_code?, error_message?, key_storage?, key_deleted?}; DONE opens the installation lease (INSTALL) or closes it (REMOVE) (DEVICE)", body: crate::protocol::ResultRequest, ok 200: crate::protocol::ResultResponse;
     get "/api/v1/agent/installations" => crate::jobs::routes::agent_installations, "agent", "This device's open installations {installations: [{installation_id, job_id, thumbprint, cert_name, installed_at, expires_at}]}, for the agent to reconcile its record with (DEVICE)", ok 200: crate::protocol::OpenInstallations;
     post "/api/v1/agent/cleanup" => crate::jobs::routes::cleanup, "agent", "Report removed certificates {mode, removed: [{thumbprint, key_deleted}]}: closes their leases (DEVICE)", body: crate::protocol::CleanupRequest, ok 200: crate::protocol::CleanupResponse;
+    post "/api/v1/agent/uninstall" => crate::jobs::routes::uninstall, "agent", "The agent is being uninstalled (after its cleanup with mode uninstall): the device's open installations close (CERT_REMOVED_UNINSTALL), its waiting installs are cancelled, its token and key are void until it is paired again (DEVICE)", ok 200: crate::protocol::CleanupResponse;
     get "/api/v1/certificados" => crate::certificates::routes::list, "certificates", "Search the office's catalogue: q (name, CNPJ/CPF), status (available|unavailable|expired|expiring|unreadable|all), within_days, page, page_size", query: crate::certificates::catalogue::ListQuery, ok 200: crate::certificates::catalogue::CataloguePage;
     get "/api/v1/certificados/{id}" => crate::certificates::routes::get, "certificates", "One certificate of the office", ok 200: crate::certificates::catalogue::CertificateView;
     post "/api/v1/admin/certificates/{id}/password" => crate::certificates::routes::set_password, "admin", "Store the password of a certificate no file-name password opened, once it opens the file (ADMIN/DEV)", body: crate::certificates::routes::PasswordBody, ok 200: crate::certificates::catalogue::CertificateView;
@@ -156,6 +157,7 @@ mod tests {
                     "/logout",
                     "/reap",
                     "/unlock",
+                    "/agent/uninstall",
                 ];
                 assert!(
                     op["requestBody"].is_object() || bodiless.iter().any(|b| r.path.ends_with(b)),

@@ -87,6 +87,7 @@ impl RemovalMode {
     pub fn audit_action(self) -> AuditAction {
         match self {
             RemovalMode::Cleanup(CleanupMode::Lease) => AuditAction::CertRemovedLeaseEnd,
+            RemovalMode::Cleanup(CleanupMode::Uninstall) => AuditAction::CertRemovedUninstall,
             RemovalMode::Cleanup(_) => AuditAction::CertRemoved18h,
             RemovalMode::RemoveJob(RemovalCause::Requested) => AuditAction::CertRemovedOnRequest,
             RemovalMode::RemoveJob(RemovalCause::DeviceBlocked) => {

@@ -24,6 +24,7 @@ pub mod status;
 pub mod sweep;
 pub mod tasks;
 pub mod transition;
+pub mod uninstall;
 
 pub use entity::{Column, ENTITY, InstallJob, InstallJobs, find, not_found};
 pub use status::{Event, JobStatus, JobType, TransitionError};

@@ -270,6 +270,15 @@ pub async fn cleanup(
     Ok(HttpResponse::Ok().json(answer))
 }
 
+/// `POST /api/v1/agent/uninstall` (DEVICE, blocked too): the agent is leaving the PC.
+pub async fn uninstall(
+    state: web::Data<AppState>,
+    device: AuthDevice,
+) -> Result<HttpResponse, AppError> {
+    let answer = super::uninstall::uninstalled(&state, &device).await?;
+    Ok(HttpResponse::Ok().json(answer))
+}
+
 /// `GET /api/v1/agent/installations` (DEVICE): this device's installations not removed yet,
 /// oldest first, with the certificate's name and the lease's end.
 pub async fn agent_installations(

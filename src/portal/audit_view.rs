@@ -71,6 +71,7 @@ pub fn group_of(action: AuditAction) -> &'static str {
         | A::DeviceBlocked
         | A::DeviceUnblocked
         | A::DeviceRemoved
+        | A::DeviceUninstalled
         | A::DeviceAuthRateLimited
         | A::DeviceAuthFailed
         | A::DeviceEnrolled
@@ -376,6 +377,7 @@ pub fn action_label(action: AuditAction) -> &'static str {
         A::DeviceBlocked => "Computador bloqueado",
         A::DeviceUnblocked => "Computador desbloqueado",
         A::DeviceRemoved => "Computador removido",
+        A::DeviceUninstalled => "Agente desinstalado do computador",
         A::DeviceAuthRateLimited => "Autenticações do agente limitadas",
         A::DeviceAuthFailed => "Autenticação do agente recusada",
         A::DeviceEnrolled => "Computador pareado",

@@ -48,6 +48,8 @@ fn reported(d: &DeviceView) -> Markup {
 fn state_badge(d: &DeviceView, now: chrono::DateTime<Utc>) -> Markup {
     if !d.is_allowed {
         html! { span.badge.bad { "bloqueado" } }
+    } else if d.uninstalled_at.is_some() {
+        html! { span.badge.muted { "agente desinstalado" } }
     } else if d.public_key.is_none() {
         html! { span.badge.wait { "aguardando pareamento" } }
     } else if online(d, now) {

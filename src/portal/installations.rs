@@ -40,6 +40,7 @@ fn removal_label(mode: Option<&str>) -> &'static str {
         Some("remove_job") => "removida a pedido",
         Some("startup") => "removida ao ligar o PC",
         Some("manual") => "removida manualmente",
+        Some("uninstall") => "removida ao desinstalar o agente",
         _ => "removida",
     }
 }

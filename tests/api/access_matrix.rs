@@ -291,6 +291,13 @@ const MATRIX: &[Row] = &[
         Some(r#"{"mode":"manual","removed":[]}"#),
         [401, 403, 403, 403, 200],
     ),
+    // Last: the calling device is uninstalled (its token void) by its own call.
+    (
+        "post",
+        "/api/v1/agent/uninstall",
+        None,
+        [401, 403, 403, 403, 200],
+    ),
 ];
 
 /// An office with one certificate (ingested by the CLI only: the server itself has no

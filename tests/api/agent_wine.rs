@@ -261,3 +261,144 @@ async fn under_wine_removals_survive_a_stopped_server_and_a_restart_past_the_dea
     assert_eq!(removed["removal_mode"], "startup", "{removed}");
     pc.assert_nothing_leaked(&pfx_probes());
 }
+
+/// Issue 22, point 6, with the real `.exe`: the admin rotates the PC's token, the running agent
+/// says "Pareie de novo"; `pair` run beside it is taken up without a restart and the next
+/// approval installs. A `status` run meanwhile leaves the record the tray reads alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_wine_a_pairing_made_while_the_agent_runs_is_taken_up() {
+    let Some(exe) = wine_agent() else { return };
+    let _prefix = PREFIX.lock().await;
+    let db = TestDb::new(Backend::Sqlite).await.unwrap();
+    let o = office(&db).await;
+    reset_store();
+    let (mut pc, device) = paired(&o, exe, "PC-WINE-03").await;
+    let id = device["id"].as_str().unwrap().to_owned();
+    pc.start(0).await;
+
+    // The token is rotated: the running agent's next call fails and it says so.
+    let (status, creds) = o
+        .call(
+            "POST",
+            &format!("/api/v1/admin/devices/{id}/rotate-token"),
+            None,
+            &o.admin.access,
+        )
+        .await;
+    assert_eq!(status, 200, "{creds}");
+    let said = eventually(Duration::from_secs(40), || async {
+        pc.log().contains("Pareie de novo")
+    })
+    .await;
+    assert!(said, "{}", pc.log());
+
+    // `status` from the command line: it reports, and the tray's record stays as it was.
+    let state = pc.home.path().join("state.json");
+    let before = std::fs::read(&state).unwrap();
+    let out = pc.once(&["status"], 0);
+    assert!(out.stdout.contains("Servidor"), "{out:?}");
+    assert_eq!(
+        std::fs::read(&state).unwrap(),
+        before,
+        "status changed the tray's record"
+    );
+
+    // Paired again beside the running agent: taken up, and an approval installs at once.
+    let server = format!("{}/api/v1", o.app.address);
+    pc.pair(&[
+        "--server",
+        &server,
+        "--code",
+        creds["enrollment_code"].as_str().unwrap(),
+    ]);
+    let took_up = eventually(Duration::from_secs(15), || async {
+        pc.log().contains("Pairing changed while running")
+    })
+    .await;
+    assert!(took_up, "{}", pc.log());
+    let job = o.approved(&id, 60).await;
+    o.wait_job(&job, "DONE", Duration::from_secs(15)).await;
+    assert!(in_my(THUMBPRINT));
+    pc.kill();
+    let out = pc.once(&["--cleanup", "--mode", "manual"], 0);
+    assert!(out.status.success(), "{out:?}");
+    assert!(!in_my(THUMBPRINT));
+}
+
+/// Issue 22, point 4, with the real `.exe`: `uninstall` while the tray's agent runs stops it,
+/// removes what it installed, tells the server (the installation closes as
+/// `CERT_REMOVED_UNINSTALL`, the device is marked uninstalled and its token is void) and leaves
+/// no Run entry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_wine_uninstall_stops_the_running_agent_and_tells_the_server() {
+    let Some(exe) = wine_agent() else { return };
+    let _prefix = PREFIX.lock().await;
+    let db = TestDb::new(Backend::Sqlite).await.unwrap();
+    let o = office(&db).await;
+    reset_store();
+    let (mut pc, device) = paired(&o, exe, "PC-WINE-04").await;
+    let id = device["id"].as_str().unwrap().to_owned();
+    // The Run entry `install` writes (set here: Wine's schtasks hangs on `install`'s task).
+    let run_key = r"HKCU\Software\Microsoft\Windows\CurrentVersion\Run";
+    wine_reg(&[
+        "add",
+        run_key,
+        "/v",
+        "CertHubAgent",
+        "/d",
+        "Certhub.Agent.exe run",
+        "/f",
+    ]);
+    assert!(
+        wine_reg(&["query", run_key]).contains("CertHub"),
+        "no Run entry"
+    );
+    pc.start(0).await;
+    let job = o.approved(&id, 60).await;
+    o.wait_job(&job, "DONE", Duration::from_secs(15)).await;
+    assert!(in_my(THUMBPRINT));
+    let installation = o.job(&job).await["installation_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let out = pc.once(&["uninstall"], 0);
+    assert!(out.status.success(), "{out:?}\n{}", pc.log());
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !pc.has_exited() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let stopped = pc.has_exited();
+    assert!(stopped, "the running agent went on; log:\n{}", pc.log());
+    assert!(
+        pc.log().contains("Stopped: the agent is being uninstalled"),
+        "{}",
+        pc.log()
+    );
+    assert!(!in_my(THUMBPRINT), "the certificate stayed in MY");
+    assert!(reg_subkeys(KEYS).is_empty(), "its key stayed");
+    assert!(
+        !wine_reg(&["query", run_key]).contains("CertHub"),
+        "a Run entry is left"
+    );
+
+    // The server knows: the installation closed as removed by the uninstall, the device is
+    // marked uninstalled and its old token no longer authenticates.
+    let removed = o.wait_removed(&installation, Duration::from_secs(10)).await;
+    assert_eq!(removed["removal_mode"], "uninstall", "{removed}");
+    assert_eq!(audits(&db, "CERT_REMOVED_UNINSTALL").await, 1);
+    assert_eq!(audits(&db, "DEVICE_UNINSTALLED").await, 1);
+    let (_, view) = o
+        .call(
+            "GET",
+            &format!("/api/v1/admin/devices/{id}"),
+            None,
+            &o.admin.access,
+        )
+        .await;
+    assert!(view["uninstalled_at"].is_string(), "{view}");
+    assert!(view["public_key"].is_null(), "the pairing is void: {view}");
+    // Uninstalling again is harmless.
+    let again = pc.once(&["uninstall"], 0);
+    assert!(again.status.success(), "{again:?}");
+}

@@ -282,4 +282,26 @@ on_both_databases! {
         assert_eq!(status, 200);
         assert!(text.trim_start_matches('\u{feff}').starts_with("seq,at,action,"), "{text}");
     }
+
+    async fn an_uninstalled_agent_closes_its_installations_and_voids_its_pairing(db: TestDb) {
+        let o = office(&db).await;
+        let pc = o.device("PC-SAINDO", true).await;
+        let (installation, _) = o.installed(&pc).await;
+        let waiting = o.requested_job(&pc, None).await;
+        let (status, answer) = o.call("POST", "/api/v1/agent/uninstall", None, &pc.jwt).await;
+        assert_eq!((status, answer["closed"].clone()), (200, json!(1)), "{answer}");
+        let closed = o.installation(&installation).await;
+        assert_eq!(closed["removal_mode"], "uninstall", "{closed}");
+        assert_eq!(audits(&db, "CERT_REMOVED_UNINSTALL").await, 1);
+        assert_eq!(audits(&db, "DEVICE_UNINSTALLED").await, 1);
+        assert_eq!(o.job(&waiting).await["status"], "CANCELLED");
+        // The pairing is void: the agent's token no longer works, the page says why.
+        let (status, _) = o.call("GET", "/api/v1/agent/jobs", None, &pc.jwt).await;
+        assert_eq!(status, 401);
+        let (admin, _) = session(&o.app, "admin@escritorio.com.br", PW).await;
+        let list = page_text(&admin, &o.app.url("/dispositivos")).await;
+        assert!(list.contains("agente desinstalado"), "{list}");
+        let audit = page_text(&admin, &o.app.url("/auditoria?action=CERT_REMOVED_UNINSTALL")).await;
+        assert!(audit.contains("como: agente desinstalado") || audit.contains("Removido na desinstalação"), "{audit}");
+    }
 }

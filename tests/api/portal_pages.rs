@@ -178,7 +178,8 @@ on_both_databases! {
         assert_eq!(res.status(), 200);
         assert!(res.headers()["content-disposition"].to_str().unwrap().contains("auditoria.csv"));
         let bytes = res.bytes().await.unwrap();
-        assert!(bytes.starts_with("\u{feff}seq,at,action".as_bytes()));
+        // The office's CSV: BOM, Portuguese columns, `;` (the API's keeps `seq,at,action,...`).
+        assert!(bytes.starts_with("\u{feff}Registro;Quando;Ação;Código".as_bytes()));
         assert!(String::from_utf8_lossy(&bytes).contains("INSTALL_DONE"));
         assert!(db.run(&["audit", "verify"]).status.success());
     }

@@ -78,7 +78,16 @@ pub fn status_view(dir: &DataDir) -> StatusView {
 
 fn refresh_forever(dir: DataDir, tray: TrayHandle) {
     let mut shown: Option<TrayState> = None;
+    let mut starts: Option<bool> = None;
     loop {
+        // "Iniciar com o Windows" shows the Run key as it is.
+        let run_key = registry::run_at_logon().ok().flatten().is_some();
+        if starts != Some(run_key) {
+            if tray.set_start_with_windows(run_key).is_err() {
+                return;
+            }
+            starts = Some(run_key);
+        }
         let state = tray_state(&dir);
         if shown.as_ref() != Some(&state) {
             if tray.set_state(state.clone()).is_err() {
@@ -135,7 +144,8 @@ pub fn run(dir: &DataDir, platform: &dyn Platform, agent: Arc<Agent>) -> Result<
             }
         }
         MenuCommand::ToggleStartWithWindows => {
-            let enable = !tray.start_with_windows();
+            // The Run key as it is now (uninstall, or someone else, may have changed it).
+            let enable = registry::run_at_logon().ok().flatten().is_none();
             if platform.set_autostart(enable).is_ok() {
                 tray.set_start_with_windows(enable);
             }

@@ -112,12 +112,48 @@ impl Platform for Windows {
     }
 
     fn remove_cleanup_task(&self) -> Result<(), String> {
+        // Uninstalling twice (or without `install`) is not an error.
+        if !task::task_exists(CLEANUP_TASK_NAME) {
+            return Ok(());
+        }
         task::delete_task(CLEANUP_TASK_NAME)
             .map_err(|e| format!("scheduled task {CLEANUP_TASK_NAME:?}: {e}"))
     }
 
     fn has_tray(&self) -> bool {
         true
+    }
+
+    fn stop_running_agent(&self) -> Result<bool, String> {
+        let asked = mutex::request_stop(mutex::STOP_EVENT_NAME)
+            .map_err(|e| format!("cannot ask the running agent to stop: {e}"))?;
+        if !asked {
+            return Ok(false);
+        }
+        // Stopped once the session's instance mutex is free.
+        for _ in 0..60 {
+            if mutex::single_instance(mutex::AGENT_MUTEX_NAME)
+                .map_err(|e| e.to_string())?
+                .is_some()
+            {
+                return Ok(true);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(250));
+        }
+        Err("the running agent did not stop within 15 s: close it from the tray (Sair) and run uninstall again".into())
+    }
+
+    fn stop_when_asked(&self) {
+        match mutex::StopEvent::create(mutex::STOP_EVENT_NAME) {
+            Ok(event) => {
+                std::thread::spawn(move || {
+                    event.wait();
+                    crate::agent::log::info("Stopped: the agent is being uninstalled");
+                    std::process::exit(0);
+                });
+            }
+            Err(e) => crate::agent::log::warn(format!("No stop event for uninstall: {e}")),
+        }
     }
 
     fn offer_pairing(&self, dir: &DataDir) -> bool {

@@ -30,6 +30,11 @@ pub fn create_task_from_xml(name: &str, xml: &str) -> Result<(), TaskError> {
 }
 
 /// Deletes the task `name`: `schtasks /Delete /TN name /F`.
+/// Whether the task `name` exists (`schtasks /Query`).
+pub fn task_exists(name: &str) -> bool {
+    schtasks(&["/Query", "/TN", name]).is_ok_and(|o| o.status.success())
+}
+
 pub fn delete_task(name: &str) -> Result<(), TaskError> {
     check("/Delete", schtasks(&["/Delete", "/TN", name, "/F"])?)
 }

@@ -98,6 +98,14 @@ impl Pc {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 
+    /// Whether the agent `start` ran has ended by itself (or was never started).
+    pub fn has_exited(&mut self) -> bool {
+        match self.child.as_mut() {
+            Some(c) => c.try_wait().ok().flatten().is_some(),
+            None => true,
+        }
+    }
+
     /// SIGKILL: no chance to tidy up.
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
