@@ -16,6 +16,40 @@ use crate::state::AppState;
 /// The most certificates one report may name.
 const MAX_REMOVED: usize = 200;
 
+/// Closes `device`'s open leases as removed by `mode`: those of the certificates in `removed`
+/// (thumbprint -> key deleted), or all of them. Returns how many it closed.
+pub(super) async fn close_open<C: ConnectionTrait>(
+    conn: &C,
+    device: &AuthDevice,
+    removed: Option<&HashMap<String, bool>>,
+    mode: RemovalMode,
+) -> Result<u64, AppError> {
+    let mut open = Leases::find()
+        .filter(lease::Column::OrgId.eq(device.org.0))
+        .filter(lease::Column::DeviceId.eq(device.device.id))
+        .filter(lease::Column::RemovedAt.is_null());
+    if let Some(removed) = removed {
+        open = open.filter(lease::Column::Thumbprint.is_in(removed.keys().cloned()));
+    }
+    let mut closed = 0;
+    for l in open.all(conn).await? {
+        let key_deleted = removed.and_then(|r| r.get(&l.thumbprint).copied());
+        if lease::close(
+            conn,
+            &l,
+            mode,
+            key_deleted,
+            actor(device),
+            device.ip.clone(),
+        )
+        .await?
+        {
+            closed += 1;
+        }
+    }
+    Ok(closed)
+}
+
 /// Closes this device's open leases of the certificates it reports removed, audits
 /// `CERT_REMOVED_18H` for each and cancels the `REMOVE` jobs that were still waiting for them.
 pub async fn report_cleanup(
@@ -36,29 +70,7 @@ pub async fn report_cleanup(
     }
     let mode = RemovalMode::Cleanup(body.mode);
     let txn = crate::db::begin_write(&state.db).await?;
-    let open = Leases::find()
-        .filter(lease::Column::OrgId.eq(device.org.0))
-        .filter(lease::Column::DeviceId.eq(device.device.id))
-        .filter(lease::Column::RemovedAt.is_null())
-        .filter(lease::Column::Thumbprint.is_in(removed.keys().cloned()))
-        .all(&txn)
-        .await?;
-    let mut closed = 0;
-    for l in open {
-        let key_deleted = removed.get(&l.thumbprint).copied();
-        if lease::close(
-            &txn,
-            &l,
-            mode,
-            key_deleted,
-            actor(device),
-            device.ip.clone(),
-        )
-        .await?
-        {
-            closed += 1;
-        }
-    }
+    let closed = close_open(&txn, device, Some(&removed), mode).await?;
     txn.commit().await?;
     state.job_hub.changed();
     if closed > 0 {

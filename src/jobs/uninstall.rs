@@ -10,7 +10,7 @@ use sea_orm::entity::prelude::*;
 use serde_json::json;
 
 use super::claim::actor;
-use super::lease::{self, Leases, RemovalMode};
+use super::lease::RemovalMode;
 use crate::audit::{self, AuditAction, Entry};
 use crate::devices::{Devices, entity as device};
 use crate::error::AppError;
@@ -23,27 +23,13 @@ pub async fn uninstalled(
     device: &AuthDevice,
 ) -> Result<CleanupResponse, AppError> {
     let txn = crate::db::begin_write(&state.db).await?;
-    let open = Leases::find()
-        .filter(lease::Column::OrgId.eq(device.org.0))
-        .filter(lease::Column::DeviceId.eq(device.device.id))
-        .filter(lease::Column::RemovedAt.is_null())
-        .all(&txn)
-        .await?;
-    let mut closed = 0;
-    for l in &open {
-        if lease::close(
-            &txn,
-            l,
-            RemovalMode::Cleanup(CleanupMode::Uninstall),
-            None,
-            actor(device),
-            device.ip.clone(),
-        )
-        .await?
-        {
-            closed += 1;
-        }
-    }
+    let closed = super::cleanup::close_open(
+        &txn,
+        device,
+        None,
+        RemovalMode::Cleanup(CleanupMode::Uninstall),
+    )
+    .await?;
     super::permission::cancel_open_installs(
         &txn,
         device.org,

@@ -27,6 +27,15 @@ pub fn time(tz: Tz, at: Option<DateTime<Utc>>) -> Markup {
     }
 }
 
+/// "2 h 15 min", "2 h", "40 min".
+pub fn minutes_text(m: i64) -> String {
+    match m {
+        m if m < 60 => format!("{m} min"),
+        m if m % 60 == 0 => format!("{} h", m / 60),
+        m => format!("{} h {} min", m / 60, m % 60),
+    }
+}
+
 /// "2 h 15 min", "40 min", "menos de 1 min"; `None` once `until` has passed.
 pub fn time_left(now: DateTime<Utc>, until: DateTime<Utc>) -> Option<String> {
     let minutes = (until - now).num_minutes();
@@ -35,9 +44,7 @@ pub fn time_left(now: DateTime<Utc>, until: DateTime<Utc>) -> Option<String> {
     }
     Some(match minutes {
         0 => "menos de 1 min".to_owned(),
-        m if m < 60 => format!("{m} min"),
-        m if m % 60 == 0 => format!("{} h", m / 60),
-        m => format!("{} h {} min", m / 60, m % 60),
+        m => minutes_text(m),
     })
 }
 

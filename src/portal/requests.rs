@@ -94,9 +94,7 @@ impl Listing {
 fn requested_duration(cleanup: chrono::NaiveTime, minutes: Option<i32>) -> String {
     match minutes {
         None => format!("até a limpeza das {}", cleanup.format("%H:%M")),
-        Some(m) if m < 60 => format!("{m} min"),
-        Some(m) if m % 60 == 0 => format!("{} h", m / 60),
-        Some(m) => format!("{} h {} min", m / 60, m % 60),
+        Some(m) => c::minutes_text(i64::from(m)),
     }
 }
 
