@@ -262,6 +262,123 @@ async fn under_wine_removals_survive_a_stopped_server_and_a_restart_past_the_dea
     pc.assert_nothing_leaked(&pfx_probes());
 }
 
+/// After hours all day but the first minute: the day's cleanup is 00:01, the cap 2 h.
+const AFTER_HOURS: &[(&str, &str)] = &[
+    ("CERTHUB_CLEANUP_TIME", "00:01"),
+    ("CERTHUB_WORKDAY_START", "00:00"),
+    ("CERTHUB_MAX_LEASE_HOURS", "2"),
+];
+
+/// The first line of the agent's log after `from` bytes that contains `needle`.
+fn log_line(pc: &Pc, from: usize, needle: &str) -> Option<String> {
+    let log = pc.log();
+    log.get(from..)?
+        .lines()
+        .find(|l| l.contains(needle))
+        .map(str::to_owned)
+}
+
+/// Issue 22, points 1, 2, 3 and 7, with the real `.exe`: a request after the day's cleanup is
+/// installed until its real end and the PC says that end (log and balloon, at once after
+/// `DONE`, never "18:00"); the server going away shows in the tray's record after one failed
+/// call; blocking the PC removes what it has (the blocked agent still performs removals),
+/// audited as `CERT_REMOVED_DEVICE_BLOCKED`, the balloon naming the certificate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_wine_after_hours_a_gone_server_and_a_block_the_pc_says_what_is_true() {
+    let Some(exe) = wine_agent() else { return };
+    let _prefix = PREFIX.lock().await;
+    let db = TestDb::new(Backend::Sqlite).await.unwrap();
+    let mut o = office_with(&db, AFTER_HOURS).await;
+    reset_store();
+    let port = o.app.address.rsplit(':').next().unwrap().to_owned();
+    let (mut pc, device) = paired(&o, exe, "PC-WINE-05").await;
+    let id = device["id"].as_str().unwrap().to_owned();
+    pc.start(0).await;
+
+    // Point 1: "until the day's cleanup" after it: the lease ends at the cap, and the PC says so.
+    let job = o.approved_for(&id, None).await;
+    let took = o.wait_job(&job, "DONE", Duration::from_secs(15)).await;
+    let done_at = Instant::now();
+    eprintln!("wine: after-hours approval -> DONE in {took:?}");
+    assert!(in_my(THUMBPRINT));
+    let view = o.job(&job).await;
+    let name = view["cert"]["name"].as_str().unwrap_or_default().to_owned();
+    assert!(!name.is_empty(), "{view}");
+    let installation = view["installation_id"].as_str().unwrap().to_owned();
+    let lease = o.installation(&installation).await;
+    let end: chrono::DateTime<chrono::Utc> = lease["expires_at"].as_str().unwrap().parse().unwrap();
+    let minutes = (end - chrono::Utc::now()).num_minutes();
+    assert!((110..=120).contains(&minutes), "the 2 h cap: {lease}");
+    let until = end
+        .with_timezone(&chrono_tz::America::Sao_Paulo)
+        .format("%H:%M")
+        .to_string();
+    // Point 7: the balloon comes with the result, not seconds later.
+    let balloon = format!("{name} instalado até {until}");
+    let shown = eventually(Duration::from_secs(3), || async {
+        pc.log().contains(&balloon)
+    })
+    .await;
+    eprintln!("wine: DONE -> install balloon in {:?}", done_at.elapsed());
+    assert!(shown, "no balloon {balloon:?}; log:\n{}", pc.log());
+    // The log gives the agent's own reckoning of the same rule (the same minute, or the next).
+    let installed = log_line(&pc, 0, "Installed ").unwrap_or_default();
+    assert!(installed.contains(&name), "{installed:?}");
+    if until != "18:00" {
+        assert!(!installed.contains("until 18:00"), "{installed:?}");
+        assert!(!pc.log().contains("até 18:00"), "{}", pc.log());
+    }
+
+    // Point 7: the server goes away; one failed call and the tray's record says so.
+    let state = pc.home.path().join("state.json");
+    let last_error = || -> Option<String> {
+        let v: Value = serde_json::from_slice(&std::fs::read(&state).ok()?).ok()?;
+        v["last_error"].as_str().map(str::to_owned)
+    };
+    assert_eq!(last_error(), None, "connected before the server goes");
+    o.app.child.kill().unwrap();
+    o.app.child.wait().unwrap();
+    let gone_at = Instant::now();
+    let amber = eventually(Duration::from_secs(10), || async { last_error().is_some() }).await;
+    eprintln!("wine: server gone -> tray amber in {:?}", gone_at.elapsed());
+    assert!(
+        amber,
+        "the tray's record still says connected; log:\n{}",
+        pc.log()
+    );
+    let listen = format!("127.0.0.1:{port}");
+    let mut env = AFTER_HOURS.to_vec();
+    env.push(("CERTHUB_LISTEN", listen.as_str()));
+    o.app = spawn_app_with(&db, &env).await;
+    let green = eventually(Duration::from_secs(40), || async { last_error().is_none() }).await;
+    assert!(
+        green,
+        "the tray stays amber with the server back; log:\n{}",
+        pc.log()
+    );
+
+    // Point 3: blocked, the PC still performs the removal of what it has, and nothing else.
+    let mark = pc.log().len();
+    assert_eq!(
+        o.app.device_action(&o.admin.access, &id, "block").await,
+        200
+    );
+    wait_absent(&pc, THUMBPRINT).await;
+    assert!(reg_subkeys(KEYS).is_empty(), "its key stayed");
+    let removed = o.wait_removed(&installation, Duration::from_secs(15)).await;
+    assert_eq!(removed["removal_mode"], "device_blocked", "{removed}");
+    assert_eq!(audits(&db, "CERT_REMOVED_DEVICE_BLOCKED").await, 1);
+    assert_eq!(audits(&db, "CERT_REMOVED_18H").await, 0);
+    // Point 7: the removal balloon names the certificate, not its SHA-1.
+    let line = log_line(&pc, mark, "Certificado removido").unwrap_or_default();
+    assert!(
+        line.contains(&format!("{name} removido deste computador")) && !line.contains(THUMBPRINT),
+        "{line:?}; log:\n{}",
+        pc.log()
+    );
+    pc.assert_nothing_leaked(&pfx_probes());
+}
+
 /// Issue 22, point 6, with the real `.exe`: the admin rotates the PC's token, the running agent
 /// says "Pareie de novo"; `pair` run beside it is taken up without a restart and the next
 /// approval installs. A `status` run meanwhile leaves the record the tray reads alone.
@@ -325,39 +442,40 @@ async fn under_wine_a_pairing_made_while_the_agent_runs_is_taken_up() {
     assert!(!in_my(THUMBPRINT));
 }
 
-/// Issue 22, point 4, with the real `.exe`: `uninstall` while the tray's agent runs stops it,
-/// removes what it installed, tells the server (the installation closes as
-/// `CERT_REMOVED_UNINSTALL`, the device is marked uninstalled and its token is void) and leaves
-/// no Run entry.
-///
-/// Ignored in the suite for now: run with the other tests, `uninstall` under Wine hung (in
-/// CI, 20 min) where alone it passes in 18 s (`cargo test --test api -- --ignored
-/// under_wine_uninstall`); the hang is being looked into (issue 22).
+/// Issue 22, points 4 and 5, with the real `.exe`: the runbook's rollback. `install` (the
+/// copy under `%ProgramData%`, the 18:00 task, the Run entry), pairing, the tray's agent
+/// running with a certificate installed; then `uninstall` stops it, removes what it installed,
+/// tells the server (the installation closes as `CERT_REMOVED_UNINSTALL`, the device is marked
+/// uninstalled, its token void) and leaves no Run entry and no task; deleting the folders
+/// afterwards leaves nothing of CertHub on the PC.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "hangs under Wine when run with the whole suite; passes alone"]
-async fn under_wine_uninstall_stops_the_running_agent_and_tells_the_server() {
+async fn under_wine_the_rollback_uninstalls_everything_and_tells_the_server() {
     let Some(exe) = wine_agent() else { return };
     let _prefix = PREFIX.lock().await;
     let db = TestDb::new(Backend::Sqlite).await.unwrap();
     let o = office(&db).await;
     reset_store();
-    let (mut pc, device) = paired(&o, exe, "PC-WINE-04").await;
-    let id = device["id"].as_str().unwrap().to_owned();
-    // The Run entry `install` writes (set here: Wine's schtasks hangs on `install`'s task).
+    let prefix = target_dir().join("wine-prefix/drive_c");
+    let task_file = prefix.join("windows/system32/tasks/CertHub Cleanup 18h");
+    let program_data = prefix.join("ProgramData/CertHubAgent");
     let run_key = r"HKCU\Software\Microsoft\Windows\CurrentVersion\Run";
-    wine_reg(&[
-        "add",
-        run_key,
-        "/v",
-        "CertHubAgent",
-        "/d",
-        "Certhub.Agent.exe run",
-        "/f",
-    ]);
+
+    // What the one-line install does: install, pair, start.
+    let pc = Pc::under_wine(exe.clone());
+    let out = pc.once(&["install"], 0);
+    assert!(out.status.success(), "{out:?}\n{}", pc.log());
+    assert!(
+        program_data.join("publish/Certhub.Agent.exe").is_file(),
+        "no installed copy"
+    );
+    assert!(task_file.is_file(), "no cleanup task");
     assert!(
         wine_reg(&["query", run_key]).contains("CertHub"),
         "no Run entry"
     );
+    drop(pc);
+    let (mut pc, device) = paired(&o, exe, "PC-WINE-04").await;
+    let id = device["id"].as_str().unwrap().to_owned();
     pc.start(0).await;
     let job = o.approved(&id, 60).await;
     o.wait_job(&job, "DONE", Duration::from_secs(15)).await;
@@ -367,7 +485,10 @@ async fn under_wine_uninstall_stops_the_running_agent_and_tells_the_server() {
         .unwrap()
         .to_owned();
 
+    // The rollback starts with the agent's own uninstall, the tray's agent still running.
+    let started = Instant::now();
     let out = pc.once(&["uninstall"], 0);
+    eprintln!("wine: uninstall took {:?}", started.elapsed());
     assert!(out.status.success(), "{out:?}\n{}", pc.log());
     let deadline = Instant::now() + Duration::from_secs(15);
     while !pc.has_exited() && Instant::now() < deadline {
@@ -386,6 +507,15 @@ async fn under_wine_uninstall_stops_the_running_agent_and_tells_the_server() {
         !wine_reg(&["query", run_key]).contains("CertHub"),
         "a Run entry is left"
     );
+    assert!(!task_file.exists(), "the cleanup task is left");
+    assert!(
+        !program_data.join("publish/Certhub.Agent.exe").exists(),
+        "the installed copy is left"
+    );
+    assert!(
+        !pc.home.path().join("config.json").exists(),
+        "the pairing is left"
+    );
 
     // The server knows: the installation closed as removed by the uninstall, the device is
     // marked uninstalled and its old token no longer authenticates.
@@ -403,7 +533,21 @@ async fn under_wine_uninstall_stops_the_running_agent_and_tells_the_server() {
         .await;
     assert!(view["uninstalled_at"].is_string(), "{view}");
     assert!(view["public_key"].is_null(), "the pairing is void: {view}");
-    // Uninstalling again is harmless.
+    let old = o
+        .app
+        .send(
+            "POST",
+            "/api/v1/agent/auth",
+            Some(json!({"device_id": id, "device_token": device["device_token"]})),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(old.status(), 401, "the old token still authenticates");
+
+    // Uninstalling again is harmless; then the runbook deletes the folders.
     let again = pc.once(&["uninstall"], 0);
     assert!(again.status.success(), "{again:?}");
+    let _ = std::fs::remove_dir_all(&program_data);
+    assert!(!in_my(THUMBPRINT) && reg_subkeys(KEYS).is_empty());
 }

@@ -1,9 +1,11 @@
 //! The Task Scheduler, through `schtasks.exe`: register a task from its XML, delete it.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::os::windows::process::CommandExt;
 use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 /// `CREATE_NO_WINDOW`: the tray agent must not flash a console for schtasks.
 const CREATE_NO_WINDOW: u32 = 0x0800_0000;
@@ -29,21 +31,93 @@ pub fn create_task_from_xml(name: &str, xml: &str) -> Result<(), TaskError> {
     check("/Create", output)
 }
 
-/// Deletes the task `name`: `schtasks /Delete /TN name /F`.
 /// Whether the task `name` exists (`schtasks /Query`).
 pub fn task_exists(name: &str) -> bool {
     schtasks(&["/Query", "/TN", name]).is_ok_and(|o| o.status.success())
 }
 
+/// Deletes the task `name`: `schtasks /Delete /TN name /F`.
 pub fn delete_task(name: &str) -> Result<(), TaskError> {
     check("/Delete", schtasks(&["/Delete", "/TN", name, "/F"])?)
 }
 
+/// How long `schtasks` may take: a Task Scheduler that does not answer must not hang
+/// `install`, `uninstall` or the tray.
+const SCHTASKS_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long its output is waited for once it has exited (a process it started may hold the
+/// pipes open: under Wine, the service host).
+const OUTPUT_GRACE: Duration = Duration::from_secs(2);
+
 fn schtasks(args: &[&str]) -> std::io::Result<Output> {
-    Command::new("schtasks.exe")
+    let mut child = Command::new("schtasks.exe")
         .args(args)
         .creation_flags(CREATE_NO_WINDOW)
-        .output()
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let (sent, received) = mpsc::channel();
+    let readers: [(usize, Option<Box<dyn Read + Send>>); 2] = [
+        (
+            0,
+            child
+                .stdout
+                .take()
+                .map(|p| Box::new(p) as Box<dyn Read + Send>),
+        ),
+        (
+            1,
+            child
+                .stderr
+                .take()
+                .map(|p| Box::new(p) as Box<dyn Read + Send>),
+        ),
+    ];
+    for (which, pipe) in readers {
+        if let Some(mut pipe) = pipe {
+            let sent = sent.clone();
+            std::thread::spawn(move || {
+                let mut bytes = Vec::new();
+                let _ = pipe.read_to_end(&mut bytes);
+                let _ = sent.send((which, bytes));
+            });
+        }
+    }
+    drop(sent);
+    let deadline = Instant::now() + SCHTASKS_TIMEOUT;
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!(
+                    "schtasks did not answer within {} s",
+                    SCHTASKS_TIMEOUT.as_secs()
+                ),
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut output = Output {
+        status,
+        stdout: Vec::new(),
+        stderr: Vec::new(),
+    };
+    let grace = Instant::now() + OUTPUT_GRACE;
+    while let Ok((which, bytes)) =
+        received.recv_timeout(grace.saturating_duration_since(Instant::now()))
+    {
+        if which == 0 {
+            output.stdout = bytes;
+        } else {
+            output.stderr = bytes;
+        }
+    }
+    Ok(output)
 }
 
 fn check(action: &'static str, output: Output) -> Result<(), TaskError> {

@@ -10,6 +10,8 @@ use super::{Output, eventually, fixture, holds_secret};
 const AGENT: &str = env!("CARGO_BIN_EXE_certhub-agent");
 /// The password of `ecnpj-aes.pfx` (EMPRESA X LTDA), in its file name.
 pub const PFX_PASSWORD: &str = "1234";
+/// The longest one agent command may take (`pair`, `uninstall`, `--cleanup`, `status`).
+pub const ONCE_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// A PC with the agent: its own data folder and, while running, its process. The Linux
 /// `certhub-agent`, or `certhub-agent.exe` under Wine (`tests/api/agent_wine.rs`).
@@ -62,12 +64,43 @@ impl Pc {
         cmd
     }
 
+    /// Runs one command to its end (at most [`ONCE_TIMEOUT`]: then killed, and the test fails
+    /// with the agent's log). Its output goes to files, not pipes: under Wine a process the
+    /// command starts (a service host, say) may keep a pipe open long after it exited.
     pub fn once(&self, args: &[&str], clock_offset_secs: i64) -> Output {
-        let out = self.command(clock_offset_secs).args(args).output().unwrap();
+        let outputs = tempfile::tempdir().unwrap();
+        let (out_path, err_path) = (outputs.path().join("stdout"), outputs.path().join("stderr"));
+        let mut child = self
+            .command(clock_offset_secs)
+            .args(args)
+            .stdout(std::fs::File::create(&out_path).unwrap())
+            .stderr(std::fs::File::create(&err_path).unwrap())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + ONCE_TIMEOUT;
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "`{}` did not end within {ONCE_TIMEOUT:?}; stdout: {}\nstderr: {}\nlog:\n{}",
+                    args.join(" "),
+                    std::fs::read_to_string(&out_path).unwrap_or_default(),
+                    std::fs::read_to_string(&err_path).unwrap_or_default(),
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let read =
+            |p: &Path| String::from_utf8_lossy(&std::fs::read(p).unwrap_or_default()).into_owned();
         Output {
-            status: out.status,
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            status,
+            stdout: read(&out_path),
+            stderr: read(&err_path),
         }
     }
 

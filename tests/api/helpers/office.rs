@@ -332,7 +332,12 @@ impl Office {
     /// VIEW asks for `minutes` on the device `device_id` (one a real agent may serve at once),
     /// ADMIN approves: the job's id.
     pub async fn approved(&self, device_id: &str, minutes: i64) -> String {
-        let job = self.ask(device_id, Some(minutes)).await;
+        self.approved_for(device_id, Some(minutes)).await
+    }
+
+    /// As [`Office::approved`], for `duration_minutes` (`None`: until the day's cleanup).
+    pub async fn approved_for(&self, device_id: &str, duration_minutes: Option<i64>) -> String {
+        let job = self.ask(device_id, duration_minutes).await;
         let id = job["id"].as_str().unwrap().to_owned();
         self.decide(&id).await;
         id
