@@ -178,16 +178,25 @@ impl Ledger {
     pub fn reconcile(&mut self, open: &[OpenInstallation], now: DateTime<Utc>) -> usize {
         let mut added = 0;
         for o in open {
-            if let Some(e) = self.get_mut(&o.thumbprint) {
+            // Never a path or a pattern: a thumbprint that is not one is left out.
+            let Ok(thumbprint) = super::store::parse_thumbprint(&o.thumbprint) else {
+                super::log::warn(format!(
+                    "The server listed installation {} with an invalid thumbprint {:?}: ignored",
+                    o.installation_id, o.thumbprint
+                ));
+                continue;
+            };
+            if let Some(e) = self.get_mut(&thumbprint) {
                 e.server_expires_at = Some(o.expires_at);
                 e.installation_id = Some(o.installation_id);
             } else {
                 added += 1;
                 self.installed.push(LedgerEntry {
                     installed: Installed {
-                        thumbprint: o.thumbprint.to_ascii_uppercase(),
+                        thumbprint,
                         key_storage: String::new(),
                         key_name: String::new(),
+                        mark: String::new(),
                     },
                     job_id: Some(o.job_id),
                     installation_id: Some(o.installation_id),
@@ -216,6 +225,7 @@ mod tests {
                 thumbprint: thumbprint.into(),
                 key_storage: "MEMORY".into(),
                 key_name: "k".into(),
+                mark: String::new(),
             },
             job_id: None,
             installation_id: None,
@@ -270,9 +280,10 @@ mod tests {
     #[test]
     fn the_server_list_brings_back_what_an_edit_removed_and_caps_an_extended_lease() {
         let now = utc("2026-07-15T14:00:00Z");
+        let (a, b) = ("A".repeat(40), "B".repeat(40));
         let mut ledger = Ledger {
             installed: vec![entry(
-                "AA",
+                &a,
                 "2026-07-15T13:00:00Z",
                 Some("2026-07-20T13:00:00Z"),
             )],
@@ -281,7 +292,7 @@ mod tests {
             OpenInstallation {
                 installation_id: uuid::Uuid::new_v4(),
                 job_id: uuid::Uuid::new_v4(),
-                thumbprint: "AA".into(),
+                thumbprint: a.clone(),
                 cert_name: None,
                 installed_at: None,
                 expires_at: utc("2026-07-15T15:00:00Z"),
@@ -289,7 +300,7 @@ mod tests {
             OpenInstallation {
                 installation_id: uuid::Uuid::new_v4(),
                 job_id: uuid::Uuid::new_v4(),
-                thumbprint: "bb".into(),
+                thumbprint: b.to_ascii_lowercase(),
                 cert_name: Some("EMPRESA X LTDA".into()),
                 installed_at: Some(utc("2026-07-15T13:30:00Z")),
                 expires_at: utc("2026-07-15T14:30:00Z"),
@@ -298,14 +309,21 @@ mod tests {
         assert_eq!(ledger.reconcile(&open, now), 1);
         let daily = LeaseRule::default();
         assert_eq!(
-            ledger.get("AA").unwrap().deadline(&daily),
+            ledger.get(&a).unwrap().deadline(&daily),
             utc("2026-07-15T15:00:00Z")
         );
         assert_eq!(
-            ledger.get("BB").unwrap().deadline(&daily),
+            ledger.get(&b).unwrap().deadline(&daily),
             utc("2026-07-15T14:30:00Z")
         );
         assert_eq!(ledger.reconcile(&open, now), 0, "idempotent");
+        // A "thumbprint" that is a path is never taken in.
+        let hostile = vec![OpenInstallation {
+            thumbprint: "../../VICTIM".into(),
+            ..open[0].clone()
+        }];
+        assert_eq!(ledger.reconcile(&hostile, now), 0);
+        assert!(ledger.get("../../VICTIM").is_none());
     }
 
     #[test]

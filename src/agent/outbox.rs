@@ -131,6 +131,13 @@ impl Outbox {
         }
         let removal = match store.remove_with_key(&item.entry.installed) {
             Ok(r) => r,
+            // Never this agent's to remove: nothing was touched, and trying again would not
+            // change that. The intent goes; the caller says why.
+            Err(e @ (StoreError::NotInstalledByAgent | StoreError::InvalidThumbprint)) => {
+                self.file.items.retain(|i| i.id != id);
+                self.save()?;
+                return Ok(Err(e));
+            }
             Err(e) => return Ok(Err(e)),
         };
         if let Some(i) = self.file.items.iter_mut().find(|i| i.id == id) {

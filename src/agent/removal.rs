@@ -8,7 +8,7 @@ use super::leases::LedgerEntry;
 use super::log;
 use super::outbox::Report;
 use super::runtime::{Agent, Local};
-use super::store::Installed;
+use super::store::{Installed, StoreError, parse_thumbprint};
 use super::tray_model::removed_balloon;
 use crate::protocol::{AgentJob, AgentJobStatus, CleanupMode, ResultRequest, ResultStatus};
 
@@ -90,9 +90,16 @@ impl Agent {
                     self.notify_removed(&name);
                     outcome.removed.push(thumbprint);
                 }
+                Err(e @ StoreError::NotInstalledByAgent) => {
+                    log::warn(format!(
+                        "Left {name} ({thumbprint}) in place: {e} ({})",
+                        e.code()
+                    ));
+                    outcome.failed.push((thumbprint, e.to_string()));
+                }
                 Err(e) => {
                     log::error(format!("Could not remove {thumbprint}: {e}"));
-                    outcome.failed.push((thumbprint, e));
+                    outcome.failed.push((thumbprint, e.to_string()));
                 }
             }
         }
@@ -113,27 +120,26 @@ impl Agent {
     }
 
     /// One removal through the outbox (durable intent, ledger, store, outcome).
-    pub(super) fn remove(&self, report: Report, entry: LedgerEntry) -> Result<bool, String> {
+    pub(super) fn remove(&self, report: Report, entry: LedgerEntry) -> Result<bool, StoreError> {
+        let refused = |e: super::config::ConfigError| StoreError::StoreRefused(e.to_string());
         let mut local = self.local();
         let Local { ledger, outbox } = &mut *local;
         if outbox.holds(&entry.installed.thumbprint) {
             // Already under way (a crash, or the timer and a job at once): finish that one.
             let failed = outbox
                 .recover(ledger, &self.dir.ledger(), self.store.as_ref())
-                .map_err(|e| e.to_string())?;
+                .map_err(refused)?;
             return match failed.into_iter().next() {
-                Some((_, e)) => Err(e.to_string()),
+                Some((_, e)) => Err(e),
                 None => Ok(true),
             };
         }
         let id = outbox
             .begin(report, entry, self.clock.now())
-            .map_err(|e| e.to_string())?;
-        match outbox.finish_removal(id, ledger, &self.dir.ledger(), self.store.as_ref()) {
-            Ok(Ok(key_deleted)) => Ok(key_deleted),
-            Ok(Err(e)) => Err(e.to_string()),
-            Err(e) => Err(e.to_string()),
-        }
+            .map_err(refused)?;
+        outbox
+            .finish_removal(id, ledger, &self.dir.ledger(), self.store.as_ref())
+            .map_err(refused)?
     }
 
     /// Sends waiting reports; true when none is left.
@@ -151,9 +157,18 @@ impl Agent {
     }
 
     pub(super) fn remove_job(&self, job: &AgentJob) -> Result<(), StdDuration> {
-        let Some(thumbprint) = job.thumbprint.clone().map(|t| t.to_ascii_uppercase()) else {
+        let Some(named) = job.thumbprint.clone() else {
             log::warn(format!("REMOVE job {} names no certificate", job.id));
             return Err(StdDuration::from_secs(300));
+        };
+        // Checked before anything: a thumbprint is never a path or a pattern.
+        let thumbprint = match parse_thumbprint(&named) {
+            Ok(t) => t,
+            Err(e) => {
+                log::warn(format!("REMOVE job {}: {e}: {named:?}", job.id));
+                let _ = self.identity().client.claim(job.id);
+                return self.refuse_removal(job, None, &e);
+            }
         };
         let pending = self
             .local()
@@ -179,6 +194,7 @@ impl Agent {
                         thumbprint: thumbprint.clone(),
                         key_storage: String::new(),
                         key_name: String::new(),
+                        mark: String::new(),
                     },
                     job_id: None,
                     installation_id: job.installation_id,
@@ -197,17 +213,8 @@ impl Agent {
                     self.notify_removed(&name);
                 }
                 Err(e) => {
-                    log::error(format!("REMOVE job {}: {e}", job.id));
-                    let result = ResultRequest {
-                        status: ResultStatus::Failed,
-                        thumbprint: Some(thumbprint),
-                        error_code: Some("STORE_REFUSED".into()),
-                        error_message: Some(e),
-                        key_storage: None,
-                        key_deleted: None,
-                    };
-                    let _ = self.identity().client.result(job.id, &result);
-                    return Ok(());
+                    log::error(format!("REMOVE job {} ({name}, {thumbprint}): {e}", job.id));
+                    return self.refuse_removal(job, Some(thumbprint), &e);
                 }
             }
         }
@@ -215,6 +222,27 @@ impl Agent {
             Ok(())
         } else {
             Err(StdDuration::from_secs(5))
+        }
+    }
+
+    /// Tells the server a `REMOVE` job failed (`NOT_INSTALLED_BY_AGENT`: nothing was touched).
+    fn refuse_removal(
+        &self,
+        job: &AgentJob,
+        thumbprint: Option<String>,
+        e: &StoreError,
+    ) -> Result<(), StdDuration> {
+        let result = ResultRequest {
+            status: ResultStatus::Failed,
+            thumbprint,
+            error_code: Some(e.code().into()),
+            error_message: Some(e.to_string()),
+            key_storage: None,
+            key_deleted: None,
+        };
+        match self.identity().client.result(job.id, &result) {
+            Ok(_) => Ok(()),
+            Err(e) => Err(self.job_error(job, "result", &e)),
         }
     }
 }
@@ -227,30 +255,37 @@ mod tests {
 
     use super::*;
     use crate::agent::leases::Ledger;
+    use crate::agent::store::CertStore;
     use crate::agent::test_support::*;
     use crate::protocol::AgentJobType;
+
+    /// The bodies of the results the agent sent.
+    fn results_sent(requests: &Requests) -> Vec<Value> {
+        requests
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, p, _)| p.ends_with("/result"))
+            .map(|(_, _, b)| b.clone())
+            .collect()
+    }
 
     #[test]
     fn a_remove_job_held_in_progress_is_finished_and_its_result_sent() {
         let requests = Arc::new(Mutex::new(Vec::new()));
         // The claim's answer was lost earlier: claiming again is a 409 for a job we hold.
         let r = rig(recording_server(Arc::clone(&requests), 409));
-        installed(&r, "AA", "2026-07-15T20:00:00Z");
-        let mut job = job(uuid::Uuid::new_v4(), "aa");
+        let aa = "A".repeat(40);
+        installed(&r, &aa, "2026-07-15T20:00:00Z");
+        let mut job = job(uuid::Uuid::new_v4(), &aa.to_ascii_lowercase());
         job.job_type = AgentJobType::Remove;
         job.status = AgentJobStatus::InProgress;
         r.agent.handle(&job).unwrap();
         assert!(r.store.thumbprints().is_empty());
-        let results: Vec<Value> = requests
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|(_, p, _)| p.ends_with("/result"))
-            .map(|(_, _, b)| b.clone())
-            .collect();
+        let results = results_sent(&requests);
         assert_eq!(
             results,
-            vec![json!({"status": "DONE", "thumbprint": "AA", "key_deleted": true})]
+            vec![json!({"status": "DONE", "thumbprint": aa, "key_deleted": true})]
         );
         assert!(
             Ledger::load(&r.agent.dir.ledger())
@@ -260,9 +295,40 @@ mod tests {
         );
         // A PENDING job another claim won is left alone.
         let r = rig(recording_server(Arc::new(Mutex::new(Vec::new())), 409));
-        installed(&r, "AA", "2026-07-15T20:00:00Z");
+        installed(&r, &aa, "2026-07-15T20:00:00Z");
         job.status = AgentJobStatus::Pending;
         assert!(r.agent.handle(&job).is_err());
-        assert_eq!(r.store.thumbprints(), vec!["AA".to_owned()]);
+        assert_eq!(r.store.thumbprints(), vec![aa.clone()]);
+    }
+
+    /// Issue 23: a `REMOVE` job naming a certificate the agent did not import (the user's
+    /// own), or one this agent's ledger knows but whose mark in the store is another, fails
+    /// `NOT_INSTALLED_BY_AGENT` and touches nothing; a thumbprint that is not one is refused
+    /// before any use.
+    #[test]
+    fn a_remove_job_for_a_certificate_the_agent_did_not_import_touches_nothing() {
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let r = rig(recording_server(Arc::clone(&requests), 200));
+        let users = "C".repeat(40);
+        r.store.add_foreign(&users);
+        let mut remove = job(uuid::Uuid::new_v4(), &users);
+        remove.job_type = AgentJobType::Remove;
+        r.agent.handle(&remove).unwrap();
+        assert!(
+            r.store.contains(&users).unwrap(),
+            "the user's certificate stays"
+        );
+
+        let mut hostile = job(uuid::Uuid::new_v4(), "../../VICTIM");
+        hostile.job_type = AgentJobType::Remove;
+        r.agent.handle(&hostile).unwrap();
+
+        let results = results_sent(&requests);
+        assert_eq!(results.len(), 2, "{results:?}");
+        assert_eq!(results[0]["status"], "FAILED");
+        assert_eq!(results[0]["error_code"], "NOT_INSTALLED_BY_AGENT");
+        assert_eq!(results[0]["thumbprint"], users.as_str());
+        assert_eq!(results[1]["error_code"], "INVALID_THUMBPRINT");
+        assert!(r.agent.local().outbox.is_empty(), "nothing left to retry");
     }
 }

@@ -142,6 +142,7 @@ mod tests {
                 thumbprint: "AB".repeat(20),
                 key_storage: "CNG".into(),
                 key_name: "k".into(),
+                mark: String::new(),
             },
             job_id: None,
             installation_id: None,

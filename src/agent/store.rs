@@ -27,6 +27,13 @@ pub enum StoreError {
     /// The user already has this certificate and the agent did not put it there.
     #[error("the certificate is already in the store and was not installed by CertHub")]
     AlreadyInstalled,
+    /// Asked to remove a certificate this agent did not import (the user's own, or one a
+    /// server named that it never installed): nothing was touched.
+    #[error("the certificate in the store was not installed by this agent; it was left in place")]
+    NotInstalledByAgent,
+    /// Not a SHA-1 thumbprint (40 hexadecimal digits): refused before any file or store use.
+    #[error("not a SHA-1 thumbprint (40 hexadecimal digits)")]
+    InvalidThumbprint,
 }
 
 impl StoreError {
@@ -38,6 +45,8 @@ impl StoreError {
             StoreError::StoreRefused(_) => "STORE_REFUSED",
             StoreError::KeyExportable => "KEY_EXPORTABLE",
             StoreError::AlreadyInstalled => "ALREADY_INSTALLED",
+            StoreError::NotInstalledByAgent => "NOT_INSTALLED_BY_AGENT",
+            StoreError::InvalidThumbprint => "INVALID_THUMBPRINT",
         }
     }
 }
@@ -51,6 +60,48 @@ pub struct Installed {
     pub key_storage: String,
     /// The CNG key name or CryptoAPI container, to delete the key with the certificate.
     pub key_name: String,
+    /// The mark the import left on the certificate ([`MARK_PREFIX`] and a random id, a
+    /// certificate property on Windows): what makes it this agent's to remove. Empty for an
+    /// entry rebuilt from the server's list, or recorded before marks existed.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub mark: String,
+}
+
+/// How every mark this agent leaves begins.
+pub const MARK_PREFIX: &str = "CertHub-install:";
+
+/// A new mark for an import.
+pub fn new_mark() -> String {
+    format!("{MARK_PREFIX}{}", uuid::Uuid::new_v4().simple())
+}
+
+impl Installed {
+    /// Whether the certificate found in the store (carrying `mark`, its key at `key_name`) is
+    /// the one this record says the agent imported. With a recorded mark, the marks must be
+    /// equal; without one (rebuilt from the server's list, or an older record), the
+    /// certificate must carry a CertHub mark, or its key be the very one this record names.
+    /// A certificate the user put there has neither: it is never removed.
+    pub fn owns(&self, mark: Option<&str>, key_name: Option<&str>) -> bool {
+        if !self.mark.is_empty() {
+            return mark == Some(self.mark.as_str());
+        }
+        mark.is_some_and(|m| m.starts_with(MARK_PREFIX))
+            || (!self.key_name.is_empty() && key_name == Some(self.key_name.as_str()))
+    }
+}
+
+/// A SHA-1 thumbprint as the server sends it: 40 hexadecimal digits (spaces and colons
+/// ignored), upper case. Anything else is refused before it reaches a file name or the store.
+pub fn parse_thumbprint(text: &str) -> Result<String, StoreError> {
+    let digits: String = text
+        .chars()
+        .filter(|c| !c.is_whitespace() && *c != ':')
+        .collect();
+    if digits.len() == 40 && digits.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Ok(digits.to_ascii_uppercase())
+    } else {
+        Err(StoreError::InvalidThumbprint)
+    }
 }
 
 /// The outcome of a removal: the certificate is gone; was its key deleted too?
@@ -137,6 +188,7 @@ impl CertStore for MemoryStore {
             key_name: format!("memory-{}", uuid::Uuid::new_v4().simple()),
             thumbprint: thumbprint.clone(),
             key_storage: "MEMORY".into(),
+            mark: new_mark(),
         };
         self.certs
             .lock()
@@ -151,12 +203,18 @@ impl CertStore for MemoryStore {
     }
 
     fn remove_with_key(&self, record: &Installed) -> Result<Removal, StoreError> {
-        let was_present = self
-            .certs
-            .lock()
-            .unwrap()
-            .remove(&record.thumbprint)
-            .is_some();
+        let thumbprint = record.thumbprint.to_ascii_uppercase();
+        if self.foreign.lock().unwrap().contains(&thumbprint) {
+            return Err(StoreError::NotInstalledByAgent);
+        }
+        let mut certs = self.certs.lock().unwrap();
+        if let Some(found) = certs.get(&thumbprint)
+            && !record.owns(Some(&found.mark), Some(&found.key_name))
+        {
+            return Err(StoreError::NotInstalledByAgent);
+        }
+        let was_present = certs.remove(&thumbprint).is_some();
+        drop(certs);
         if was_present {
             *self.removals.lock().unwrap() += 1;
         }
@@ -202,7 +260,9 @@ mod directory {
     use sha1::{Digest, Sha1};
 
     use crate::agent::config::write_json;
-    use crate::agent::store::{CertStore, Installed, Removal, StoreError};
+    use crate::agent::store::{
+        CertStore, Installed, Removal, StoreError, new_mark, parse_thumbprint,
+    };
     use crate::crypto::SecretString;
 
     /// A store for systems without Windows' one: a folder with one JSON record per
@@ -219,6 +279,9 @@ mod directory {
         subject: String,
         key_name: String,
         installed_at: chrono::DateTime<chrono::Utc>,
+        /// The agent's mark (absent on a certificate put there by hand).
+        #[serde(default)]
+        mark: Option<String>,
     }
 
     impl DirectoryStore {
@@ -226,13 +289,18 @@ mod directory {
             Self { dir: dir.into() }
         }
 
-        fn path(&self, thumbprint: &str) -> PathBuf {
-            self.dir
-                .join(format!("{}.json", thumbprint.to_ascii_uppercase()))
+        /// The record of `thumbprint`: only ever a name of 40 hex digits in the folder.
+        fn path(&self, thumbprint: &str) -> Result<PathBuf, StoreError> {
+            Ok(self
+                .dir
+                .join(format!("{}.json", parse_thumbprint(thumbprint)?)))
         }
 
-        fn key_path(&self, key_name: &str) -> PathBuf {
-            self.dir.join("keys").join(key_name)
+        /// The stand-in key file: only names this store makes (`certhub-` and hex digits).
+        fn key_path(&self, key_name: &str) -> Option<PathBuf> {
+            let id = key_name.strip_prefix("certhub-")?;
+            (!id.is_empty() && id.bytes().all(|b| b.is_ascii_hexdigit()))
+                .then(|| self.dir.join("keys").join(key_name))
         }
 
         /// Thumbprints in the store, sorted.
@@ -257,8 +325,9 @@ mod directory {
                 subject: String::new(),
                 key_name: String::new(),
                 installed_at: chrono::Utc::now(),
+                mark: None,
             };
-            write_json(&self.path(thumbprint), &record)
+            write_json(&self.path(thumbprint)?, &record)
                 .map_err(|e| StoreError::StoreRefused(e.to_string()))
         }
 
@@ -295,22 +364,27 @@ mod directory {
             friendly_name: &str,
         ) -> Result<Installed, StoreError> {
             let (thumbprint, subject) = Self::leaf(pfx, password)?;
-            if self.path(&thumbprint).exists() {
+            let path = self.path(&thumbprint)?;
+            if path.exists() {
                 return Err(StoreError::AlreadyInstalled);
             }
             let key_name = format!("certhub-{}", uuid::Uuid::new_v4().simple());
+            let mark = new_mark();
             let record = Record {
                 thumbprint: thumbprint.clone(),
                 friendly_name: friendly_name.to_owned(),
                 subject,
                 key_name: key_name.clone(),
                 installed_at: chrono::Utc::now(),
+                mark: Some(mark.clone()),
             };
             // The "key" is a marker, so removal can show it deleted the key too.
-            let key = self.key_path(&key_name);
+            let key = self
+                .key_path(&key_name)
+                .ok_or_else(|| StoreError::StoreRefused("key name".into()))?;
             crate::agent::config::write_atomic(&key, b"non-exportable stand-in")
                 .map_err(|e| StoreError::StoreRefused(e.to_string()))?;
-            if let Err(e) = write_json(&self.path(&thumbprint), &record) {
+            if let Err(e) = write_json(&path, &record) {
                 let _ = fs::remove_file(&key);
                 return Err(StoreError::StoreRefused(e.to_string()));
             }
@@ -318,25 +392,33 @@ mod directory {
                 thumbprint,
                 key_storage: "DIRECTORY".into(),
                 key_name,
+                mark,
             })
         }
 
         fn contains(&self, thumbprint: &str) -> Result<bool, StoreError> {
-            Ok(self.path(thumbprint).exists())
+            Ok(self.path(thumbprint)?.exists())
         }
 
         fn remove_with_key(&self, record: &Installed) -> Result<Removal, StoreError> {
-            let path = self.path(&record.thumbprint);
-            let was_present = path.exists();
+            let path = self.path(&record.thumbprint)?;
+            let found: Option<Record> = crate::agent::config::read_json(&path)
+                .map_err(|e| StoreError::StoreRefused(e.to_string()))?;
+            if let Some(found) = &found
+                && !record.owns(found.mark.as_deref(), Some(&found.key_name))
+            {
+                return Err(StoreError::NotInstalledByAgent);
+            }
+            let was_present = found.is_some();
             if was_present {
                 fs::remove_file(&path).map_err(|e| StoreError::StoreRefused(e.to_string()))?;
             }
-            let key_deleted = if record.key_name.is_empty() {
-                false
-            } else {
-                let key = self.key_path(&record.key_name);
-                let _ = fs::remove_file(&key);
-                !key.exists()
+            let key_deleted = match self.key_path(&record.key_name) {
+                None => false,
+                Some(key) => {
+                    let _ = fs::remove_file(&key);
+                    !key.exists()
+                }
             };
             Ok(Removal {
                 was_present,
@@ -358,6 +440,63 @@ mod directory {
         use super::*;
 
         const PFX: &[u8] = include_bytes!("../../tests/fixtures/pfx/ecnpj-aes.pfx");
+
+        /// Issue 23: only what the store itself imported (its mark) is removed; a thumbprint
+        /// that is a path never becomes one.
+        #[test]
+        fn only_its_own_imports_are_removed_and_a_path_is_not_a_thumbprint() {
+            let dir = tempfile::tempdir().unwrap();
+            let store = DirectoryStore::new(dir.path().join("store"));
+            let victim = dir.path().join("VICTIM.json");
+            std::fs::write(&victim, b"{}").unwrap();
+            let hostile = Installed {
+                thumbprint: "../VICTIM".into(),
+                key_storage: String::new(),
+                key_name: "../../VICTIM.json".into(),
+                mark: String::new(),
+            };
+            assert_eq!(
+                store.remove_with_key(&hostile),
+                Err(StoreError::InvalidThumbprint)
+            );
+            assert!(victim.exists());
+
+            let users = "D".repeat(40);
+            store.add_foreign(&users).unwrap();
+            let named = Installed {
+                thumbprint: users.clone(),
+                key_storage: String::new(),
+                key_name: String::new(),
+                mark: String::new(),
+            };
+            assert_eq!(
+                store.remove_with_key(&named),
+                Err(StoreError::NotInstalledByAgent)
+            );
+            assert!(store.contains(&users).unwrap());
+
+            // Its own import, known only from the server's list (no mark recorded): removed.
+            let pw = SecretString::new("1234".into());
+            let ours = store.install(PFX, &pw, "x").unwrap();
+            assert!(ours.mark.starts_with(crate::agent::store::MARK_PREFIX));
+            let rebuilt = Installed {
+                key_name: String::new(),
+                mark: String::new(),
+                ..ours.clone()
+            };
+            assert!(store.remove_with_key(&rebuilt).unwrap().was_present);
+            // A recorded mark must be the one in the store.
+            let again = store.install(PFX, &pw, "x").unwrap();
+            let other = Installed {
+                mark: crate::agent::store::new_mark(),
+                ..again.clone()
+            };
+            assert_eq!(
+                store.remove_with_key(&other),
+                Err(StoreError::NotInstalledByAgent)
+            );
+            assert!(store.remove_with_key(&again).unwrap().was_present);
+        }
 
         #[test]
         fn installs_records_and_removes_with_the_key() {

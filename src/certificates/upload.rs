@@ -488,10 +488,15 @@ fn place(dir: &Path, target: &Path, bytes: &[u8]) -> std::io::Result<bool> {
 }
 
 fn write_and_link(temp: &Path, target: &Path, bytes: &[u8]) -> std::io::Result<bool> {
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(temp)?;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    // The file's name carries its password: only the server's account reads it.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(temp)?;
     file.write_all(bytes)?;
     file.sync_all()?;
     drop(file);

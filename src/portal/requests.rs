@@ -30,6 +30,8 @@ use crate::state::AppState;
 const STREAM_LIFETIME: StdDuration = StdDuration::from_secs(15 * 60);
 /// A comment line this often keeps proxies from closing an idle stream.
 const KEEPALIVE: StdDuration = StdDuration::from_secs(20);
+/// How often an open stream looks at its session again.
+const RECHECK: StdDuration = StdDuration::from_millis(500);
 
 #[derive(Debug, Deserialize)]
 pub struct ListParams {
@@ -356,6 +358,8 @@ struct Live {
     /// Look at the database before waiting (the first round: what changed since the render).
     look: bool,
     until: tokio::time::Instant,
+    /// Since the last chunk sent: a keep-alive after KEEPALIVE of silence.
+    quiet_since: tokio::time::Instant,
 }
 
 /// One Server-Sent Event per changed job: `event: job`, data `{id, status, row}`.
@@ -441,14 +445,21 @@ async fn next(mut live: Live) -> Option<(Result<Bytes, PageError>, Live)> {
             for job in &changed {
                 out.push_str(&event_of(tz, &live, job));
             }
+            live.quiet_since = tokio::time::Instant::now();
             return Some((Ok(Bytes::from(out)), live));
         }
-        let wait = tokio::time::timeout(KEEPALIVE, live.changes.changed()).await;
+        // Woken by a change, or every RECHECK to look at the session again (a logout, a
+        // demotion or a deactivation, in this process or another, ends the stream within it).
+        let wait = tokio::time::timeout(RECHECK, live.changes.changed()).await;
         match wait {
             Ok(Ok(())) => live.look = true,
             // The hub is gone: the server is stopping.
             Ok(Err(_)) => return None,
-            Err(_) => return Some((Ok(Bytes::from_static(b": keep-alive\n\n")), live)),
+            Err(_) if live.quiet_since.elapsed() >= KEEPALIVE => {
+                live.quiet_since = tokio::time::Instant::now();
+                return Some((Ok(Bytes::from_static(b": keep-alive\n\n")), live));
+            }
+            Err(_) => {}
         }
     }
 }
@@ -482,6 +493,7 @@ pub async fn events(
         since,
         look: true,
         until: tokio::time::Instant::now() + STREAM_LIFETIME,
+        quiet_since: tokio::time::Instant::now(),
     };
     let opening = futures_util::stream::once(async {
         Ok::<_, PageError>(Bytes::from_static(b"retry: 2000\n\n"))

@@ -35,3 +35,4 @@ mod tls;
 mod upload;
 mod vault;
 mod watcher;
+mod wire_trust;

@@ -136,6 +136,13 @@ on_both_databases! {
         // The folder is the source of truth: the files are in it, nothing temporary is left.
         assert_eq!(folder(&root), ["EMPRESA X LTDA Senha 1234.pfx", "JOAO DA SILVA.pfx", "PADARIA BOA.p12"]);
         assert_eq!(std::fs::read(root.join("PADARIA BOA.p12")).unwrap(), fixture("ecnpj-octet-legacy.pfx"));
+        // Issue 23: the names carry passwords; only the server's account reads the files.
+        #[cfg(unix)]
+        for name in folder(&root) {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(root.join(&name)).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{name} is {mode:o}");
+        }
 
         // Listed like any certificate of the folder, readable.
         let (status, list, _) = app.call_json("GET", "/api/v1/certificados", None, &admin.access).await;
@@ -194,6 +201,13 @@ on_both_databases! {
         assert_eq!(refused[2]["outcome"], "refused", "{text}");
         assert!(refused[2]["detail"].as_str().unwrap().contains("letter case"), "{text}");
         assert_eq!(std::fs::read(root.join("PADARIA BOA.p12")).unwrap(), fixture("ecnpj-octet-legacy.pfx"));
+        // Issue 23: the names carry passwords; only the server's account reads the files.
+        #[cfg(unix)]
+        for name in folder(&root) {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(root.join(&name)).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{name} is {mode:o}");
+        }
         assert_eq!(folder(&root).len(), 3);
         assert!(db.run(&["audit", "verify"]).status.success());
     }

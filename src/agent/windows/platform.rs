@@ -280,6 +280,8 @@ fn to_agent_error(e: store::StoreError) -> StoreError {
         store::StoreError::WrongPassword => StoreError::WrongPassword,
         store::StoreError::KeyExportable => StoreError::KeyExportable,
         store::StoreError::AlreadyInstalled => StoreError::AlreadyInstalled,
+        store::StoreError::NotInstalledByAgent => StoreError::NotInstalledByAgent,
+        store::StoreError::InvalidThumbprint => StoreError::InvalidThumbprint,
         e @ store::StoreError::ImportRefused { .. } => StoreError::ImportRefused(e.to_string()),
         e => StoreError::StoreRefused(e.to_string()),
     }
@@ -300,6 +302,7 @@ impl CertStore for CurrentUserMy {
             thumbprint: imported.thumbprint.clone(),
             key_storage: imported.key_storage.as_str().to_owned(),
             key_name: encode_key(&imported.key),
+            mark: imported.mark.clone(),
         };
         let verified = match found {
             Some(f) if f.has_private_key => store::key_refuses_export(&imported.thumbprint)
@@ -323,7 +326,10 @@ impl CertStore for CurrentUserMy {
     }
 
     fn remove_with_key(&self, record: &Installed) -> Result<Removal, StoreError> {
-        let outcome = store::remove_with_key(&record.thumbprint).map_err(to_agent_error)?;
+        let outcome = store::remove_if_owned(&record.thumbprint, |mark, key| {
+            record.owns(mark, key.map(encode_key).as_deref())
+        })
+        .map_err(to_agent_error)?;
         let key_deleted = if outcome.certificate_removed {
             outcome.key_deleted
         } else {

@@ -37,7 +37,17 @@ pub struct ImportedCertificate {
     pub key_storage: KeyStorage,
     pub key: KeyLocation,
     pub not_after: Option<DateTime<Utc>>,
+    /// The mark left on it ([`CERTHUB_MARK_PROP_ID`]): what makes it the agent's to remove.
+    pub mark: String,
 }
+
+/// Where the agent leaves its mark on every certificate it imports: the certificate's
+/// description (`CERT_DESCRIPTION_PROP_ID`, shown in certmgr.msc's properties), holding the
+/// import's mark (`crate::agent::store::new_mark`). A certificate without it was not put
+/// there by CertHub.
+// why: not a property id of our own (the user range from 0x8000): Wine refuses those.
+pub const CERTHUB_MARK_PROP_ID: u32 =
+    windows_sys::Win32::Security::Cryptography::CERT_DESCRIPTION_PROP_ID;
 
 /// A certificate found in CurrentUser `MY`.
 #[derive(Debug, Clone)]
@@ -48,6 +58,8 @@ pub struct FoundCertificate {
     pub has_private_key: bool,
     pub key: Option<KeyLocation>,
     pub not_after: Option<DateTime<Utc>>,
+    /// CertHub's mark, when the agent imported it.
+    pub mark: Option<String>,
 }
 
 /// What `remove_with_key` did. `Ok` always means the certificate is no longer in `MY`
@@ -95,6 +107,8 @@ pub enum StoreError {
     AlreadyInstalled,
     #[error("not a SHA-1 thumbprint (40 hexadecimal digits)")]
     InvalidThumbprint,
+    #[error("the certificate in CurrentUser\\My was not installed by CertHub; left in place")]
+    NotInstalledByAgent,
     #[error(transparent)]
     Key(#[from] KeyError),
 }
@@ -110,6 +124,7 @@ impl StoreError {
             StoreError::NotFound => "NOT_FOUND",
             StoreError::AlreadyInstalled => "ALREADY_INSTALLED",
             StoreError::InvalidThumbprint => "INVALID_THUMBPRINT",
+            StoreError::NotInstalledByAgent => "NOT_INSTALLED_BY_AGENT",
             StoreError::Key(_) => "KEY_ERROR",
         }
     }
@@ -144,7 +159,8 @@ pub(super) fn import_into_my(
         reason: "the PFX holds no private key",
         code: 0,
     })?;
-    let result = add_imported_to_my(&my, &cert, friendly_name, require_non_exportable);
+    let mark = crate::agent::store::new_mark();
+    let result = add_imported_to_my(&my, &cert, friendly_name, &mark, require_non_exportable);
     if result.is_err() {
         discard_key_unless_used(&my, &key);
     }
@@ -154,6 +170,7 @@ pub(super) fn import_into_my(
         key_storage: key.storage,
         not_after: not_after(&cert),
         key,
+        mark,
     })
 }
 
@@ -162,6 +179,7 @@ fn add_imported_to_my(
     my: &Store,
     cert: &Cert,
     friendly_name: &str,
+    mark: &str,
     require_non_exportable: bool,
 ) -> Result<String, StoreError> {
     let hash = sha1_hash(cert)?;
@@ -173,6 +191,10 @@ fn add_imported_to_my(
     }
     set_friendly_name(cert, friendly_name).map_err(|code| StoreError::StoreRefused {
         operation: "set the friendly name",
+        code,
+    })?;
+    set_mark(cert, mark).map_err(|code| StoreError::StoreRefused {
+        operation: "mark the certificate as CertHub's",
         code,
     })?;
     add_to_store(my, cert).map_err(|code| match code {
@@ -369,6 +391,15 @@ pub fn list_my_certificates() -> Result<Vec<FoundCertificate>, StoreError> {
 /// first (a key without its certificate could not be found again), then checks both are gone.
 /// An absent certificate is `Ok` with `certificate_removed: false`.
 pub fn remove_with_key(thumbprint: &str) -> Result<RemovalOutcome, StoreError> {
+    remove_if_owned(thumbprint, |_, _| true)
+}
+
+/// [`remove_with_key`], only when `owned(mark, key)` says the certificate found is the
+/// agent's (its CertHub mark, where its key is); else `NotInstalledByAgent`, nothing touched.
+pub fn remove_if_owned(
+    thumbprint: &str,
+    owned: impl Fn(Option<&str>, Option<&KeyLocation>) -> bool,
+) -> Result<RemovalOutcome, StoreError> {
     let hash = parse_thumbprint(thumbprint)?;
     let my = open_my_store()?;
     let Some(cert) = find_in_store(&my, &hash) else {
@@ -379,6 +410,9 @@ pub fn remove_with_key(thumbprint: &str) -> Result<RemovalOutcome, StoreError> {
         });
     };
     let key = key_location(&cert);
+    if !owned(mark_of(&cert).as_deref(), key.as_ref()) {
+        return Err(StoreError::NotInstalledByAgent);
+    }
     let key_kept = match &key {
         None => Some(KeyKept::NoKey),
         Some(k) if key_in_use(&my, k, Some(&hash)) => Some(KeyKept::SharedWithAnotherCertificate),
@@ -493,6 +527,7 @@ fn describe(cert: &Cert) -> FoundCertificate {
         has_private_key: key.as_ref().is_some_and(keys::key_exists),
         key,
         not_after: not_after(cert),
+        mark: mark_of(cert),
     }
 }
 
@@ -564,17 +599,36 @@ fn friendly_name(cert: &Cert) -> Option<String> {
     Some(unsafe { from_wide_ptr(buffer.as_ptr().cast::<u16>()) })
 }
 
+/// The certificate's CertHub mark ([`CERTHUB_MARK_PROP_ID`], a UTF-16 string), when it
+/// carries one.
+fn mark_of(cert: &Cert) -> Option<String> {
+    let buffer = property(cert, CERTHUB_MARK_PROP_ID)?;
+    // SAFETY: the property is a NUL-terminated UTF-16 string inside the zero-padded buffer.
+    let text = unsafe { from_wide_ptr(buffer.as_ptr().cast::<u16>()) };
+    text.starts_with(crate::agent::store::MARK_PREFIX)
+        .then_some(text)
+}
+
+fn set_mark(cert: &Cert, mark: &str) -> Result<(), u32> {
+    set_text_property(cert, CERTHUB_MARK_PROP_ID, mark)
+}
+
 fn set_friendly_name(cert: &Cert, name: &str) -> Result<(), u32> {
-    let name = wide(name);
+    set_text_property(cert, CERT_FRIENDLY_NAME_PROP_ID, name)
+}
+
+/// Sets a string property (friendly name, description), NUL-terminated UTF-16.
+fn set_text_property(cert: &Cert, id: u32, text: &str) -> Result<(), u32> {
+    let text = wide(text);
     let blob = CRYPT_INTEGER_BLOB {
-        cbData: (name.len() * 2) as u32,
-        pbData: name.as_ptr() as *mut u8,
+        cbData: (text.len() * 2) as u32,
+        pbData: text.as_ptr() as *mut u8,
     };
-    // SAFETY: the blob borrows `name` for the call; Windows copies it.
+    // SAFETY: the blob borrows `text` for the call; Windows copies it.
     let ok = unsafe {
         CertSetCertificateContextProperty(
             cert.as_ptr(),
-            CERT_FRIENDLY_NAME_PROP_ID,
+            id,
             0,
             (&blob as *const CRYPT_INTEGER_BLOB).cast::<c_void>(),
         )
@@ -893,5 +947,46 @@ mod tests {
             assert!(key_exists(&users_key), "the user's key must survive");
         }
         remove_with_key(ECNPJ_LEGACY_THUMBPRINT).unwrap();
+    }
+
+    /// Issue 23: a certificate the user put in `MY` (with its key) has no CertHub mark and is
+    /// not removed when asked by thumbprint; the agent's own import carries its mark, which
+    /// the store keeps, and is removed.
+    #[test]
+    fn a_certificate_the_user_installed_is_left_and_ours_carries_its_mark() {
+        let _store = lock_store();
+        let by_agent = |mark: Option<&str>, _: Option<&KeyLocation>| {
+            mark.is_some_and(|m| m.starts_with(crate::agent::store::MARK_PREFIX))
+        };
+        install_like_a_user(ECNPJ_AES, ECNPJ_AES_PASSWORD);
+        let users = find_by_thumbprint(ECNPJ_AES_THUMBPRINT)
+            .unwrap()
+            .expect("the user's certificate");
+        assert_eq!(users.mark, None);
+        assert!(matches!(
+            remove_if_owned(ECNPJ_AES_THUMBPRINT, by_agent),
+            Err(StoreError::NotInstalledByAgent)
+        ));
+        let still = find_by_thumbprint(ECNPJ_AES_THUMBPRINT).unwrap();
+        assert!(
+            still.is_some_and(|c| c.has_private_key),
+            "the user's certificate and key stay"
+        );
+        remove_with_key(ECNPJ_AES_THUMBPRINT).unwrap();
+
+        let ours =
+            import_non_exportable(ECNPJ_AES, ECNPJ_AES_PASSWORD, "CertHub - EMPRESA X").unwrap();
+        let found = find_by_thumbprint(ECNPJ_AES_THUMBPRINT).unwrap().unwrap();
+        assert_eq!(found.mark.as_deref(), Some(ours.mark.as_str()));
+        let other = crate::agent::store::new_mark();
+        assert!(matches!(
+            remove_if_owned(ECNPJ_AES_THUMBPRINT, |m, _| m == Some(other.as_str())),
+            Err(StoreError::NotInstalledByAgent)
+        ));
+        let outcome = remove_if_owned(ECNPJ_AES_THUMBPRINT, by_agent).unwrap();
+        assert!(
+            outcome.certificate_removed && outcome.key_deleted,
+            "{outcome:?}"
+        );
     }
 }
