@@ -94,6 +94,7 @@ pub async fn prepare(settings: Settings) -> Result<AppState, StartError> {
         settings: Arc::new(settings),
         master_key: Arc::new(master_key),
         queue,
+        tls: None,
     })
 }
 
@@ -130,30 +131,28 @@ async fn prune_limiters(state: AppState) {
     }
 }
 
-fn tls_config(tls: &crate::settings::TlsSettings) -> Result<rustls::ServerConfig, StartError> {
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let read = |p: &std::path::Path| {
-        std::fs::read(p).map_err(|e| StartError::Tls(format!("cannot read {}: {e}", p.display())))
+/// The certificate `serve` answers HTTPS with, when it does: made on first start for
+/// `tls = "auto"`, else the configured files.
+fn served_certificate(
+    settings: &Settings,
+) -> Result<Option<Arc<crate::http::tls::ServedCertificate>>, StartError> {
+    use crate::http::tls;
+    let Some(mode) = &settings.tls else {
+        return Ok(None);
     };
-    let certs: Vec<CertificateDer<'static>> =
-        rustls_pemfile::certs(&mut read(&tls.cert_file)?.as_slice())
-            .collect::<Result<_, _>>()
-            .map_err(|e| StartError::Tls(format!("`tls_cert_file`: {e}")))?;
-    if certs.is_empty() {
-        return Err(StartError::Tls(
-            "`tls_cert_file` holds no PEM certificate".into(),
-        ));
+    let names = tls::names_for(&settings.public_url, &settings.tls_names);
+    let (files, made) = tls::files_for(mode, &settings.data_dir, &names)
+        .map_err(|e| StartError::Tls(e.to_string()))?;
+    let served = tls::ServedCertificate::load(files).map_err(|e| StartError::Tls(e.to_string()))?;
+    if made {
+        tracing::warn!(
+            cert_file = %served.files().cert_file.display(),
+            names = ?names,
+            fingerprint = %served.fingerprint(),
+            "made the server's own TLS certificate (tls = \"auto\"): agents pin this fingerprint"
+        );
     }
-    let key: PrivateKeyDer<'static> =
-        rustls_pemfile::private_key(&mut read(&tls.key_file)?.as_slice())
-            .map_err(|e| StartError::Tls(format!("`tls_key_file`: {e}")))?
-            .ok_or_else(|| StartError::Tls("`tls_key_file` holds no PEM private key".into()))?;
-    rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| StartError::Tls(e.to_string()))?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .map_err(|e| StartError::Tls(format!("certificate and key do not match: {e}")))
+    Ok(Some(served))
 }
 
 /// Resolves on SIGTERM or Ctrl-C.
@@ -225,9 +224,15 @@ pub async fn serve(settings: Settings) -> Result<(), StartError> {
         Some(n) => tracing::debug!(open_files = n, "open-files limit"),
         None => {}
     }
-    let state = prepare(settings).await?;
+    let mut state = prepare(settings).await?;
     let settings = state.settings.clone();
-    let tls = settings.tls.as_ref().map(tls_config).transpose()?;
+    state.tls = served_certificate(&settings)?;
+    let tls = state
+        .tls
+        .as_ref()
+        .map(|served| served.server_config())
+        .transpose()
+        .map_err(|e| StartError::Tls(e.to_string()))?;
     let uses_tls = tls.is_some();
 
     let app_state = web::Data::new(state.clone());
@@ -265,6 +270,14 @@ pub async fn serve(settings: Settings) -> Result<(), StartError> {
         // Tests read this line to find the port when listening on port 0.
         println!("CertHub listening on {scheme}://{addr}");
     }
+    if let Some(served) = &state.tls {
+        // The fingerprint an admin compares (and an agent pins) at pairing.
+        println!(
+            "Certificado TLS do servidor (SHA-256): {}",
+            served.fingerprint()
+        );
+    }
+    let tls_reload = state.tls.clone().map(|served| tokio::spawn(served.watch()));
     if crate::accounts::user::count_all(&state.db).await? == 0 {
         let token = crate::crypto::Token::generate();
         *state.setup_token.lock().unwrap_or_else(|p| p.into_inner()) = Some(token.hash());
@@ -348,6 +361,9 @@ pub async fn serve(settings: Settings) -> Result<(), StartError> {
     let _ = server_task.await;
     let _ = stop_tasks.send(true);
     limiter_pruning.abort();
+    if let Some(reload) = tls_reload {
+        reload.abort();
+    }
     // After the last request: the contacts they recorded are written.
     let _ = contact_flush.await;
     let _ = watcher.await;

@@ -40,4 +40,6 @@ pub struct AppState {
     pub contacts: Arc<crate::devices::contact::ContactBook>,
     /// The device rows agents authenticate with (forgotten on change, across processes too).
     pub device_cache: Arc<crate::devices::cache::DeviceCache>,
+    /// The certificate HTTPS is served with (`serve` with `tls` set), for its fingerprint.
+    pub tls: Option<Arc<crate::http::tls::ServedCertificate>>,
 }

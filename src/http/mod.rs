@@ -9,3 +9,4 @@ pub mod middleware;
 pub mod openapi;
 pub mod proxy;
 pub mod routes;
+pub mod tls;

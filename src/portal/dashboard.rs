@@ -169,6 +169,15 @@ async fn attention(state: &AppState, staff: &Staff) -> Result<Markup, PageError>
         @if let Some(broken) = &broken {
             (super::audit::break_banner(tz, broken, &staff.csrf.value, &[]))
         }
+        @if state.settings.plain_http_beyond_localhost() {
+            // Only ADMIN/DEV see this part of the Painel.
+            div.warn role="alert" {
+                strong { "Conexão sem criptografia (http://). " }
+                "Quem estiver na rede do escritório pode ler e alterar o que passa entre o servidor, os navegadores e os computadores: "
+                "roubar sessões, trocar o agente baixado pela instalação de uma linha e parear um computador como se fosse ele. "
+                "Ative o HTTPS (" code { "tls = \"auto\"" } " no config.toml, ou o certificado do escritório) antes de instalar agentes."
+            }
+        }
         section aria-labelledby="atencao" {
             h2 id="atencao" { "Precisa de atenção" }
             div.tiles {

@@ -125,6 +125,7 @@ pub async fn list(
                 }
             }
         }
+        (server_certificate(&state))
         section aria-labelledby="novo" {
             h2 id="novo" { "Cadastrar um computador" }
             form.card method="post" action="/dispositivos" {
@@ -141,6 +142,24 @@ pub async fn list(
         "Dispositivos",
         body,
     ))
+}
+
+/// The certificate this server answers HTTPS with: the fingerprint to compare on a PC (the
+/// agents pin it at pairing), or why there is none.
+fn server_certificate(state: &AppState) -> Markup {
+    html! {
+        section aria-labelledby="certificado-servidor" {
+            h2 id="certificado-servidor" { "Certificado do servidor" }
+            @if let Some(served) = &state.tls {
+                p { "Os computadores conferem o servidor por esta impressão digital (SHA-256) do certificado HTTPS:" }
+                (c::copyable(served.fingerprint().as_str()))
+            } @else if state.settings.plain_http_beyond_localhost() {
+                p.warn { "Este servidor atende por http://, sem criptografia: não há certificado a conferir." }
+            } @else {
+                p.muted { "O HTTPS é feito por um proxy à frente deste servidor." }
+            }
+        }
+    }
 }
 
 #[derive(Deserialize)]

@@ -96,11 +96,18 @@ fn redact_url_password(url: &str) -> String {
     }
 }
 
-/// Certificate and key for serving HTTPS directly.
+/// How the server serves HTTPS itself (absent: plain HTTP, or a TLS proxy in front).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TlsSettings {
-    pub cert_file: PathBuf,
-    pub key_file: PathBuf,
+pub enum TlsSettings {
+    /// `tls = "auto"`: a certificate the server makes on first start and keeps in
+    /// `data_dir/tls/` (for the host of `public_url`, localhost and `tls_names`).
+    Auto,
+    /// The office's own certificate and key (`tls_cert_file`, `tls_key_file`), reloaded when
+    /// the files change.
+    Files {
+        cert_file: PathBuf,
+        key_file: PathBuf,
+    },
 }
 
 /// Log output format.
@@ -129,6 +136,8 @@ pub struct Settings {
     pub master_key: Option<SecretString>,
     pub master_key_file: PathBuf,
     pub tls: Option<TlsSettings>,
+    /// More names (DNS names, IP addresses) the certificate `tls = "auto"` makes is for.
+    pub tls_names: Vec<String>,
     /// Reverse proxies whose `X-Forwarded-For`/`-Proto` are believed.
     pub trusted_proxies: Vec<cidr::Cidr>,
     /// Cookies carry `Secure` (and the CSRF cookie the `__Host-` prefix): by default when
@@ -209,6 +218,8 @@ const KEYS: &[(&str, Kind)] = &[
     ("certs_root", Kind::Str),
     ("master_key", Kind::Str),
     ("master_key_file", Kind::Str),
+    ("tls", Kind::Str),
+    ("tls_names", Kind::Str),
     ("tls_cert_file", Kind::Str),
     ("tls_key_file", Kind::Str),
     ("trusted_proxies", Kind::Str),
@@ -263,6 +274,8 @@ struct RawSettings {
     certs_root: Option<PathBuf>,
     master_key: Option<String>,
     master_key_file: Option<PathBuf>,
+    tls: Option<String>,
+    tls_names: Option<String>,
     tls_cert_file: Option<PathBuf>,
     tls_key_file: Option<PathBuf>,
     trusted_proxies: Option<String>,
@@ -304,6 +317,25 @@ struct RawSettings {
 pub const DEFAULT_SQLITE_CACHE_KIB: u32 = 512;
 
 impl Settings {
+    /// Whether people and agents reach this server over plain HTTP from other machines
+    /// (`public_url` is `http://` to a host that is not this one): what an attacker on the LAN
+    /// can change in flight.
+    pub fn plain_http_beyond_localhost(&self) -> bool {
+        let Some(rest) = self.public_url.strip_prefix("http://") else {
+            return false;
+        };
+        let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
+        let host = match host.strip_prefix('[') {
+            Some(v6) => v6.split(']').next().unwrap_or_default(),
+            None => host.rsplit_once(':').map_or(host, |(h, _)| h),
+        };
+        let local = host.eq_ignore_ascii_case("localhost")
+            || host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback());
+        self.tls.is_none() && !local
+    }
+
     /// The office's lease rule: the daily cleanup in its timezone and the longest lease.
     pub fn lease_rule(&self) -> crate::schedule::LeaseRule {
         crate::schedule::LeaseRule {
@@ -453,8 +485,8 @@ impl Settings {
         if org_id < 1 {
             return Err(bad("org_id", "must be a positive organisation id".into()));
         }
-        let tls = match (raw.tls_cert_file, raw.tls_key_file) {
-            (Some(cert_file), Some(key_file)) => Some(TlsSettings {
+        let files = match (raw.tls_cert_file, raw.tls_key_file) {
+            (Some(cert_file), Some(key_file)) => Some(TlsSettings::Files {
                 cert_file,
                 key_file,
             }),
@@ -472,6 +504,40 @@ impl Settings {
                 ));
             }
         };
+        let tls = match (raw.tls.as_deref().map(str::trim), files) {
+            (Some("auto"), None) => Some(TlsSettings::Auto),
+            (Some("auto"), Some(_)) => {
+                return Err(bad(
+                    "tls",
+                    "\"auto\" makes the server's own certificate: leave tls_cert_file and tls_key_file out, or tls out".into(),
+                ));
+            }
+            (Some("off") | None, files) => files,
+            (Some(other), _) => {
+                return Err(bad(
+                    "tls",
+                    format!("expected \"auto\" or \"off\", not {other:?}"),
+                ));
+            }
+        };
+        let tls_names: Vec<String> = raw
+            .tls_names
+            .as_deref()
+            .unwrap_or("")
+            .split(',')
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+            .map(str::to_owned)
+            .collect();
+        if let Some(n) = tls_names.iter().find(|n| {
+            !n.chars()
+                .all(|c| c.is_ascii_alphanumeric() || ".-:".contains(c))
+        }) {
+            return Err(bad(
+                "tls_names",
+                format!("{n:?} is neither a host name nor an IP address"),
+            ));
+        }
         let public_url = match raw.public_url {
             Some(url) if url.starts_with("http://") || url.starts_with("https://") => {
                 url.trim_end_matches('/').to_owned()
@@ -630,6 +696,7 @@ impl Settings {
                 .filter(|k| !k.is_empty())
                 .map(SecretString::new),
             tls,
+            tls_names,
             trusted_proxies,
             cookie_secure,
             log_level,

@@ -13,6 +13,8 @@ pub const XSS_ATTR: &str = "\"><img src=x onerror=alert(1)>";
 pub fn browser() -> reqwest::Client {
     reqwest::Client::builder()
         .cookie_store(true)
+        // The test's own server, which may answer HTTPS with the certificate it made itself.
+        .danger_accept_invalid_certs(true)
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap()
