@@ -155,16 +155,7 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<(), TlsError> {
 /// The names a made certificate is for: the host of `public_url`, `localhost`, `127.0.0.1`
 /// and `extra` (the `tls_names` setting), each once.
 pub fn names_for(public_url: &str, extra: &[String]) -> Vec<String> {
-    let host = public_url
-        .split_once("://")
-        .map_or(public_url, |(_, rest)| rest)
-        .split(['/', '?', '#'])
-        .next()
-        .unwrap_or_default();
-    let host = match host.strip_prefix('[') {
-        Some(v6) => v6.split(']').next().unwrap_or_default(),
-        None => host.rsplit_once(':').map_or(host, |(h, _)| h),
-    };
+    let host = crate::settings::url_host(public_url);
     let mut names: Vec<String> = Vec::new();
     for n in [host, "localhost", "127.0.0.1"]
         .into_iter()

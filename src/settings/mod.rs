@@ -96,6 +96,20 @@ fn redact_url_password(url: &str) -> String {
     }
 }
 
+/// The host of an `http(s)://host[:port]/...` URL (an IPv6 address without its brackets).
+pub fn url_host(url: &str) -> &str {
+    let host = url
+        .split_once("://")
+        .map_or(url, |(_, rest)| rest)
+        .split(['/', '?', '#'])
+        .next()
+        .unwrap_or_default();
+    match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => host.rsplit_once(':').map_or(host, |(h, _)| h),
+    }
+}
+
 /// How the server serves HTTPS itself (absent: plain HTTP, or a TLS proxy in front).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TlsSettings {
@@ -317,18 +331,19 @@ struct RawSettings {
 pub const DEFAULT_SQLITE_CACHE_KIB: u32 = 512;
 
 impl Settings {
+    /// The host of `public_url`: a name, or an IP address (an IPv6 one without its brackets).
+    pub fn public_host(&self) -> &str {
+        url_host(&self.public_url)
+    }
+
     /// Whether people and agents reach this server over plain HTTP from other machines
     /// (`public_url` is `http://` to a host that is not this one): what an attacker on the LAN
     /// can change in flight.
     pub fn plain_http_beyond_localhost(&self) -> bool {
-        let Some(rest) = self.public_url.strip_prefix("http://") else {
+        if !self.public_url.starts_with("http://") {
             return false;
-        };
-        let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
-        let host = match host.strip_prefix('[') {
-            Some(v6) => v6.split(']').next().unwrap_or_default(),
-            None => host.rsplit_once(':').map_or(host, |(h, _)| h),
-        };
+        }
+        let host = self.public_host();
         let local = host.eq_ignore_ascii_case("localhost")
             || host
                 .parse::<std::net::IpAddr>()

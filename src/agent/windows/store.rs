@@ -445,12 +445,11 @@ pub fn remove_if_owned(
     })
 }
 
-/// Parses a SHA-1 thumbprint: 40 hex digits, spaces and colons ignored.
+/// Parses a SHA-1 thumbprint (the core's rule: 40 hex digits, spaces and colons ignored)
+/// into its bytes.
 pub(super) fn parse_thumbprint(thumbprint: &str) -> Result<[u8; 20], StoreError> {
-    let digits: String = thumbprint
-        .chars()
-        .filter(|c| !c.is_whitespace() && *c != ':')
-        .collect();
+    let digits = crate::agent::store::parse_thumbprint(thumbprint)
+        .map_err(|_| StoreError::InvalidThumbprint)?;
     let mut hash = [0u8; 20];
     hex::decode_to_slice(&digits, &mut hash).map_err(|_| StoreError::InvalidThumbprint)?;
     Ok(hash)
