@@ -116,6 +116,79 @@ pub struct HeartbeatRequest {
 pub struct HeartbeatResponse {
     pub server_time: chrono::DateTime<chrono::Utc>,
     pub policy: AgentPolicy,
+    /// The certificate the server serves and, during a planned change, the one it will serve
+    /// next (absent over plain HTTP). A pinned agent accepts `next` because this connection,
+    /// pinned to the current one, vouches for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_certificate: Option<ServerCertificatePins>,
+}
+
+/// SHA-256 fingerprints of the server's TLS certificate: the one served and the next one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "server", derive(schemars::JsonSchema))]
+pub struct ServerCertificatePins {
+    pub current: Fingerprint,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<Fingerprint>,
+}
+
+/// The SHA-256 fingerprint of a certificate (its DER), written as 32 upper-case hex pairs
+/// separated by colons (`AB:CD:…`), as Windows and browsers show it. Parsing accepts any case
+/// and colons, spaces or nothing between the pairs.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "server", derive(schemars::JsonSchema))]
+#[serde(try_from = "String", into = "String")]
+pub struct Fingerprint(String);
+
+impl Fingerprint {
+    pub fn of(der: &[u8]) -> Self {
+        use sha2::Digest;
+        Self::from_bytes(&sha2::Sha256::digest(der))
+    }
+
+    fn from_bytes(bytes: &[u8]) -> Self {
+        let pairs: Vec<String> = bytes.iter().map(|b| format!("{b:02X}")).collect();
+        Fingerprint(pairs.join(":"))
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        let digits: String = text
+            .chars()
+            .filter(|c| !matches!(c, ':' | ' ' | '-'))
+            .collect();
+        if digits.len() != 64 || !digits.chars().all(|c| c.is_ascii_hexdigit()) {
+            return None;
+        }
+        hex::decode(&digits).ok().map(|b| Self::from_bytes(&b))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The 64 hex digits without separators (what PowerShell's hash comparison uses).
+    pub fn hex(&self) -> String {
+        self.0.replace(':', "")
+    }
+}
+
+impl TryFrom<String> for Fingerprint {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        Self::parse(&s).ok_or_else(|| "a SHA-256 fingerprint: 64 hex digits".to_owned())
+    }
+}
+
+impl From<Fingerprint> for String {
+    fn from(f: Fingerprint) -> String {
+        f.0
+    }
+}
+
+impl std::fmt::Display for Fingerprint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
 }
 
 /// What the server tells every agent to do.
@@ -384,6 +457,22 @@ pub struct OpenInstallations {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fingerprints_read_as_windows_and_browsers_write_them() {
+        let f = Fingerprint::of(b"certificate");
+        assert_eq!(f.as_str().len(), 95);
+        assert_eq!(Fingerprint::parse(&f.hex().to_lowercase()), Some(f.clone()));
+        assert_eq!(
+            Fingerprint::parse(&f.as_str().replace(':', " ")),
+            Some(f.clone())
+        );
+        assert_eq!(Fingerprint::parse(&f.hex()[..62]), None);
+        assert_eq!(Fingerprint::parse(&format!("{}zz", &f.hex()[..62])), None);
+        let wire = serde_json::to_value(&f).unwrap();
+        assert_eq!(wire, f.as_str());
+        assert!(serde_json::from_value::<Fingerprint>(serde_json::json!("AB")).is_err());
+    }
 
     #[test]
     fn job_types_and_statuses_keep_their_wire_strings_and_unknown_ones_parse() {

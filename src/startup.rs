@@ -86,6 +86,9 @@ pub async fn prepare(settings: Settings) -> Result<AppState, StartError> {
         )),
         payload_limiter: Arc::new(crate::jobs::payload::payload_limiter()),
         login_limiter: Arc::new(Throttle::per_minute(per_minute.get())),
+        download_limiter: Arc::new(Throttle::per_minute(
+            crate::devices::distribution::DOWNLOADS_PER_MINUTE,
+        )),
         setup_token: Arc::new(std::sync::Mutex::new(None)),
         job_hub: Arc::new(crate::jobs::hub::JobHub::new()),
         audit_checkpoints: Arc::default(),
@@ -121,6 +124,7 @@ async fn prune_limiters(state: AppState) {
         every.tick().await;
         let unaudited = state.login_limiter.prune()
             + state.payload_limiter.prune()
+            + state.download_limiter.prune()
             + state.device_auth_limits.prune();
         if unaudited > 0 {
             tracing::warn!(
@@ -143,7 +147,8 @@ fn served_certificate(
     let names = tls::names_for(&settings.public_url, &settings.tls_names);
     let (files, made) = tls::files_for(mode, &settings.data_dir, &names)
         .map_err(|e| StartError::Tls(e.to_string()))?;
-    let served = tls::ServedCertificate::load(files).map_err(|e| StartError::Tls(e.to_string()))?;
+    let served = tls::ServedCertificate::load(files, settings.tls_next_cert_file.clone())
+        .map_err(|e| StartError::Tls(e.to_string()))?;
     if made {
         tracing::warn!(
             cert_file = %served.files().cert_file.display(),

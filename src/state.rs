@@ -26,6 +26,8 @@ pub struct AppState {
     pub login_limiter: Arc<Throttle<std::net::IpAddr>>,
     /// `/agent/auth` and `/agent/enroll` calls per device and per client IP.
     pub device_auth_limits: Arc<crate::devices::limits::AuthLimits>,
+    /// Downloads of the agent's `.exe` per client IP (it is public and megabytes long).
+    pub download_limiter: Arc<Throttle<std::net::IpAddr>>,
     /// Payload downloads per device (seed S6: 5 a minute).
     pub payload_limiter: Arc<Throttle<uuid::Uuid>>,
     /// While the database has no user: the hash of the first-access link's token (memory only).

@@ -36,6 +36,11 @@ pub enum Command {
             requires = "device_id"
         )]
         device_token: Option<String>,
+        /// The SHA-256 fingerprint of the server's certificate (Dispositivos, in the portal):
+        /// the agent then accepts that certificate only. Without it, the Windows root store
+        /// decides (an office with its own CA).
+        #[arg(long)]
+        fingerprint: Option<String>,
     },
     /// Wait for jobs and remove certificates when due (the default).
     Run {

@@ -13,6 +13,7 @@ use serde::de::DeserializeOwned;
 
 use super::config::ServerUrl;
 use super::outbox::{Delivery, Reporter};
+use super::trust::Trust;
 use crate::crypto::SecretString;
 use crate::protocol::{
     AgentJobs, ApiError, ClaimResponse, CleanupMode, CleanupRequest, CleanupResponse,
@@ -27,6 +28,9 @@ pub fn version() -> &'static str {
 
 /// The message the seed calls "Auth failed".
 pub const AUTH_FAILED: &str = "Falha de autenticação: token rotacionado ou inválido";
+
+/// How a refusal of the server's certificate starts (the tray's words for it).
+pub const CERTIFICATE_CHANGED: &str = "O certificado do servidor mudou";
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ClientError {
@@ -45,6 +49,19 @@ pub enum ClientError {
     Blocked,
     #[error("Código de pareamento inválido, usado ou expirado: peça um novo ao administrador.")]
     EnrollmentRefused,
+    #[error(
+        "{CERTIFICATE_CHANGED}: {url} apresentou {presented}, e este agente foi pareado com {pinned}. Nada foi feito. Se o administrador trocou o certificado, pareie de novo com a nova impressão digital (Dispositivos no portal); se não, alguém na rede pode estar se passando pelo servidor."
+    )]
+    CertificateChanged {
+        url: String,
+        presented: String,
+        pinned: String,
+    },
+    #[error(
+        "O certificado do servidor não é confiável para este Windows ({url}: {detail}). Pareie com a impressão digital mostrada em Dispositivos no portal: {} pair --server URL --code CÓDIGO --fingerprint IMPRESSÃO",
+        super::config::AGENT_EXE
+    )]
+    CertificateUntrusted { url: String, detail: String },
     #[error("{status} {}: {}", .error.error, .error.message)]
     Api { status: u16, error: ApiError },
 }
@@ -53,7 +70,8 @@ impl ClientError {
     /// Worth trying again later (the server is away or busy).
     pub fn is_transient(&self) -> bool {
         match self {
-            ClientError::Unreachable { .. } => true,
+            // Retried too: back on the real server, the agent carries on by itself.
+            ClientError::Unreachable { .. } | ClientError::CertificateChanged { .. } => true,
             ClientError::Api { status, .. } => *status >= 500 || *status == 429,
             _ => false,
         }
@@ -77,15 +95,20 @@ impl ClientError {
 /// How long a request may take beyond a long-poll's wait.
 const SLACK: Duration = Duration::from_secs(20);
 
-fn http_agent(timeout: Duration) -> ureq::Agent {
-    ureq::Agent::config_builder()
+fn http_agent(timeout: Duration, trust: &Trust) -> ureq::Agent {
+    let config = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_connect(Some(Duration::from_secs(10)))
         .timeout_global(Some(timeout))
         .user_agent(format!("certhub-agent/{}", version()))
         .max_idle_connections(2)
-        .build()
-        .into()
+        .tls_config(
+            ureq::tls::TlsConfig::builder()
+                .root_certs(ureq::tls::RootCerts::PlatformVerifier)
+                .build(),
+        )
+        .build();
+    super::trust::http_agent(config, trust)
 }
 
 /// One answer, read whole.
@@ -98,10 +121,29 @@ struct Answer {
 fn send(
     req: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
     url: &str,
+    trust: &Trust,
 ) -> Result<Answer, ClientError> {
-    let mut res = req.map_err(|e| ClientError::Unreachable {
-        url: url.to_owned(),
-        detail: e.to_string(),
+    let mut res = req.map_err(|e| {
+        if let Some(pins) = trust.pinned()
+            && let Some(presented) = pins.take_refused()
+        {
+            return ClientError::CertificateChanged {
+                url: url.to_owned(),
+                presented: presented.to_string(),
+                pinned: pins.current().current.to_string(),
+            };
+        }
+        let detail = e.to_string();
+        if detail.contains("invalid peer certificate") {
+            return ClientError::CertificateUntrusted {
+                url: url.to_owned(),
+                detail,
+            };
+        }
+        ClientError::Unreachable {
+            url: url.to_owned(),
+            detail,
+        }
     })?;
     let status = res.status().as_u16();
     let json = res
@@ -157,10 +199,15 @@ fn decode<T: DeserializeOwned>(
 /// Exchanges an enrollment code for the device's id and token (no authentication).
 pub fn enroll(
     server: &ServerUrl,
+    trust: &Trust,
     request: &EnrollRequest,
 ) -> Result<DeviceCredentials, ClientError> {
     let url = server.api("/agent/enroll");
-    let answer = send(http_agent(SLACK).post(&url).send_json(request), &url)?;
+    let answer = send(
+        http_agent(SLACK, trust).post(&url).send_json(request),
+        &url,
+        trust,
+    )?;
     match decode(answer, &url, true) {
         Err(ClientError::Api {
             status: 410 | 404, ..
@@ -172,6 +219,7 @@ pub fn enroll(
 /// The device's authenticated connection to the server.
 pub struct Client {
     http: ureq::Agent,
+    trust: Trust,
     server: ServerUrl,
     device_id: uuid::Uuid,
     device_token: SecretString,
@@ -182,12 +230,14 @@ pub struct Client {
 impl Client {
     pub fn new(
         server: ServerUrl,
+        trust: Trust,
         device_id: uuid::Uuid,
         device_token: SecretString,
         public_key: String,
     ) -> Self {
         Self {
-            http: http_agent(Duration::from_secs(30) + SLACK),
+            http: http_agent(Duration::from_secs(30) + SLACK, &trust),
+            trust,
             server,
             device_id,
             device_token,
@@ -204,6 +254,10 @@ impl Client {
         self.device_id
     }
 
+    pub fn trust(&self) -> &Trust {
+        &self.trust
+    }
+
     /// `POST /agent/auth`: a fresh DEVICE access token (registers the key on first use).
     pub fn authenticate(&self) -> Result<(), ClientError> {
         let url = self.server.api("/agent/auth");
@@ -212,7 +266,7 @@ impl Client {
             device_token: self.device_token.expose().to_owned(),
             public_key: Some(self.public_key.clone()),
         };
-        let answer = send(self.http.post(&url).send_json(&body), &url)?;
+        let answer = send(self.http.post(&url).send_json(&body), &url, &self.trust)?;
         let auth: DeviceAuthResponse = decode(answer, &url, true)?;
         *self.access.lock().unwrap_or_else(|e| e.into_inner()) =
             Some(SecretString::new(auth.access_token.clone()));
@@ -253,12 +307,12 @@ impl Client {
                 if let Some(t) = payload_token {
                     req = req.header("X-Payload-Token", t);
                 }
-                send(req.call(), &url)?
+                send(req.call(), &url, &self.trust)?
             } else {
                 let req = self.http.post(&url).header("Authorization", &bearer);
                 match body {
-                    Some(b) => send(req.send_json(b), &url)?,
-                    None => send(req.send_empty(), &url)?,
+                    Some(b) => send(req.send_json(b), &url, &self.trust)?,
+                    None => send(req.send_empty(), &url, &self.trust)?,
                 }
             };
             match decode(answer, &url, fixed_route) {
@@ -427,6 +481,7 @@ mod tests {
         let server = ServerUrl::parse("http://127.0.0.1:9").unwrap();
         let client = Client::new(
             server,
+            Trust::System,
             uuid::Uuid::new_v4(),
             SecretString::new("t".into()),
             "k".into(),

@@ -8,22 +8,20 @@ use super::client::version;
 use super::config::{Config, DataDir};
 use super::leases::{self, SystemClock};
 use super::log;
-use super::pairing::{open_agent, pair};
+use super::pairing::{open_agent, pair_with};
 use super::platform::Platform;
 use super::state::AgentState;
 use super::status;
+use super::tray_model::PairRequest;
 use crate::protocol::CleanupMode;
 
 /// `pair` on the command line: prints the outcome.
 pub fn pair_command(
     dir: &DataDir,
     platform: &dyn Platform,
-    server: &str,
-    code: Option<String>,
-    device_id: Option<uuid::Uuid>,
-    device_token: Option<String>,
+    request: PairRequest,
 ) -> Result<(), u8> {
-    match pair(dir, platform, server, code, device_id, device_token) {
+    match pair_with(dir, platform, request) {
         Ok(message) => {
             println!("{message}");
             Ok(())

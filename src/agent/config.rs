@@ -94,6 +94,10 @@ impl DataDir {
     pub fn state(&self) -> PathBuf {
         self.0.join("state.json")
     }
+    /// The server certificate fingerprints pinned at pairing (absent: the system's roots).
+    pub fn server_certificate(&self) -> PathBuf {
+        self.0.join("server_certificate.json")
+    }
     pub fn logs(&self) -> PathBuf {
         self.0.join("logs")
     }

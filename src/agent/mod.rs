@@ -10,6 +10,7 @@ pub mod client;
 pub mod commands;
 pub mod config;
 pub mod install;
+pub mod install_folder;
 pub mod leases;
 pub mod log;
 pub mod outbox;
@@ -24,6 +25,7 @@ pub mod store;
 pub mod task_xml;
 pub mod timer;
 pub mod tray_model;
+pub mod trust;
 #[cfg(windows)]
 pub mod windows;
 
@@ -74,7 +76,18 @@ pub fn execute(command: Command, dir: &DataDir, platform: &Arc<dyn Platform>) ->
             code,
             device_id,
             device_token,
-        } => commands::pair_command(dir, platform, &server, code, device_id, device_token),
+            fingerprint,
+        } => commands::pair_command(
+            dir,
+            platform,
+            tray_model::PairRequest {
+                server_url: server,
+                code,
+                device_id: device_id.map(|id| id.to_string()),
+                device_token,
+                fingerprint,
+            },
+        ),
         Command::Run { headless } => commands::run(dir, shared, headless),
         Command::Cleanup { mode } => commands::cleanup(dir, platform, mode.into()),
         Command::Status => commands::status(dir, platform),

@@ -12,8 +12,9 @@ use super::log;
 use super::platform::Platform;
 use super::runtime::Agent;
 use super::tray_model::PairRequest;
+use super::trust::Trust;
 use crate::crypto::{DeviceSecretKey, SecretString};
-use crate::protocol::{CleanupMode, EnrollRequest};
+use crate::protocol::{CleanupMode, EnrollRequest, Fingerprint, ServerCertificatePins};
 
 /// Reports why the saved identity cannot be used; the exit code says whether it is missing.
 fn not_paired_or(e: ConfigError) -> u8 {
@@ -51,8 +52,10 @@ fn hostname() -> Option<String> {
 
 /// Pairs this PC (the command, and the tray's "Parear dispositivo" dialog): a new key,
 /// enrollment by `code` or the provisioned `device_id` + `device_token`, the key registered,
-/// the previous pairing's certificates removed, then the new identity saved. `Ok` and `Err`
-/// carry a message for the person pairing (logged too).
+/// the previous pairing's certificates removed, then the new identity saved. With a
+/// `fingerprint` the server's certificate is pinned from the first request on; without one,
+/// the system's root store decides. `Ok` and `Err` carry a message for the person pairing
+/// (logged too).
 pub fn pair(
     dir: &DataDir,
     platform: &dyn Platform,
@@ -60,12 +63,25 @@ pub fn pair(
     code: Option<String>,
     device_id: Option<uuid::Uuid>,
     device_token: Option<String>,
+    fingerprint: Option<&str>,
 ) -> Result<String, String> {
     let fail = |message: String| {
         log::error(&message);
         message
     };
     let server = ServerUrl::parse(server).map_err(|e| fail(e.to_string()))?;
+    let pins = match fingerprint.map(str::trim).filter(|f| !f.is_empty()) {
+        None => None,
+        Some(text) => Some(ServerCertificatePins {
+            current: Fingerprint::parse(text).ok_or_else(|| {
+                fail(format!(
+                    "Impressão digital inválida: {text:?} (SHA-256, 64 dígitos hexadecimais, como em Dispositivos no portal)"
+                ))
+            })?,
+            next: None,
+        }),
+    };
+    let trust = Trust::of(pins.clone());
     let key = DeviceSecretKey::generate();
     let public_key = key.public_key().to_base64();
     let credentials = match (code, device_id, device_token) {
@@ -77,7 +93,7 @@ pub fn pair(
                 os_version: Some(std::env::consts::OS.to_owned()),
                 agent_version: Some(version().to_owned()),
             };
-            let c = client::enroll(&server, &request).map_err(|e| fail(e.to_string()))?;
+            let c = client::enroll(&server, &trust, &request).map_err(|e| fail(e.to_string()))?;
             (c.device_id, SecretString::new(c.device_token.clone()))
         }
         (None, Some(id), Some(token)) => (id, SecretString::new(token)),
@@ -88,7 +104,13 @@ pub fn pair(
         }
     };
     let (device_id, device_token) = credentials;
-    let client = client::Client::new(server.clone(), device_id, device_token.clone(), public_key);
+    let client = client::Client::new(
+        server.clone(),
+        trust,
+        device_id,
+        device_token.clone(),
+        public_key,
+    );
     client.authenticate().map_err(|e| match e.status() {
         // The device already registered another key (paired elsewhere, or before).
         Some(409) => fail(format!(
@@ -116,11 +138,31 @@ pub fn pair(
         device_id,
         paired_at: chrono::Utc::now(),
     };
+    // The pins go before the identity: `config.json`, written last, is what a running agent
+    // takes up, and it must find the pins of this pairing.
+    dir.create().map_err(|e| fail(e.to_string()))?;
+    match &pins {
+        Some(p) => config::write_json(&dir.server_certificate(), p),
+        None => match std::fs::remove_file(dir.server_certificate()) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(ConfigError::Io {
+                path: dir.server_certificate(),
+                source: e,
+            }),
+            _ => Ok(()),
+        },
+    }
+    .map_err(|e| fail(e.to_string()))?;
     let secrets = platform.secrets(dir);
     let device = DeviceSecrets { device_token, key };
     config::save_identity(dir, secrets.as_ref(), &config, &device)
         .map_err(|e| fail(e.to_string()))?;
-    let message = format!("Paired with {server} as device {device_id}");
+    let message = match &pins {
+        Some(p) => format!(
+            "Paired with {server} as device {device_id}; server certificate pinned ({})",
+            p.current
+        ),
+        None => format!("Paired with {server} as device {device_id}"),
+    };
     log::info(&message);
     Ok(message)
 }
@@ -138,5 +180,6 @@ pub fn pair_with(
         request.code,
         request.device_id.and_then(|id| id.parse().ok()),
         request.device_token,
+        request.fingerprint.as_deref(),
     )
 }

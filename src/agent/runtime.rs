@@ -78,8 +78,10 @@ impl Identity {
     fn load(dir: &DataDir, secrets: &dyn Secrets) -> Result<Self, ConfigError> {
         let config = Config::load(dir)?;
         let device = secrets.load()?.ok_or(ConfigError::NotPaired)?;
+        let pins = super::config::read_json(&dir.server_certificate())?;
         let client = Client::new(
             config.server_url.clone(),
+            super::trust::Trust::of(pins),
             config.device_id,
             device.device_token.clone(),
             device.key.public_key().to_base64(),
@@ -302,6 +304,7 @@ impl Agent {
                 beat.policy.cleanup_time, beat.policy.timezone
             ));
         }
+        self.keep_pins(beat.server_certificate.as_ref());
         {
             let mut state = self.state();
             state.policy = Some(beat.policy.clone());
@@ -311,6 +314,25 @@ impl Agent {
         }
         self.save_state();
         Ok(beat.policy)
+    }
+
+    /// Takes up the next certificate the server announced (this heartbeat came over a
+    /// connection pinned to the current one) and saves the pins when they changed.
+    fn keep_pins(&self, announced: Option<&crate::protocol::ServerCertificatePins>) {
+        let identity = self.identity();
+        let Some(pins) = identity.client.trust().pinned() else {
+            return;
+        };
+        if let Some(announced) = announced {
+            pins.learn(announced);
+        }
+        if let Some(changed) = pins.take_changed()
+            && let Err(e) = write_json(&self.dir.server_certificate(), &changed)
+        {
+            log::error(format!(
+                "Cannot save the server's certificate fingerprints: {e}"
+            ));
+        }
     }
 
     /// Merges the server's open installations into the ledger (start-up and every cleanup).

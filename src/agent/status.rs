@@ -13,6 +13,8 @@ use super::state::{AgentState, MAX_SKEW_SECS};
 /// What the status shows, gathered by the caller (the server check is optional).
 pub struct Status {
     pub config: Option<Config>,
+    /// The server certificate pinned at pairing (`None`: the system's roots decide).
+    pub pins: Option<crate::protocol::ServerCertificatePins>,
     pub state: AgentState,
     pub ledger: Ledger,
     pub unreported: usize,
@@ -26,6 +28,9 @@ impl Status {
     pub fn gather(dir: &DataDir, now: DateTime<Utc>) -> Self {
         Self {
             config: Config::load(dir).ok(),
+            pins: super::config::read_json(&dir.server_certificate())
+                .ok()
+                .flatten(),
             state: AgentState::load(dir),
             ledger: Ledger::load(&dir.ledger()).unwrap_or_default(),
             unreported: super::outbox::Outbox::load(dir.outbox())
@@ -50,6 +55,23 @@ impl Status {
                 let _ = writeln!(out, "Servidor:        {}", c.server_url);
                 let _ = writeln!(out, "Dispositivo:     {}", c.device_id);
                 let _ = writeln!(out, "Portal:          {}", c.portal_url);
+                match &self.pins {
+                    Some(p) => {
+                        let _ = writeln!(out, "Certificado do servidor (SHA-256): {}", p.current);
+                        if let Some(next) = &p.next {
+                            let _ = writeln!(out, "Próximo certificado anunciado: {next}");
+                        }
+                    }
+                    None if c.server_url.as_str().starts_with("https://") => {
+                        let _ = writeln!(
+                            out,
+                            "Certificado do servidor: conferido pelas raízes do Windows"
+                        );
+                    }
+                    None => {
+                        let _ = writeln!(out, "Conexão sem criptografia (http://)");
+                    }
+                }
             }
             None => {
                 let _ = writeln!(
@@ -152,6 +174,7 @@ mod tests {
             server_expires_at: None,
         });
         let status = Status {
+            pins: None,
             config: None,
             state: AgentState {
                 clock_skew_seconds: Some(300),

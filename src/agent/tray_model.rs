@@ -21,6 +21,8 @@ pub enum TrayState {
     Online,
     /// Paired, but the last attempts to reach the server failed.
     ServerUnreachable,
+    /// The server presented a certificate other than the one pinned: nothing is done.
+    CertificateChanged,
     /// Something the user should look at (shown in the tooltip).
     Error(String),
 }
@@ -33,6 +35,9 @@ impl TrayState {
             TrayState::NotPaired => format!("{APP_NAME} — não pareado"),
             TrayState::Online => format!("{APP_NAME} — conectado"),
             TrayState::ServerUnreachable => format!("{APP_NAME} — servidor inacessível"),
+            TrayState::CertificateChanged => {
+                format!("{APP_NAME} — o certificado do servidor mudou")
+            }
             TrayState::Error(message) if message.trim().is_empty() => format!("{APP_NAME} — erro"),
             TrayState::Error(message) => format!("{APP_NAME} — erro: {}", message.trim()),
         }
@@ -44,6 +49,7 @@ impl TrayState {
             TrayState::NotPaired => "não pareado".into(),
             TrayState::Online => "conectado".into(),
             TrayState::ServerUnreachable => "servidor inacessível".into(),
+            TrayState::CertificateChanged => "o certificado do servidor mudou".into(),
             TrayState::Error(message) if message.trim().is_empty() => "erro".into(),
             TrayState::Error(message) => format!("erro: {}", message.trim()),
         }
@@ -54,7 +60,7 @@ impl TrayState {
         match self {
             TrayState::NotPaired => TrayIcon::NotPaired,
             TrayState::Online => TrayIcon::Online,
-            TrayState::ServerUnreachable => TrayIcon::Warning,
+            TrayState::ServerUnreachable | TrayState::CertificateChanged => TrayIcon::Warning,
             TrayState::Error(_) => TrayIcon::Error,
         }
     }
@@ -341,6 +347,8 @@ pub struct PairRequest {
     pub code: Option<String>,
     pub device_id: Option<String>,
     pub device_token: Option<String>,
+    /// The server certificate's SHA-256 fingerprint to pin (optional).
+    pub fingerprint: Option<String>,
 }
 
 /// Why the pairing form was refused; `Display` is the message shown in the dialog.
@@ -352,6 +360,7 @@ pub enum PairError {
     IdWithoutToken,
     TokenWithoutId,
     CodeAndToken,
+    BadFingerprint,
 }
 
 impl fmt::Display for PairError {
@@ -369,6 +378,9 @@ impl fmt::Display for PairError {
             PairError::CodeAndToken => {
                 "Use o código de pareamento ou o ID e o token, não os dois."
             }
+            PairError::BadFingerprint => {
+                "A impressão digital do certificado tem 64 dígitos hexadecimais (como em Dispositivos, no portal); deixe em branco se o Windows já confia no certificado."
+            }
         })
     }
 }
@@ -382,6 +394,7 @@ impl PairRequest {
         code: &str,
         device_id: &str,
         device_token: &str,
+        fingerprint: &str,
     ) -> Result<PairRequest, PairError> {
         let some = |s: &str| Some(s.trim().to_string()).filter(|s| !s.is_empty());
         let request = PairRequest {
@@ -389,6 +402,7 @@ impl PairRequest {
             code: some(code),
             device_id: some(device_id),
             device_token: some(device_token),
+            fingerprint: some(fingerprint),
         };
         request.validate()?;
         Ok(request)
@@ -403,6 +417,13 @@ impl PairRequest {
         }
         if !valid_server_url(url) {
             return Err(PairError::BadServerUrl);
+        }
+        if self
+            .fingerprint
+            .as_deref()
+            .is_some_and(|f| crate::protocol::Fingerprint::parse(f).is_none())
+        {
+            return Err(PairError::BadFingerprint);
         }
         let present = |s: &Option<String>| s.as_deref().is_some_and(|s| !s.trim().is_empty());
         let code = present(&self.code);
@@ -463,8 +484,12 @@ impl TrayState {
         {
             return TrayState::Error(error.to_owned());
         }
-        if state.last_error.is_some() {
-            return TrayState::ServerUnreachable;
+        match state.last_error.as_deref() {
+            Some(e) if e.starts_with(super::client::CERTIFICATE_CHANGED) => {
+                return TrayState::CertificateChanged;
+            }
+            Some(_) => return TrayState::ServerUnreachable,
+            None => {}
         }
         match state.last_heartbeat_at {
             Some(at) if (now - at).num_seconds() <= STALE_AFTER_SECS => TrayState::Online,
@@ -516,6 +541,21 @@ mod tests {
         assert_eq!(
             TrayState::of(true, &state, now),
             TrayState::ServerUnreachable
+        );
+        state.last_error = Some(
+            super::super::client::ClientError::CertificateChanged {
+                url: "https://certhub:8010/api/v1/agent/jobs".into(),
+                presented: "AA:BB".into(),
+                pinned: "CC:DD".into(),
+            }
+            .to_string(),
+        );
+        let changed = TrayState::of(true, &state, now);
+        assert_eq!(changed, TrayState::CertificateChanged);
+        assert_eq!(changed.icon(), TrayIcon::Warning, "amber");
+        assert_eq!(
+            changed.tooltip(),
+            "CertHub — o certificado do servidor mudou"
         );
         state.last_error = Some("Dispositivo bloqueado pelo administrador do CertHub.".into());
         assert!(matches!(
@@ -705,21 +745,29 @@ Certificados instalados (2):
     #[test]
     fn pairing_form_accepts_a_code_or_an_id_and_token() {
         let by_code =
-            PairRequest::from_fields(" https://certhub.exemplo.com.br/ ", " ABC-123 ", "", "")
+            PairRequest::from_fields(" https://certhub.exemplo.com.br/ ", " ABC-123 ", "", "", "")
                 .unwrap();
         assert_eq!(by_code.server_url, "https://certhub.exemplo.com.br");
         assert_eq!(by_code.code.as_deref(), Some("ABC-123"));
         assert_eq!(by_code.device_id, None);
         let by_token =
-            PairRequest::from_fields("http://10.0.0.5:8080", "", "dev-1", "tok").unwrap();
+            PairRequest::from_fields("http://10.0.0.5:8080", "", "dev-1", "tok", "").unwrap();
         assert_eq!(by_token.device_id.as_deref(), Some("dev-1"));
         assert_eq!(by_token.device_token.as_deref(), Some("tok"));
-        assert!(PairRequest::from_fields("HTTPS://[::1]:8443/x", "c", "", "").is_ok());
+        assert!(PairRequest::from_fields("HTTPS://[::1]:8443/x", "c", "", "", "").is_ok());
+        let pin = "ab:CD:".repeat(16);
+        let pinned =
+            PairRequest::from_fields("https://h", "c", "", "", &pin[..pin.len() - 1]).unwrap();
+        assert!(pinned.fingerprint.is_some());
+        assert_eq!(
+            PairRequest::from_fields("https://h", "c", "", "", "AB:CD"),
+            Err(PairError::BadFingerprint)
+        );
     }
 
     #[test]
     fn pairing_form_refusals() {
-        let err = |s, c, i, t| PairRequest::from_fields(s, c, i, t).unwrap_err();
+        let err = |s, c, i, t| PairRequest::from_fields(s, c, i, t, "").unwrap_err();
         assert_eq!(err("", "c", "", ""), PairError::MissingServer);
         assert_eq!(
             err("certhub.exemplo.com.br", "c", "", ""),
@@ -740,6 +788,7 @@ Certificados instalados (2):
             code: Some("   ".into()),
             device_id: None,
             device_token: None,
+            fingerprint: None,
         };
         assert_eq!(direct.validate(), Err(PairError::MissingCredentials));
     }

@@ -26,5 +26,6 @@ pub fn heartbeat(
     Ok(HeartbeatResponse {
         server_time: now,
         policy: agent_policy(&state.settings),
+        server_certificate: state.tls.as_ref().map(|served| served.pins()),
     })
 }

@@ -140,6 +140,10 @@ pub struct CredentialsResponse {
     pub enrollment_expires_at: DateTime<Utc>,
     /// The PowerShell line that installs the agent on the PC and pairs it with the code.
     pub install_command: String,
+    /// The SHA-256 fingerprint of the certificate this server serves HTTPS with, which the
+    /// agent pins at pairing (`pair --fingerprint`); absent over plain HTTP.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_fingerprint: Option<String>,
     pub device: DeviceView,
 }
 
@@ -148,6 +152,7 @@ fn credentials_response(
     creds: &FreshCredentials,
     device: DeviceView,
 ) -> CredentialsResponse {
+    let fingerprint = state.tls.as_ref().map(|served| served.fingerprint());
     CredentialsResponse {
         id: device.id,
         device_token: creds.token.expose().to_owned(),
@@ -156,7 +161,9 @@ fn credentials_response(
         install_command: super::distribution::install_command(
             &state.settings.public_url,
             &creds.code,
+            fingerprint.as_ref(),
         ),
+        server_fingerprint: fingerprint.map(String::from),
         device,
     }
 }

@@ -133,20 +133,57 @@ pub struct ScriptQuery {
     code: Option<String>,
 }
 
-/// `GET /agent/install.ps1?code=ABCD-EFGH-JK`: the script that downloads, installs and pairs.
+/// `GET /agent/install.ps1?code=ABCD-EFGH-JK`: the script that downloads, checks, installs and
+/// pairs (it carries the server's certificate fingerprint and the `.exe`'s SHA-256).
 pub async fn script(
     state: web::Data<AppState>,
     query: web::Query<ScriptQuery>,
 ) -> Result<HttpResponse, AppError> {
-    let script = distribution::script_for(&state.settings.public_url, query.into_inner().code)?;
+    let code = distribution::code_of(query.into_inner().code)?;
+    let settings = &state.settings;
+    // No agent to serve: the script says so instead of downloading a 404.
+    let agent = distribution::agent_file(settings).await.ok();
+    let fingerprint = state.tls.as_ref().map(|served| served.fingerprint());
+    let script = distribution::install_script(&distribution::ScriptFacts {
+        server: &settings.public_url,
+        code: code.as_ref(),
+        fingerprint: fingerprint.as_ref(),
+        agent_sha256: agent.as_ref().map(|a| a.sha256.as_str()),
+        plain_http_allowed: distribution::plain_http_allowed(settings),
+    });
     Ok(HttpResponse::Ok()
         .insert_header((header::CONTENT_TYPE, "text/plain; charset=utf-8"))
+        .insert_header((header::CACHE_CONTROL, "no-store"))
         .body(script))
 }
 
-/// `GET /agent/certhub-agent.exe`: the agent this server was released with.
-pub async fn executable(state: web::Data<AppState>) -> Result<HttpResponse, AppError> {
-    let bytes = distribution::agent_executable(&state.settings).await?;
+/// `GET /agent/certhub-agent.exe`: the agent this server was released with, streamed from
+/// disk, with its SHA-256 as `ETag` (`If-None-Match` answers 304), at most
+/// [`distribution::DOWNLOADS_PER_MINUTE`] a minute per client address.
+pub async fn executable(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, AppError> {
+    if let Some(ip) = client_addr(&req)
+        && let Err(refused) = state.download_limiter.check(&ip)
+    {
+        return Err(AppError::TooManyRequests {
+            retry_after_secs: refused.retry_after_secs,
+        });
+    }
+    let file = distribution::agent_file(&state.settings).await?;
+    let etag = file.etag();
+    let unchanged = req
+        .headers()
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
+    if unchanged {
+        return Ok(HttpResponse::NotModified()
+            .insert_header((header::ETAG, etag))
+            .finish());
+    }
+    let body = distribution::stream(&file).await?;
     Ok(HttpResponse::Ok()
         .insert_header((
             header::CONTENT_TYPE,
@@ -156,5 +193,9 @@ pub async fn executable(state: web::Data<AppState>) -> Result<HttpResponse, AppE
             header::CONTENT_DISPOSITION,
             "attachment; filename=\"Certhub.Agent.exe\"",
         ))
-        .body(bytes))
+        .insert_header((header::ETAG, etag))
+        .insert_header((header::CACHE_CONTROL, "no-cache"))
+        .insert_header(("X-Content-SHA256", file.sha256.clone()))
+        .no_chunking(file.len)
+        .streaming(body))
 }

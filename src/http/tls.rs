@@ -9,35 +9,15 @@ use std::time::{Duration, SystemTime};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
-use sha2::{Digest, Sha256};
 
 use crate::settings::TlsSettings;
 
 /// How often configured certificate files are looked at for a change.
 const RELOAD_EVERY: Duration = Duration::from_secs(2);
 
-/// A certificate's SHA-256 fingerprint, upper-case hex pairs joined by `:` (what browsers and
-/// `certutil` show, and what the agent pins).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Fingerprint(String);
-
-impl Fingerprint {
-    pub fn of(der: &[u8]) -> Self {
-        let digest = Sha256::digest(der);
-        let pairs: Vec<String> = digest.iter().map(|b| format!("{b:02X}")).collect();
-        Fingerprint(pairs.join(":"))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Display for Fingerprint {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+/// A certificate's SHA-256 fingerprint (what browsers and `certutil` show, and what the agent
+/// pins).
+pub use crate::protocol::Fingerprint;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
@@ -177,16 +157,8 @@ fn load(files: &TlsFiles) -> Result<(Arc<CertifiedKey>, Fingerprint), TlsError> 
             source,
         })
     };
-    let certs: Vec<CertificateDer<'static>> =
-        rustls_pemfile::certs(&mut read(&files.cert_file)?.as_slice())
-            .collect::<Result<_, _>>()
-            .map_err(|e| TlsError::Invalid(format!("`tls_cert_file`: {e}")))?;
-    let Some(leaf) = certs.first() else {
-        return Err(TlsError::Invalid(
-            "`tls_cert_file` holds no PEM certificate".into(),
-        ));
-    };
-    let fingerprint = Fingerprint::of(leaf.as_ref());
+    let certs = certs_of(&read(&files.cert_file)?, "tls_cert_file")?;
+    let fingerprint = Fingerprint::of(certs[0].as_ref());
     let key: PrivateKeyDer<'static> =
         rustls_pemfile::private_key(&mut read(&files.key_file)?.as_slice())
             .map_err(|e| TlsError::Invalid(format!("`tls_key_file`: {e}")))?
@@ -197,23 +169,79 @@ fn load(files: &TlsFiles) -> Result<(Arc<CertifiedKey>, Fingerprint), TlsError> 
     Ok((Arc::new(certified), fingerprint))
 }
 
+/// The PEM certificates in `pem` (at least one; the first is the server's own).
+fn certs_of(pem: &[u8], key: &str) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let certs: Vec<CertificateDer<'static>> = rustls_pemfile::certs(&mut &pem[..])
+        .collect::<Result<_, _>>()
+        .map_err(|e| TlsError::Invalid(format!("`{key}`: {e}")))?;
+    if certs.is_empty() {
+        return Err(TlsError::Invalid(format!(
+            "`{key}` holds no PEM certificate"
+        )));
+    }
+    Ok(certs)
+}
+
+fn leaf_of(pem: &[u8], key: &str) -> Result<CertificateDer<'static>, TlsError> {
+    Ok(certs_of(pem, key)?.swap_remove(0))
+}
+
 /// The certificate being served, swapped when its files change.
 #[derive(Debug)]
 pub struct ServedCertificate {
     files: TlsFiles,
     current: RwLock<(Arc<CertifiedKey>, Fingerprint)>,
     seen: RwLock<Option<(SystemTime, SystemTime)>>,
+    /// `tls_next_cert_file`: the certificate of a planned change, announced to agents.
+    next_file: Option<PathBuf>,
+    next: RwLock<Option<Fingerprint>>,
 }
 
 impl ServedCertificate {
-    pub fn load(files: TlsFiles) -> Result<Arc<Self>, TlsError> {
+    pub fn load(files: TlsFiles, next_file: Option<PathBuf>) -> Result<Arc<Self>, TlsError> {
         let current = load(&files)?;
         let seen = modified(&files);
-        Ok(Arc::new(Self {
+        let served = Self {
             files,
             current: RwLock::new(current),
             seen: RwLock::new(seen),
-        }))
+            next_file,
+            next: RwLock::new(None),
+        };
+        served.refresh_next()?;
+        Ok(Arc::new(served))
+    }
+
+    /// The fingerprints agents are told: the one served and the next one, unless it is
+    /// already the one served.
+    pub fn pins(&self) -> crate::protocol::ServerCertificatePins {
+        let current = self.fingerprint();
+        let next = self
+            .next
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .filter(|n| *n != current);
+        crate::protocol::ServerCertificatePins { current, next }
+    }
+
+    /// Reads `tls_next_cert_file` again (a missing file announces nothing).
+    fn refresh_next(&self) -> Result<(), TlsError> {
+        let next = match &self.next_file {
+            None => None,
+            Some(path) => match std::fs::read(path) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+                Err(source) => {
+                    return Err(TlsError::Read {
+                        path: path.clone(),
+                        source,
+                    });
+                }
+                Ok(pem) => Some(leaf_of(&pem, "tls_next_cert_file").map(|l| Fingerprint::of(&l))?),
+            },
+        };
+        *self.next.write().unwrap_or_else(|p| p.into_inner()) = next;
+        Ok(())
     }
 
     pub fn fingerprint(&self) -> Fingerprint {
@@ -252,6 +280,9 @@ impl ServedCertificate {
         let mut complained = false;
         loop {
             every.tick().await;
+            if let Err(e) = self.refresh_next() {
+                tracing::warn!(error = %e, "tls_next_cert_file cannot be read: no next certificate announced");
+            }
             match self.reload_if_changed() {
                 Ok(Some(fingerprint)) => {
                     complained = false;
@@ -346,7 +377,7 @@ mod tests {
                 .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
-        let served = ServedCertificate::load(files.clone()).unwrap();
+        let served = ServedCertificate::load(files.clone(), None).unwrap();
         let first = served.fingerprint();
         assert_eq!(first.as_str().len(), 32 * 3 - 1);
         // Made once: the next start serves the same.
@@ -357,7 +388,10 @@ mod tests {
         )
         .unwrap();
         assert!(!made);
-        assert_eq!(ServedCertificate::load(again).unwrap().fingerprint(), first);
+        assert_eq!(
+            ServedCertificate::load(again, None).unwrap().fingerprint(),
+            first
+        );
         // Replaced on disk: taken up; a broken file keeps the one served.
         std::thread::sleep(Duration::from_millis(20));
         make_self_signed(&files, &["pc".into()]).unwrap();

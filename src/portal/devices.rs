@@ -188,6 +188,11 @@ fn credentials_page(
 ) -> HttpResponse {
     let tz = settings.timezone;
     let missing = crate::devices::distribution::agent_missing(settings);
+    let pin_option = creds
+        .server_fingerprint
+        .as_deref()
+        .map(|f| format!(" --fingerprint {f}"))
+        .unwrap_or_default();
     let body = html! {
         p { a href="/dispositivos" { "‹ Dispositivos" } }
         h1 { "Credenciais de " (creds.device.hostname) }
@@ -199,6 +204,12 @@ fn credentials_page(
                 "A instalação por uma linha não está disponível: " (why) ". "
                 "Copie o Certhub.Agent.exe para o computador por outro meio e, no PowerShell do usuário, na pasta dele, rode:"
             }
+            (c::copyable(&format!(".\\Certhub.Agent.exe pair --server {} --code {}{}", settings.public_url, creds.enrollment_code, pin_option)))
+        } @else if !crate::devices::distribution::plain_http_allowed(settings) {
+            p.warn role="alert" {
+                "A instalação por uma linha está desligada: este servidor usa http:// sem criptografia e alguém na rede poderia trocar o agente baixado. "
+                "Configure HTTPS (tls = \"auto\") ou, aceitando o risco, agent_install_over_http = true. Enquanto isso, copie o Certhub.Agent.exe por outro meio e rode:"
+            }
             (c::copyable(&format!(".\\Certhub.Agent.exe pair --server {} --code {}", settings.public_url, creds.enrollment_code)))
         } @else {
             p { "No computador, abra o PowerShell do usuário e cole:" }
@@ -209,6 +220,9 @@ fn credentials_page(
             dt { "Id do dispositivo" } dd.mono { (creds.id) }
             dt { "Código de pareamento" } dd.mono { (creds.enrollment_code) }
             dt { "Token do dispositivo" } dd.mono { (creds.device_token) }
+            @if let Some(f) = &creds.server_fingerprint {
+                dt { "Certificado do servidor (SHA-256)" } dd.mono { (f) }
+            }
         }
         p { a.button href={ "/dispositivos/" (creds.id) } { "Concluído" } }
     };

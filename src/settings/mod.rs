@@ -110,6 +110,32 @@ pub fn url_host(url: &str) -> &str {
     }
 }
 
+/// `public_url` as the server will write it into the agent's install script and command: an
+/// `http://` or `https://` URL with a host, and nothing PowerShell or a shell could read as
+/// the end of a string or the start of an expression (quotes, `$`, backquote, spaces, control
+/// characters). Returns it without a trailing `/`.
+pub fn check_public_url(url: &str) -> Result<String, &'static str> {
+    let url = url.trim_end_matches('/');
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+        .ok_or("expected an http:// or https:// URL")?;
+    if let Some(c) = url
+        .chars()
+        .find(|c| c.is_control() || c.is_whitespace() || "'\"`$;|&<>(){}\\".contains(*c))
+    {
+        return Err(match c {
+            '\n' | '\r' => "must be one line",
+            c if c.is_whitespace() => "must not contain spaces",
+            _ => "must not contain quotes, `$`, backquotes, backslashes or shell punctuation",
+        });
+    }
+    if url_host(rest).is_empty() || rest.contains(['?', '#']) {
+        return Err("expected scheme://host[:port][/path], without a query");
+    }
+    Ok(url.to_owned())
+}
+
 /// How the server serves HTTPS itself (absent: plain HTTP, or a TLS proxy in front).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TlsSettings {
@@ -152,6 +178,12 @@ pub struct Settings {
     pub tls: Option<TlsSettings>,
     /// More names (DNS names, IP addresses) the certificate `tls = "auto"` makes is for.
     pub tls_names: Vec<String>,
+    /// The certificate that will replace the one served (a planned change): its fingerprint
+    /// is announced to agents with every heartbeat, so they accept it when it takes effect.
+    pub tls_next_cert_file: Option<PathBuf>,
+    /// Whether `/agent/install.ps1` may run over plain `http://` to a host other than this
+    /// one (default: no; the script refuses, since an attacker on the LAN could change it).
+    pub agent_install_over_http: bool,
     /// Reverse proxies whose `X-Forwarded-For`/`-Proto` are believed.
     pub trusted_proxies: Vec<cidr::Cidr>,
     /// Cookies carry `Secure` (and the CSRF cookie the `__Host-` prefix): by default when
@@ -236,6 +268,8 @@ const KEYS: &[(&str, Kind)] = &[
     ("tls_names", Kind::Str),
     ("tls_cert_file", Kind::Str),
     ("tls_key_file", Kind::Str),
+    ("tls_next_cert_file", Kind::Str),
+    ("agent_install_over_http", Kind::Bool),
     ("trusted_proxies", Kind::Str),
     ("cookie_secure", Kind::Bool),
     ("log_level", Kind::Str),
@@ -292,6 +326,8 @@ struct RawSettings {
     tls_names: Option<String>,
     tls_cert_file: Option<PathBuf>,
     tls_key_file: Option<PathBuf>,
+    tls_next_cert_file: Option<PathBuf>,
+    agent_install_over_http: Option<bool>,
     trusted_proxies: Option<String>,
     cookie_secure: Option<bool>,
     log_level: Option<String>,
@@ -554,15 +590,7 @@ impl Settings {
             ));
         }
         let public_url = match raw.public_url {
-            Some(url) if url.starts_with("http://") || url.starts_with("https://") => {
-                url.trim_end_matches('/').to_owned()
-            }
-            Some(_) => {
-                return Err(bad(
-                    "public_url",
-                    "expected an http:// or https:// URL".into(),
-                ));
-            }
+            Some(url) => check_public_url(&url).map_err(|why| bad("public_url", why.into()))?,
             None => {
                 let scheme = if tls.is_some() { "https" } else { "http" };
                 format!("{scheme}://localhost:{}", listen.port())
@@ -712,6 +740,8 @@ impl Settings {
                 .map(SecretString::new),
             tls,
             tls_names,
+            tls_next_cert_file: raw.tls_next_cert_file,
+            agent_install_over_http: raw.agent_install_over_http.unwrap_or(false),
             trusted_proxies,
             cookie_secure,
             log_level,
@@ -855,5 +885,32 @@ mod tests {
                 "config.toml does not document `{key}`"
             );
         }
+    }
+
+    #[test]
+    fn public_url_is_checked_for_what_powershell_would_read() {
+        assert_eq!(
+            check_public_url("https://certhub.escritorio:8010/").unwrap(),
+            "https://certhub.escritorio:8010"
+        );
+        assert!(check_public_url("http://[fd00::5]:8010").is_ok());
+        for bad in [
+            "ftp://x",
+            "certhub:8010",
+            "http://",
+            "http://x'; calc; '",
+            "http://x\"",
+            "http://x$(calc)",
+            "http://x`n",
+            "http://x\nirm evil",
+            "http://a b",
+            "http://x?code=1",
+        ] {
+            assert!(check_public_url(bad).is_err(), "{bad:?}");
+        }
+        let e = load("public_url = \"http://x'y\"", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("public_url"), "{e}");
     }
 }

@@ -306,6 +306,123 @@ fn log_line(pc: &Pc, from: usize, needle: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// Issue 23, the acceptance of point 2, with the real `.exe` and `tls = "auto"`: it pairs with
+/// the fingerprint the provisioning answer gives and installs a certificate; when another
+/// process with another self-made certificate answers at the server's address (a stand-in for
+/// a man in the middle: here a whole CertHub of its own) the agent claims nothing, logs the
+/// refusal and `status` and the tray's record say "o certificado do servidor mudou"; back on the
+/// real server it carries on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_wine_a_pinned_agent_refuses_a_stand_in_and_carries_on_with_the_real_server() {
+    let Some(exe) = wine_agent() else { return };
+    let _prefix = PREFIX.lock().await;
+    reset_store();
+    let db = TestDb::new(Backend::Sqlite).await.unwrap();
+    let tls = [("CERTHUB_TLS", "auto")];
+    let mut o = office_with(&db, &tls).await;
+    assert!(o.app.address.starts_with("https://"), "{}", o.app.address);
+    let port = o.app.address.rsplit(':').next().unwrap().to_owned();
+    let listen = format!("127.0.0.1:{port}");
+    let device = o.provision("PC-WINE-PIN").await;
+    let id = device["id"].as_str().unwrap().to_owned();
+    let pin = device["server_fingerprint"]
+        .as_str()
+        .expect("a fingerprint")
+        .to_owned();
+    let mut pc = Pc::under_wine(exe);
+    pc.pair(&[
+        "--server",
+        &o.app.address,
+        "--code",
+        device["enrollment_code"].as_str().unwrap(),
+        "--fingerprint",
+        &pin,
+    ]);
+    assert!(
+        pc.log()
+            .contains(&format!("server certificate pinned ({pin})")),
+        "{}",
+        pc.log()
+    );
+    pc.start(0).await;
+    let (_, installation) = installed_by_agent(&o, &id, Some(60)).await;
+
+    // The real server goes; a stand-in with its own certificate takes its address.
+    o.app.child.kill().unwrap();
+    o.app.child.wait().unwrap();
+    let from = pc.log().len();
+    let other = TestDb::new(Backend::Sqlite).await.unwrap();
+    let stand_in = spawn_app_with(
+        &other,
+        &[("CERTHUB_TLS", "auto"), ("CERTHUB_LISTEN", listen.as_str())],
+    )
+    .await;
+    let up = Instant::now();
+    let refused = eventually(Duration::from_secs(60), || async {
+        log_line(&pc, from, "O certificado do servidor mudou").is_some()
+    })
+    .await;
+    eprintln!(
+        "wine: stand-in refused {:?} after it listened",
+        up.elapsed()
+    );
+    assert!(refused, "no refusal logged:\n{}", pc.log());
+    let line = log_line(&pc, from, "O certificado do servidor mudou").unwrap();
+    assert!(
+        line.contains(&pin),
+        "the log names the pinned certificate: {line}"
+    );
+    let state: Value =
+        serde_json::from_slice(&std::fs::read(pc.home.path().join("state.json")).unwrap()).unwrap();
+    assert!(
+        state["last_error"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("O certificado do servidor mudou"),
+        "the tray's record turns amber with it: {state}"
+    );
+    let status = pc.once(&["status"], 0);
+    let text = &status.stdout;
+    assert!(text.contains("O certificado do servidor mudou"), "{text}");
+    assert!(
+        text.contains(&format!("Certificado do servidor (SHA-256): {pin}")),
+        "{text}"
+    );
+    assert!(
+        !status.status.success(),
+        "status says it is not healthy: {status:?}"
+    );
+    // Refused at the handshake: the stand-in never saw one of the agent's requests.
+    let stand_in_log = stand_in.logs();
+    assert!(!stand_in_log.contains("/api/v1/agent/"), "{stand_in_log}");
+    assert!(
+        in_my(THUMBPRINT),
+        "nothing the stand-in could say removed anything"
+    );
+    drop(stand_in);
+
+    // Back on the real server (same address, same certificate): the agent carries on.
+    o.app = spawn_app_with(
+        &db,
+        &[("CERTHUB_TLS", "auto"), ("CERTHUB_LISTEN", listen.as_str())],
+    )
+    .await;
+    let back = eventually(Duration::from_secs(60), || async {
+        let state: Value = std::fs::read(pc.home.path().join("state.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        state["last_error"].is_null()
+    })
+    .await;
+    assert!(back, "the agent did not come back:\n{}", pc.log());
+    remove_now(&o, &installation).await;
+    wait_absent(&pc, THUMBPRINT).await;
+    let removed = o.wait_removed(&installation, Duration::from_secs(15)).await;
+    assert_eq!(removed["removal_mode"], "remove_job", "{removed}");
+    pc.kill();
+}
+
 /// Issue 22, points 1, 2, 3 and 7, with the real `.exe`: a request after the day's cleanup is
 /// installed until its real end and the PC says that end (log and balloon, at once after
 /// `DONE`, never "18:00"); the server going away shows in the tray's record after one failed

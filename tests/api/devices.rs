@@ -396,6 +396,7 @@ async fn the_one_line_install_serves_its_script_and_the_configured_agent() {
         &[
             ("CERTHUB_AGENT_EXE_FILE", exe.to_str().unwrap()),
             ("CERTHUB_PUBLIC_URL", "http://certhub.escritorio:8010"),
+            ("CERTHUB_AGENT_INSTALL_OVER_HTTP", "true"),
         ],
     )
     .await;
@@ -406,7 +407,7 @@ async fn the_one_line_install_serves_its_script_and_the_configured_agent() {
     let code = p.code.as_str();
     assert_eq!(
         p.install_command,
-        format!("irm \"http://certhub.escritorio:8010/agent/install.ps1?code={code}\" | iex")
+        format!("irm 'http://certhub.escritorio:8010/agent/install.ps1?code={code}' | iex")
     );
     let res = app
         .get(&format!("/agent/install.ps1?code={}", code.to_lowercase()))
@@ -425,6 +426,7 @@ async fn the_one_line_install_serves_its_script_and_the_configured_agent() {
     );
     assert!(script.contains(&format!("$code = '{code}'")), "{script}");
     assert!(script.contains("pair --server $server --code $code"));
+    assert!(script.contains("$allowHttp = $true"), "{script}");
     // Anything but a code is refused, so nothing can be injected into the script.
     let res = app.get("/agent/install.ps1?code=x';Remove-Item").await;
     assert_eq!(res.status(), 422);

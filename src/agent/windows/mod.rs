@@ -2,6 +2,7 @@
 //! Everything here is tested for real under Wine (`scripts/wine-runner.sh`); where Wine behaves
 //! differently from Windows the code says why in a line, and follows Windows.
 
+pub mod acl;
 pub mod app;
 pub mod dpapi;
 mod handles;

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use chrono::NaiveTime;
 
 use super::keys::{KeyLocation, KeyStorage};
-use super::{app, dpapi, mutex, paths, registry, store, task};
+use super::{acl, app, dpapi, mutex, paths, registry, store, task};
 use crate::agent::config::{ConfigError, DataDir, DeviceSecrets, Secrets, write_atomic};
 use crate::agent::pairing::pair_with;
 use crate::agent::platform::{InstanceGuard, Platform};
@@ -74,8 +74,7 @@ impl Platform for Windows {
             return Ok(target);
         }
         if let Some(dir) = target.parent() {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+            owned_folder(dir)?;
         }
         // Through a temporary name, so a crash never leaves half an executable in place.
         let partial = target.with_extension("exe.partial");
@@ -186,6 +185,30 @@ fn installed_exe() -> Result<PathBuf, String> {
     paths::publish_dir()
         .map(|d| d.join(INSTALLED_EXE))
         .ok_or_else(|| "%ProgramData% is not set".to_owned())
+}
+
+/// Makes `publish` and its parent (`%ProgramData%\CertHubAgent`) with a protected DACL (this
+/// user, SYSTEM, Administrators), or uses them when they are already this user's (their DACL
+/// made protected again) or an administrator's; refuses a folder another account made.
+fn owned_folder(publish: &Path) -> Result<(), String> {
+    use crate::agent::install_folder::{may_install_into, protected_sddl};
+    let user = acl::current_user_sid().map_err(|e| format!("who am I: {e}"))?;
+    let sddl = protected_sddl(&user);
+    let folders = [publish.parent(), Some(publish)];
+    for folder in folders.into_iter().flatten() {
+        let shown = folder.display().to_string();
+        let made = acl::create_dir_with(folder, &sddl)
+            .map_err(|e| format!("cannot create {shown}: {e}"))?;
+        if made {
+            continue;
+        }
+        let owner = acl::owner_sid(folder).map_err(|e| format!("owner of {shown}: {e}"))?;
+        may_install_into(&shown, &owner, &user).map_err(|e| e.to_string())?;
+        if owner.eq_ignore_ascii_case(&user) {
+            acl::protect(folder, &sddl).map_err(|e| format!("permissions of {shown}: {e}"))?;
+        }
+    }
+    Ok(())
 }
 
 fn same_file(a: &Path, b: &Path) -> bool {

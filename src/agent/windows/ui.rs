@@ -409,12 +409,14 @@ const ID_CODE: i32 = 202;
 const ID_DEVICE_ID: i32 = 203;
 const ID_TOKEN: i32 = 204;
 const ID_ERROR: i32 = 205;
+const ID_FINGERPRINT: i32 = 206;
 
 struct PairState {
     server: Cell<HWND>,
     code: Cell<HWND>,
     device_id: Cell<HWND>,
     token: Cell<HWND>,
+    fingerprint: Cell<HWND>,
     error: Cell<HWND>,
     result: RefCell<Option<PairRequest>>,
 }
@@ -428,6 +430,7 @@ impl PairState {
             &read(&self.code),
             &read(&self.device_id),
             &read(&self.token),
+            &read(&self.fingerprint),
         ) {
             Ok(request) => {
                 *self.result.borrow_mut() = Some(request);
@@ -441,6 +444,7 @@ impl PairState {
                     PairError::MissingCredentials | PairError::CodeAndToken => &self.code,
                     PairError::IdWithoutToken => &self.token,
                     PairError::TokenWithoutId => &self.device_id,
+                    PairError::BadFingerprint => &self.fingerprint,
                 };
                 // SAFETY: a live edit control of ours.
                 unsafe { SetFocus(field.get()) };
@@ -467,6 +471,7 @@ impl PairDialog {
             code: Cell::new(ptr::null_mut()),
             device_id: Cell::new(ptr::null_mut()),
             token: Cell::new(ptr::null_mut()),
+            fingerprint: Cell::new(ptr::null_mut()),
             error: Cell::new(ptr::null_mut()),
             result: RefCell::new(None),
         });
@@ -474,7 +479,7 @@ impl PairDialog {
             &class,
             PAIR_TITLE,
             WS_OVERLAPPED | WS_CAPTION | WS_SYSMENU,
-            (500, 372),
+            (500, 440),
             &*state,
         )?;
         let dialog = PairDialog { hwnd, state };
@@ -522,6 +527,16 @@ impl PairDialog {
         y += row_h + gap;
         label("Token", y + 4, label_w, row_h)?;
         dialog.state.token.set(field(ID_TOKEN, "", y)?);
+        y += row_h + gap + 6;
+        label(
+            "Certificado do servidor (SHA-256, em Dispositivos no portal; em branco se o Windows já confia nele):",
+            y,
+            full_w,
+            30,
+        )?;
+        y += 32;
+        label("Impressão digital", y + 4, label_w, row_h)?;
+        dialog.state.fingerprint.set(field(ID_FINGERPRINT, "", y)?);
         y += row_h + gap;
         dialog.state.error.set(child(
             hwnd,
@@ -562,6 +577,11 @@ impl PairDialog {
         // SAFETY: a live edit control of ours.
         unsafe { SetFocus(first) };
         Ok(dialog)
+    }
+
+    /// Types the certificate fingerprint (tests and screenshots).
+    pub fn fill_fingerprint(&self, fingerprint: &str) {
+        set_window_text(self.state.fingerprint.get(), fingerprint);
     }
 
     /// Types into the four fields (tests and screenshots).
@@ -743,6 +763,10 @@ mod tests {
             "the field in error has the focus"
         );
         dialog.fill("https://certhub.exemplo.com.br", "", "dev-1", "tok-ção");
+        dialog.fill_fingerprint("AB:CD");
+        dialog.press_ok();
+        assert_eq!(dialog.error_text(), PairError::BadFingerprint.to_string());
+        dialog.fill_fingerprint("");
         dialog.press_ok();
         assert!(!dialog.is_open());
         let request = dialog.result().expect("a request");
