@@ -31,6 +31,10 @@ pub enum Command {
     Serve,
     /// Apply database migrations and exit (serve also does this at start-up).
     Migrate,
+    /// Check this deployment (configuration, database, master key, folders, disk, clock,
+    /// limits, TLS, public_url, agent) and print each problem with its fix; exit code 0 when
+    /// all is well.
+    Doctor,
     /// Administration tasks.
     #[command(subcommand)]
     Admin(AdminCommand),
@@ -100,6 +104,10 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let settings = match Settings::load(cli.config.as_deref()) {
         Ok(s) => s,
+        Err(e) if matches!(cli.command, Command::Doctor) => {
+            crate::doctor::print(&[crate::doctor::Finding::configuration(&e)]);
+            return ExitCode::FAILURE;
+        }
         Err(e) => {
             crate::telemetry::init_fallback();
             eprintln!("error: {e}");
@@ -131,6 +139,33 @@ async fn dispatch(command: Command, settings: Settings) -> Result<ExitCode, Star
         Command::Serve => crate::startup::serve(settings)
             .await
             .map(|_| ExitCode::SUCCESS),
+        Command::Doctor => {
+            // Nothing is written: a SQLite file that is not there yet is reported, not made.
+            let db = match &settings.database {
+                crate::settings::DatabaseUrl::Sqlite { path } if !path.exists() => Err(format!(
+                    "{} não existe (o primeiro `certhub serve` o cria)",
+                    path.display()
+                )),
+                _ => crate::db::connect(&settings)
+                    .await
+                    .map_err(|e| e.to_string()),
+            };
+            let found = crate::doctor::examine(
+                &settings,
+                db.as_ref().map_err(Clone::clone),
+                crate::doctor::Reach::Try,
+            )
+            .await;
+            if let Some(fingerprint) = crate::doctor::served_fingerprint(&settings) {
+                println!("Certificado TLS do servidor (SHA-256): {fingerprint}");
+            }
+            crate::doctor::print(&found);
+            Ok(if found.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
         Command::Migrate => {
             let db = crate::db::connect(&settings).await?;
             crate::db::migrate(&db, &settings).await?;

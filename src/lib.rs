@@ -21,6 +21,8 @@ pub mod db;
 #[cfg(feature = "server")]
 pub mod devices;
 #[cfg(feature = "server")]
+pub mod doctor;
+#[cfg(feature = "server")]
 pub mod domain;
 #[cfg(feature = "server")]
 pub mod error;

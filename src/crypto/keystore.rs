@@ -74,55 +74,83 @@ pub async fn load_or_create(
     db: &DatabaseConnection,
 ) -> Result<(MasterKey, KeySource), KeyError> {
     let known = entity::Entity::find().all(db).await?;
-    let path = &settings.master_key_file;
-    let (key, source) = if let Some(configured) = &settings.master_key {
-        (
-            MasterKey::from_base64(configured.expose()).map_err(KeyError::BadConfigured)?,
-            KeySource::Environment,
-        )
-    } else if path.exists() {
-        (read_key_file(path)?, KeySource::File)
-    } else if known.is_empty() {
-        let key = MasterKey::generate();
-        write_key_file(path, &key)?;
-        (key, KeySource::Generated)
-    } else {
-        return Err(KeyError::Missing {
-            key_ids: known
-                .iter()
-                .map(|k| k.key_id.as_str())
-                .collect::<Vec<_>>()
-                .join(", "),
-            path: path.display().to_string(),
-        });
-    };
-    let ours = key.id().to_hex();
-    match known.iter().find(|k| k.key_id == ours) {
-        Some(row) => {
-            key.open(&row.canary, CANARY_CONTEXT)
-                .map_err(|_| KeyError::CanaryFailed(ours.clone()))?;
-        }
+    let (key, source) = match configured_key(settings)? {
+        Some(found) => found,
         None if known.is_empty() => {
-            entity::Entity::insert(entity::ActiveModel {
-                key_id: Set(ours),
-                canary: Set(key.seal(CANARY, CANARY_CONTEXT)),
-                created_at: Set(Utc::now()),
-            })
-            .exec_without_returning(db)
-            .await?;
+            let key = MasterKey::generate();
+            write_key_file(&settings.master_key_file, &key)?;
+            (key, KeySource::Generated)
         }
-        None => {
-            return Err(KeyError::Wrong {
-                expected: known
-                    .iter()
-                    .map(|k| k.key_id.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                found: ours,
-            });
-        }
+        None => return Err(missing(settings, &known)),
+    };
+    if !opens_canary(&key, &known)? {
+        entity::Entity::insert(entity::ActiveModel {
+            key_id: Set(key.id().to_hex()),
+            canary: Set(key.seal(CANARY, CANARY_CONTEXT)),
+            created_at: Set(Utc::now()),
+        })
+        .exec_without_returning(db)
+        .await?;
     }
     Ok((key, source))
+}
+
+/// What [`load_or_create`] would say, changing nothing (`certhub doctor`): no key on a fresh
+/// install is fine (the first start makes one).
+pub async fn check(settings: &Settings, db: &DatabaseConnection) -> Result<(), KeyError> {
+    let known = entity::Entity::find().all(db).await?;
+    match configured_key(settings)? {
+        Some((key, _)) => opens_canary(&key, &known).map(|_| ()),
+        None if known.is_empty() => Ok(()),
+        None => Err(missing(settings, &known)),
+    }
+}
+
+/// The key from `master_key`, else from the key file; `None` when neither is there.
+fn configured_key(settings: &Settings) -> Result<Option<(MasterKey, KeySource)>, KeyError> {
+    let path = &settings.master_key_file;
+    if let Some(configured) = &settings.master_key {
+        Ok(Some((
+            MasterKey::from_base64(configured.expose()).map_err(KeyError::BadConfigured)?,
+            KeySource::Environment,
+        )))
+    } else if path.exists() {
+        Ok(Some((read_key_file(path)?, KeySource::File)))
+    } else {
+        Ok(None)
+    }
+}
+
+fn key_ids(known: &[entity::Model]) -> String {
+    known
+        .iter()
+        .map(|k| k.key_id.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn missing(settings: &Settings, known: &[entity::Model]) -> KeyError {
+    KeyError::Missing {
+        key_ids: key_ids(known),
+        path: settings.master_key_file.display().to_string(),
+    }
+}
+
+/// Whether `key` is the one the database knows (its canary opens); `Ok(false)` when the
+/// database knows no key yet.
+fn opens_canary(key: &MasterKey, known: &[entity::Model]) -> Result<bool, KeyError> {
+    let ours = key.id().to_hex();
+    match known.iter().find(|k| k.key_id == ours) {
+        Some(row) => key
+            .open(&row.canary, CANARY_CONTEXT)
+            .map(|_| true)
+            .map_err(|_| KeyError::CanaryFailed(ours)),
+        None if known.is_empty() => Ok(false),
+        None => Err(KeyError::Wrong {
+            expected: key_ids(known),
+            found: ours,
+        }),
+    }
 }
 
 fn read_key_file(path: &Path) -> Result<MasterKey, KeyError> {

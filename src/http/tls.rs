@@ -169,6 +169,19 @@ fn load(files: &TlsFiles) -> Result<(Arc<CertifiedKey>, Fingerprint), TlsError> 
     Ok((Arc::new(certified), fingerprint))
 }
 
+/// When the server's certificate in `cert_file` (its first PEM certificate) ends.
+pub fn not_after(cert_file: &Path) -> Result<chrono::DateTime<chrono::Utc>, TlsError> {
+    let pem = std::fs::read(cert_file).map_err(|source| TlsError::Read {
+        path: cert_file.to_owned(),
+        source,
+    })?;
+    let leaf = leaf_of(&pem, "tls_cert_file")?;
+    let (_, cert) = x509_parser::parse_x509_certificate(leaf.as_ref())
+        .map_err(|e| TlsError::Invalid(format!("`tls_cert_file`: {e}")))?;
+    chrono::DateTime::from_timestamp(cert.validity().not_after.timestamp(), 0)
+        .ok_or_else(|| TlsError::Invalid("`tls_cert_file`: an end date out of range".into()))
+}
+
 /// The PEM certificates in `pem` (at least one; the first is the server's own).
 fn certs_of(pem: &[u8], key: &str) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let certs: Vec<CertificateDer<'static>> = rustls_pemfile::certs(&mut &pem[..])

@@ -164,6 +164,13 @@ async fn attention(state: &AppState, staff: &Staff) -> Result<Markup, PageError>
         }
     };
     let broken = super::audit::open_break(state, &staff.user).await?;
+    // `certhub doctor`'s findings; plain http:// has its own warning above them.
+    let findings: Vec<_> =
+        crate::doctor::examine(&state.settings, Ok(&state.db), crate::doctor::Reach::Skip)
+            .await
+            .into_iter()
+            .filter(|f| f.check != "public_url")
+            .collect();
     let tz = state.settings.timezone;
     Ok(html! {
         @if let Some(broken) = &broken {
@@ -176,6 +183,20 @@ async fn attention(state: &AppState, staff: &Staff) -> Result<Markup, PageError>
                 "Quem estiver na rede do escritório pode ler e alterar o que passa entre o servidor, os navegadores e os computadores: "
                 "roubar sessões, trocar o agente baixado pela instalação de uma linha e parear um computador como se fosse ele. "
                 "Ative o HTTPS (" code { "tls = \"auto\"" } " no config.toml, ou o certificado do escritório) antes de instalar agentes."
+            }
+        }
+        @if !findings.is_empty() {
+            section.findings aria-labelledby="verificacao" {
+                h2 id="verificacao" { "Verificação da instalação" }
+                p.muted { "O mesmo que " code { "certhub doctor" } " mostra no servidor." }
+                ul {
+                    @for f in &findings {
+                        li {
+                            strong { (f.check) ": " } (f.problem) ". "
+                            span.muted { "Como corrigir: " (f.fix) "." }
+                        }
+                    }
+                }
             }
         }
         section aria-labelledby="atencao" {

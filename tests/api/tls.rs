@@ -135,6 +135,19 @@ async fn tls_auto_makes_its_certificate_once_and_shows_its_fingerprint() {
     let html = page_text(&b, &app.url("/dispositivos")).await;
     assert!(html.contains(&served), "the fingerprint is on Dispositivos");
 
+    // `certhub doctor` shows it too.
+    let doctor = db
+        .command()
+        .env("CERTHUB_TLS", "auto")
+        .arg("doctor")
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&doctor.stdout);
+    assert!(
+        said.contains(&format!("Certificado TLS do servidor (SHA-256): {served}")),
+        "{said}"
+    );
+
     // Made once: the next start serves the same certificate.
     app.child.kill().unwrap();
     app.child.wait().unwrap();
