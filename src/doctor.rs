@@ -252,24 +252,14 @@ fn open_files_limit() -> Option<u64> {
 
 fn tls(settings: &Settings) -> Vec<Finding> {
     use crate::http::tls;
-    let files = match &settings.tls {
-        None => return Vec::new(),
-        Some(TlsSettings::Auto) => {
-            let files = tls::auto_files(&settings.data_dir);
-            if !files.cert_file.exists() {
-                // Made at the first start.
-                return Vec::new();
-            }
-            files
-        }
-        Some(TlsSettings::Files {
-            cert_file,
-            key_file,
-        }) => tls::TlsFiles {
-            cert_file: cert_file.clone(),
-            key_file: key_file.clone(),
-        },
+    let Some(mode) = &settings.tls else {
+        return Vec::new();
     };
+    let files = tls::files_of(mode, &settings.data_dir);
+    if *mode == TlsSettings::Auto && !files.cert_file.exists() {
+        // Made at the first start.
+        return Vec::new();
+    }
     if let Err(e) = tls::ServedCertificate::load(files.clone(), None) {
         return vec![Finding::new(
             "certificado TLS",
@@ -360,16 +350,7 @@ fn port_of(url: &str) -> u16 {
 /// console: what agents pin and the admin compares.
 pub fn served_fingerprint(settings: &Settings) -> Option<crate::protocol::Fingerprint> {
     use crate::http::tls;
-    let files = match settings.tls.as_ref()? {
-        TlsSettings::Auto => tls::auto_files(&settings.data_dir),
-        TlsSettings::Files {
-            cert_file,
-            key_file,
-        } => tls::TlsFiles {
-            cert_file: cert_file.clone(),
-            key_file: key_file.clone(),
-        },
-    };
+    let files = tls::files_of(settings.tls.as_ref()?, &settings.data_dir);
     tls::ServedCertificate::load(files, None)
         .ok()
         .map(|served| served.fingerprint())

@@ -51,6 +51,20 @@ pub fn auto_files(data_dir: &Path) -> TlsFiles {
     }
 }
 
+/// Where the certificate and key of `tls` are (or, for `auto` before the first start, will be).
+pub fn files_of(tls: &TlsSettings, data_dir: &Path) -> TlsFiles {
+    match tls {
+        TlsSettings::Files {
+            cert_file,
+            key_file,
+        } => TlsFiles {
+            cert_file: cert_file.clone(),
+            key_file: key_file.clone(),
+        },
+        TlsSettings::Auto => auto_files(data_dir),
+    }
+}
+
 /// The files to serve with: the configured ones, or (auto) the server's own, made now if
 /// they do not exist yet (ECDSA P-256, valid ten years, for `names`: DNS names and IPs).
 pub fn files_for(
@@ -58,19 +72,10 @@ pub fn files_for(
     data_dir: &Path,
     names: &[String],
 ) -> Result<(TlsFiles, bool), TlsError> {
+    let files = files_of(tls, data_dir);
     match tls {
-        TlsSettings::Files {
-            cert_file,
-            key_file,
-        } => Ok((
-            TlsFiles {
-                cert_file: cert_file.clone(),
-                key_file: key_file.clone(),
-            },
-            false,
-        )),
+        TlsSettings::Files { .. } => Ok((files, false)),
         TlsSettings::Auto => {
-            let files = auto_files(data_dir);
             if files.cert_file.exists() && files.key_file.exists() {
                 return Ok((files, false));
             }
