@@ -372,14 +372,16 @@ async fn under_wine_a_pinned_agent_refuses_a_stand_in_and_carries_on_with_the_re
         line.contains(&pin),
         "the log names the pinned certificate: {line}"
     );
-    let state: Value =
-        serde_json::from_slice(&std::fs::read(pc.home.path().join("state.json")).unwrap()).unwrap();
+    // The log line comes just before the tray's record is written.
+    let amber = eventually(Duration::from_secs(5), || async {
+        pc.last_error()
+            .is_some_and(|e| e.starts_with("O certificado do servidor mudou"))
+    })
+    .await;
     assert!(
-        state["last_error"]
-            .as_str()
-            .unwrap_or_default()
-            .starts_with("O certificado do servidor mudou"),
-        "the tray's record turns amber with it: {state}"
+        amber,
+        "the tray's record turns amber with it: {:?}",
+        pc.last_error()
     );
     let status = pc.once(&["status"], 0);
     let text = &status.stdout;
@@ -408,11 +410,7 @@ async fn under_wine_a_pinned_agent_refuses_a_stand_in_and_carries_on_with_the_re
     )
     .await;
     let back = eventually(Duration::from_secs(60), || async {
-        let state: Value = std::fs::read(pc.home.path().join("state.json"))
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or_default();
-        state["last_error"].is_null()
+        pc.last_error().is_none()
     })
     .await;
     assert!(back, "the agent did not come back:\n{}", pc.log());
@@ -480,11 +478,7 @@ async fn under_wine_after_hours_a_gone_server_and_a_block_the_pc_says_what_is_tr
     }
 
     // Point 7: the server goes away; one failed call and the tray's record says so.
-    let state = pc.home.path().join("state.json");
-    let last_error = || -> Option<String> {
-        let v: Value = serde_json::from_slice(&std::fs::read(&state).ok()?).ok()?;
-        v["last_error"].as_str().map(str::to_owned)
-    };
+    let last_error = || pc.last_error();
     assert_eq!(last_error(), None, "connected before the server goes");
     o.app.child.kill().unwrap();
     o.app.child.wait().unwrap();

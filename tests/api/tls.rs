@@ -50,7 +50,6 @@ async fn https_is_served_directly_when_configured() {
 
 /// The SHA-256 fingerprint of the certificate `url` answers with (`AB:CD:…`).
 async fn served_fingerprint(url: &str) -> String {
-    use sha2::Digest;
     let client = reqwest::Client::builder()
         .danger_accept_invalid_certs(true)
         .tls_info(true)
@@ -62,11 +61,7 @@ async fn served_fingerprint(url: &str) -> String {
         .get::<reqwest::tls::TlsInfo>()
         .expect("TLS info");
     let der = info.peer_certificate().expect("a certificate");
-    sha2::Sha256::digest(der)
-        .iter()
-        .map(|b| format!("{b:02X}"))
-        .collect::<Vec<_>>()
-        .join(":")
+    certhub::protocol::Fingerprint::of(der).to_string()
 }
 
 /// The console line after "listening" that gives the fingerprint.
@@ -398,30 +393,10 @@ async fn the_install_script_refuses_plain_http_unless_allowed() {
 
 /// A self-made certificate for localhost: (certificate PEM, key PEM, fingerprint).
 fn made_certificate() -> (String, String, String) {
-    use sha2::Digest;
     let made =
         rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
-    let fingerprint = sha2::Sha256::digest(made.cert.der())
-        .iter()
-        .map(|b| format!("{b:02X}"))
-        .collect::<Vec<_>>()
-        .join(":");
+    let fingerprint = certhub::protocol::Fingerprint::of(made.cert.der()).to_string();
     (made.cert.pem(), made.key_pair.serialize_pem(), fingerprint)
-}
-
-fn pins_of(pc: &crate::helpers::agent::Pc) -> serde_json::Value {
-    std::fs::read(pc.home.path().join("server_certificate.json"))
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or_default()
-}
-
-fn last_error_of(pc: &crate::helpers::agent::Pc) -> String {
-    std::fs::read(pc.home.path().join("state.json"))
-        .ok()
-        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-        .and_then(|s| s["last_error"].as_str().map(str::to_owned))
-        .unwrap_or_default()
 }
 
 /// Issue 23, point 2 (a planned change), with the real Linux agent: pinned to the office's
@@ -466,7 +441,10 @@ async fn a_planned_certificate_change_reaches_pinned_agents_before_it_takes_effe
         "--fingerprint",
         &pin_a.to_lowercase().replace(':', ""),
     ]);
-    assert_eq!(pins_of(&pc)["current"], pin_a.as_str());
+    assert_eq!(
+        pc.json("server_certificate.json")["current"],
+        pin_a.as_str()
+    );
     pc.start(0).await;
     let job = o.approved(&id, 60).await;
     o.wait_job(&job, "DONE", Duration::from_secs(10)).await;
@@ -474,23 +452,41 @@ async fn a_planned_certificate_change_reaches_pinned_agents_before_it_takes_effe
     // The next certificate is put in place: the agent hears of it with a heartbeat.
     std::fs::write(&next_file, &cert_b).unwrap();
     let learned = eventually(Duration::from_secs(30), || async {
-        pins_of(&pc)["next"] == pin_b.as_str()
+        pc.json("server_certificate.json")["next"] == pin_b.as_str()
     })
     .await;
-    assert!(learned, "{}\n{}", pins_of(&pc), pc.log());
+    assert!(
+        learned,
+        "{}\n{}",
+        pc.json("server_certificate.json"),
+        pc.log()
+    );
 
     // It takes effect: the agent goes on, and now pins it alone.
     std::fs::write(&key_file, &key_b).unwrap();
     std::fs::write(&cert_file, &cert_b).unwrap();
     let switched = eventually(Duration::from_secs(30), || async {
-        pins_of(&pc)["current"] == pin_b.as_str()
+        pc.json("server_certificate.json")["current"] == pin_b.as_str()
     })
     .await;
-    assert!(switched, "{}\n{}", pins_of(&pc), pc.log());
-    assert!(pins_of(&pc)["next"].is_null(), "{}", pins_of(&pc));
+    assert!(
+        switched,
+        "{}\n{}",
+        pc.json("server_certificate.json"),
+        pc.log()
+    );
+    assert!(
+        pc.json("server_certificate.json")["next"].is_null(),
+        "{}",
+        pc.json("server_certificate.json")
+    );
     let job = o.approved(&id, 60).await;
     o.wait_job(&job, "DONE", Duration::from_secs(15)).await;
-    assert!(last_error_of(&pc).is_empty(), "{}", last_error_of(&pc));
+    assert!(
+        pc.last_error().unwrap_or_default().is_empty(),
+        "{}",
+        pc.last_error().unwrap_or_default()
+    );
 
     // A certificate nobody announced: refused at the next connection (the agent is started
     // again: a connection made before the change stays the real server's), and a job waiting
@@ -501,7 +497,9 @@ async fn a_planned_certificate_change_reaches_pinned_agents_before_it_takes_effe
     pc.kill();
     pc.start(0).await;
     let refused = eventually(Duration::from_secs(40), || async {
-        last_error_of(&pc).starts_with("O certificado do servidor mudou")
+        pc.last_error()
+            .unwrap_or_default()
+            .starts_with("O certificado do servidor mudou")
     })
     .await;
     assert!(refused, "{}", pc.log());

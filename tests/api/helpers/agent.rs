@@ -184,6 +184,22 @@ impl Pc {
         std::fs::read_to_string(self.home.path().join("logs/agent.log")).unwrap_or_default()
     }
 
+    /// One of the agent's JSON files (`state.json`, `server_certificate.json`); `Null` when it
+    /// is missing or being written.
+    pub fn json(&self, name: &str) -> serde_json::Value {
+        std::fs::read(self.home.path().join(name))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default()
+    }
+
+    /// The tray's record of the last failed call (`state.json`), if any.
+    pub fn last_error(&self) -> Option<String> {
+        self.json("state.json")["last_error"]
+            .as_str()
+            .map(str::to_owned)
+    }
+
     /// No file of the agent (but the secrets file, whose job it is) holds any of `probes`.
     pub fn assert_nothing_leaked(&self, probes: &[String]) {
         fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
